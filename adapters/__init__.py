@@ -1,0 +1,1 @@
+"""Adapters: engines and services behind core's ports."""

@@ -1,0 +1,84 @@
+"""Speech recognition with faster-whisper (CTranslate2) on the bundled models, with Silero VAD trimming."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import NoSpeech
+from core.types import Audio, Transcript
+from adapters.media import ASR_RATE, resample
+
+
+class WhisperRecognizer:
+    """tiny.en for English (fast), multilingual base for other languages and for detection.
+
+    Models load on first use and stay loaded; calls are serialized per model because the
+    2-core target machine gains nothing from running two decodes at once.
+    """
+
+    def __init__(self, english_dir: Path | None, multilingual_dir: Path | None, *, threads: int = 2,
+                 beam_size: int = 5, vad: bool = True) -> None:
+        if english_dir is None and multilingual_dir is None:
+            raise ValueError("at least one Whisper model is needed")
+        self.dirs = {"en": english_dir, "multi": multilingual_dir}
+        self.threads = threads
+        self.beam_size = beam_size
+        self.vad = vad
+        self._models: dict[str, object] = {}
+        self._locks = {"en": threading.Lock(), "multi": threading.Lock()}
+        self._load_lock = threading.Lock()
+
+    def _model(self, which: str):
+        with self._load_lock:
+            if which not in self._models:
+                from faster_whisper import WhisperModel
+
+                self._models[which] = WhisperModel(str(self.dirs[which]), device="cpu", compute_type="int8",
+                                                   cpu_threads=self.threads)
+            return self._models[which]
+
+    def warm_up(self) -> None:
+        for which, path in self.dirs.items():
+            if path is not None:
+                self._model(which)
+
+    def _pick(self, language: str | None) -> str:
+        if language == "en" and self.dirs["en"] is not None:
+            return "en"
+        if self.dirs["multi"] is not None:
+            return "multi"
+        return "en"
+
+    async def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
+        return await asyncio.to_thread(self.transcribe_sync, audio, language)
+
+    def transcribe_sync(self, audio: Audio, language: str | None = None) -> Transcript:
+        audio = resample(audio, ASR_RATE)
+        samples = audio.samples
+        if self.vad:
+            samples = speech_only(samples)
+            if samples.size < ASR_RATE // 5:
+                raise NoSpeech()
+        which = self._pick(language)
+        model = self._model(which)
+        with self._locks[which]:
+            segments, info = model.transcribe(
+                samples, language=("en" if which == "en" else language), beam_size=self.beam_size,
+                vad_filter=False, condition_on_previous_text=False, without_timestamps=False,
+            )
+            segs = tuple((s.start, s.end, s.text.strip()) for s in segments)
+        text = " ".join(s[2] for s in segs if s[2]).strip()
+        return Transcript(text=text, language=info.language, audio_seconds=audio.seconds, segments=segs)
+
+
+def speech_only(samples: np.ndarray, pad_s: float = 0.25) -> np.ndarray:
+    """Cut leading/trailing silence with Silero VAD (the ONNX model faster-whisper ships); empty if no speech."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    spans = get_speech_timestamps(samples, VadOptions(min_silence_duration_ms=300, speech_pad_ms=int(pad_s * 1000)))
+    if not spans:
+        return samples[:0]
+    return samples[spans[0]["start"]: spans[-1]["end"]]

@@ -1,0 +1,113 @@
+"""Decoding any common audio/video input and encoding Telegram/Discord-ready OGG/Opus, with PyAV's bundled FFmpeg."""
+from __future__ import annotations
+
+import io
+
+import av
+import numpy as np
+
+from core.errors import EmptyAudio, UnreadableAudio
+from core.types import Audio
+
+ASR_RATE = 16_000
+OPUS_RATE = 48_000
+
+
+def decode_audio(data: bytes, sample_rate: int = ASR_RATE) -> Audio:
+    """Any container FFmpeg reads (OGG/Opus, MP3, M4A, WAV, WebM, MP4 ...) → mono float32 at `sample_rate`."""
+    if not data:
+        raise EmptyAudio()
+    try:
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise UnreadableAudio("That file has no sound in it.")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            chunks: list[np.ndarray] = []
+            try:
+                for frame in container.decode(stream):
+                    for out in resampler.resample(frame):
+                        chunks.append(out.to_ndarray().reshape(-1))
+            except av.error.FFmpegError:
+                # a truncated upload: keep what decoded, refuse only if nothing did
+                if not chunks:
+                    raise
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except UnreadableAudio:
+        raise
+    except (av.error.FFmpegError, ValueError, IndexError) as exc:
+        raise UnreadableAudio(detail=repr(exc)) from exc
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    if samples.size < sample_rate // 20:
+        raise UnreadableAudio(detail="decoded less than 50 ms of audio")
+    return Audio(np.clip(samples, -1.0, 1.0), sample_rate)
+
+
+def resample(audio: Audio, rate: int) -> Audio:
+    if audio.sample_rate == rate:
+        return audio
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    frame = _frame(audio)
+    parts = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return Audio(np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32), rate)
+
+
+def _frame(audio: Audio) -> av.AudioFrame:
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio.samples, dtype=np.float32).reshape(1, -1), format="flt", layout="mono")
+    frame.sample_rate = audio.sample_rate
+    return frame
+
+
+def encode_ogg_opus(audio: Audio, bitrate: int = 48_000) -> bytes:
+    """A voice note: Opus in Ogg, mono, 48 kHz — what Telegram's sendVoice and Discord voice messages expect."""
+    audio = resample(audio, OPUS_RATE)
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="ogg") as container:
+        stream = container.add_stream("libopus", rate=OPUS_RATE, layout="mono")
+        stream.bit_rate = bitrate
+        pcm = (np.clip(audio.samples, -1, 1) * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = OPUS_RATE
+        frame.pts = 0
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def encode_wav(audio: Audio) -> bytes:
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(audio.sample_rate)
+        w.writeframes((np.clip(audio.samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def probe(data: bytes) -> dict:
+    """Container, codecs and duration of an upload, for checks and for Discord's duration_secs."""
+    if not data:
+        raise EmptyAudio()
+    try:
+        with av.open(io.BytesIO(data), mode="r") as c:
+            audio = c.streams.audio[0] if c.streams.audio else None
+            video = c.streams.video[0] if c.streams.video else None
+            seconds = float(c.duration / av.time_base) if c.duration else None
+            return {
+                "format": c.format.name,
+                "audio_codec": audio.codec_context.name if audio else None,
+                "audio_rate": audio.codec_context.sample_rate if audio else None,
+                "video_codec": video.codec_context.name if video else None,
+                "width": video.codec_context.width if video else None,
+                "height": video.codec_context.height if video else None,
+                "fps": float(video.average_rate) if video and video.average_rate else None,
+                "seconds": seconds,
+            }
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise UnreadableAudio(detail=repr(exc)) from exc

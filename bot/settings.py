@@ -1,0 +1,103 @@
+"""All configuration, from the environment and `.env` (see .env.example). Every external URL is settable."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing import Annotated
+
+
+def _id_list(value: object) -> object:
+    if isinstance(value, str):
+        return [int(v) for v in value.replace(";", ",").split(",") if v.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOPPEL_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # storage
+    data_dir: Path = Path("var")
+    database_url: str = ""  # empty: sqlite+aiosqlite in data_dir
+
+    # dialogue
+    persona: str = "default"
+    personas_dir: Path | None = None  # extra persona files beside the shipped ones
+    language: str = "en"  # the user's language for ASR; "auto" detects it
+    max_input_seconds: float = 120.0
+    history_token_budget: int = 1200
+    threads: int = 2
+
+    # speech recognition
+    asr_beam_size: int = 5
+    asr_multilingual: bool = True
+
+    # language models: local | openai | zhipu | gemini; fallbacks are tried in order when one fails
+    llm_provider: str = "local"
+    llm_model: str = ""
+    llm_fallback: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    llm_temperature: float = 0.7
+    llm_max_tokens: int = 160
+    llm_timeout: float = 60.0
+    llm_retries: int = 2
+    local_model_path: Path | None = None  # a GGUF file; empty: the bundled SmolLM2
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: SecretStr = SecretStr("")
+    zhipu_base_url: str = "https://open.bigmodel.cn/api/paas/v4/"
+    zhipu_api_key: SecretStr = SecretStr("")
+    gemini_base_url: str = ""
+    gemini_api_key: SecretStr = SecretStr("")
+
+    # voices
+    voice: str = ""  # default voice name; empty: the base synthesizer
+    voice_worker: str = "inprocess"  # inprocess | subprocess | docker
+    rvc_models_dir: Path = Path("RVC/models")
+
+    # avatars
+    avatar: str = ""
+
+    # telegram
+    telegram_token: SecretStr = SecretStr("")
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_webhook_url: str = ""
+    telegram_webhook_host: str = "127.0.0.1"
+    telegram_webhook_port: int = 8080
+    telegram_max_download: int = 20 * 1024 * 1024
+
+    # discord
+    discord_token: SecretStr = SecretStr("")
+    discord_api_url: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = ""
+
+    # access
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    allowed_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)  # empty: everyone
+    rate_limit_per_minute: int = 12
+    reply_voice_to_text: bool = False  # answer typed messages with voice too
+
+    # web
+    web_host: str = "127.0.0.1"
+    web_port: int = 5000
+    web_admin_password: SecretStr = SecretStr("")
+    web_secret: SecretStr = SecretStr("")
+
+    @field_validator("admin_ids", "allowed_ids", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        return _id_list(value)
+
+    @field_validator("llm_fallback", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'doppel.db'}"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"

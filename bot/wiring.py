@@ -1,0 +1,113 @@
+"""The composition root: the one place that reads settings and decides which engines the pipeline gets."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.personas import PersonaBook
+from bot.settings import Settings
+from core.pipeline import PipelineConfig, ReplyPipeline
+from core.ports import AvatarRenderer, ChatModel, SpeechSynthesizer, VoiceConverter
+from core.types import VoiceEngine
+from storage.db import create_engine, session_factory, upgrade
+from storage.history import HistoryRepository
+from storage.jobs import JobRepository
+from storage.users import ChatSettingsRepository, UserRepository
+from storage.voices import VoiceRepository
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    history: HistoryRepository
+    voices: VoiceRepository
+    jobs: JobRepository
+    users: UserRepository
+    chats: ChatSettingsRepository
+    personas: PersonaBook
+    recognizer: object
+    chat_model: ChatModel
+    synthesizers: list[SpeechSynthesizer]
+    pipeline: ReplyPipeline
+    converters: dict[VoiceEngine, VoiceConverter] = field(default_factory=dict)
+    renderer: AvatarRenderer | None = None
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def build_recognizer(settings: Settings):
+    from adapters.asr_whisper import WhisperRecognizer
+    from adapters.whisper_models import english_tiny_dir, multilingual_base_dir
+
+    multi = multilingual_base_dir(settings.cache_dir) if settings.asr_multilingual else None
+    return WhisperRecognizer(english_tiny_dir(), multi, threads=settings.threads, beam_size=settings.asr_beam_size)
+
+
+def build_synthesizers(settings: Settings) -> list[SpeechSynthesizer]:
+    from adapters.tts_espeak import EspeakSynthesizer
+    from adapters.tts_piper import PiperSynthesizer, bundled_voice
+
+    model, config = bundled_voice()
+    # Piper first: it is the better voice wherever it has one
+    return [PiperSynthesizer(model, config, threads=settings.threads), EspeakSynthesizer()]
+
+
+def build_chat_model(settings: Settings) -> ChatModel:
+    from adapters.llm_local import LocalChatModel, bundled_gguf
+
+    return LocalChatModel(settings.local_model_path or bundled_gguf(), threads=settings.threads)
+
+
+def build_converters(settings: Settings) -> dict[VoiceEngine, VoiceConverter]:
+    return {}
+
+
+def build_renderer(settings: Settings) -> AvatarRenderer | None:
+    return None
+
+
+@dataclass
+class Engines:
+    """The loaded models. Built once per process and shared by everything that answers."""
+
+    recognizer: object
+    chat_model: ChatModel
+    synthesizers: list[SpeechSynthesizer]
+    converters: dict[VoiceEngine, VoiceConverter]
+    renderer: AvatarRenderer | None
+
+
+def build_engines(settings: Settings) -> Engines:
+    return Engines(
+        recognizer=build_recognizer(settings), chat_model=build_chat_model(settings),
+        synthesizers=build_synthesizers(settings), converters=build_converters(settings), renderer=build_renderer(settings),
+    )
+
+
+async def build_services(settings: Settings | None = None, *, engines: Engines | None = None, migrate: bool = True) -> Services:
+    settings = settings or Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.db_url)
+    if migrate:
+        await upgrade(engine)
+    sessions = session_factory(engine)
+    history = HistoryRepository(sessions)
+    voices = VoiceRepository(sessions)
+    engines = engines or build_engines(settings)
+    recognizer, chat_model, synthesizers = engines.recognizer, engines.chat_model, engines.synthesizers
+    converters, renderer = engines.converters, engines.renderer
+    pipeline = ReplyPipeline(
+        recognizer=recognizer, chat_model=chat_model, synthesizers=synthesizers, history=history, voices=voices,
+        converters=converters, renderer=renderer,
+        config=PipelineConfig(max_input_seconds=settings.max_input_seconds, history_token_budget=settings.history_token_budget),
+    )
+    return Services(
+        settings=settings, engine=engine, sessions=sessions, history=history, voices=voices, jobs=JobRepository(sessions),
+        users=UserRepository(sessions), chats=ChatSettingsRepository(sessions), personas=PersonaBook(settings.personas_dir),
+        recognizer=recognizer, chat_model=chat_model, synthesizers=synthesizers, pipeline=pipeline,
+        converters=converters, renderer=renderer,
+    )

@@ -1,0 +1,248 @@
+"""The reply pipeline: (audio →) transcript → LLM with history → sentences → speech → voice → (video).
+
+A run is an async generator of frames. Sentences are spoken while the model is still writing, so the
+first audio leaves long before the last sentence exists.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Sequence
+
+from core import audio as audio_ops
+from core.errors import AudioTooLong, DoppelError, EngineError, NoSpeech, VoiceNotReady
+from core.ports import AvatarRenderer, ChatModel, HistoryStore, SpeechRecognizer, SpeechSynthesizer, VoiceCatalog, VoiceConverter
+from core.splitter import SentenceSplitter, SplitterConfig
+from core.types import (
+    Audio,
+    AudioFrame,
+    ChatMessage,
+    ConversationKey,
+    Frame,
+    LLMOptions,
+    Persona,
+    ReplyDone,
+    SentenceFrame,
+    StageTiming,
+    Transcript,
+    TranscriptFrame,
+    VideoFrame,
+    Voice,
+    VoiceEngine,
+)
+
+
+@dataclass(frozen=True)
+class ReplyRequest:
+    key: ConversationKey
+    persona: Persona
+    audio: Audio | None = None
+    text: str | None = None
+    voice: str | None = None  # None: the persona's voice, else the base synthesizer
+    avatar: str | None = None
+    language: str | None = None  # of the user's speech; None: detect
+    speak: bool = True
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    max_input_seconds: float = 120.0
+    history_token_budget: int = 1200
+    splitter: SplitterConfig = field(default_factory=SplitterConfig)
+
+
+class Stopwatch:
+    """Collects per-stage durations for one run; the pipeline, not each engine, does the measuring."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.timings: list[StageTiming] = []
+
+    def mark(self, stage: str, since: float | None = None) -> None:
+        self.timings.append(StageTiming(stage, time.perf_counter() - (self.start if since is None else since)))
+
+    @asynccontextmanager
+    async def stage(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings.append(StageTiming(name, time.perf_counter() - t0))
+
+    def total(self, stage: str) -> float:
+        return sum(t.seconds for t in self.timings if t.stage == stage)
+
+
+_END = object()
+
+
+class ReplyPipeline:
+    def __init__(
+        self,
+        recognizer: SpeechRecognizer,
+        chat_model: ChatModel,
+        synthesizers: Sequence[SpeechSynthesizer],
+        history: HistoryStore,
+        voices: VoiceCatalog | None = None,
+        converters: dict[VoiceEngine, VoiceConverter] | None = None,
+        renderer: AvatarRenderer | None = None,
+        config: PipelineConfig | None = None,
+    ) -> None:
+        self.recognizer = recognizer
+        self.chat_model = chat_model
+        self.synthesizers = list(synthesizers)
+        self.history = history
+        self.voices = voices
+        self.converters = converters or {}
+        self.renderer = renderer
+        self.config = config or PipelineConfig()
+
+    async def run(self, request: ReplyRequest) -> AsyncIterator[Frame]:
+        watch = Stopwatch()
+        voice = await self._resolve_voice(request) if request.speak else None
+
+        user_text, language = await self._user_text(request, watch)
+        if request.audio is not None:
+            yield TranscriptFrame(Transcript(user_text, language, request.audio.seconds))
+        answer_language = request.persona.language if request.persona.language != "auto" else language
+        synthesizer = self._synthesizer_for(answer_language) if request.speak else None
+
+        messages = await self._messages(request, user_text)
+        sentences: asyncio.Queue = asyncio.Queue()
+        producer = asyncio.create_task(self._write_answer(messages, request.persona, sentences, watch))
+        spoken: list[Audio] = []
+        answer: list[str] = []
+        try:
+            index = 0
+            while True:
+                item = await sentences.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                answer.append(item)
+                yield SentenceFrame(index, item)
+                if synthesizer is not None:
+                    chunk = await self._speak(item, answer_language, synthesizer, voice, watch)
+                    if not spoken:
+                        watch.mark("first_audio")
+                    spoken.append(chunk)
+                    yield AudioFrame(index, item, chunk)
+                index += 1
+        finally:
+            if not producer.done():
+                producer.cancel()
+                await asyncio.gather(producer, return_exceptions=True)
+
+        text = _join_sentences(answer)
+        if not text:
+            raise EngineError("The language model gave an empty answer. Please try again.")
+        avatar = request.avatar or request.persona.avatar
+        if spoken and avatar and self.renderer is not None and await self.renderer.is_ready(avatar):
+            whole = audio_ops.join(spoken)
+            async with watch.stage("avatar"):
+                mp4 = await self.renderer.render(whole, avatar, text)
+            yield VideoFrame(mp4, whole.seconds)
+        # both turns are stored together only once the reply is whole: a failed or cancelled run leaves no trace
+        await self.history.append_exchange(request.key, user_text, text)
+        watch.mark("total")
+        yield ReplyDone(text, tuple(_summarize(watch)))
+
+    async def _user_text(self, request: ReplyRequest, watch: Stopwatch) -> tuple[str, str]:
+        if request.audio is None:
+            text = (request.text or "").strip()
+            if not text:
+                raise NoSpeech("Please send a message with some words in it.")
+            return text, request.language or request.persona.language
+        if request.audio.seconds > self.config.max_input_seconds:
+            raise AudioTooLong(request.audio.seconds, self.config.max_input_seconds)
+        async with watch.stage("asr"):
+            transcript = await self.recognizer.transcribe(request.audio, request.language)
+        if not transcript.text.strip():
+            raise NoSpeech()
+        return transcript.text.strip(), transcript.language
+
+    async def _messages(self, request: ReplyRequest, user_text: str) -> list[ChatMessage]:
+        past = await self.history.load(request.key, self.config.history_token_budget)
+        return [ChatMessage("system", request.persona.system_prompt), *past, ChatMessage("user", user_text)]
+
+    async def _write_answer(self, messages: list[ChatMessage], persona: Persona, out: asyncio.Queue, watch: Stopwatch) -> None:
+        splitter = SentenceSplitter(self.config.splitter)
+        options = LLMOptions(max_tokens=persona.max_tokens)
+        t0 = time.perf_counter()
+        count = 0
+        first_token = True
+        try:
+            async for piece in self.chat_model.stream(messages, options):
+                if first_token:
+                    watch.mark("llm_first_token", t0)
+                    first_token = False
+                for sentence in splitter.feed(piece):
+                    count = await self._emit(sentence, count, out, watch, t0)
+                    if count >= persona.max_sentences:
+                        return  # a spoken answer stays short; the rest would never be heard
+            for sentence in splitter.flush():
+                count = await self._emit(sentence, count, out, watch, t0)
+                if count >= persona.max_sentences:
+                    return
+        except DoppelError as exc:
+            await out.put(exc)
+        except Exception as exc:  # an engine's own error: wrap it so the user gets a clear message
+            await out.put(EngineError(detail=repr(exc)))
+        finally:
+            watch.mark("llm", t0)
+            await out.put(_END)
+
+    @staticmethod
+    async def _emit(sentence: str, count: int, out: asyncio.Queue, watch: Stopwatch, t0: float) -> int:
+        if count == 0:
+            watch.mark("llm_first_sentence", t0)
+        await out.put(sentence)
+        return count + 1
+
+    async def _speak(self, text: str, language: str, synthesizer: SpeechSynthesizer, voice: Voice | None, watch: Stopwatch) -> Audio:
+        async with watch.stage("tts"):
+            speech = await synthesizer.synthesize(text, language)
+        if voice is not None and voice.engine is not VoiceEngine.TTS:
+            converter = self.converters.get(voice.engine)
+            if converter is None:
+                raise EngineError(f"The voice engine '{voice.engine.value}' is not available on this server.")
+            async with watch.stage("convert"):
+                speech = await converter.convert(speech, voice)
+        return audio_ops.match_loudness(speech)
+
+    async def _resolve_voice(self, request: ReplyRequest) -> Voice | None:
+        name = request.voice or request.persona.voice
+        if not name or self.voices is None:
+            return None
+        voice = await self.voices.get(name)
+        if not voice.ready:
+            raise VoiceNotReady(name)
+        return voice
+
+    def _synthesizer_for(self, language: str) -> SpeechSynthesizer:
+        for synthesizer in self.synthesizers:
+            if synthesizer.supports(language):
+                return synthesizer
+        raise EngineError(f"No speech synthesizer here speaks '{language}'.")
+
+
+def _join_sentences(sentences: list[str]) -> str:
+    out = ""
+    for s in sentences:
+        out = s if not out else (out + s if "\u3000" <= out[-1] <= "\u9fff" else out + " " + s)
+    return out
+
+
+def _summarize(watch: Stopwatch) -> list[StageTiming]:
+    """One figure per stage: single marks as they are, repeated stages (tts, convert) summed."""
+    seen: dict[str, float] = {}
+    order: list[str] = []
+    for t in watch.timings:
+        if t.stage not in seen:
+            order.append(t.stage)
+            seen[t.stage] = 0.0
+        seen[t.stage] += t.seconds
+    return [StageTiming(s, seen[s]) for s in order]

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy 2 async models and repositories (aiosqlite by default, any SQLAlchemy URL)."""

@@ -1,0 +1,91 @@
+"""Conversation history per user and chat, bounded by a token budget."""
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.types import ChatMessage, ConversationKey
+from storage.models import Chat, Message, User
+
+
+def estimate_tokens(text: str) -> int:
+    # about four characters a token for Latin scripts; one a token for CJK
+    cjk = sum(1 for c in text if "\u3000" <= c <= "\u9fff")
+    return cjk + (len(text) - cjk + 3) // 4 + 1
+
+
+async def ensure_user(session: AsyncSession, user_id: str, display_name: str = "") -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        user = User(id=user_id, display_name=display_name)
+        session.add(user)
+        await session.flush()
+    return user
+
+
+class HistoryRepository:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def load(self, key: ConversationKey, token_budget: int) -> list[ChatMessage]:
+        async with self.sessions() as session:
+            rows = await session.stream_scalars(
+                select(Message)
+                .where(Message.user_id == key.user_id, Message.chat_id == key.chat_id)
+                .order_by(Message.id.desc())
+            )
+            picked: list[Message] = []
+            used = 0
+            async for row in rows:
+                if used + row.tokens > token_budget:
+                    break
+                picked.append(row)
+                used += row.tokens
+        # never start the window on an answer whose question fell outside it
+        while picked and picked[-1].role == "assistant":
+            picked.pop()
+        return [ChatMessage(m.role, m.content) for m in reversed(picked)]  # type: ignore[arg-type]
+
+    async def append_exchange(self, key: ConversationKey, user_text: str, assistant_text: str) -> None:
+        async with self.sessions.begin() as session:
+            await ensure_user(session, key.user_id)
+            if await session.get(Chat, key.chat_id) is None:
+                session.add(Chat(id=key.chat_id, settings={}))
+            session.add_all([
+                Message(user_id=key.user_id, chat_id=key.chat_id, role="user", content=user_text, tokens=estimate_tokens(user_text)),
+                Message(user_id=key.user_id, chat_id=key.chat_id, role="assistant", content=assistant_text,
+                        tokens=estimate_tokens(assistant_text)),
+            ])
+
+    async def reset(self, key: ConversationKey) -> int:
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                delete(Message).where(Message.user_id == key.user_id, Message.chat_id == key.chat_id)
+            )
+            return result.rowcount or 0
+
+    async def count(self, key: ConversationKey) -> int:
+        async with self.sessions() as session:
+            return await session.scalar(
+                select(func.count()).select_from(Message).where(Message.user_id == key.user_id, Message.chat_id == key.chat_id)
+            ) or 0
+
+    async def export_user(self, user_id: str) -> dict:
+        """Everything stored about a user, for a data-export request."""
+        async with self.sessions() as session:
+            user = await session.get(User, user_id)
+            rows = (await session.scalars(select(Message).where(Message.user_id == user_id).order_by(Message.id))).all()
+        return {
+            "user": {"id": user_id, "display_name": user.display_name if user else "", "allowed": user.allowed if user else None},
+            "messages": [
+                {"chat": m.chat_id, "role": m.role, "content": m.content, "at": m.created_at.isoformat()} for m in rows
+            ],
+        }
+
+    async def delete_user(self, user_id: str) -> int:
+        async with self.sessions.begin() as session:
+            result = await session.execute(delete(Message).where(Message.user_id == user_id))
+            user = await session.get(User, user_id)
+            if user is not None:
+                await session.delete(user)
+            return result.rowcount or 0

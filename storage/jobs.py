@@ -1,0 +1,121 @@
+"""Training jobs (avatars and voices) kept in the database, so a restart resumes them."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.errors import JobNotFound
+from core.types import Job, JobStatus
+from storage.models import JobRecord
+
+
+def _to_job(rec: JobRecord) -> Job:
+    return Job(
+        id=rec.id, kind=rec.kind, target=rec.target, status=JobStatus(rec.status), engine=rec.engine,
+        progress=rec.progress, step=rec.step, max_steps=rec.max_steps, eta_seconds=rec.eta_seconds, gpu=rec.gpu,
+        message=rec.message, log_tail=rec.log_tail, notify_chat=rec.notify_chat,
+    )
+
+
+class JobRepository:
+    """Implements core.ports.JobQueue; the worker side claims, reports and finishes jobs."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def submit(self, kind: str, target: str, *, engine: str, max_steps: int, gpu: int | None,
+                     params: dict, notify_chat: str | None = None) -> Job:
+        async with self.sessions.begin() as session:
+            rec = JobRecord(kind=kind, target=target, engine=engine, max_steps=max_steps, gpu=gpu, params=params,
+                            notify_chat=notify_chat, status=JobStatus.QUEUED.value)
+            session.add(rec)
+            await session.flush()
+            return _to_job(rec)
+
+    async def get(self, job_id: int) -> Job:
+        async with self.sessions() as session:
+            rec = await session.get(JobRecord, job_id)
+            if rec is None:
+                raise JobNotFound()
+            return _to_job(rec)
+
+    async def params(self, job_id: int) -> tuple[dict, str]:
+        async with self.sessions() as session:
+            rec = await session.get(JobRecord, job_id)
+            if rec is None:
+                raise JobNotFound()
+            return dict(rec.params or {}), rec.checkpoint
+
+    async def list(self, statuses: Sequence[JobStatus] | None = None) -> list[Job]:
+        stmt = select(JobRecord).order_by(JobRecord.id.desc())
+        if statuses:
+            stmt = stmt.where(JobRecord.status.in_([s.value for s in statuses]))
+        async with self.sessions() as session:
+            return [_to_job(r) for r in (await session.scalars(stmt)).all()]
+
+    async def cancel(self, job_id: int) -> Job:
+        async with self.sessions.begin() as session:
+            rec = await session.get(JobRecord, job_id)
+            if rec is None:
+                raise JobNotFound()
+            if rec.status == JobStatus.QUEUED.value:
+                rec.status = JobStatus.CANCELLED.value
+                rec.message = "cancelled before it started"
+            elif rec.status == JobStatus.RUNNING.value:
+                # the worker sees the flag at its next progress report and stops cleanly
+                rec.cancel_requested = True
+            return _to_job(rec)
+
+    async def claim_next(self, kinds: Sequence[str] | None = None) -> Job | None:
+        """Take the oldest queued job. A job left 'running' by a crashed worker is requeued by `recover()`."""
+        async with self.sessions.begin() as session:
+            stmt = select(JobRecord.id).where(JobRecord.status == JobStatus.QUEUED.value).order_by(JobRecord.id).limit(1)
+            if kinds:
+                stmt = stmt.where(JobRecord.kind.in_(list(kinds)))
+            job_id = await session.scalar(stmt)
+            if job_id is None:
+                return None
+            # the status check in the UPDATE makes the claim safe against a second worker
+            claimed = await session.execute(
+                update(JobRecord).where(JobRecord.id == job_id, JobRecord.status == JobStatus.QUEUED.value)
+                .values(status=JobStatus.RUNNING.value, updated_at=datetime.now(timezone.utc))
+            )
+            if claimed.rowcount != 1:
+                return None
+            return _to_job(await session.get(JobRecord, job_id))
+
+    async def recover(self) -> int:
+        """At worker start: jobs still 'running' belonged to a worker that died; queue them again to resume."""
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(JobRecord).where(JobRecord.status == JobStatus.RUNNING.value)
+                .values(status=JobStatus.QUEUED.value, message="resumed after a restart")
+            )
+            return result.rowcount or 0
+
+    async def report(self, job_id: int, *, step: int, progress: float, eta_seconds: float | None = None,
+                     checkpoint: str | None = None, log_line: str | None = None) -> bool:
+        """Record progress; returns False when someone asked to cancel the job."""
+        async with self.sessions.begin() as session:
+            rec = await session.get(JobRecord, job_id)
+            if rec is None:
+                raise JobNotFound()
+            rec.step, rec.progress, rec.eta_seconds = step, max(0.0, min(1.0, progress)), eta_seconds
+            if checkpoint is not None:
+                rec.checkpoint = checkpoint
+            if log_line:
+                rec.log_tail = "\n".join((rec.log_tail.splitlines() + [log_line])[-20:])
+            return not rec.cancel_requested
+
+    async def finish(self, job_id: int, status: JobStatus, message: str = "") -> Job:
+        async with self.sessions.begin() as session:
+            rec = await session.get(JobRecord, job_id)
+            if rec is None:
+                raise JobNotFound()
+            rec.status, rec.message = status.value, message
+            if status is JobStatus.SUCCEEDED:
+                rec.progress, rec.eta_seconds = 1.0, 0.0
+            return _to_job(rec)

@@ -1,0 +1,120 @@
+"""Typed SQLAlchemy 2 models. Schema changes go through Alembic (migrations/), never create_all in production."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # "tg:42", "dc:1234", "cli:demo"
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    allowed: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Chat(Base):
+    __tablename__ = "chats"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    persona: Mapped[str | None] = mapped_column(String(100))
+    voice: Mapped[str | None] = mapped_column(String(100))
+    avatar: Mapped[str | None] = mapped_column(String(100))
+    language: Mapped[str | None] = mapped_column(String(16))
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_conversation", "user_id", "chat_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class VoiceRecord(Base):
+    __tablename__ = "voices"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    engine: Mapped[str] = mapped_column(String(32), default="lite")
+    language: Mapped[str] = mapped_column(String(16), default="en")
+    ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    clips: Mapped[list["VoiceClip"]] = relationship(back_populates="voice", cascade="all, delete-orphan", order_by="VoiceClip.id")
+
+
+class VoiceClip(Base):
+    __tablename__ = "voice_clips"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    voice_name: Mapped[str] = mapped_column(ForeignKey("voices.name", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(500))
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    transcript: Mapped[str] = mapped_column(Text, default="")
+    transcript_source: Mapped[str] = mapped_column(String(16), default="asr")  # "asr" | "given" | "edited"
+    voice: Mapped[VoiceRecord] = relationship(back_populates="clips")
+
+
+class AvatarRecord(Base):
+    __tablename__ = "avatars"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    engine: Mapped[str] = mapped_column(String(32), default="lite")
+    ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_path: Mapped[str] = mapped_column(String(500), default="")
+    artifact_path: Mapped[str] = mapped_column(String(500), default="")
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class JobRecord(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(100))
+    engine: Mapped[str] = mapped_column(String(32), default="lite")
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    max_steps: Mapped[int] = mapped_column(Integer, default=0)
+    eta_seconds: Mapped[float | None] = mapped_column(Float)
+    gpu: Mapped[int | None] = mapped_column(Integer)
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    checkpoint: Mapped[str] = mapped_column(String(500), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    log_tail: Mapped[str] = mapped_column(Text, default="")
+    notify_chat: Mapped[str | None] = mapped_column(String(64))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class HandledUpdate(Base):
+    """Platform updates already answered: a restart after a crash answers each message exactly once."""
+
+    __tablename__ = "handled_updates"
+    __table_args__ = (UniqueConstraint("platform", "update_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    update_id: Mapped[int] = mapped_column(BigInteger)
+    handled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,97 @@
+"""Voices and their reference clips."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from core.errors import UnknownVoice
+from core.types import Voice, VoiceEngine
+from storage.models import VoiceClip, VoiceRecord
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    id: int
+    path: str
+    seconds: float
+    transcript: str
+    transcript_source: str
+
+
+def _to_voice(rec: VoiceRecord) -> Voice:
+    return Voice(name=rec.name, engine=VoiceEngine(rec.engine), language=rec.language, ready=rec.ready, params=dict(rec.params or {}))
+
+
+class VoiceRepository:
+    """Implements core.ports.VoiceCatalog, plus the admin operations."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def get(self, name: str) -> Voice:
+        async with self.sessions() as session:
+            rec = await session.get(VoiceRecord, name)
+            if rec is None:
+                raise UnknownVoice(name)
+            return _to_voice(rec)
+
+    async def names(self) -> list[str]:
+        async with self.sessions() as session:
+            return list((await session.scalars(select(VoiceRecord.name).order_by(VoiceRecord.name))).all())
+
+    async def list(self) -> list[Voice]:
+        async with self.sessions() as session:
+            return [_to_voice(r) for r in (await session.scalars(select(VoiceRecord).order_by(VoiceRecord.name))).all()]
+
+    async def upsert(self, name: str, engine: VoiceEngine, language: str = "en", *, ready: bool, params: dict | None = None) -> Voice:
+        async with self.sessions.begin() as session:
+            rec = await session.get(VoiceRecord, name)
+            if rec is None:
+                rec = VoiceRecord(name=name)
+                session.add(rec)
+            rec.engine, rec.language, rec.ready = engine.value, language, ready
+            rec.params = dict(params or {})
+            await session.flush()
+            return _to_voice(rec)
+
+    async def add_clip(self, name: str, path: str, seconds: float, transcript: str, source: str) -> ClipInfo:
+        async with self.sessions.begin() as session:
+            if await session.get(VoiceRecord, name) is None:
+                raise UnknownVoice(name)
+            clip = VoiceClip(voice_name=name, path=path, seconds=seconds, transcript=transcript, transcript_source=source)
+            session.add(clip)
+            await session.flush()
+            return ClipInfo(clip.id, path, seconds, transcript, source)
+
+    async def clips(self, name: str) -> list[ClipInfo]:
+        async with self.sessions() as session:
+            rec = await session.scalar(select(VoiceRecord).where(VoiceRecord.name == name).options(selectinload(VoiceRecord.clips)))
+            if rec is None:
+                raise UnknownVoice(name)
+            return [ClipInfo(c.id, c.path, c.seconds, c.transcript, c.transcript_source) for c in rec.clips]
+
+    async def edit_transcript(self, clip_id: int, text: str) -> None:
+        async with self.sessions.begin() as session:
+            clip = await session.get(VoiceClip, clip_id)
+            if clip is None:
+                raise UnknownVoice(str(clip_id))
+            clip.transcript, clip.transcript_source = text, "edited"
+
+    async def set_ready(self, name: str, ready: bool, params: dict | None = None) -> None:
+        async with self.sessions.begin() as session:
+            rec = await session.get(VoiceRecord, name)
+            if rec is None:
+                raise UnknownVoice(name)
+            rec.ready = ready
+            if params is not None:
+                rec.params = {**(rec.params or {}), **params}
+
+    async def delete(self, name: str) -> None:
+        async with self.sessions.begin() as session:
+            rec = await session.get(VoiceRecord, name)
+            if rec is None:
+                raise UnknownVoice(name)
+            await session.delete(rec)
