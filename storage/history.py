@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.errors import UnknownUser
 from core.types import ChatMessage, ConversationKey
 from storage.models import Chat, Message, User
 
@@ -74,9 +75,11 @@ class HistoryRepository:
         """Everything stored about a user, for a data-export request."""
         async with self.sessions() as session:
             user = await session.get(User, user_id)
+            if user is None:
+                raise UnknownUser()
             rows = (await session.scalars(select(Message).where(Message.user_id == user_id).order_by(Message.id))).all()
         return {
-            "user": {"id": user_id, "display_name": user.display_name if user else "", "allowed": user.allowed if user else None},
+            "user": {"id": user_id, "display_name": user.display_name, "allowed": user.allowed},
             "messages": [
                 {"chat": m.chat_id, "role": m.role, "content": m.content, "at": m.created_at.isoformat()} for m in rows
             ],
@@ -84,8 +87,9 @@ class HistoryRepository:
 
     async def delete_user(self, user_id: str) -> int:
         async with self.sessions.begin() as session:
-            result = await session.execute(delete(Message).where(Message.user_id == user_id))
             user = await session.get(User, user_id)
-            if user is not None:
-                await session.delete(user)
+            if user is None:
+                raise UnknownUser()
+            result = await session.execute(delete(Message).where(Message.user_id == user_id))
+            await session.delete(user)
             return result.rowcount or 0
