@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -19,7 +20,7 @@ class WhisperRecognizer:
     2-core target machine gains nothing from running two decodes at once.
     """
 
-    def __init__(self, english_dir: Path | None, multilingual_dir: Path | None, *, threads: int = 2,
+    def __init__(self, english_dir: Path | None, multilingual_dir: Path | Callable[[], Path] | None, *, threads: int = 2,
                  beam_size: int = 5, vad: bool = True) -> None:
         if english_dir is None and multilingual_dir is None:
             raise ValueError("at least one Whisper model is needed")
@@ -36,7 +37,10 @@ class WhisperRecognizer:
             if which not in self._models:
                 from faster_whisper import WhisperModel
 
-                self._models[which] = WhisperModel(str(self.dirs[which]), device="cpu", compute_type="int8",
+                where = self.dirs[which]
+                # the multilingual model may be given as a function: it is joined from two wheels on first use
+                path = where() if callable(where) else where
+                self._models[which] = WhisperModel(str(path), device="cpu", compute_type="int8",
                                                    cpu_threads=self.threads)
             return self._models[which]
 

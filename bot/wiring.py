@@ -43,7 +43,7 @@ def build_recognizer(settings: Settings):
     from adapters.asr_whisper import WhisperRecognizer
     from adapters.whisper_models import english_tiny_dir, multilingual_base_dir
 
-    multi = multilingual_base_dir(settings.cache_dir) if settings.asr_multilingual else None
+    multi = (lambda: multilingual_base_dir(settings.cache_dir)) if settings.asr_multilingual else None
     return WhisperRecognizer(english_tiny_dir(), multi, threads=settings.threads, beam_size=settings.asr_beam_size)
 
 

@@ -1,0 +1,50 @@
+"""Adding a voice: clips without a transcript get one from ASR, saved beside them and exportable as SRT/VTT."""
+import os
+import subprocess
+import sys
+
+from bot.common.voices import add_voice
+from core.types import JobStatus, VoiceEngine
+from tests.conftest import ROOT, speech_clips
+
+
+async def test_add_voice_transcribes_missing_transcripts_and_queues_training(services):
+    clips = speech_clips("en", min_seconds=2.5)[:2]
+    files = [(p.name, p.read_bytes()) for p, _, _ in clips]
+    added = await add_voice(services, "allison", files, [None, "A transcript I typed."])
+    assert [c[2] for c in added.clips] == ["asr", "given"]
+    assert "agent" in added.clips[0][1].lower()
+    assert added.job is not None and added.job.status is JobStatus.QUEUED and added.job.kind == "voice"
+    voice = await services.voices.get("allison")
+    assert voice.engine is VoiceEngine.LITE and not voice.ready
+    stored = await services.voices.clips("allison")
+    assert [c.transcript_source for c in stored] == ["asr", "given"]
+    first = stored[0].path
+    srt = open(first.replace(".wav", ".srt"), encoding="utf-8").read()
+    vtt = open(first.replace(".wav", ".vtt"), encoding="utf-8").read()
+    assert srt.startswith("1\n00:00:0") and "-->" in srt
+    assert vtt.startswith("WEBVTT") and "agent" in vtt.lower()
+
+
+async def test_a_bad_clip_leaves_no_half_made_voice(services):
+    good = speech_clips("en", min_seconds=2.5)[0][0]
+    try:
+        await add_voice(services, "broken", [("a.ogg", good.read_bytes()), ("b.ogg", b"not audio")])
+    except Exception as exc:
+        assert getattr(exc, "code", "") == "unreadable_audio"
+    else:
+        raise AssertionError("a broken clip was accepted")
+    assert "broken" not in await services.voices.names()
+    assert not (services.settings.data_dir / "voices" / "broken").exists()
+
+
+def test_cli_voices_add_and_subtitles(tmp_path):
+    clip = speech_clips("en", min_seconds=2.5)[0][0]
+    env = {**os.environ, "DOPPEL_DATA_DIR": str(tmp_path / "var")}
+    add = subprocess.run([sys.executable, "-m", "bot.cli", "voices", "add", "ann", str(clip)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert add.returncode == 0, add.stderr
+    assert "(asr)" in add.stdout and "training job" in add.stdout
+    subs = subprocess.run([sys.executable, "-m", "bot.cli", "voices", "subtitles", "ann", "--format", "vtt"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert subs.returncode == 0 and subs.stdout.startswith("WEBVTT")
