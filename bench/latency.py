@@ -1,0 +1,151 @@
+"""Latency of the reply pipeline on real voice questions, with engines kept loaded vs reloaded for every sentence.
+
+Prints p50/p95 of each stage and of voice-in → first audio chunk out, then the same replies made with the
+speech engine loaded anew for each sentence (in-process), and with a fresh process per sentence (the seed's
+container-per-sentence flow, without Docker's own start-up cost).
+
+    .venv/bin/python bench/latency.py [--clips 10] [--out bench/results/latency.txt]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from adapters.media import decode_audio  # noqa: E402
+from adapters.tts_piper import PiperSynthesizer, bundled_voice  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from bot.wiring import build_engines, build_services  # noqa: E402
+from core.pipeline import ReplyRequest  # noqa: E402
+from core.types import Audio, AudioFrame, ConversationKey, ReplyDone  # noqa: E402
+from tests.conftest import speech_clips  # noqa: E402
+
+
+class ReloadEachSentence:
+    """Loads the Piper voice anew for every sentence: what a per-sentence worker pays."""
+
+    def supports(self, language: str) -> bool:
+        return language.startswith("en")
+
+    async def synthesize(self, text: str, language: str) -> Audio:
+        model, config = bundled_voice()
+        return await PiperSynthesizer(model, config).synthesize(text, language)
+
+
+class ProcessEachSentence:
+    """A fresh Python process per sentence that loads the voice, speaks, writes a WAV and exits."""
+
+    SCRIPT = (
+        "import sys, numpy as np; sys.path.insert(0, sys.argv[1]);"
+        "from adapters.tts_piper import PiperSynthesizer, bundled_voice;"
+        "from adapters.media import encode_wav;"
+        "a = PiperSynthesizer(*bundled_voice()).synthesize_sync(sys.argv[2]);"
+        "open(sys.argv[3], 'wb').write(encode_wav(a))"
+    )
+
+    def supports(self, language: str) -> bool:
+        return language.startswith("en")
+
+    async def synthesize(self, text: str, language: str) -> Audio:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "s.wav"
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-c", self.SCRIPT, str(ROOT), text, str(out))
+            await proc.wait()
+            return decode_audio(out.read_bytes(), 22050)
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+async def run_mode(services, clips, synthesizers=None) -> dict[str, list[float]]:
+    pipeline = services.pipeline
+    if synthesizers is not None:
+        pipeline.synthesizers = synthesizers
+    stats: dict[str, list[float]] = {}
+    persona = services.personas.get("default")
+    for i, (path, seconds, _) in enumerate(clips):
+        audio = decode_audio(path.read_bytes())
+        request = ReplyRequest(key=ConversationKey(f"bench:{i}", f"bench:{i}"), persona=persona, audio=audio, language="en")
+        sentences = 0
+        async for frame in pipeline.run(request):
+            if isinstance(frame, AudioFrame):
+                sentences += 1
+            if isinstance(frame, ReplyDone):
+                for t in frame.timings:
+                    stats.setdefault(t.stage, []).append(t.seconds)
+        stats.setdefault("sentences", []).append(sentences)
+        stats.setdefault("tts_per_sentence", []).append(stats["tts"][-1] / max(1, sentences))
+        await services.history.reset(request.key)  # every clip starts a fresh conversation in every mode
+    return stats
+
+
+def table(title: str, stats: dict[str, list[float]]) -> list[str]:
+    lines = [title, f"  {'stage':<20}{'p50 s':>9}{'p95 s':>9}"]
+    for stage in ("asr", "llm_first_token", "llm_first_sentence", "llm", "tts", "tts_per_sentence", "first_audio", "total"):
+        if stage in stats:
+            lines.append(f"  {stage:<20}{pct(stats[stage], .5):>9.3f}{pct(stats[stage], .95):>9.3f}")
+    lines.append(f"  sentences per reply: {statistics.mean(stats['sentences']):.1f}")
+    return lines
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clips", type=int, default=10)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latency.txt"))
+    args = parser.parse_args()
+
+    clips = [c for c in speech_clips("en") if 4.0 <= c[1] <= 7.0][: args.clips]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(_env_file=None, data_dir=Path(tmp))
+        engines = build_engines(settings)
+        # load every model before timing: a long-lived server has them loaded
+        engines.recognizer.warm_up()
+        engines.chat_model.warm_up()
+        engines.synthesizers[0].warm_up()
+        services = await build_services(settings, engines=engines)
+        try:
+            persistent = await run_mode(services, clips)
+            reloaded = await run_mode(services, clips, [ReloadEachSentence()])
+            per_process = await run_mode(services, clips, [ProcessEachSentence()])
+        finally:
+            await services.close()
+
+    lines = [
+        f"doppel reply latency, {len(clips)} real voice questions of {min(c[1] for c in clips):.1f}-{max(c[1] for c in clips):.1f} s "
+        f"(mean {statistics.mean(c[1] for c in clips):.1f} s), default offline engines, {os.cpu_count()} CPU cores",
+        "",
+        *table("engines loaded once (doppel):", persistent),
+        "",
+        *table("speech engine reloaded for every sentence (in-process):", reloaded),
+        "",
+        *table("a fresh process for every sentence (the seed's container-per-sentence flow, minus Docker):", per_process),
+        "",
+        f"first audio p50: persistent {pct(persistent['first_audio'], .5):.2f} s (goal <= 1.5 s)",
+        f"ratio reload/persistent: first audio {pct(reloaded['first_audio'], .5) / pct(persistent['first_audio'], .5):.2f}x, "
+        f"speech per sentence {pct(reloaded['tts_per_sentence'], .5) / pct(persistent['tts_per_sentence'], .5):.2f}x",
+        f"ratio process-per-sentence/persistent: first audio "
+        f"{pct(per_process['first_audio'], .5) / pct(persistent['first_audio'], .5):.2f}x, "
+        f"speech per sentence {pct(per_process['tts_per_sentence'], .5) / pct(persistent['tts_per_sentence'], .5):.2f}x",
+        "(answers are sampled, so sentence counts differ a little between modes; per-sentence figures compare like with like)",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
