@@ -89,6 +89,14 @@ class Voice:
     params: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Avatar:
+    name: str
+    engine: str  # "lite" | "photo" | "geneface"
+    ready: bool = False
+    params: dict = field(default_factory=dict)
+
+
 class JobStatus(str, enum.Enum):
     QUEUED = "queued"
     RUNNING = "running"
