@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     telegram_webhook_host: str = "127.0.0.1"
     telegram_webhook_port: int = 8080
     telegram_max_download: int = 20 * 1024 * 1024
+    # -- telegram bot (bot/telegram) --
+    telegram_api_local: bool = False  # telegram_api_url is a local Bot API server (--local): big files, read from its disk
+    telegram_webhook_secret: SecretStr = SecretStr("")  # checked on every webhook call; empty: derived from the token
+    telegram_poll_timeout: int = 25  # long-polling seconds
+    telegram_max_waiting: int = 5  # a user's messages that may wait behind their running reply
+    telegram_progress_interval: float = 3.0  # seconds between job status edits (Telegram limits edits)
 
     # discord
     discord_token: SecretStr = SecretStr("")
