@@ -1,0 +1,222 @@
+// The chat page: send a recording, a file or text; show and play the reply's parts as they stream in.
+"use strict";
+(() => {
+  const log = document.getElementById("log");
+  const form = document.getElementById("compose");
+  const fileInput = document.getElementById("file");
+  const textInput = document.getElementById("text");
+  const recordButton = document.getElementById("record");
+  const speak = document.getElementById("speak");
+  const problem = document.getElementById("problem");
+  const csrf = document.querySelector("meta[name=csrf-token]").content;
+  const maxBytes = Number(form.dataset.maxBytes);
+  const maxMb = form.dataset.maxMb;
+  let busy = false;
+
+  function showProblem(message) {
+    problem.textContent = message;
+    problem.hidden = !message;
+  }
+
+  function bubble(role, text) {
+    document.getElementById("empty")?.remove();
+    const div = document.createElement("div");
+    div.className = `bubble ${role}`;
+    const p = document.createElement("p");
+    p.className = "text";
+    p.textContent = text;
+    div.append(p);
+    log.append(div);
+    div.scrollIntoView({ block: "end" });
+    return div;
+  }
+
+  function setBusy(on) {
+    busy = on;
+    for (const el of form.elements) el.disabled = on;
+    form.classList.toggle("busy", on);
+  }
+
+  // Parts play one after another, each as soon as it arrives and the one before it has finished.
+  const queue = [];
+  let playing = null;
+  function enqueue(media) {
+    queue.push(media);
+    if (!playing) playNext();
+  }
+  function playNext() {
+    playing = queue.shift() || null;
+    if (!playing) return;
+    playing.addEventListener("ended", playNext, { once: true });
+    playing.play().catch(() => playNext()); // autoplay refused: the controls stay for a click
+  }
+
+  function parseEvent(chunk) {
+    let event = "message";
+    const data = [];
+    for (const line of chunk.split("\n")) {
+      if (line.startsWith(":")) continue;
+      if (line.startsWith("event:")) event = line.slice(6).trim();
+      else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+    }
+    return data.length ? { event, data: JSON.parse(data.join("\n")) } : null;
+  }
+
+  function handle(turn, { event, data }) {
+    if (event === "transcript") {
+      turn.user.querySelector(".text").textContent = data.text;
+      turn.user.classList.remove("pending");
+      turn.user.dataset.language = data.language;
+    } else if (event === "sentence") {
+      const span = document.createElement("span");
+      span.className = "sentence";
+      span.dataset.index = data.index;
+      span.textContent = (data.index ? " " : "") + data.text;
+      turn.text.append(span);
+      turn.bot.classList.remove("pending");
+    } else if (event === "audio") {
+      const audio = document.createElement("audio");
+      audio.className = "reply-audio";
+      audio.controls = true;
+      audio.preload = "auto";
+      audio.dataset.index = data.index;
+      audio.src = data.url;
+      turn.parts.append(audio);
+      enqueue(audio);
+    } else if (event === "video") {
+      const video = document.createElement("video");
+      video.className = "reply-video";
+      video.controls = true;
+      video.playsInline = true;
+      video.src = data.url;
+      turn.bot.append(video);
+      if (!playing) video.play().catch(() => {});
+    } else if (event === "done") {
+      turn.bot.classList.add("done");
+      turn.bot.title = Object.entries(data.timings).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(", ");
+    } else if (event === "failed") {
+      turn.bot.remove();
+      showProblem(data.message);
+    }
+  }
+
+  async function send(body, userText) {
+    if (busy) return;
+    showProblem("");
+    setBusy(true);
+    const user = bubble("user pending", userText);
+    const bot = bubble("bot pending", "");
+    const turn = { user, bot, text: bot.querySelector(".text"), parts: document.createElement("div") };
+    turn.parts.className = "parts";
+    bot.append(turn.parts);
+    body.append("speak", speak.checked ? "1" : "0");
+    try {
+      const response = await fetch("/chat/turn", { method: "POST", body, headers: { "X-CSRF-Token": csrf } });
+      if (!response.ok) {
+        let message = `The server answered ${response.status}.`;
+        try { message = (await response.json()).message || message; } catch (_) { /* not JSON */ }
+        user.remove();
+        bot.remove();
+        showProblem(message);
+        return;
+      }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const parsed = parseEvent(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+          if (parsed) handle(turn, parsed);
+        }
+      }
+    } catch (err) {
+      showProblem("The connection to the server was lost. Please try again.");
+    } finally {
+      setBusy(false);
+      user.classList.remove("pending");
+    }
+  }
+
+  function sendAudio(blob, name) {
+    if (blob.size > maxBytes) {
+      showProblem(`That file is ${(blob.size / 1e6).toFixed(1)} MB; the limit is ${maxMb} MB.`);
+      return;
+    }
+    const body = new FormData();
+    body.append("audio", blob, name);
+    send(body, "🎤 …");
+  }
+
+  fileInput.addEventListener("change", () => {
+    const file = fileInput.files[0];
+    if (file) sendAudio(file, file.name);
+    fileInput.value = "";
+  });
+
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = textInput.value.trim();
+    if (!text) return;
+    const body = new FormData();
+    body.append("text", text);
+    textInput.value = "";
+    send(body, text);
+  });
+
+  // Hold to record: pointer or keyboard (space/enter) down starts, up stops and sends.
+  let recorder = null;
+  let started = 0;
+  let holding = false; // released before the microphone opened: stop as soon as it has
+
+  async function startRecording() {
+    if (busy || recorder) return;
+    if (!navigator.mediaDevices?.getUserMedia || !window.MediaRecorder) {
+      showProblem("This browser cannot record here (a microphone needs https or localhost). Upload a file instead.");
+      return;
+    }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    } catch (_) {
+      showProblem("The microphone is not available. Allow it in the browser, or upload a file instead.");
+      return;
+    }
+    const chunks = [];
+    recorder = new MediaRecorder(stream);
+    recorder.addEventListener("dataavailable", (e) => e.data.size && chunks.push(e.data));
+    recorder.addEventListener("stop", () => {
+      stream.getTracks().forEach((t) => t.stop());
+      const seconds = (performance.now() - started) / 1000;
+      const type = recorder.mimeType || "audio/webm";
+      recorder = null;
+      recordButton.classList.remove("recording");
+      if (seconds < 0.4) {
+        showProblem("Hold the button while you speak.");
+        return;
+      }
+      sendAudio(new Blob(chunks, { type }), type.includes("ogg") ? "recording.ogg" : "recording.webm");
+    });
+    started = performance.now();
+    recorder.start();
+    recordButton.classList.add("recording");
+    showProblem("");
+    if (!holding) stopRecording();
+  }
+  function stopRecording() {
+    holding = false;
+    if (recorder && recorder.state === "recording") recorder.stop();
+  }
+  recordButton.addEventListener("pointerdown", (e) => { e.preventDefault(); holding = true; startRecording(); });
+  for (const name of ["pointerup", "pointerleave", "pointercancel"]) recordButton.addEventListener(name, stopRecording);
+  recordButton.addEventListener("keydown", (e) => {
+    if ((e.key === " " || e.key === "Enter") && !e.repeat) { e.preventDefault(); holding = true; startRecording(); }
+  });
+  recordButton.addEventListener("keyup", (e) => { if (e.key === " " || e.key === "Enter") stopRecording(); });
+
+  document.body.dataset.ready = "1";
+})();

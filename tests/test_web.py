@@ -1,0 +1,221 @@
+"""The web channel in a real browser: talk with a real recording, admin login, voices, live job progress."""
+from __future__ import annotations
+
+import re
+
+import aiohttp
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from bot.settings import Settings
+from bot.wiring import build_services
+from core.types import ConversationKey, JobStatus
+from tests.conftest import speech_clips
+from tests.web_harness import chromium, in_thread, live_server
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+async def site(tmp_path, engines):
+    settings = Settings(_env_file=None, data_dir=tmp_path / "var", web_admin_password=PASSWORD,
+                        web_secret="web-test-secret", web_max_audio_bytes=2 * 1024 * 1024)
+    services = await build_services(settings, engines=engines)
+    try:
+        async with live_server(services) as server:
+            yield server
+    finally:
+        await services.close()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = chromium(tmp_path / "chromium-profile")
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z']+", text.lower()))
+
+
+def log_in(driver, url: str, password: str) -> None:
+    driver.get(f"{url}/admin")
+    WebDriverWait(driver, 10).until(EC.presence_of_element_located((By.ID, "password"))).send_keys(password)
+    driver.find_element(By.ID, "login").click()
+
+
+async def test_a_spoken_question_gets_a_streamed_spoken_answer(site, browser, tmp_path):
+    clip, _, truth = next(c for c in speech_clips("en", min_seconds=3.0) if c[0].stem == "agent-alreadyon")
+    wrong = tmp_path / "notes.txt"
+    wrong.write_text("not audio")
+
+    def story():
+        browser.get(site.url)
+        wait = WebDriverWait(browser, 10)
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+        # a wrong file type is refused with a message that says what to send
+        browser.find_element(By.ID, "file").send_keys(str(wrong))
+        problem = wait.until(EC.visibility_of_element_located((By.ID, "problem")))
+        assert "not an audio file" in problem.text
+
+        # note when the transcript shows and when the reply is whole: parts must arrive while it is made
+        browser.execute_script("""
+            window.seen = {};
+            new MutationObserver(() => {
+              const user = document.querySelector('.bubble.user:not(.pending) .text');
+              if (user && user.textContent.trim() && !window.seen.transcript) window.seen.transcript = performance.now();
+              if (document.querySelector('audio.reply-audio') && !window.seen.audio) window.seen.audio = performance.now();
+              if (document.querySelector('.bubble.bot.done') && !window.seen.done) window.seen.done = performance.now();
+            }).observe(document.getElementById('log'), {subtree: true, childList: true, characterData: true, attributes: true});
+        """)
+        browser.find_element(By.ID, "file").send_keys(str(clip))
+        slow = WebDriverWait(browser, 240, poll_frequency=0.2)
+        slow.until(lambda d: d.execute_script("return window.seen.transcript"))
+        heard = browser.find_element(By.CSS_SELECTOR, ".bubble.user .text").text
+        slow.until(lambda d: d.execute_script(
+            "const a = document.querySelector('audio.reply-audio');"
+            "return a && a.currentSrc && a.readyState >= 1 && a.duration > 0.2 && !a.error"))
+        slow.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".bubble.bot.done")))
+        seen = browser.execute_script("return window.seen")
+        answer = browser.find_element(By.CSS_SELECTOR, ".bubble.bot .text").text
+        shot = tmp_path / "chat.png"
+        browser.save_screenshot(str(shot))
+        print(f"screenshot: {shot}")
+        # the page is reloaded: the conversation is still there, from the history store
+        browser.get(site.url)
+        shown = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#log .bubble .text")]
+        return heard, seen, answer, shown
+
+    heard, seen, answer, shown = await in_thread(story)
+    assert len(words(heard) & words(truth)) >= len(words(truth)) // 2, (heard, truth)
+    assert answer.strip()
+    assert seen["transcript"] < seen["audio"] <= seen["done"]
+    # the transcript was on screen well before the answer was finished, so it streamed
+    assert seen["done"] - seen["transcript"] > 200, seen
+    assert shown == [heard, answer]
+    users = [u for u in await site.services.users.list() if u.id.startswith("web:")]
+    assert len(users) == 1
+    assert await site.services.history.count(ConversationKey(users[0].id, users[0].id)) == 2
+
+
+async def test_admin_login_refuses_a_wrong_password_and_a_denied_visitor_is_refused(site, browser):
+    await site.services.users.touch("tg:42", "Ada")
+
+    def story():
+        log_in(browser, site.url, "not the password")
+        error = WebDriverWait(browser, 10).until(EC.visibility_of_element_located((By.ID, "login-error"))).text
+        browser.get(f"{site.url}/admin/users")
+        still_out = "/admin/login" in browser.current_url
+        log_in(browser, site.url, PASSWORD)
+        WebDriverWait(browser, 10).until(EC.url_contains("/admin/voices"))
+        browser.get(f"{site.url}/admin/users")
+        browser.find_element(By.CSS_SELECTOR, "tr[data-user-id='tg:42'] button").click()
+        WebDriverWait(browser, 10).until(EC.text_to_be_present_in_element((By.ID, "flash"), "tg:42 is now denied"))
+        return error, still_out
+
+    error, still_out = await in_thread(story)
+    assert error == "Wrong password."
+    assert still_out
+    assert (await site.services.users.get("tg:42")).allowed is False
+
+
+async def test_job_progress_bar_moves_and_a_job_can_be_cancelled(site, browser, tmp_path):
+    jobs = site.services.jobs
+    job = await jobs.submit("avatar", "alice", engine="lite", max_steps=100, gpu=None, params={})
+    assert (await jobs.claim_next()).id == job.id
+
+    def bar_value(expected: int):
+        def read():
+            return WebDriverWait(browser, 15, poll_frequency=0.1).until(lambda d: d.execute_script(
+                "const p = document.querySelector(`tr[data-job-id='%d'] progress`);"
+                "return p !== null && p.value === %d;" % (job.id, expected))) and expected
+        return read
+
+    def open_jobs():
+        log_in(browser, site.url, PASSWORD)
+        WebDriverWait(browser, 10).until(EC.url_contains("/admin/voices"))
+        browser.get(f"{site.url}/admin/avatars")
+        WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "jobs").get_attribute("data-live") == "1")
+
+    await in_thread(open_jobs)
+    assert await in_thread(bar_value(0)) == 0
+    await jobs.report(job.id, step=25, progress=0.25, eta_seconds=30)
+    assert await in_thread(bar_value(25)) == 25
+    await jobs.report(job.id, step=70, progress=0.70, eta_seconds=9)
+    assert await in_thread(bar_value(70)) == 70
+    shot = tmp_path / "jobs.png"
+    await in_thread(browser.save_screenshot, str(shot))
+    print(f"screenshot: {shot}")
+
+    def cancel():
+        browser.find_element(By.CSS_SELECTOR, f"tr[data-job-id='{job.id}'] button.danger").click()
+        return WebDriverWait(browser, 10).until(EC.visibility_of_element_located((By.ID, "flash"))).text
+
+    assert "asked to stop" in await in_thread(cancel)
+    # the worker learns of it at its next report
+    assert await jobs.report(job.id, step=71, progress=0.71) is False
+    await jobs.finish(job.id, JobStatus.CANCELLED, "cancelled")
+    assert await in_thread(lambda: WebDriverWait(browser, 10).until(lambda d: d.execute_script(
+        f"const s = document.querySelector(`tr[data-job-id='{job.id}'] .status`); return s && s.textContent === 'cancelled'")))
+
+
+async def test_admin_adds_a_voice_sees_its_transcript_and_corrects_it(site, browser):
+    clip, _, truth = next(c for c in speech_clips("en", min_seconds=2.5) if c[0].stem == "agent-pass")
+
+    def story():
+        log_in(browser, site.url, PASSWORD)
+        WebDriverWait(browser, 10).until(EC.url_contains("/admin/voices"))
+        form = browser.find_element(By.ID, "voice-form")
+        form.find_element(By.NAME, "name").send_keys("ada")
+        form.find_element(By.NAME, "clips").send_keys(str(clip))
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        flash = WebDriverWait(browser, 60).until(EC.visibility_of_element_located((By.ID, "flash"))).text
+        field = browser.find_element(By.CSS_SELECTOR, "#voice-ada form.transcript input[name=transcript]")
+        automatic = field.get_attribute("value")
+        field.clear()
+        field.send_keys("Please enter your password, then the pound key.")
+        browser.find_element(By.CSS_SELECTOR, "#voice-ada form.transcript button").click()
+        WebDriverWait(browser, 10).until(EC.text_to_be_present_in_element((By.ID, "flash"), "Transcript saved"))
+        return flash, automatic
+
+    flash, automatic = await in_thread(story)
+    assert "Voice 'ada': 1 clip(s)" in flash and "training job" in flash
+    assert len(words(automatic) & words(truth)) >= len(words(truth)) // 2, (automatic, truth)
+    [stored] = await site.services.voices.clips("ada")
+    assert (stored.transcript, stored.transcript_source) == ("Please enter your password, then the pound key.", "edited")
+
+
+async def test_uploads_are_size_limited_type_checked_and_csrf_protected(site):
+    # unsafe: the jar must keep cookies from a bare IP address like 127.0.0.1
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        page = await (await http.get(site.url + "/")).text()
+        token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+        headers = {"X-CSRF-Token": token}
+
+        def upload(name: str, data: bytes) -> aiohttp.FormData:
+            form = aiohttp.FormData()
+            form.add_field("audio", data, filename=name, content_type="application/octet-stream")
+            return form
+
+        r = await http.post(site.url + "/chat/turn", data=upload("q.ogg", b"x" * (3 * 1024 * 1024)), headers=headers)
+        assert r.status == 413 and "the limit is 2 MB" in (await r.json())["message"]
+        r = await http.post(site.url + "/chat/turn", data=upload("q.exe", b"MZ\x90\x00"), headers=headers)
+        assert r.status == 400 and "'q.exe' is not an audio file" in (await r.json())["message"]
+        r = await http.post(site.url + "/chat/turn", data=upload("q.ogg", b"OggS but not really"), headers=headers)
+        assert r.status == 400 and (await r.json())["code"] == "unreadable_audio"
+        r = await http.post(site.url + "/chat/turn", data=upload("q.ogg", b"x" * 100))  # no token
+        assert r.status == 403 and "reload" in (await r.json())["message"]
+        r = await http.post(site.url + "/admin/voices", data={"csrf": token, "name": "x"}, allow_redirects=False)
+        assert r.status == 303 and r.headers["location"].startswith("/admin/login")
+        r = await http.get(site.url + "/media/not-a-key")
+        assert r.status == 404
+        # the unreadable upload above made this visitor a user; once denied, a turn is refused before any model runs
+        [visitor] = [u for u in await site.services.users.list() if u.id.startswith("web:")]
+        await site.services.users.set_allowed(visitor.id, False)
+        r = await http.post(site.url + "/chat/turn", data={"text": "hello"}, headers=headers)
+        assert r.status == 403 and (await r.json())["code"] == "not_allowed"
