@@ -57,9 +57,44 @@ def build_synthesizers(settings: Settings) -> list[SpeechSynthesizer]:
 
 
 def build_chat_model(settings: Settings) -> ChatModel:
-    from adapters.llm_local import LocalChatModel, bundled_gguf
+    """The configured provider, then the fallbacks in order ("zhipu", "gemini:gemini-2.5-pro", "local" ...),
+    behind one model that adds timeouts, retries and the configured temperature and max tokens."""
+    from adapters.llm_resilience import ResilientChatModel, RetryPolicy
+    from core.types import LLMOptions
 
-    return LocalChatModel(settings.local_model_path or bundled_gguf(), threads=settings.threads)
+    def provider(entry: str, model: str) -> ChatModel:
+        kind, _, named = entry.strip().partition(":")
+        model, kind = named or model, kind.lower()
+        if kind == "local":
+            from pathlib import Path
+
+            from adapters.llm_local import LocalChatModel, bundled_gguf
+
+            # for the local provider a "model" is the path of a GGUF file
+            return LocalChatModel(Path(model) if model else settings.local_model_path or bundled_gguf(), threads=settings.threads)
+        if kind == "openai":
+            from adapters.llm_openai import OpenAIChatModel
+
+            return OpenAIChatModel(model, base_url=settings.openai_base_url, api_key=settings.openai_api_key.get_secret_value(),
+                                   timeout=settings.llm_timeout)
+        if kind == "zhipu":
+            from adapters.llm_zhipu import ZhipuChatModel
+
+            return ZhipuChatModel(model, base_url=settings.zhipu_base_url, api_key=settings.zhipu_api_key.get_secret_value(),
+                                  timeout=settings.llm_timeout)
+        if kind == "gemini":
+            from adapters.llm_gemini import GeminiChatModel
+
+            return GeminiChatModel(model, base_url=settings.gemini_base_url, api_key=settings.gemini_api_key.get_secret_value())
+        raise ValueError(f"Unknown language model provider '{entry}': use local, openai, zhipu or gemini")
+
+    chain = [provider(settings.llm_provider, settings.llm_model)]
+    chain += [provider(entry, "") for entry in settings.llm_fallback]
+    keys = [k.get_secret_value() for k in (settings.openai_api_key, settings.zhipu_api_key, settings.gemini_api_key)]
+    return ResilientChatModel(
+        chain, RetryPolicy(retries=settings.llm_retries, timeout=settings.llm_timeout),
+        defaults=LLMOptions(temperature=settings.llm_temperature, max_tokens=settings.llm_max_tokens), secrets=keys,
+    )
 
 
 def build_converters(settings: Settings) -> dict[VoiceEngine, VoiceConverter]:
