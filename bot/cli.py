@@ -138,6 +138,17 @@ async def cmd_jobs(args) -> int:
     return 0
 
 
+async def cmd_telegram(args) -> int:
+    from bot.telegram.app import run_telegram
+
+    services = await _services(args)
+    try:
+        await run_telegram(services)
+    finally:
+        await services.close()
+    return 0
+
+
 async def cmd_worker(args) -> int:
     from bot.settings import Settings
     from bot.worker import Worker
@@ -213,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(args.run(args)) or 0
     except DoppelError as exc:
+    p = sub.add_parser("telegram", help="run the Telegram bot (long polling, or a webhook if DOPPEL_TELEGRAM_WEBHOOK_URL is set)")
+    p.set_defaults(run=cmd_telegram)
+
         print(f"doppel: {exc.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,201 @@
+"""Admin commands: enrol a voice, train an avatar, watch and stop jobs, let users in or out, usage figures."""
+from __future__ import annotations
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import Message
+
+from bot.common.access import AccessPolicy
+from bot.common.avatars import submit_avatar_training
+from bot.common.progress import describe
+from bot.common.userqueue import UserQueue
+from bot.common.voices import add_voice
+from bot.telegram import files
+from bot.telegram.job_status import JobStatusMessages, notify_target
+from bot.telegram.middlewares import AdminOnlyMiddleware
+from bot.wiring import Services
+from core.errors import BadInput, NotAllowed
+from core.types import JobStatus
+
+
+_RECORDING = F.voice | F.audio | F.document.mime_type.startswith("audio/")
+_VIDEO = F.video | F.video_note | F.document.mime_type.startswith("video/")
+MAX_CLIPS = 20
+
+
+class Collecting(StatesGroup):
+    voice_clips = State()
+    avatar_video = State()
+
+
+# ---- voices ----
+
+async def add_voice_start(message: Message, command: CommandObject, bot: Bot, state: FSMContext, services: Services,
+                          statuses: JobStatusMessages) -> None:
+    name = _name(command, "/add_voice NAME, as a reply to a recording, or then send recordings and /done")
+    replied = message.reply_to_message
+    ref = files.speech_of(replied) if replied is not None else None
+    if ref is not None:
+        await _enrol(message, bot, services, statuses, name, [ref])
+        return
+    await state.set_state(Collecting.voice_clips)
+    await state.set_data({"name": name, "clips": []})
+    await message.answer(f"Send recordings of '{name}' (voice messages or audio files), then /done. /abort stops.",
+                         parse_mode=None)
+
+
+async def add_voice_clip(message: Message, state: FSMContext) -> None:
+    ref = files.speech_of(message)
+    assert ref is not None
+    data = await state.get_data()
+    clips = list(data.get("clips", []))
+    if len(clips) >= MAX_CLIPS:
+        raise BadInput(f"That is {MAX_CLIPS} recordings already; send /done.")
+    clips.append([ref.file_id, ref.size, ref.kind, ref.name])
+    await state.update_data(clips=clips)
+    await message.answer(f"Got it ({len(clips)}). Send more, or /done.", parse_mode=None)
+
+
+async def add_voice_done(message: Message, bot: Bot, state: FSMContext, services: Services,
+                         statuses: JobStatusMessages) -> None:
+    data = await state.get_data()
+    refs = [files.MediaRef(*clip) for clip in data.get("clips", [])]
+    if not refs:
+        raise BadInput("Send at least one recording first, or /abort.")
+    await state.clear()
+    await _enrol(message, bot, services, statuses, data["name"], refs)
+
+
+async def _enrol(message: Message, bot: Bot, services: Services, statuses: JobStatusMessages, name: str,
+                 refs: list[files.MediaRef]) -> None:
+    recordings = [(f"{ref.kind}-{i}{_suffix(ref)}", await files.download(bot, ref, services.settings))
+                  for i, ref in enumerate(refs)]
+    added = await add_voice(services, name, recordings, notify_chat=notify_target(message.chat.id))
+    lines = [f"Voice '{added.name}': {len(added.clips)} recording(s), {added.seconds:.1f} s."]
+    lines += [f"- {file}: {text or '(no words heard)'}" for file, text, _source in added.clips]
+    await message.answer("\n".join(lines), parse_mode=None)
+    if added.job is not None:
+        statuses.follow(message.chat.id, added.job)
+
+
+# ---- avatars ----
+
+async def train_avatar_start(message: Message, command: CommandObject, bot: Bot, state: FSMContext, services: Services,
+                             statuses: JobStatusMessages) -> None:
+    name = _name(command, "/train_avatar NAME, as a reply to a video (or its caption), or then send the video")
+    for candidate in (message, message.reply_to_message):
+        ref = files.video_of(candidate) if candidate is not None else None
+        if ref is not None:
+            await _train(message, bot, services, statuses, name, ref)
+            return
+    await state.set_state(Collecting.avatar_video)
+    await state.set_data({"name": name})
+    await message.answer(f"Send a video of '{name}' talking (as a video or a file). /abort stops.", parse_mode=None)
+
+
+async def train_avatar_video(message: Message, bot: Bot, state: FSMContext, services: Services,
+                             statuses: JobStatusMessages) -> None:
+    ref = files.video_of(message)
+    assert ref is not None
+    name = (await state.get_data())["name"]
+    await state.clear()
+    await _train(message, bot, services, statuses, name, ref)
+
+
+async def _train(message: Message, bot: Bot, services: Services, statuses: JobStatusMessages, name: str,
+                 ref: files.MediaRef) -> None:
+    video = await files.download(bot, ref, services.settings)
+    job = await submit_avatar_training(services, name, video, ref.name or "source.mp4",
+                                       notify_chat=notify_target(message.chat.id))
+    statuses.follow(message.chat.id, job)
+
+
+async def abort(message: Message, state: FSMContext) -> None:
+    await state.clear()
+    await message.answer("Stopped; nothing was added.", parse_mode=None)
+
+
+# ---- jobs, users, figures ----
+
+async def jobs(message: Message, services: Services) -> None:
+    recent = (await services.jobs.list())[:15]
+    text = "\n".join(describe(job) for job in recent) if recent else "No training jobs yet."
+    await message.answer(text, parse_mode=None)
+
+
+async def cancel_job(message: Message, arg: str, services: Services, is_admin: bool) -> None:
+    """`/cancel JOB` (routed here from the user command, which also serves `/cancel` alone)."""
+    if not is_admin:
+        raise NotAllowed("Sorry, only the bot's admins can stop training jobs. /cancel alone stops your own answer.")
+    if not arg.isdigit():
+        raise BadInput("Usage: /cancel JOB, with the job's number from /jobs.")
+    job = await services.jobs.cancel(int(arg))
+    if job.status is JobStatus.RUNNING:
+        await message.answer(f"Job {job.id} will stop at its next progress report.", parse_mode=None)
+    else:
+        await message.answer(describe(job), parse_mode=None)
+
+
+async def allow(message: Message, command: CommandObject, access: AccessPolicy) -> None:
+    target = _target_user(message, command)
+    await access.allow(target)
+    await message.answer(f"User {target} may now use the bot.", parse_mode=None)
+
+
+async def deny(message: Message, command: CommandObject, access: AccessPolicy, queue: UserQueue) -> None:
+    target = _target_user(message, command)
+    await access.deny(target)
+    queue.cancel(access.key(target))
+    await message.answer(f"User {target} may no longer use the bot.", parse_mode=None)
+
+
+async def stats(message: Message, services: Services, queue: UserQueue) -> None:
+    figures = await services.users.stats()
+    running = len(await services.jobs.list([JobStatus.QUEUED, JobStatus.RUNNING]))
+    live = queue.stats()
+    text = (f"Users: {figures['users']}\nMessages stored: {figures['messages']}\nVoices: {figures['voices']}\n"
+            f"Jobs: {figures['jobs']} ({running} queued or running)\n"
+            f"Answers running now: {live['replies_running']}, waiting: {live['replies_waiting']}")
+    await message.answer(text, parse_mode=None)
+
+
+def _name(command: CommandObject, usage: str) -> str:
+    name = (command.args or "").strip()
+    if not name or " " in name:
+        raise BadInput(f"Usage: {usage}.")
+    return name
+
+
+def _target_user(message: Message, command: CommandObject) -> int:
+    arg = (command.args or "").strip()
+    if arg.lstrip("-").isdigit():
+        return int(arg)
+    replied = message.reply_to_message
+    if replied is not None and replied.from_user is not None and not arg:
+        return replied.from_user.id
+    raise BadInput("Give the user's Telegram id (a number), or send the command as a reply to their message.")
+
+
+def _suffix(ref: files.MediaRef) -> str:
+    if "." in ref.name:
+        return "." + ref.name.rsplit(".", 1)[-1].lower()
+    return {"voice": ".ogg", "video_note": ".mp4", "video": ".mp4"}.get(ref.kind, "")
+
+
+def make_router() -> Router:
+    router = Router(name="admin")
+    router.message.middleware(AdminOnlyMiddleware())
+    router.message.register(add_voice_start, Command("add_voice"))
+    router.message.register(add_voice_clip, Collecting.voice_clips, _RECORDING)
+    router.message.register(add_voice_done, Collecting.voice_clips, Command("done"))
+    router.message.register(train_avatar_start, Command("train_avatar"))
+    router.message.register(train_avatar_video, Collecting.avatar_video, _VIDEO)
+    router.message.register(abort, Collecting.voice_clips, Command("abort"))
+    router.message.register(abort, Collecting.avatar_video, Command("abort"))
+    router.message.register(jobs, Command("jobs"))
+    router.message.register(allow, Command("allow"))
+    router.message.register(deny, Command("deny"))
+    router.message.register(stats, Command("stats"))
+    return router

@@ -1,0 +1,134 @@
+"""Building and running the Telegram bot: the Bot on a configurable API server, the Dispatcher, its routers.
+
+Everything handlers need is made once here and reaches them by parameter name (services, dialogue,
+answerer, access, queue, statuses); per-message gates are middlewares.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiohttp import web
+
+from bot.common.access import AccessPolicy
+from bot.common.dialogue import Dialogue
+from bot.common.ratelimit import RateLimiter
+from bot.common.userqueue import UserQueue
+from bot.settings import Settings
+from bot.telegram import admin, errors, talk, user_commands
+from bot.telegram.answer import Answerer
+from bot.telegram.delivery import Delivery
+from bot.telegram.fsm_storage import ChatSettingsStorage
+from bot.telegram.job_status import JobStatusMessages
+from bot.telegram.middlewares import AccessMiddleware, RateLimitMiddleware, TouchMiddleware
+from bot.telegram.polling import Poller
+from bot.telegram.webhook import make_app, webhook_secret
+from bot.wiring import Services
+from core.errors import DoppelError
+from storage.users import HandledUpdates
+
+log = logging.getLogger(__name__)
+
+
+class MissingToken(DoppelError):
+    code = "missing_token"
+    default_message = "Set DOPPEL_TELEGRAM_TOKEN (in .env) to the token @BotFather gave you."
+
+
+def build_bot(settings: Settings) -> Bot:
+    token = settings.telegram_token.get_secret_value()
+    if not token:
+        raise MissingToken()
+    api = TelegramAPIServer.from_base(settings.telegram_api_url, is_local=settings.telegram_api_local)
+    # no default parse_mode: answers go out as plain text, so nothing a model writes can break Markdown parsing
+    return Bot(token, session=AiohttpSession(api=api), default=DefaultBotProperties(parse_mode=None))
+
+
+def build_dispatcher(services: Services, bot: Bot) -> Dispatcher:
+    settings = services.settings
+    dp = Dispatcher(storage=ChatSettingsStorage(services.chats))
+    access = AccessPolicy(settings, services.users, "tg")
+    queue = UserQueue(max_waiting=settings.telegram_max_waiting)
+    dialogue = Dialogue(services)
+    dp.workflow_data.update(
+        services=services, dialogue=dialogue, access=access, queue=queue,
+        answerer=Answerer(services, dialogue, queue),
+        statuses=JobStatusMessages(bot, services.jobs, settings.telegram_progress_interval),
+    )
+    dp.message.middleware(AccessMiddleware(access))
+    dp.message.middleware(RateLimitMiddleware(RateLimiter(settings.rate_limit_per_minute)))
+    dp.message.middleware(TouchMiddleware(services.users))
+    # routers are made per dispatcher (an aiogram router joins one parent), so tests and the benchmark can run several bots
+    dp.include_routers(errors.make_router(), admin.make_router(), user_commands.make_router(), talk.make_router())
+    return dp
+
+
+class TelegramBot:
+    """One running bot: polling or webhook by config, stopped by `stop` (graceful) or by cancelling `run`."""
+
+    def __init__(self, services: Services, bot: Bot | None = None) -> None:
+        self.services = services
+        self.bot = bot or build_bot(services.settings)
+        self.dispatcher = build_dispatcher(services, self.bot)
+        self.delivery = Delivery(self.bot, self.dispatcher, HandledUpdates(services.sessions, "telegram"))
+        self.stop_event = asyncio.Event()
+
+    @property
+    def statuses(self) -> JobStatusMessages:
+        return self.dispatcher["statuses"]
+
+    async def run(self) -> None:
+        settings = self.services.settings
+        me = await self.bot.me()
+        log.info("Telegram bot @%s on %s", me.username, settings.telegram_api_url)
+        await self.statuses.resume()
+        try:
+            if settings.telegram_webhook_url:
+                await self._run_webhook()
+            else:
+                await self.bot.delete_webhook(drop_pending_updates=False)
+                poller = Poller(self.delivery, timeout=settings.telegram_poll_timeout,
+                                allowed_updates=self.dispatcher.resolve_used_update_types())
+                await poller.run(self.stop_event)
+                await self.delivery.drain(timeout=60)
+                await poller.acknowledge()
+        finally:
+            # cancelling run() is a crash as far as updates go: unfinished ones stay unacknowledged
+            await self.delivery.abort()
+            await self.statuses.close()
+            with suppress(Exception):
+                await self.bot.session.close()
+
+    async def _run_webhook(self) -> None:
+        settings = self.services.settings
+        runner = web.AppRunner(make_app(self.delivery, settings), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.telegram_webhook_host, settings.telegram_webhook_port)
+        await site.start()
+        try:
+            await self.bot.set_webhook(settings.telegram_webhook_url, secret_token=webhook_secret(settings),
+                                       allowed_updates=self.dispatcher.resolve_used_update_types(), drop_pending_updates=False)
+            await self.stop_event.wait()
+            await self.delivery.drain(timeout=60)
+        finally:
+            await runner.cleanup()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
+async def run_telegram(services: Services) -> None:
+    """`doppel telegram`: run until SIGINT/SIGTERM, then finish the answers under way."""
+    import signal
+
+    app = TelegramBot(services)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(sig, app.stop)
+    await app.run()

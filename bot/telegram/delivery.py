@@ -1,0 +1,79 @@
+"""Handling each update exactly once, whether it came by long polling or by webhook.
+
+An update counts as handled only once its handler has finished (answer sent) and its id is stored; until
+then it is not acknowledged, so a crash in between leaves it with Telegram, which hands it out again, and
+the stored ids keep a re-delivered update that was answered before the crash from being answered twice.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiogram import Bot, Dispatcher
+from aiogram.types import Update
+
+from bot.telegram.errors import RETRYABLE
+from storage.users import HandledUpdates
+
+log = logging.getLogger(__name__)
+
+
+class Delivery:
+    def __init__(self, bot: Bot, dispatcher: Dispatcher, handled: HandledUpdates, *, max_attempts: int = 3) -> None:
+        self.bot = bot
+        self.dispatcher = dispatcher
+        self.handled = handled
+        self.max_attempts = max_attempts
+        self.in_flight: dict[int, asyncio.Task] = {}
+        self.retry: set[int] = set()  # failed for a passing reason: must be delivered again, so not acknowledged
+        self._attempts: dict[int, int] = {}
+
+    async def seen(self, update_id: int) -> bool:
+        return await self.handled.seen(update_id)
+
+    def start(self, update: Update) -> asyncio.Task:
+        """Begin handling (or join the handling already under way) and return the task that finishes it."""
+        task = self.in_flight.get(update.update_id)
+        if task is None:
+            self.retry.discard(update.update_id)
+            task = asyncio.create_task(self._handle(update), name=f"update-{update.update_id}")
+            self.in_flight[update.update_id] = task
+            task.add_done_callback(lambda _t, uid=update.update_id: self.in_flight.pop(uid, None))
+        return task
+
+    async def _handle(self, update: Update) -> bool:
+        """True once the update is handled for good; False if it should be delivered again."""
+        if await self.handled.seen(update.update_id):
+            return True
+        try:
+            await self.dispatcher.feed_update(self.bot, update)
+        except RETRYABLE as exc:
+            attempts = self._attempts.get(update.update_id, 0) + 1
+            self._attempts[update.update_id] = attempts
+            if attempts < self.max_attempts:
+                log.warning("update %s: Telegram unreachable (%s); will retry", update.update_id, exc)
+                self.retry.add(update.update_id)
+                return False
+            log.error("update %s: giving up after %d attempts: %s", update.update_id, attempts, exc)
+        except Exception:
+            # a bug, not a crash: answering it again would fail again, so it is recorded as done
+            log.exception("update %s failed", update.update_id)
+        self._attempts.pop(update.update_id, None)
+        await self.handled.mark(update.update_id)
+        return True
+
+    def unfinished(self) -> set[int]:
+        """Update ids that must not be acknowledged yet."""
+        return set(self.in_flight) | self.retry
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for the updates being handled (on a graceful stop)."""
+        tasks = list(self.in_flight.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    async def abort(self) -> None:
+        tasks = list(self.in_flight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,80 @@
+"""What a message carries that the bot can listen to, and fetching it within the Bot API's download limit."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import Message
+
+from bot.settings import Settings
+from core.errors import BadInput, FileTooLarge
+
+# a local Bot API server serves files up to 2000 MB
+LOCAL_SERVER_LIMIT = 2000 * 1024 * 1024
+
+
+class UnsupportedMessage(BadInput):
+    code = "unsupported_message"
+    default_message = ("I can answer voice messages, audio files, video notes and text. "
+                       "Please send one of those.")
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    file_id: str
+    size: int | None
+    kind: str  # voice | audio | video_note | video | document
+    name: str = ""
+
+
+def speech_of(message: Message) -> MediaRef | None:
+    """The recording in a message the bot should answer: a voice note, audio, video note or an audio/video file."""
+    if message.voice:
+        return MediaRef(message.voice.file_id, message.voice.file_size, "voice")
+    if message.audio:
+        return MediaRef(message.audio.file_id, message.audio.file_size, "audio", message.audio.file_name or "")
+    if message.video_note:
+        return MediaRef(message.video_note.file_id, message.video_note.file_size, "video_note")
+    if message.video:
+        return MediaRef(message.video.file_id, message.video.file_size, "video", message.video.file_name or "")
+    doc = message.document
+    if doc and (doc.mime_type or "").startswith(("audio/", "video/")):
+        return MediaRef(doc.file_id, doc.file_size, "document", doc.file_name or "")
+    return None
+
+
+def video_of(message: Message) -> MediaRef | None:
+    """A video for avatar training: a video, a video note or a video file sent as a document."""
+    if message.video:
+        return MediaRef(message.video.file_id, message.video.file_size, "video", message.video.file_name or "video.mp4")
+    if message.video_note:
+        return MediaRef(message.video_note.file_id, message.video_note.file_size, "video_note", "note.mp4")
+    doc = message.document
+    if doc and (doc.mime_type or "").startswith("video/"):
+        return MediaRef(doc.file_id, doc.file_size, "document", doc.file_name or "video.mp4")
+    return None
+
+
+def download_limit(settings: Settings) -> int:
+    return max(settings.telegram_max_download, LOCAL_SERVER_LIMIT if settings.telegram_api_local else 0)
+
+
+async def download(bot: Bot, ref: MediaRef, settings: Settings) -> bytes:
+    limit = download_limit(settings)
+    if ref.size is not None and ref.size > limit:
+        raise FileTooLarge(ref.size, limit)  # refused before fetching anything
+    try:
+        file = await bot.get_file(ref.file_id)
+    except TelegramBadRequest as exc:
+        if "too big" in exc.message.lower():
+            raise FileTooLarge(ref.size or limit + 1, limit) from exc
+        raise BadInput("I could not fetch that file from Telegram. Please send it again.", detail=exc.message) from exc
+    if file.file_size is not None and file.file_size > limit:
+        raise FileTooLarge(file.file_size, limit)
+    if not file.file_path:
+        raise BadInput("Telegram did not give me that file. Please send it again.")
+    buf = io.BytesIO()
+    await bot.download_file(file.file_path, buf, timeout=120)
+    return buf.getvalue()
