@@ -1,0 +1,97 @@
+"""Admin slash commands: /add_voice, /train_avatar, /jobs, /cancel.
+
+Training runs in the worker for minutes or hours, longer than an interaction token lives (15 min), so its
+status is an ordinary channel message that the bot keeps editing until the job ends.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import discord
+from discord import app_commands
+
+from bot.common.avatars import submit_avatar_training
+from bot.common.progress import describe, follow_job
+from bot.common.voices import add_voice as add_voice_clips
+from bot.discord import files
+from bot.discord.gate import chat_key, require_admin
+from core.types import Job, VoiceEngine
+
+log = logging.getLogger("doppel.discord")
+ENGINES = [app_commands.Choice(name=e.value, value=e.value) for e in (VoiceEngine.LITE, VoiceEngine.RVC, VoiceEngine.COSYVOICE, VoiceEngine.TTS)]
+
+
+async def _watch(bot, interaction: discord.Interaction, job: Job) -> None:
+    """Post the job's status in the channel and keep that one message up to date."""
+    channel = interaction.channel
+    if not isinstance(channel, discord.abc.Messageable):
+        return
+    status = await channel.send(describe(job))
+
+    async def show(current: Job) -> None:
+        await status.edit(content=describe(current))
+
+    async def follow() -> None:
+        try:
+            await follow_job(bot.services.jobs, job.id, show, interval=bot.services.settings.discord_progress_interval)
+        except discord.HTTPException:
+            log.warning("job %s: status message could not be edited", job.id, exc_info=True)
+
+    bot.background(follow())
+
+
+@app_commands.command(name="add_voice", description="Admin: add a voice from recordings (transcribed automatically)")
+@app_commands.describe(name="The new voice's name", clip="A recording of the voice", clip2="Another recording",
+                       clip3="Another recording", transcript="What the recordings say (default: transcribe them)",
+                       engine="How to clone it")
+@app_commands.choices(engine=ENGINES)
+async def add_voice(interaction: discord.Interaction, name: str, clip: discord.Attachment, clip2: discord.Attachment | None = None,
+                    clip3: discord.Attachment | None = None, transcript: str | None = None, engine: str = "lite") -> None:
+    bot = interaction.client
+    await require_admin(bot, interaction.user)
+    await interaction.response.defer(thinking=True)
+    limit = bot.services.settings.discord_max_download
+    clips = [c for c in (clip, clip2, clip3) if c is not None]
+    data = [(c.filename, await files.read_audio(c, limit)) for c in clips]
+    added = await add_voice_clips(bot.services, name, data, [transcript] * len(data) if transcript else None,
+                                  engine=VoiceEngine(engine), notify_chat=chat_key(interaction.guild_id, interaction.channel_id or 0))
+    lines = [f"Voice **{added.name}**: {len(added.clips)} clip(s), {added.seconds:.1f} s."]
+    lines += [f"- {file}: “{text}” ({source})" for file, text, source in added.clips]
+    await interaction.edit_original_response(content="\n".join(lines)[:2000])
+    if added.job is not None:
+        await _watch(bot, interaction, added.job)
+
+
+@app_commands.command(name="train_avatar", description="Admin: train a talking-head avatar from a video")
+@app_commands.describe(name="The avatar's name", video="A video of the person talking, face visible")
+async def train_avatar(interaction: discord.Interaction, name: str, video: discord.Attachment) -> None:
+    bot = interaction.client
+    await require_admin(bot, interaction.user)
+    await interaction.response.defer(thinking=True)
+    data = await files.read_video(video, bot.services.settings.discord_max_download)
+    job = await submit_avatar_training(bot.services, name, data, video.filename,
+                                       notify_chat=chat_key(interaction.guild_id, interaction.channel_id or 0))
+    await interaction.edit_original_response(content=f"Avatar **{name}**: training queued as job {job.id}. Status below.")
+    await _watch(bot, interaction, job)
+
+
+@app_commands.command(name="jobs", description="Admin: the training jobs")
+async def jobs(interaction: discord.Interaction) -> None:
+    bot = interaction.client
+    await require_admin(bot, interaction.user)
+    listed = await bot.services.jobs.list()
+    text = "\n".join(describe(j) for j in listed[-20:]) or "No training jobs."
+    await interaction.response.send_message(text[:2000], ephemeral=True)
+
+
+@app_commands.command(name="cancel", description="Admin: cancel a training job")
+@app_commands.describe(job="The job's number (see /jobs)")
+async def cancel(interaction: discord.Interaction, job: int) -> None:
+    bot = interaction.client
+    await require_admin(bot, interaction.user)
+    cancelled = await bot.services.jobs.cancel(job)
+    await interaction.response.send_message(describe(cancelled), ephemeral=True)
+
+
+COMMANDS = (add_voice, train_avatar, jobs, cancel)

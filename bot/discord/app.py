@@ -1,0 +1,89 @@
+"""The Discord bot: a discord.py client with the slash-command modules and the message inbox plugged in.
+
+Everything that answers (engines, repositories, dialogue, access, limits) is built once and hung on the
+client; handlers reach it as `interaction.client`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Coroutine
+
+import discord
+from discord import app_commands
+
+from bot.common.access import AccessPolicy
+from bot.common.dialogue import Dialogue
+from bot.common.ratelimit import RateLimiter
+from bot.common.userqueue import UserQueue
+from bot.discord import admin_commands, chat_commands, inbox, settings_commands
+from bot.discord.endpoints import discover_gateway, point_at
+from bot.discord.errors import on_app_command_error
+from bot.wiring import Services
+from storage.users import HandledUpdates
+
+log = logging.getLogger("doppel.discord")
+
+
+def intents() -> discord.Intents:
+    wanted = discord.Intents.none()
+    wanted.guilds = True
+    wanted.guild_messages = True
+    wanted.dm_messages = True
+    # privileged: without it, attachments of messages that neither mention nor DM the bot arrive empty,
+    # and a voice message replying to the bot carries no mention
+    wanted.message_content = True
+    return wanted
+
+
+class DoppelDiscord(discord.Client):
+    def __init__(self, services: Services) -> None:
+        settings = services.settings
+        point_at(settings.discord_api_url, settings.discord_gateway_url)
+        super().__init__(intents=intents(), allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True))
+        self.services = services
+        self.dialogue = Dialogue(services)
+        self.access = AccessPolicy(settings, services.users, "dc")
+        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.queue = UserQueue(settings.discord_max_waiting)
+        self.handled = HandledUpdates(services.sessions, "discord")
+        self.tree = app_commands.CommandTree(self)
+        self.tree.on_error = on_app_command_error
+        for command in (*chat_commands.COMMANDS, *settings_commands.COMMANDS, *admin_commands.COMMANDS):
+            self.tree.add_command(command)
+        self._tasks: set[asyncio.Task] = set()
+
+    async def setup_hook(self) -> None:
+        if not self.services.settings.discord_gateway_url:
+            log.info("gateway: %s", await discover_gateway(self))
+        guild_id = self.services.settings.discord_sync_guild
+        if guild_id:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+
+    async def on_message(self, message: discord.Message) -> None:
+        await inbox.on_message(self, message)
+
+    def background(self, work: Coroutine) -> asyncio.Task:
+        """Run work that outlives its handler (job status edits); kept here so it is not collected or orphaned."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await super().close()
+
+
+async def run(services: Services) -> None:
+    token = services.settings.discord_token.get_secret_value()
+    if not token:
+        raise SystemExit("Set DOPPEL_DISCORD_TOKEN (in .env) to the bot token from the Discord developer portal.")
+    async with DoppelDiscord(services) as client:
+        await client.start(token)

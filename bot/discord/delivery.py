@@ -1,0 +1,63 @@
+"""Running one turn and posting what it made: text, a voice message, and the talking-head MP4 when there is one.
+
+Two destinations: a reply to a user's message in its channel, and a deferred slash command whose
+"thinking…" placeholder becomes the text, with the voice and video as follow-ups.
+"""
+from __future__ import annotations
+
+import io
+import logging
+
+import discord
+
+from bot.common.dialogue import Incoming
+from bot.common.replies import ReplyAssembler, split_text
+from bot.discord.voice_message import VoiceNote, send_voice_message, to_channel, to_followup
+
+log = logging.getLogger("doppel.discord")
+TEXT_LIMIT = 2000  # characters in one Discord message
+VIDEO_NAME = "reply.mp4"
+
+
+async def run_turn(bot, msg: Incoming, *, speak: bool = True) -> ReplyAssembler:
+    """The user's turns run one after another (bot.queue); the dialogue does the rest."""
+
+    async def work() -> ReplyAssembler:
+        reply = ReplyAssembler()
+        async for frame in bot.dialogue.reply(msg, speak=speak):
+            reply.feed(frame)
+        return reply
+
+    return await bot.queue.run(msg.user_id, work)
+
+
+def voice_note(reply: ReplyAssembler) -> VoiceNote:
+    ogg, seconds = reply.voice_note()
+    return VoiceNote(ogg, seconds, reply.waveform())
+
+
+async def answer_message(bot, message: discord.Message, reply: ReplyAssembler, *, with_text: bool) -> None:
+    if with_text:
+        for i, part in enumerate(split_text(reply.text, TEXT_LIMIT)):
+            await (message.reply(part, mention_author=False) if i == 0 else message.channel.send(part))
+    if reply.has_speech:
+        note = voice_note(reply)
+        try:
+            await send_voice_message(bot.http, to_channel(message.channel.id), note, reply_to=message.id)
+        except discord.Forbidden as exc:
+            # the channel refuses voice messages (no Send Voice Messages permission): the audio still goes, as a file
+            log.info("voice message refused in %s (%s); sending a file", message.channel.id, exc.code)
+            await message.reply(file=discord.File(io.BytesIO(note.ogg), "reply.ogg"), mention_author=False)
+    if reply.video is not None:
+        await message.channel.send(file=discord.File(io.BytesIO(reply.video.mp4), VIDEO_NAME))
+
+
+async def answer_interaction(bot, interaction: discord.Interaction, reply: ReplyAssembler, *, with_text: bool = True) -> None:
+    parts = split_text(reply.text, TEXT_LIMIT) if with_text else []
+    await interaction.edit_original_response(content=parts[0] if parts else "\N{SPEAKER WITH THREE SOUND WAVES}")
+    for part in parts[1:]:
+        await interaction.followup.send(part)
+    if reply.has_speech:
+        await send_voice_message(bot.http, to_followup(interaction.application_id, interaction.token), voice_note(reply))
+    if reply.video is not None:
+        await interaction.followup.send(file=discord.File(io.BytesIO(reply.video.mp4), VIDEO_NAME))

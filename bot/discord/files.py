@@ -1,0 +1,41 @@
+"""Reading users' attachments: size and kind are checked from Discord's metadata before a byte is downloaded."""
+from __future__ import annotations
+
+import discord
+
+from core.errors import BadInput, FileTooLarge
+
+AUDIO_SUFFIXES = (".ogg", ".oga", ".opus", ".mp3", ".m4a", ".wav", ".webm", ".flac", ".aac")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".m4v")
+
+
+def is_audio(attachment: discord.Attachment) -> bool:
+    kind = (attachment.content_type or "").lower()
+    return kind.startswith("audio/") or attachment.filename.lower().endswith(AUDIO_SUFFIXES)
+
+
+def is_video(attachment: discord.Attachment) -> bool:
+    kind = (attachment.content_type or "").lower()
+    return kind.startswith("video/") or attachment.filename.lower().endswith(VIDEO_SUFFIXES)
+
+
+async def read_audio(attachment: discord.Attachment, limit: int) -> bytes:
+    if not is_audio(attachment):
+        raise BadInput(f"I can't listen to '{attachment.filename}'. Please send a voice message or an audio file "
+                       "(OGG, MP3, M4A, WAV or WebM).")
+    return await _read(attachment, limit)
+
+
+async def read_video(attachment: discord.Attachment, limit: int) -> bytes:
+    if not is_video(attachment):
+        raise BadInput(f"'{attachment.filename}' is not a video. Please attach an MP4, MOV or WebM video of the person talking.")
+    return await _read(attachment, limit)
+
+
+async def _read(attachment: discord.Attachment, limit: int) -> bytes:
+    if attachment.size > limit:
+        raise FileTooLarge(attachment.size, limit)
+    try:
+        return await attachment.read()
+    except discord.HTTPException as exc:
+        raise BadInput("I could not download that file from Discord. Please send it again.", detail=repr(exc)) from exc

@@ -1,0 +1,55 @@
+"""Messages the bot answers without a command: anything in a DM, and in a server a message that mentions
+the bot or replies to it. A voice message (or audio file) gets a voice message back; text gets text.
+"""
+from __future__ import annotations
+
+import discord
+
+from bot.common.dialogue import Incoming
+from bot.discord import delivery, files
+from bot.discord.errors import tell
+from bot.discord.gate import admit, chat_key, user_key
+from core.errors import BadInput
+
+
+def addressed_to_me(bot, message: discord.Message) -> bool:
+    if message.author.bot or bot.user is None:
+        return False
+    if message.guild is None:
+        return True
+    if bot.user in message.mentions:
+        return True
+    ref = message.reference.resolved if message.reference is not None else None
+    return isinstance(ref, discord.Message) and ref.author.id == bot.user.id
+
+
+def _question_text(bot, message: discord.Message) -> str:
+    text = message.content
+    for mention in (f"<@{bot.user.id}>", f"<@!{bot.user.id}>"):
+        text = text.replace(mention, " ")
+    return " ".join(text.split())
+
+
+async def on_message(bot, message: discord.Message) -> None:
+    if not addressed_to_me(bot, message):
+        return
+    if not await bot.handled.mark(message.id):
+        return  # already answered (a replayed event after a reconnect or restart)
+    try:
+        await admit(bot, message.author, message.guild.id if message.guild else None)
+        text = _question_text(bot, message)
+        audio = None
+        if message.attachments:
+            if len(message.attachments) > 1:
+                raise BadInput("Please send one voice message at a time.")
+            audio = await files.read_audio(message.attachments[0], bot.services.settings.discord_max_download)
+        elif not text:
+            return  # a bare mention: nothing to answer
+        incoming = Incoming(user_key(message.author), chat_key(message.guild.id if message.guild else None, message.channel.id),
+                            audio=audio, text=None if audio else text, display_name=message.author.display_name)
+        speak = audio is not None or bot.services.settings.reply_voice_to_text
+        async with message.channel.typing():
+            reply = await delivery.run_turn(bot, incoming, speak=speak)
+        await delivery.answer_message(bot, message, reply, with_text=audio is None)
+    except Exception as exc:  # noqa: BLE001 — every failure becomes one reply; errors.tell logs what is unexpected
+        await tell(message, exc)
