@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import aiohttp
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from bot.settings import Settings
 from bot.wiring import build_services
+from adapters.media import decode_audio, encode_wav
 from core.types import ConversationKey, JobStatus
 from tests.conftest import speech_clips
-from tests.web_harness import chromium, in_thread, live_server
+from tests.web_harness import LevelMeterAvatar, chromium, in_thread, live_server
 
 PASSWORD = "correct horse battery"
 
@@ -21,8 +24,8 @@ PASSWORD = "correct horse battery"
 @pytest.fixture
 async def site(tmp_path, engines):
     settings = Settings(_env_file=None, data_dir=tmp_path / "var", web_admin_password=PASSWORD,
-                        web_secret="web-test-secret", web_max_audio_bytes=2 * 1024 * 1024)
-    services = await build_services(settings, engines=engines)
+                        web_secret="web-test-secret", web_max_audio_bytes=2 * 1024 * 1024, avatar="meter")
+    services = await build_services(settings, engines=replace(engines, renderer=LevelMeterAvatar()))
     try:
         async with live_server(services) as server:
             yield server
@@ -81,6 +84,10 @@ async def test_a_spoken_question_gets_a_streamed_spoken_answer(site, browser, tm
             "const a = document.querySelector('audio.reply-audio');"
             "return a && a.currentSrc && a.readyState >= 1 && a.duration > 0.2 && !a.error"))
         slow.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".bubble.bot.done")))
+        # the talking-head clip came after the speech and is a video the browser can decode
+        video = slow.until(lambda d: d.execute_script(
+            "const v = document.querySelector('video.reply-video');"
+            "return v && v.readyState >= 1 && v.videoWidth > 0 && v.duration > 0.2 ? [v.videoWidth, v.duration] : null"))
         seen = browser.execute_script("return window.seen")
         answer = browser.find_element(By.CSS_SELECTOR, ".bubble.bot .text").text
         shot = tmp_path / "chat.png"
@@ -89,9 +96,10 @@ async def test_a_spoken_question_gets_a_streamed_spoken_answer(site, browser, tm
         # the page is reloaded: the conversation is still there, from the history store
         browser.get(site.url)
         shown = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#log .bubble .text")]
-        return heard, seen, answer, shown
+        return heard, seen, answer, shown, video
 
-    heard, seen, answer, shown = await in_thread(story)
+    heard, seen, answer, shown, video = await in_thread(story)
+    assert video[0] == 96
     assert len(words(heard) & words(truth)) >= len(words(truth)) // 2, (heard, truth)
     assert answer.strip()
     assert seen["transcript"] < seen["audio"] <= seen["done"]
@@ -101,6 +109,36 @@ async def test_a_spoken_question_gets_a_streamed_spoken_answer(site, browser, tm
     users = [u for u in await site.services.users.list() if u.id.startswith("web:")]
     assert len(users) == 1
     assert await site.services.history.count(ConversationKey(users[0].id, users[0].id)) == 2
+
+
+async def test_holding_the_button_records_the_microphone_and_sends_it(site, tmp_path):
+    clip, seconds, truth = next(c for c in speech_clips("en", min_seconds=2.5) if c[0].stem == "agent-newlocation")
+    # Chromium's fake capture device plays this file as the microphone, so MediaRecorder records real speech
+    mic = tmp_path / "mic.wav"
+    mic.write_bytes(encode_wav(decode_audio(clip.read_bytes())))
+    driver = chromium(tmp_path / "profile", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                      f"--use-file-for-fake-audio-capture={mic}")
+
+    def story():
+        driver.get(site.url)
+        wait = WebDriverWait(driver, 10)
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+        driver.find_element(By.ID, "speak").click()  # text only: this story is about the microphone
+        button = driver.find_element(By.ID, "record")
+        ActionChains(driver).click_and_hold(button).pause(0.1).perform()
+        wait.until(lambda d: "recording" in button.get_attribute("class"))
+        ActionChains(driver).pause(seconds + 0.5).release(button).perform()
+        WebDriverWait(driver, 240, poll_frequency=0.2).until(
+            EC.presence_of_element_located((By.CSS_SELECTOR, ".bubble.bot.done")))
+        return (driver.find_element(By.CSS_SELECTOR, ".bubble.user .text").text,
+                len(driver.find_elements(By.CSS_SELECTOR, "audio.reply-audio")))
+
+    try:
+        heard, audio_parts = await in_thread(story)
+    finally:
+        driver.quit()
+    assert len(words(heard) & words(truth)) >= len(words(truth)) // 2, (heard, truth)
+    assert audio_parts == 0
 
 
 async def test_admin_login_refuses_a_wrong_password_and_a_denied_visitor_is_refused(site, browser):

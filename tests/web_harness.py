@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Callable, TypeVar
 
+import numpy as np
 import uvicorn
 
 from bot.web.app import create_app
 from bot.wiring import Services
+from core.types import Audio
 
 T = TypeVar("T")
 
@@ -55,7 +57,7 @@ async def live_server(services: Services, *, job_poll_seconds: float = 0.2) -> A
         sock.close()
 
 
-def chromium(profile_dir: Path):
+def chromium(profile_dir: Path, *extra_flags: str):
     """A fresh headless Chromium; fails (never skips) when the browser is missing, since CI installs it."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -65,7 +67,7 @@ def chromium(profile_dir: Path):
     os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager look for downloads
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for flag in CHROMIUM_FLAGS:
+    for flag in (*CHROMIUM_FLAGS, *extra_flags):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile_dir}")
     return webdriver.Chrome(options=options, service=Service(executable_path=driver))
@@ -74,3 +76,28 @@ def chromium(profile_dir: Path):
 async def in_thread(fn: Callable[..., T], *args) -> T:
     """Selenium blocks; the server runs on this event loop, so the browser is driven from a thread."""
     return await asyncio.to_thread(fn, *args)
+
+
+class LevelMeterAvatar:
+    """An AvatarRenderer for the web tests: a real H.264 + AAC MP4 of a bar that follows the speech's loudness.
+
+    The web channel only carries whatever MP4 the renderer makes; this keeps the browser test off a trained face.
+    """
+
+    fps = 10.0
+
+    async def is_ready(self, avatar: str) -> bool:
+        return avatar == "meter"
+
+    async def render(self, audio: Audio, avatar: str, text: str = "") -> bytes:
+        from adapters.video import encode_mp4
+
+        step = int(audio.sample_rate / self.fps)
+        frames = []
+        for start in range(0, max(len(audio.samples), step), step):
+            level = float(np.sqrt(np.mean(np.square(audio.samples[start:start + step]))) if start < len(audio.samples) else 0.0)
+            frame = np.full((96, 96, 3), 40, dtype=np.uint8)
+            height = int(min(1.0, level * 6) * 80)
+            frame[88 - height:88, 36:60] = (230, 120, 40)
+            frames.append(frame)
+        return await asyncio.to_thread(encode_mp4, frames, self.fps, audio)

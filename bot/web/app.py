@@ -20,11 +20,11 @@ from bot.web.chat import ChatPages
 from bot.web.context import HERE, WebContext
 from bot.web.security import CsrfRejected, LoginThrottled
 from bot.wiring import Services
-from core.errors import DoppelError, FileTooLarge, NotAllowed
+from core.errors import DoppelError, FileTooLarge, NotAllowed, RateLimited
 
 log = logging.getLogger(__name__)
 
-_STATUS = {FileTooLarge: 413, NotAllowed: 403, CsrfRejected: 403, LoginThrottled: 429}
+_STATUS = {FileTooLarge: 413, NotAllowed: 403, CsrfRejected: 403, LoginThrottled: 429, RateLimited: 429}
 
 # plain JS from our own origin only; media may also come from blob: URLs the page makes
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

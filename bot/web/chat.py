@@ -9,9 +9,11 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from adapters.media import encode_wav
+from bot.common.access import AccessPolicy
 from bot.common.dialogue import Incoming
+from bot.common.ratelimit import RateLimiter
 from bot.web.context import SSE_HEADERS, WebContext, sse
-from bot.web.security import check_csrf, web_user
+from bot.web.security import check_csrf, session_id, web_user
 from bot.web.uploads import AUDIO, read_form, take_file
 from core.errors import BadInput, DoppelError, NotAllowed
 from core.types import AudioFrame, ConversationKey, Frame, ReplyDone, SentenceFrame, TranscriptFrame, VideoFrame
@@ -25,6 +27,10 @@ _SHOWN_HISTORY_TOKENS = 20_000
 class ChatPages:
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx
+        settings = ctx.services.settings
+        # the same rules as the bots: an admin's deny holds here too, and a closed bot (an allowlist) stays closed
+        self.access = AccessPolicy(settings, ctx.services.users, "web")
+        self.limiter = RateLimiter(settings.rate_limit_per_minute)
 
     def routes(self) -> list[Route]:
         return [
@@ -48,7 +54,9 @@ class ChatPages:
         if upload is None and not text:
             raise BadInput("Record or upload a voice message, or type something.")
         user = web_user(request)
-        await self._check_allowed(user)
+        if not (await self.access.decide(session_id(request))).allowed:  # type: ignore[arg-type]
+            raise NotAllowed()
+        self.limiter.check(user)
         speak = form.get("speak", "1") != "0"
         msg = Incoming(user_id=user, chat_id=user, audio=upload[1] if upload else None,
                        text=None if upload else text, display_name="web visitor")
@@ -93,11 +101,6 @@ class ChatPages:
         if isinstance(frame, ReplyDone):
             return sse("done", {"text": frame.text, "timings": {t.stage: round(t.seconds, 3) for t in frame.timings}})
         return b": unknown frame\n\n"
-
-    async def _check_allowed(self, user: str) -> None:
-        record = await self.ctx.services.users.get(user)
-        if record is not None and not record.allowed:
-            raise NotAllowed()
 
     async def forget(self, request: Request) -> Response:
         check_csrf(request, await request.form(max_files=0))

@@ -149,7 +149,7 @@
     }
     const body = new FormData();
     body.append("audio", blob, name);
-    send(body, "🎤 …");
+    send(body, "(voice message)");
   }
 
   fileInput.addEventListener("change", () => {
