@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-nodeps.txt |
 # llama.cpp compiles from source once; use both cores
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: setup demo test bench clean
+.PHONY: setup browser demo test bench clean
 
 setup: $(STAMP)
 
@@ -22,8 +22,15 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 demo: setup
 	$(BIN)/doppel reply --audio assets/question.ogg --user demo --out out/demo-reply.ogg
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# the web tests drive Debian's headless Chromium: installed here when missing and we are root
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "chromium and chromium-driver are missing: the web tests will fail (apt-get install chromium chromium-driver)"; fi
 
 bench: setup
 	$(BIN)/python bench/latency.py

@@ -171,6 +171,19 @@ async def cmd_worker(args) -> int:
     return 0
 
 
+async def cmd_web(args) -> int:
+    from bot.settings import Settings
+    from bot.web.app import serve
+
+    overrides: dict = {"database_url": args.database_url} if args.database_url else {}
+    if args.host:
+        overrides["web_host"] = args.host
+    if args.port:
+        overrides["web_port"] = args.port
+    await serve(Settings(**overrides))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="doppel", description=__doc__)
     parser.add_argument("--database-url", help="any SQLAlchemy async URL (default: sqlite in the data dir)")
@@ -215,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", action="append", choices=["voice", "avatar"])
     p.add_argument("--once", action="store_true", help="run one queued job and exit")
     p.set_defaults(run=cmd_worker)
+
+    p = sub.add_parser("web", help="serve the chat page and the admin dashboard (default http://127.0.0.1:5000)")
+    p.add_argument("--host", help="default: DOPPEL_WEB_HOST")
+    p.add_argument("--port", type=int, help="default: DOPPEL_WEB_PORT")
+    p.set_defaults(run=cmd_web)
     return parser
 
 

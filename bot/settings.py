@@ -86,7 +86,9 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 5000
     web_admin_password: SecretStr = SecretStr("")
-    web_secret: SecretStr = SecretStr("")
+    web_secret: SecretStr = SecretStr("")  # signs session cookies; empty: a random one per start (logins end on restart)
+    web_max_audio_bytes: int = 20 * 1024 * 1024  # one chat recording or voice reference clip
+    web_max_video_bytes: int = 200 * 1024 * 1024  # one avatar training video
 
     @field_validator("admin_ids", "allowed_ids", mode="before")
     @classmethod
