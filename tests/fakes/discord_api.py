@@ -226,7 +226,7 @@ class FakeDiscord:
         await self.gateway.dispatch("MESSAGE_CREATE", self._with_guild(payload, author))
         return posted
 
-    async def invoke(self, name: str, user: dict, channel_id: int, **options: Any) -> Interaction:
+    async def invoke(self, name: str, user: dict, channel_id: int, /, **options: Any) -> Interaction:
         """Invoke a slash command the bot has synced; an Upload option value becomes an attachment option."""
         channel = self.channels[channel_id]
         guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
