@@ -5,6 +5,7 @@ import re
 from dataclasses import replace
 
 import aiohttp
+import numpy as np
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -162,9 +163,39 @@ async def test_admin_login_refuses_a_wrong_password_and_a_denied_visitor_is_refu
     assert (await site.services.users.get("tg:42")).allowed is False
 
 
-async def test_job_progress_bar_moves_and_a_job_can_be_cancelled(site, browser, tmp_path):
+async def test_an_uploaded_avatar_video_becomes_a_job_whose_progress_bar_moves(site, browser, tmp_path):
+    from adapters.video import encode_mp4
+
+    video = tmp_path / "alice.mp4"
+    frames = [np.full((64, 64, 3), 30 + 20 * i, dtype=np.uint8) for i in range(10)]
+    video.write_bytes(encode_mp4(frames, 10.0, decode_audio(speech_clips("en")[0][0].read_bytes())))
+    not_video = speech_clips("en")[0][0]
     jobs = site.services.jobs
-    job = await jobs.submit("avatar", "alice", engine="lite", max_steps=100, gpu=None, params={})
+
+    def upload(path, name: str) -> str:
+        form = browser.find_element(By.ID, "avatar-form")
+        form.find_element(By.NAME, "name").send_keys(name)
+        form.find_element(By.NAME, "video").send_keys(str(path))
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        text = WebDriverWait(browser, 20).until(EC.visibility_of_element_located((By.ID, "flash"))).text
+        WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "jobs").get_attribute("data-live") == "1")
+        return text
+
+    def open_avatars():
+        log_in(browser, site.url, PASSWORD)
+        WebDriverWait(browser, 10).until(EC.url_contains("/admin/voices"))
+        browser.get(f"{site.url}/admin/avatars")
+        WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "jobs").get_attribute("data-live") == "1")
+        refused = upload(not_video, "bob")
+        accepted = upload(video, "alice")
+        return refused, accepted
+
+    refused, accepted = await in_thread(open_avatars)
+    assert f"'{not_video.name}' is not a video file" in refused
+    [job] = await jobs.list()
+    assert (job.kind, job.target, job.status) == ("avatar", "alice", JobStatus.QUEUED)
+    assert accepted == f"Avatar 'alice': training job {job.id} queued."
+    # from here on the test plays the worker's part
     assert (await jobs.claim_next()).id == job.id
 
     def bar_value(expected: int):
@@ -174,13 +205,6 @@ async def test_job_progress_bar_moves_and_a_job_can_be_cancelled(site, browser, 
                 "return p !== null && p.value === %d;" % (job.id, expected))) and expected
         return read
 
-    def open_jobs():
-        log_in(browser, site.url, PASSWORD)
-        WebDriverWait(browser, 10).until(EC.url_contains("/admin/voices"))
-        browser.get(f"{site.url}/admin/avatars")
-        WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "jobs").get_attribute("data-live") == "1")
-
-    await in_thread(open_jobs)
     assert await in_thread(bar_value(0)) == 0
     await jobs.report(job.id, step=25, progress=0.25, eta_seconds=30)
     assert await in_thread(bar_value(25)) == 25

@@ -19,7 +19,7 @@ from bot.web.uploads import AUDIO, VIDEO, read_form, take_file, take_files
 from core.errors import BadInput, UnknownVoice
 from core.types import Job, VoiceEngine
 
-AVATAR_ENGINES = ("lite", "geneface")
+AVATAR_ENGINES = ("lite", "photo", "geneface")
 _MAX_VOICE_CLIPS = 20
 
 
