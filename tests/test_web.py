@@ -143,7 +143,7 @@ async def test_holding_the_button_records_the_microphone_and_sends_it(site, tmp_
 
 
 async def test_admin_login_refuses_a_wrong_password_and_a_denied_visitor_is_refused(site, browser):
-    await site.services.users.touch("tg:42", "Ada")
+    await site.services.users.touch("tg:42", "<b>Ada</b>")
 
     def story():
         log_in(browser, site.url, "not the password")
@@ -153,11 +153,13 @@ async def test_admin_login_refuses_a_wrong_password_and_a_denied_visitor_is_refu
         log_in(browser, site.url, PASSWORD)
         WebDriverWait(browser, 10).until(EC.url_contains("/admin/voices"))
         browser.get(f"{site.url}/admin/users")
+        name = browser.find_element(By.CSS_SELECTOR, "tr[data-user-id='tg:42'] td:nth-child(2)").text
         browser.find_element(By.CSS_SELECTOR, "tr[data-user-id='tg:42'] button").click()
         WebDriverWait(browser, 10).until(EC.text_to_be_present_in_element((By.ID, "flash"), "tg:42 is now denied"))
-        return error, still_out
+        return error, still_out, name
 
-    error, still_out = await in_thread(story)
+    error, still_out, name = await in_thread(story)
+    assert name == "<b>Ada</b>"  # shown as text, never as markup
     assert error == "Wrong password."
     assert still_out
     assert (await site.services.users.get("tg:42")).allowed is False
@@ -252,7 +254,7 @@ async def test_admin_adds_a_voice_sees_its_transcript_and_corrects_it(site, brow
     assert (stored.transcript, stored.transcript_source) == ("Please enter your password, then the pound key.", "edited")
 
 
-async def test_uploads_are_size_limited_type_checked_and_csrf_protected(site):
+async def test_uploads_are_size_limited_type_checked_and_forms_are_protected(site):
     # unsafe: the jar must keep cookies from a bare IP address like 127.0.0.1
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         page = await (await http.get(site.url + "/")).text()
@@ -281,3 +283,12 @@ async def test_uploads_are_size_limited_type_checked_and_csrf_protected(site):
         await site.services.users.set_allowed(visitor.id, False)
         r = await http.post(site.url + "/chat/turn", data={"text": "hello"}, headers=headers)
         assert r.status == 403 and (await r.json())["code"] == "not_allowed"
+
+        # guessing the admin password: five wrong tries, then even the right one waits
+        login = await (await http.get(site.url + "/admin/login")).text()
+        token = re.search(r'name="csrf-token" content="([^"]+)"', login).group(1)
+        for _ in range(5):
+            r = await http.post(site.url + "/admin/login", data={"csrf": token, "password": "guess"})
+            assert r.status == 401
+        r = await http.post(site.url + "/admin/login", data={"csrf": token, "password": PASSWORD})
+        assert r.status == 429 and "Too many wrong passwords" in await r.text()

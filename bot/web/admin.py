@@ -14,7 +14,7 @@ from starlette.routing import Route
 from bot.common.avatars import submit_avatar_training
 from bot.common.voices import add_voice
 from bot.web.context import SSE_HEADERS, WebContext, sse
-from bot.web.security import admin_only, check_csrf, log_in, log_out, password_matches
+from bot.web.security import CsrfRejected, LoginThrottled, admin_only, check_csrf, log_in, log_out, password_matches
 from bot.web.uploads import AUDIO, VIDEO, read_form, take_file, take_files
 from core.errors import BadInput, UnknownVoice
 from core.types import Job, VoiceEngine
@@ -77,9 +77,14 @@ class AdminPages:
 
     async def login(self, request: Request) -> Response:
         form = await request.form(max_files=0)
-        check_csrf(request, form)
         client = request.client.host if request.client else "?"
-        self.ctx.throttle.check(client)
+        try:
+            check_csrf(request, form)
+            self.ctx.throttle.check(client)
+        except (CsrfRejected, LoginThrottled) as exc:
+            status = 429 if isinstance(exc, LoginThrottled) else 403
+            return self.ctx.render(request, "login.html", status_code=status, error=exc.message,
+                                   next=_safe_next(str(form.get("next") or "")))
         expected = self.services.settings.web_admin_password.get_secret_value()
         if not password_matches(str(form.get("password") or ""), expected):
             self.ctx.throttle.failed(client)

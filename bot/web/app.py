@@ -18,13 +18,13 @@ from bot.settings import Settings
 from bot.web.admin import AdminPages, back_with_notice
 from bot.web.chat import ChatPages
 from bot.web.context import HERE, WebContext
-from bot.web.security import CsrfRejected, LoginThrottled
+from bot.web.security import CsrfRejected
 from bot.wiring import Services
 from core.errors import DoppelError, FileTooLarge, NotAllowed, RateLimited
 
 log = logging.getLogger(__name__)
 
-_STATUS = {FileTooLarge: 413, NotAllowed: 403, CsrfRejected: 403, LoginThrottled: 429, RateLimited: 429}
+_STATUS = {FileTooLarge: 413, NotAllowed: 403, CsrfRejected: 403, RateLimited: 429}
 
 # plain JS from our own origin only; media may also come from blob: URLs the page makes
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -52,7 +52,7 @@ async def on_doppel_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DoppelError)
     if exc.detail:
         log.info("%s %s: %s (%s)", request.method, request.url.path, exc.code, exc.detail)
-    if request.method == "POST" and request.url.path.startswith("/admin/") and request.url.path != "/admin/login":
+    if request.method == "POST" and request.url.path.startswith("/admin/"):
         return back_with_notice(request, exc.message)
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
     return JSONResponse({"code": exc.code, "message": exc.message}, status_code=status)
