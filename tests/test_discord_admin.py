@@ -1,0 +1,67 @@
+"""Admin commands on Discord: adding a voice from recordings, training an avatar with a live status message, jobs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from adapters.video import encode_mp4
+from core.types import JobStatus
+from tests.conftest import speech_clips
+from tests.fakes.discord_api import EPHEMERAL, Upload
+from tests.fakes.discord_bot import discord_world
+
+
+@pytest.fixture
+async def world(tmp_path, engines):
+    async with discord_world(tmp_path, engines) as w:
+        yield w
+
+
+async def test_add_voice_transcribes_the_clip_and_queues_training(world):
+    fake = world.fake
+    path, _, truth = speech_clips("en", min_seconds=3.0)[0]
+    await fake.invoke("add_voice", world.admin, world.channel, name="agent",
+                      clip=Upload(path.name, path.read_bytes(), "audio/ogg"))
+    summary = await fake.wait_for(lambda m: m.by_bot and "Voice **agent**" in m.content)
+    first_word = truth.split()[0].strip(".,").lower()
+    assert first_word in summary.content.lower() and "(asr)" in summary.content
+    (job,) = await world.services.jobs.list()
+    assert (job.kind, job.target, job.status) == ("voice", "agent", JobStatus.QUEUED)
+    assert await world.services.voices.names() == ["agent"]
+
+
+async def test_train_avatar_keeps_one_status_message_up_to_date(world):
+    fake, jobs = world.fake, world.services.jobs
+    frames = [np.full((64, 64, 3), 90 + i, np.uint8) for i in range(10)]
+    video = Upload("me.mp4", encode_mp4(frames, 10.0), "video/mp4")
+    await fake.invoke("train_avatar", world.admin, world.channel, name="me", video=video)
+    status = await fake.wait_for(lambda m: m.by_bot and "(job 1)" in m.content and not m.payload.get("webhook_id"))
+    assert "waiting for the trainer" in status.content
+
+    # the worker's side, through the job repository as bot/worker.py reports it
+    job = await jobs.claim_next(["avatar"])
+    await jobs.report(job.id, step=5, progress=0.5, eta_seconds=120)
+    await fake.wait_for(lambda m: m.id == status.id and "training 50%" in m.content and "2 min left" in m.content)
+    await jobs.finish(job.id, JobStatus.SUCCEEDED, "ready to use")
+    final = await fake.wait_for(lambda m: m.id == status.id and "done" in m.content)
+    assert final.edits >= 2
+    assert len([m for m in fake.bot_messages(world.channel) if "(job 1)" in m.content]) == 1
+
+
+async def test_a_file_that_is_no_video_is_refused_before_any_job(world):
+    fake = world.fake
+    await fake.invoke("train_avatar", world.admin, world.channel, name="me", video=Upload("me.txt", b"hello", "text/plain"))
+    refusal = await fake.wait_for(lambda m: m.by_bot and "not a video" in m.content)
+    assert refusal.edits == 1  # the deferred reply became the refusal
+    assert await world.services.jobs.list() == []
+
+
+async def test_jobs_and_cancel(world):
+    fake, jobs = world.fake, world.services.jobs
+    job = await jobs.submit("voice", "agent", engine="lite", max_steps=10, gpu=None, params={})
+    await fake.invoke("jobs", world.admin, world.channel)
+    listing = await fake.wait_for(lambda m: m.by_bot and "agent" in m.content)
+    assert listing.flags & EPHEMERAL and "waiting for the trainer" in listing.content
+    await fake.invoke("cancel", world.admin, world.channel, job=job.id)
+    await fake.wait_for(lambda m: m.by_bot and "cancelled" in m.content)
+    assert (await jobs.get(job.id)).status is JobStatus.CANCELLED
