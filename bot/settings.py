@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     discord_token: SecretStr = SecretStr("")
     discord_api_url: str = "https://discord.com/api/v10"
     discord_gateway_url: str = ""
+    # -- discord bot (bot/discord) --
+    discord_max_download: int = 25 * 1024 * 1024  # largest attachment the bot downloads
+    discord_max_waiting: int = 5  # a user's messages that may wait behind their running reply
+    discord_progress_interval: float = 5.0  # seconds between job status edits
+    discord_sync_guild: int = 0  # sync slash commands to this guild only (instant while developing); 0: global
 
     # access
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
