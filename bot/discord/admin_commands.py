@@ -5,7 +5,6 @@ status is an ordinary channel message that the bot keeps editing until the job e
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import discord
