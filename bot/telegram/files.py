@@ -21,6 +21,14 @@ class UnsupportedMessage(BadInput):
                        "Please send one of those.")
 
 
+class TooBigToFetch(FileTooLarge):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(size, limit)
+        # Telegram counts in binary megabytes; say it the way its own limit is quoted ("20 MB")
+        self.message = (f"That file is {size / 2**20:.1f} MB, and Telegram lets bots fetch files up to "
+                        f"{limit / 2**20:.0f} MB. Please send a shorter recording.")
+
+
 @dataclass(frozen=True)
 class MediaRef:
     file_id: str
@@ -64,15 +72,15 @@ def download_limit(settings: Settings) -> int:
 async def download(bot: Bot, ref: MediaRef, settings: Settings) -> bytes:
     limit = download_limit(settings)
     if ref.size is not None and ref.size > limit:
-        raise FileTooLarge(ref.size, limit)  # refused before fetching anything
+        raise TooBigToFetch(ref.size, limit)  # refused before fetching anything
     try:
         file = await bot.get_file(ref.file_id)
     except TelegramBadRequest as exc:
         if "too big" in exc.message.lower():
-            raise FileTooLarge(ref.size or limit + 1, limit) from exc
+            raise TooBigToFetch(ref.size or limit + 1, limit) from exc
         raise BadInput("I could not fetch that file from Telegram. Please send it again.", detail=exc.message) from exc
     if file.file_size is not None and file.file_size > limit:
-        raise FileTooLarge(file.file_size, limit)
+        raise TooBigToFetch(file.file_size, limit)
     if not file.file_path:
         raise BadInput("Telegram did not give me that file. Please send it again.")
     buf = io.BytesIO()

@@ -8,6 +8,7 @@ from typing import Any, Awaitable, Callable
 
 from aiogram import BaseMiddleware
 from aiogram.types import Message, TelegramObject
+from sqlalchemy.exc import IntegrityError
 
 from bot.common.access import AccessPolicy
 from bot.common.ratelimit import RateLimiter
@@ -62,5 +63,10 @@ class TouchMiddleware(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         if isinstance(event, Message) and event.from_user is not None:
-            await self.users.touch(f"tg:{event.from_user.id}", event.from_user.full_name)
+            key, name = f"tg:{event.from_user.id}", event.from_user.full_name
+            try:
+                await self.users.touch(key, name)
+            except IntegrityError:
+                # a new user's first messages arrive together: another update created the row a moment ago
+                await self.users.touch(key, name)
         return await handler(event, data)

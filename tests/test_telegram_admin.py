@@ -1,0 +1,131 @@
+"""Telegram admin and settings commands: who may run them, voice enrolment, avatar training with a live status message."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from core.types import JobStatus
+from tests.conftest import speech_clips
+from tests.telegram_support import ADMIN, bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
+
+STRANGER = 602
+
+
+async def test_admin_commands_refuse_everyone_else(fake_tg, tmp_path, engines):
+    async with running_bot(bot_settings(tmp_path, fake_tg), engines):
+        for command in ("/stats", "/jobs", "/allow 7", "/deny 7", "/add_voice anna", "/train_avatar bob", "/cancel 1"):
+            fake_tg.text_update(STRANGER, command)
+        await fake_tg.wait_for(lambda: len(texts_to(fake_tg, STRANGER)) >= 7, 30)
+        assert all("only the bot's admins" in t for t in texts_to(fake_tg, STRANGER)), texts_to(fake_tg, STRANGER)
+
+        fake_tg.text_update(ADMIN, "/stats")
+        stats = (await fake_tg.wait_for(lambda: texts_to(fake_tg, ADMIN), 30))[0]
+        assert "Users: 2" in stats  # the stranger and the admin
+
+
+async def test_an_allowlist_keeps_strangers_out_until_an_admin_allows_them(fake_tg, tmp_path, engines):
+    settings = bot_settings(tmp_path, fake_tg, allowed_ids=[700])
+    async with running_bot(settings, engines):
+        fake_tg.text_update(STRANGER, "/help")
+        await fake_tg.wait_for(lambda: texts_to(fake_tg, STRANGER), 30)
+        assert "private" in texts_to(fake_tg, STRANGER)[0]
+
+        fake_tg.text_update(ADMIN, f"/allow {STRANGER}")
+        await fake_tg.wait_for(lambda: texts_to(fake_tg, ADMIN), 30)
+        fake_tg.text_update(STRANGER, "/help")
+        await fake_tg.wait_for(lambda: len(texts_to(fake_tg, STRANGER)) >= 2, 30)
+        assert "/reset" in texts_to(fake_tg, STRANGER)[1]
+
+        fake_tg.text_update(ADMIN, f"/deny {STRANGER}")
+        await fake_tg.wait_for(lambda: len(texts_to(fake_tg, ADMIN)) >= 2, 30)
+        fake_tg.text_update(STRANGER, "/help")
+        await fake_tg.wait_for(lambda: len(texts_to(fake_tg, STRANGER)) >= 3, 30)
+        assert "private" in texts_to(fake_tg, STRANGER)[2]
+
+
+async def test_rate_limit_tells_a_flooding_user_to_wait(fake_tg, tmp_path, engines):
+    async with running_bot(bot_settings(tmp_path, fake_tg, rate_limit_per_minute=2), engines):
+        for _ in range(3):
+            fake_tg.text_update(STRANGER, "/help")
+        await fake_tg.wait_for(lambda: len(texts_to(fake_tg, STRANGER)) >= 3, 30)
+        assert sum("too fast" in t for t in texts_to(fake_tg, STRANGER)) == 1
+
+
+async def test_user_settings_export_and_forget(fake_tg, tmp_path, engines):
+    user = 603
+    async with running_bot(bot_settings(tmp_path, fake_tg), engines) as (_app, services):
+        for command in ("/language fr", "/persona nobody", "/voice nobody", "/persona default", "/mydata"):
+            fake_tg.text_update(user, command)
+            await fake_tg.wait_for(lambda: fake_tg.sent_to(user, "sendMessage", "sendDocument")
+                                   and len(fake_tg.sent_to(user, "sendMessage", "sendDocument")) >= 1, 30)
+        await fake_tg.wait_for(lambda: fake_tg.sent_to(user, "sendDocument"), 30)
+        said = texts_to(fake_tg, user)
+        assert "Language set to 'fr'" in said[0]
+        assert "no persona called 'nobody'" in said[1]
+        assert "no voice called 'nobody'" in said[2]
+        assert "I am now 'default'" in said[3]
+        chat = await services.chats.get(f"tg:{user}")
+        assert (chat.language, chat.persona) == ("fr", "default")
+        export = json.loads(fake_tg.sent_to(user, "sendDocument")[0].files["document"])
+        assert export["user"]["id"] == f"tg:{user}" and export["chat_settings"]["language"] == "fr"
+
+        fake_tg.text_update(user, "/forget")
+        await fake_tg.wait_for(lambda: any("deleted your profile" in t for t in texts_to(fake_tg, user)), 30)
+        assert await services.users.get(f"tg:{user}") is None
+
+
+async def test_add_voice_from_recordings_then_follow_its_training(fake_tg, tmp_path, engines):
+    (first, _s, _t), (second, _s2, _t2) = speech_clips("en", 3.0)[:2]
+    group = -100300
+    async with running_bot(bot_settings(tmp_path, fake_tg), engines) as (_app, services):
+        # in a group, a recording not addressed to the bot is not answered; an admin's reply to it enrols it
+        recording = fake_tg.voice_update(ADMIN, first.read_bytes(), chat_id=group, chat_type="group")["message"]
+        fake_tg.text_update(ADMIN, "/add_voice anna", chat_id=group, chat_type="group", reply_to=recording)
+        summary = await fake_tg.wait_for(lambda: [t for t in texts_to(fake_tg, group) if t.startswith("Voice 'anna'")], 60)
+        assert "1 recording(s)" in summary[0] and "(no words heard)" not in summary[0]
+        assert not fake_tg.sent_to(group, "sendVoice")
+
+        status = await fake_tg.wait_for(lambda: [s for s in fake_tg.sent_to(group, "sendMessage") if "(job " in s.text], 30)
+        job = (await services.jobs.list())[0]
+        assert (job.kind, job.target, job.notify_chat) == ("voice", "anna", f"tg:{group}")
+
+        # play the training worker: claim, report, finish; the one status message follows along
+        await services.jobs.claim_next()
+        await services.jobs.report(job.id, step=50, progress=0.5, eta_seconds=90)
+        await fake_tg.wait_for(lambda: any("50%" in e.text for e in fake_tg.sent_to(group, "editMessageText")), 30)
+        await services.jobs.finish(job.id, JobStatus.SUCCEEDED, "voice 'anna' is ready")
+        await fake_tg.wait_for(lambda: any("is ready" in e.text for e in fake_tg.sent_to(group, "editMessageText")), 30)
+        edits = fake_tg.sent_to(group, "editMessageText")
+        assert {e.message_id for e in edits} == {status[0].message_id}
+        assert "about 1 min left" in [e.text for e in edits if "50%" in e.text][0]
+
+        # in a private chat: the command first, then the recordings, then /done
+        fake_tg.text_update(ADMIN, "/add_voice anna")
+        await fake_tg.wait_for(lambda: texts_to(fake_tg, ADMIN), 30)
+        fake_tg.voice_update(ADMIN, second.read_bytes())
+        await fake_tg.wait_for(lambda: any(t.startswith("Got it (1)") for t in texts_to(fake_tg, ADMIN)), 30)
+        fake_tg.text_update(ADMIN, "/done")
+        await fake_tg.wait_for(lambda: any(t.startswith("Voice 'anna'") for t in texts_to(fake_tg, ADMIN)), 60)
+        assert not fake_tg.sent_to(ADMIN, "sendVoice"), "a recording for enrolment is not answered as chat"
+        assert len(await services.voices.clips("anna")) == 2
+
+
+async def test_train_avatar_from_a_video_with_the_command_as_caption(fake_tg, tmp_path, engines):
+    from adapters.video import encode_mp4
+
+    frames = [np.full((96, 128, 3), 30 + i, np.uint8) for i in range(10)]
+    video = encode_mp4(frames, 10.0)
+    async with running_bot(bot_settings(tmp_path, fake_tg), engines) as (_app, services):
+        fake_tg.video_update(ADMIN, video, caption="/train_avatar bob")
+        await fake_tg.wait_for(lambda: any("Avatar 'bob'" in t for t in texts_to(fake_tg, ADMIN)), 30)
+        job = (await services.jobs.list())[0]
+        assert (job.kind, job.target, job.status) == ("avatar", "bob", JobStatus.QUEUED)
+
+        fake_tg.text_update(ADMIN, f"/cancel {job.id}")
+        await fake_tg.wait_for(lambda: any("cancelled" in t for t in texts_to(fake_tg, ADMIN)), 30)
+        assert (await services.jobs.get(job.id)).status is JobStatus.CANCELLED
+
+        fake_tg.text_update(ADMIN, "/jobs")
+        await fake_tg.wait_for(lambda: any(t.startswith("Avatar 'bob'") and "\n" not in t and "cancelled" in t
+                                           for t in texts_to(fake_tg, ADMIN)[-1:]), 30)
