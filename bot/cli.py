@@ -149,6 +149,17 @@ async def cmd_telegram(args) -> int:
     return 0
 
 
+async def cmd_discord(args) -> int:
+    from bot.discord.app import run
+
+    services = await _services(args)
+    try:
+        await run(services)
+    finally:
+        await services.close()
+    return 0
+
+
 async def cmd_worker(args) -> int:
     from bot.settings import Settings
     from bot.worker import Worker
@@ -223,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="list training jobs, or cancel one")
     p.add_argument("--cancel", type=int)
     p.set_defaults(run=cmd_jobs)
+
+    p = sub.add_parser("discord", help="run the Discord bot (slash commands and voice messages; DOPPEL_DISCORD_TOKEN)")
+    p.set_defaults(run=cmd_discord)
 
     p = sub.add_parser("worker", help="run training jobs (voices, avatars) until stopped")
     p.add_argument("--kind", action="append", choices=["voice", "avatar"])
