@@ -1,6 +1,7 @@
 """The Discord bot end to end: the real discord.py client, our bot, the fake Discord, real clips and engines."""
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -68,6 +69,20 @@ async def test_a_message_sent_while_the_gateway_is_down_is_answered_after_resume
     assert fake.gateway.log.heartbeats >= 2  # discord.py beats at once on each socket's HELLO
     assert reply.payload["message_reference"]
     assert len(fake.bot_messages(world.channel)) == 1  # answered once, not twice
+
+
+async def test_an_unknown_session_makes_the_bot_identify_again(world):
+    fake = world.fake
+    fake.gateway.sessions.clear()  # the gateway forgot the session: RESUME gets INVALID_SESSION
+    await fake.gateway.drop()
+    async def identified_again() -> None:
+        while fake.gateway.log.identifies < 2:
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(identified_again(), 30)
+    await fake.invoke("persona", world.alice, world.channel)
+    shown = await fake.wait_for(lambda m: m.by_bot and "Persona here" in m.content, timeout=30)
+    assert shown.flags & EPHEMERAL
 
 
 @pytest.mark.parametrize("command, options", [

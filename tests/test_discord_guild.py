@@ -119,3 +119,14 @@ async def test_mydata_exports_and_forget_deletes(world):
     await fake.invoke("forget", world.alice, world.channel)
     await fake.wait_for(lambda m: m.by_bot and "Deleted your data (2" in m.content)
     assert await services.users.get(user) is None
+
+
+async def test_where_voice_messages_are_not_allowed_the_audio_comes_as_a_file(world):
+    fake = world.fake
+    quiet = fake.add_text_channel(world.guild, "no-voice")
+    fake.no_voice_channels.add(quiet)
+    await fake.invoke("say", world.alice, quiet, text="Can you hear me now?")
+    sent = await fake.wait_for(lambda m: m.by_bot and m.channel_id == quiet and m.attachments)
+    assert not sent.is_voice and sent.attachments[0]["filename"] == "reply.ogg"
+    assert decode_audio(sent.files[0]).seconds > 0.5
+    assert [e["code"] for e in fake.errors] == [50173]

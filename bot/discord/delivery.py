@@ -17,6 +17,8 @@ from bot.discord.voice_message import VoiceNote, send_voice_message, to_channel,
 log = logging.getLogger("doppel.discord")
 TEXT_LIMIT = 2000  # characters in one Discord message
 VIDEO_NAME = "reply.mp4"
+AUDIO_NAME = "reply.ogg"
+VOICE_REFUSED = 50173  # "You cannot send voice messages in this channel."
 
 
 async def run_turn(bot, msg: Incoming, *, speak: bool = True) -> ReplyAssembler:
@@ -36,18 +38,27 @@ def voice_note(reply: ReplyAssembler) -> VoiceNote:
     return VoiceNote(ogg, seconds, reply.waveform())
 
 
+async def _sent_as_voice(bot, route, note: VoiceNote, *, reply_to: int | None = None) -> bool:
+    """False where the channel refuses voice messages (no Send Voice Messages permission): the caller then
+    sends the same audio as an ordinary file, so the answer is never lost."""
+    try:
+        await send_voice_message(bot.http, route, note, reply_to=reply_to)
+        return True
+    except discord.Forbidden as exc:
+        if exc.code != VOICE_REFUSED:
+            raise
+        log.info("voice messages refused on %s; sending a file", route.path)
+        return False
+
+
 async def answer_message(bot, message: discord.Message, reply: ReplyAssembler, *, with_text: bool) -> None:
     if with_text:
         for i, part in enumerate(split_text(reply.text, TEXT_LIMIT)):
             await (message.reply(part, mention_author=False) if i == 0 else message.channel.send(part))
     if reply.has_speech:
         note = voice_note(reply)
-        try:
-            await send_voice_message(bot.http, to_channel(message.channel.id), note, reply_to=message.id)
-        except discord.Forbidden as exc:
-            # the channel refuses voice messages (no Send Voice Messages permission): the audio still goes, as a file
-            log.info("voice message refused in %s (%s); sending a file", message.channel.id, exc.code)
-            await message.reply(file=discord.File(io.BytesIO(note.ogg), "reply.ogg"), mention_author=False)
+        if not await _sent_as_voice(bot, to_channel(message.channel.id), note, reply_to=message.id):
+            await message.reply(file=discord.File(io.BytesIO(note.ogg), AUDIO_NAME), mention_author=False)
     if reply.video is not None:
         await message.channel.send(file=discord.File(io.BytesIO(reply.video.mp4), VIDEO_NAME))
 
@@ -58,6 +69,8 @@ async def answer_interaction(bot, interaction: discord.Interaction, reply: Reply
     for part in parts[1:]:
         await interaction.followup.send(part)
     if reply.has_speech:
-        await send_voice_message(bot.http, to_followup(interaction.application_id, interaction.token), voice_note(reply))
+        note = voice_note(reply)
+        if not await _sent_as_voice(bot, to_followup(interaction.application_id, interaction.token), note):
+            await interaction.followup.send(file=discord.File(io.BytesIO(note.ogg), AUDIO_NAME))
     if reply.video is not None:
         await interaction.followup.send(file=discord.File(io.BytesIO(reply.video.mp4), VIDEO_NAME))
