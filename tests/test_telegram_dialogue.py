@@ -1,18 +1,33 @@
 """Telegram conversations, end to end: the real aiogram bot, the real engines, a fake Bot API server on 127.0.0.1."""
 from __future__ import annotations
 
-import io
+import asyncio
 import os
+from dataclasses import replace
 
-import av
 import numpy as np
 
 from adapters.media import decode_audio, probe
-from core.types import ConversationKey
+from bot.telegram.video_note import prepare
+from core.types import Audio, ConversationKey
 from tests.conftest import speech_clips
 from tests.telegram_support import bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
 
 USER = 501
+
+
+class WideCardRenderer:
+    """A stand-in talking head (the avatar engines live in geneface/): a real landscape H.264 + AAC MP4 of the speech,
+    so the bot has to crop it square for a round video note."""
+
+    async def is_ready(self, avatar: str) -> bool:
+        return avatar == "card"
+
+    async def render(self, audio: Audio, avatar: str, text: str = "") -> bytes:
+        from adapters.video import encode_mp4
+
+        frames = [np.full((120, 200, 3), (40 + i) % 255, np.uint8) for i in range(max(1, int(audio.seconds * 5)))]
+        return await asyncio.to_thread(encode_mp4, frames, 5.0, audio)
 
 
 def _clip(min_seconds: float = 4.0) -> bytes:
@@ -20,10 +35,12 @@ def _clip(min_seconds: float = 4.0) -> bytes:
     return path.read_bytes()
 
 
-async def test_voice_note_is_answered_with_text_then_an_opus_voice_note(fake_tg, tmp_path, engines):
-    async with running_bot(bot_settings(tmp_path, fake_tg), engines) as (_app, services):
+async def test_voice_note_is_answered_with_text_then_an_opus_voice_note_then_a_round_video(fake_tg, tmp_path, engines):
+    settings = bot_settings(tmp_path, fake_tg, avatar="card")
+    async with running_bot(settings, replace(engines, renderer=WideCardRenderer())) as (_app, services):
         fake_tg.voice_update(USER, _clip(), duration=5)
-        voice = (await fake_tg.wait_for(lambda: fake_tg.sent_to(USER, "sendVoice"), 120))[0]
+        note = (await fake_tg.wait_for(lambda: fake_tg.sent_to(USER, "sendVideoNote"), 120))[0]
+        voice = fake_tg.sent_to(USER, "sendVoice")[0]
 
         ogg = voice.files["voice"]
         info = probe(ogg)
@@ -33,16 +50,25 @@ async def test_voice_note_is_answered_with_text_then_an_opus_voice_note(fake_tg,
         heard = await services.recognizer.transcribe(spoken, "en")
         assert heard.text.strip(), "the voice note should say something"
 
-        # the text came first, plain (no parse_mode), and the bot showed it was recording
-        methods = [s.method for s in fake_tg.sent_to(USER)]
-        assert methods.index("sendMessage") < methods.index("sendVoice")
-        assert "record_voice" in [c.get("action") for c in fake_tg.called("sendChatAction")]
+        # the text came first, plain (no parse_mode), then the voice, then the round video; the bot showed it was recording
+        methods = [s.method for s in fake_tg.sent_to(USER) if s.method != "sendChatAction"]
+        assert methods.index("sendMessage") < methods.index("sendVoice") < methods.index("sendVideoNote")
+        assert "record_video_note" in [c.get("action") for c in fake_tg.called("sendChatAction")]
         assert all("parse_mode" not in s.fields for s in fake_tg.sent_to(USER, "sendMessage", "editMessageText"))
         assert int(voice.fields["duration"]) >= 1
+
+        video = probe(note.files["video_note"])
+        assert (video["video_codec"], video["audio_codec"]) == ("h264", "aac")
+        assert video["width"] == video["height"] == int(note.fields["length"]) <= 639
+        assert abs(video["seconds"] - spoken.seconds) < 1.0 and video["seconds"] <= 60
 
         history = await services.history.load(ConversationKey(f"tg:{USER}", f"tg:{USER}"), 10_000)
         assert [m.role for m in history] == ["user", "assistant"]
         assert history[0].content.strip()
+
+
+def test_an_answer_video_over_a_minute_goes_as_a_normal_video():
+    assert prepare(b"not even decoded", 61.0).method == "video"
 
 
 async def test_typed_text_gets_a_text_answer_only(fake_tg, tmp_path, engines):
@@ -64,6 +90,7 @@ async def test_video_note_is_heard_through_its_sound(fake_tg, tmp_path, engines)
         fake_tg.video_note_update(USER, note)
         await fake_tg.wait_for(lambda: fake_tg.sent_to(USER, "sendVoice"), 120)
         assert texts_to(fake_tg, USER)
+        assert "record_voice" in [c.get("action") for c in fake_tg.called("sendChatAction")]
 
 
 async def test_a_corrupt_recording_gets_a_polite_reply_and_the_bot_keeps_serving(fake_tg, tmp_path, engines):

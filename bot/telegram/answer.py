@@ -68,7 +68,9 @@ class Answerer:
     async def _reply(self, message: Message, bot: Bot, incoming: Incoming, speak: bool) -> None:
         reply = ReplyAssembler()
         state = _Sending()
-        action = "record_voice" if speak else "typing"
+        action = "typing"
+        if speak:
+            action = "record_video_note" if await self._will_render(incoming) else "record_voice"
         async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=action,
                                     message_thread_id=message.message_thread_id):
             async for frame in self.dialogue.reply(incoming, speak=speak):
@@ -77,11 +79,19 @@ class Answerer:
                     await self._show_text(message, reply.text, state)
                 elif isinstance(frame, VideoFrame):
                     await self._send_voice(message, reply, state)
-                    async with ChatActionSender(bot=bot, chat_id=message.chat.id, action="upload_video_note"):
-                        await self._send_video(message, frame)
+                    await self._send_video(message, frame)
                 elif isinstance(frame, ReplyDone):
                     await self._show_text(message, frame.text, state, final=True)
                     await self._send_voice(message, reply, state)
+
+    async def _will_render(self, incoming: Incoming) -> bool:
+        """Whether this answer will come with a video (same precedence as Dialogue: chat, config, persona)."""
+        s = self.services
+        if s.renderer is None:
+            return False
+        chat = await s.chats.get(incoming.chat_id)
+        avatar = chat.avatar or s.settings.avatar or s.personas.get(chat.persona or s.settings.persona).avatar
+        return bool(avatar) and await s.renderer.is_ready(avatar)
 
     async def _show_text(self, message: Message, text: str, state: _Sending, final: bool = False) -> None:
         parts = split_text(text, TEXT_LIMIT)
