@@ -15,7 +15,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from bot.settings import Settings
 from bot.wiring import build_services
 from adapters.media import decode_audio, encode_wav
-from core.types import ConversationKey, JobStatus
+from core.types import ConversationKey, JobStatus, VoiceEngine
 from tests.conftest import speech_clips
 from tests.web_harness import LevelMeterAvatar, chromium, in_thread, live_server
 
@@ -45,6 +45,14 @@ def browser(tmp_path):
 
 def words(text: str) -> set[str]:
     return set(re.findall(r"[a-z']+", text.lower()))
+
+
+def submit(driver, button) -> str:
+    """Click a form's button and return the notice of the page it lands on (never the old page's)."""
+    page = driver.find_element(By.TAG_NAME, "main")
+    button.click()
+    WebDriverWait(driver, 60).until(EC.staleness_of(page))
+    return WebDriverWait(driver, 10).until(EC.visibility_of_element_located((By.ID, "flash"))).text
 
 
 def log_in(driver, url: str, password: str) -> None:
@@ -154,11 +162,11 @@ async def test_admin_login_refuses_a_wrong_password_and_a_denied_visitor_is_refu
         WebDriverWait(browser, 10).until(EC.url_contains("/admin/voices"))
         browser.get(f"{site.url}/admin/users")
         name = browser.find_element(By.CSS_SELECTOR, "tr[data-user-id='tg:42'] td:nth-child(2)").text
-        browser.find_element(By.CSS_SELECTOR, "tr[data-user-id='tg:42'] button").click()
-        WebDriverWait(browser, 10).until(EC.text_to_be_present_in_element((By.ID, "flash"), "tg:42 is now denied"))
-        return error, still_out, name
+        denied = submit(browser, browser.find_element(By.CSS_SELECTOR, "tr[data-user-id='tg:42'] button"))
+        return error, still_out, name, denied
 
-    error, still_out, name = await in_thread(story)
+    error, still_out, name, denied = await in_thread(story)
+    assert denied == "tg:42 is now denied."
     assert name == "<b>Ada</b>"  # shown as text, never as markup
     assert error == "Wrong password."
     assert still_out
@@ -178,8 +186,7 @@ async def test_an_uploaded_avatar_video_becomes_a_job_whose_progress_bar_moves(s
         form = browser.find_element(By.ID, "avatar-form")
         form.find_element(By.NAME, "name").send_keys(name)
         form.find_element(By.NAME, "video").send_keys(str(path))
-        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        text = WebDriverWait(browser, 20).until(EC.visibility_of_element_located((By.ID, "flash"))).text
+        text = submit(browser, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
         WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "jobs").get_attribute("data-live") == "1")
         return text
 
@@ -217,8 +224,7 @@ async def test_an_uploaded_avatar_video_becomes_a_job_whose_progress_bar_moves(s
     print(f"screenshot: {shot}")
 
     def cancel():
-        browser.find_element(By.CSS_SELECTOR, f"tr[data-job-id='{job.id}'] button.danger").click()
-        return WebDriverWait(browser, 10).until(EC.visibility_of_element_located((By.ID, "flash"))).text
+        return submit(browser, browser.find_element(By.CSS_SELECTOR, f"tr[data-job-id='{job.id}'] button.danger"))
 
     assert "asked to stop" in await in_thread(cancel)
     # the worker learns of it at its next report
@@ -237,17 +243,16 @@ async def test_admin_adds_a_voice_sees_its_transcript_and_corrects_it(site, brow
         form = browser.find_element(By.ID, "voice-form")
         form.find_element(By.NAME, "name").send_keys("ada")
         form.find_element(By.NAME, "clips").send_keys(str(clip))
-        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        flash = WebDriverWait(browser, 60).until(EC.visibility_of_element_located((By.ID, "flash"))).text
+        flash = submit(browser, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
         field = browser.find_element(By.CSS_SELECTOR, "#voice-ada form.transcript input[name=transcript]")
         automatic = field.get_attribute("value")
         field.clear()
         field.send_keys("Please enter your password, then the pound key.")
-        browser.find_element(By.CSS_SELECTOR, "#voice-ada form.transcript button").click()
-        WebDriverWait(browser, 10).until(EC.text_to_be_present_in_element((By.ID, "flash"), "Transcript saved"))
-        return flash, automatic
+        saved = submit(browser, browser.find_element(By.CSS_SELECTOR, "#voice-ada form.transcript button"))
+        return flash, automatic, saved
 
-    flash, automatic = await in_thread(story)
+    flash, automatic, saved = await in_thread(story)
+    assert saved == "Transcript saved."
     assert "Voice 'ada': 1 clip(s)" in flash and "training job" in flash
     assert len(words(automatic) & words(truth)) >= len(words(truth)) // 2, (automatic, truth)
     [stored] = await site.services.voices.clips("ada")
@@ -272,14 +277,30 @@ async def test_uploads_are_size_limited_type_checked_and_forms_are_protected(sit
         assert r.status == 400 and "'q.exe' is not an audio file" in (await r.json())["message"]
         r = await http.post(site.url + "/chat/turn", data=upload("q.ogg", b"OggS but not really"), headers=headers)
         assert r.status == 400 and (await r.json())["code"] == "unreadable_audio"
-        r = await http.post(site.url + "/chat/turn", data=upload("q.ogg", b"x" * 100))  # no token
-        assert r.status == 403 and "reload" in (await r.json())["message"]
+        # a post without the token (another site's form) changes nothing and says why on the page
+        r = await http.post(site.url + "/chat/turn", data=upload("q.ogg", b"x" * 100), allow_redirects=False)
+        assert r.status == 303
+        assert "This page has expired" in await (await http.get(site.url + "/")).text()
         r = await http.post(site.url + "/admin/voices", data={"csrf": token, "name": "x"}, allow_redirects=False)
         assert r.status == 303 and r.headers["location"].startswith("/admin/login")
         r = await http.get(site.url + "/media/not-a-key")
         assert r.status == 404
-        # the unreadable upload above made this visitor a user; once denied, a turn is refused before any model runs
+        # the unreadable upload above made this visitor a user
         [visitor] = [u for u in await site.services.users.list() if u.id.startswith("web:")]
+
+        # choosing the chat's voice and persona: only ready voices, only known personas
+        await site.services.voices.upsert("plain", VoiceEngine.TTS, ready=True)
+        await site.services.voices.upsert("busy", VoiceEngine.LITE, ready=False)
+        r = await http.post(site.url + "/chat/settings", data={"csrf": token, "voice": "plain", "persona": "zh"})
+        page = await r.text()
+        assert "Answering as &#39;zh&#39; in the voice &#39;plain&#39;." in page and '<option selected>plain</option>' in page
+        chat = await site.services.chats.get(visitor.id)
+        assert (chat.voice, chat.persona) == ("plain", "zh")
+        r = await http.post(site.url + "/chat/settings", data={"csrf": token, "voice": "busy", "persona": "zh"})
+        assert "The voice &#39;busy&#39; is still being trained" in await r.text()
+        assert (await site.services.chats.get(visitor.id)).voice == "plain"
+
+        # once denied, a turn is refused before any model runs
         await site.services.users.set_allowed(visitor.id, False)
         r = await http.post(site.url + "/chat/turn", data={"text": "hello"}, headers=headers)
         assert r.status == 403 and (await r.json())["code"] == "not_allowed"

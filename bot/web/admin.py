@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from bot.common.avatars import submit_avatar_training
 from bot.common.voices import add_voice
-from bot.web.context import SSE_HEADERS, WebContext, sse
+from bot.web.context import SSE_HEADERS, WebContext, back_with_notice, sse
 from bot.web.security import CsrfRejected, LoginThrottled, admin_only, check_csrf, log_in, log_out, password_matches
 from bot.web.uploads import AUDIO, VIDEO, read_form, take_file, take_files
 from core.errors import BadInput, UnknownVoice
@@ -21,17 +21,6 @@ from core.types import Job, VoiceEngine
 
 AVATAR_ENGINES = ("lite", "photo", "geneface")
 _MAX_VOICE_CLIPS = 20
-
-
-def back_with_notice(request: Request, message: str, to: str | None = None) -> Response:
-    request.session["flash"] = message
-    return RedirectResponse(to or section_of(request.url.path), status_code=303)
-
-
-def section_of(path: str) -> str:
-    """/admin/voices/clips/3 → /admin/voices: where a form's result is shown."""
-    parts = [p for p in path.split("/") if p]
-    return "/" + "/".join(parts[:2]) if len(parts) >= 2 else "/admin/voices"
 
 
 def job_view(job: Job) -> dict:

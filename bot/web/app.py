@@ -15,10 +15,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.common.dialogue import Dialogue
 from bot.settings import Settings
-from bot.web.admin import AdminPages, back_with_notice
+from bot.web.admin import AdminPages
 from bot.web.chat import ChatPages
-from bot.web.context import HERE, WebContext
-from bot.web.security import CsrfRejected
+from bot.web.context import HERE, WebContext, back_with_notice
+from bot.web.security import CSRF_HEADER, CsrfRejected
 from bot.wiring import Services
 from core.errors import DoppelError, FileTooLarge, NotAllowed, RateLimited
 
@@ -48,11 +48,12 @@ class SecurityHeaders:
 
 
 async def on_doppel_error(request: Request, exc: Exception) -> Response:
-    """The one place a domain error becomes an answer: JSON for the page's fetch calls, a notice for admin forms."""
+    """The one place a domain error becomes an answer: JSON for the page's fetch calls (they send the CSRF
+    header), a notice on the form's page for a plain form post."""
     assert isinstance(exc, DoppelError)
     if exc.detail:
         log.info("%s %s: %s (%s)", request.method, request.url.path, exc.code, exc.detail)
-    if request.method == "POST" and request.url.path.startswith("/admin/"):
+    if request.method == "POST" and CSRF_HEADER not in request.headers:
         return back_with_notice(request, exc.message)
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
     return JSONResponse({"code": exc.code, "message": exc.message}, status_code=status)

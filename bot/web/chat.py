@@ -12,10 +12,10 @@ from adapters.media import encode_wav
 from bot.common.access import AccessPolicy
 from bot.common.dialogue import Incoming
 from bot.common.ratelimit import RateLimiter
-from bot.web.context import SSE_HEADERS, WebContext, sse
+from bot.web.context import SSE_HEADERS, WebContext, back_with_notice, sse
 from bot.web.security import check_csrf, session_id, web_user
 from bot.web.uploads import AUDIO, read_form, take_file
-from core.errors import BadInput, DoppelError, NotAllowed
+from core.errors import BadInput, DoppelError, NotAllowed, VoiceNotReady
 from core.types import AudioFrame, ConversationKey, Frame, ReplyDone, SentenceFrame, TranscriptFrame, VideoFrame
 
 log = logging.getLogger(__name__)
@@ -37,14 +37,33 @@ class ChatPages:
             Route("/", self.page),
             Route("/chat/turn", self.turn, methods=["POST"]),
             Route("/chat/forget", self.forget, methods=["POST"]),
+            Route("/chat/settings", self.choose, methods=["POST"]),
             Route("/media/{key}", self.media),
         ]
 
     async def page(self, request: Request) -> Response:
+        s = self.ctx.services
         user = web_user(request)
-        history = await self.ctx.services.history.load(ConversationKey(user, user), _SHOWN_HISTORY_TOKENS)
-        return self.ctx.render(request, "chat.html", history=history,
-                               max_mb=self.ctx.services.settings.web_max_audio_bytes // (1024 * 1024))
+        history = await s.history.load(ConversationKey(user, user), _SHOWN_HISTORY_TOKENS)
+        chat = await s.chats.get(user)
+        return self.ctx.render(request, "chat.html", history=history, max_mb=s.settings.web_max_audio_bytes // (1024 * 1024),
+                               voices=[v.name for v in await s.voices.list() if v.ready], personas=s.personas.names(),
+                               voice=chat.voice or "", persona=chat.persona or s.settings.persona)
+
+    async def choose(self, request: Request) -> Response:
+        """The chat's voice and persona, as /voice and /persona set them on the bots."""
+        s = self.ctx.services
+        form = await request.form(max_files=0)
+        check_csrf(request, form)
+        user = web_user(request)
+        name = str(form.get("voice") or "")
+        if name:
+            voice = await s.voices.get(name)  # UnknownVoice names the way to see the voices
+            if not voice.ready:
+                raise VoiceNotReady(name)
+        persona = s.personas.get(str(form.get("persona") or s.settings.persona))  # UnknownPersona lists them
+        await s.chats.set(user, voice=name or None, persona=persona.name)
+        return back_with_notice(request, f"Answering as '{persona.name}' in {f'the voice {name!r}' if name else 'the standard voice'}.")
 
     async def turn(self, request: Request) -> Response:
         limit = self.ctx.services.settings.web_max_audio_bytes

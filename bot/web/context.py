@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from bot.common.dialogue import Dialogue
@@ -38,3 +38,15 @@ def sse(event: str, data: object) -> bytes:
 
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def section_of(path: str) -> str:
+    """Where a form's result is shown: /admin/voices/clips/3 → /admin/voices; anything outside admin → the chat."""
+    parts = [p for p in path.split("/") if p]
+    return "/" + "/".join(parts[:2]) if len(parts) >= 2 and parts[0] == "admin" else "/"
+
+
+def back_with_notice(request: Request, message: str, to: str | None = None) -> Response:
+    """After a form post: back to its page, with one line saying what happened (post/redirect/get)."""
+    request.session["flash"] = message
+    return RedirectResponse(to or section_of(request.url.path), status_code=303)

@@ -218,5 +218,9 @@
   });
   recordButton.addEventListener("keyup", (e) => { if (e.key === " " || e.key === "Enter") stopRecording(); });
 
+  // choosing a voice or persona takes effect at once
+  const choices = document.getElementById("choices");
+  for (const select of choices.querySelectorAll("select")) select.addEventListener("change", () => choices.submit());
+
   document.body.dataset.ready = "1";
 })();
