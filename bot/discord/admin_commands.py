@@ -6,6 +6,7 @@ status is an ordinary channel message that the bot keeps editing until the job e
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -17,11 +18,14 @@ from bot.discord import files
 from bot.discord.gate import chat_key, require_admin
 from core.types import Job, VoiceEngine
 
+if TYPE_CHECKING:
+    from bot.discord.app import DoppelDiscord
+
 log = logging.getLogger("doppel.discord")
 ENGINES = [app_commands.Choice(name=e.value, value=e.value) for e in (VoiceEngine.LITE, VoiceEngine.RVC, VoiceEngine.COSYVOICE, VoiceEngine.TTS)]
 
 
-async def _watch(bot, interaction: discord.Interaction, job: Job) -> None:
+async def _watch(bot: "DoppelDiscord", interaction: discord.Interaction, job: Job) -> None:
     """Post the job's status in the channel and keep that one message up to date."""
     channel = interaction.channel
     if not isinstance(channel, discord.abc.Messageable):

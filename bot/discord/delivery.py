@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import TYPE_CHECKING
 
 import discord
+from discord.http import Route
 
 from bot.common.dialogue import Incoming
 from bot.common.replies import ReplyAssembler, split_text
 from bot.discord.voice_message import VoiceNote, send_voice_message, to_channel, to_followup
+
+if TYPE_CHECKING:
+    from bot.discord.app import DoppelDiscord
 
 log = logging.getLogger("doppel.discord")
 TEXT_LIMIT = 2000  # characters in one Discord message
@@ -21,7 +26,7 @@ AUDIO_NAME = "reply.ogg"
 VOICE_REFUSED = 50173  # "You cannot send voice messages in this channel."
 
 
-async def run_turn(bot, msg: Incoming, *, speak: bool = True) -> ReplyAssembler:
+async def run_turn(bot: "DoppelDiscord", msg: Incoming, *, speak: bool = True) -> ReplyAssembler:
     """The user's turns run one after another (bot.queue); the dialogue does the rest."""
 
     async def work() -> ReplyAssembler:
@@ -38,7 +43,7 @@ def voice_note(reply: ReplyAssembler) -> VoiceNote:
     return VoiceNote(ogg, seconds, reply.waveform())
 
 
-async def _sent_as_voice(bot, route, note: VoiceNote, *, reply_to: int | None = None) -> bool:
+async def _sent_as_voice(bot: "DoppelDiscord", route: Route, note: VoiceNote, *, reply_to: int | None = None) -> bool:
     """False where the channel refuses voice messages (no Send Voice Messages permission): the caller then
     sends the same audio as an ordinary file, so the answer is never lost."""
     try:
@@ -51,7 +56,7 @@ async def _sent_as_voice(bot, route, note: VoiceNote, *, reply_to: int | None = 
         return False
 
 
-async def answer_message(bot, message: discord.Message, reply: ReplyAssembler, *, with_text: bool) -> None:
+async def answer_message(bot: "DoppelDiscord", message: discord.Message, reply: ReplyAssembler, *, with_text: bool) -> None:
     if with_text:
         for i, part in enumerate(split_text(reply.text, TEXT_LIMIT)):
             await (message.reply(part, mention_author=False) if i == 0 else message.channel.send(part))
@@ -63,7 +68,7 @@ async def answer_message(bot, message: discord.Message, reply: ReplyAssembler, *
         await message.channel.send(file=discord.File(io.BytesIO(reply.video.mp4), VIDEO_NAME))
 
 
-async def answer_interaction(bot, interaction: discord.Interaction, reply: ReplyAssembler, *, with_text: bool = True) -> None:
+async def answer_interaction(bot: "DoppelDiscord", interaction: discord.Interaction, reply: ReplyAssembler, *, with_text: bool = True) -> None:
     parts = split_text(reply.text, TEXT_LIMIT) if with_text else []
     await interaction.edit_original_response(content=parts[0] if parts else "\N{SPEAKER WITH THREE SOUND WAVES}")
     for part in parts[1:]:

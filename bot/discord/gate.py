@@ -5,9 +5,14 @@ server's settings apply to it) or "dc:<channel id>" in a DM.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import discord
 
 from core.errors import NotAllowed
+
+if TYPE_CHECKING:
+    from bot.discord.app import DoppelDiscord
 
 ALLOWED_ROLES = "allowed_roles"  # chat setting: role ids that may talk to the bot in a server; empty: everyone
 
@@ -20,7 +25,7 @@ def chat_key(guild_id: int | None, channel_id: int) -> str:
     return f"dc:{guild_id if guild_id is not None else channel_id}"
 
 
-async def admit(bot, user: discord.abc.User, guild_id: int | None, *, rate: bool = True) -> bool:
+async def admit(bot: "DoppelDiscord", user: discord.abc.User, guild_id: int | None, *, rate: bool = True) -> bool:
     """Raise NotAllowed or RateLimited, or return whether the user is a bot admin."""
     decision = await bot.access.decide(user.id)
     if not decision.allowed:
@@ -35,13 +40,13 @@ async def admit(bot, user: discord.abc.User, guild_id: int | None, *, rate: bool
     return decision.admin
 
 
-async def require_admin(bot, user: discord.abc.User) -> None:
+async def require_admin(bot: "DoppelDiscord", user: discord.abc.User) -> None:
     await bot.access.require_admin(user.id)
 
 
-async def require_manager(bot, interaction: discord.Interaction) -> None:
-    """Changing a server's settings: bot admins, and members who may manage the server."""
-    if interaction.guild_id is not None and interaction.permissions.manage_guild:
+async def require_manager(bot: "DoppelDiscord", interaction: discord.Interaction) -> None:
+    """Changing a chat's settings: bot admins; in a server, members who may manage it; in a DM, its user."""
+    if interaction.guild_id is None or interaction.permissions.manage_guild:
         return
     if (await bot.access.decide(interaction.user.id)).admin:
         return

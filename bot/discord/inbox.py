@@ -3,6 +3,8 @@ the bot or replies to it. A voice message (or audio file) gets a voice message b
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import discord
 
 from bot.common.dialogue import Incoming
@@ -11,8 +13,11 @@ from bot.discord.errors import tell
 from bot.discord.gate import admit, chat_key, user_key
 from core.errors import BadInput
 
+if TYPE_CHECKING:
+    from bot.discord.app import DoppelDiscord
 
-def addressed_to_me(bot, message: discord.Message) -> bool:
+
+def addressed_to_me(bot: "DoppelDiscord", message: discord.Message) -> bool:
     if message.author.bot or bot.user is None:
         return False
     if message.guild is None:
@@ -23,14 +28,14 @@ def addressed_to_me(bot, message: discord.Message) -> bool:
     return isinstance(ref, discord.Message) and ref.author.id == bot.user.id
 
 
-def _question_text(bot, message: discord.Message) -> str:
+def _question_text(bot: "DoppelDiscord", message: discord.Message) -> str:
     text = message.content
     for mention in (f"<@{bot.user.id}>", f"<@!{bot.user.id}>"):
         text = text.replace(mention, " ")
     return " ".join(text.split())
 
 
-async def on_message(bot, message: discord.Message) -> None:
+async def on_message(bot: "DoppelDiscord", message: discord.Message) -> None:
     if not addressed_to_me(bot, message):
         return
     if not await bot.handled.mark(message.id):
