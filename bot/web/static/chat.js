@@ -89,8 +89,9 @@
       video.controls = true;
       video.playsInline = true;
       video.src = data.url;
+      video.preload = "auto";
+      // not started by itself: it speaks the whole answer again, which the parts have just played
       turn.bot.append(video);
-      if (!playing) video.play().catch(() => {});
     } else if (event === "done") {
       turn.bot.classList.add("done");
       turn.bot.title = Object.entries(data.timings).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(", ");
