@@ -137,17 +137,25 @@ async def test_holding_the_button_records_the_microphone_and_sends_it(site, tmp_
         ActionChains(driver).click_and_hold(button).pause(0.1).perform()
         wait.until(lambda d: "recording" in button.get_attribute("class"))
         ActionChains(driver).pause(seconds + 0.5).release(button).perform()
-        WebDriverWait(driver, 240, poll_frequency=0.2).until(
-            EC.presence_of_element_located((By.CSS_SELECTOR, ".bubble.bot.done")))
-        return (driver.find_element(By.CSS_SELECTOR, ".bubble.user .text").text,
-                len(driver.find_elements(By.CSS_SELECTOR, "audio.reply-audio")))
+        slow = WebDriverWait(driver, 240, poll_frequency=0.2)
+        slow.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".bubble.bot.done")))
+        heard = driver.find_element(By.CSS_SELECTOR, ".bubble.user .text").text
+        # then a typed follow-up in the same conversation
+        driver.find_element(By.ID, "text").send_keys("Thank you. Goodbye!")
+        driver.find_element(By.ID, "send").click()
+        slow.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".bubble.bot.done")) == 2)
+        texts = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#log .bubble .text")]
+        return heard, texts, len(driver.find_elements(By.CSS_SELECTOR, "audio.reply-audio"))
 
     try:
-        heard, audio_parts = await in_thread(story)
+        heard, texts, audio_parts = await in_thread(story)
     finally:
         driver.quit()
     assert len(words(heard) & words(truth)) >= len(words(truth)) // 2, (heard, truth)
+    assert texts[2] == "Thank you. Goodbye!" and texts[3].strip() and len(texts) == 4
     assert audio_parts == 0
+    [visitor] = [u for u in await site.services.users.list() if u.id.startswith("web:")]
+    assert await site.services.history.count(ConversationKey(visitor.id, visitor.id)) == 4
 
 
 async def test_admin_login_refuses_a_wrong_password_and_a_denied_visitor_is_refused(site, browser):
