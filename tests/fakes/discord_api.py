@@ -261,7 +261,7 @@ class FakeDiscord:
         await self.gateway.dispatch("INTERACTION_CREATE", payload)
         return interaction
 
-    async def wait_for(self, predicate: Callable[[Posted], bool], timeout: float = 120.0) -> Posted:
+    async def wait_for(self, predicate: Callable[[Posted], bool], timeout: float = 180.0) -> Posted:
         """The first stored message (sent or edited) for which predicate holds, waiting for it if needed."""
         async with self._changed:
             found: list[Posted] = []
