@@ -9,7 +9,8 @@ import asyncio
 import importlib
 import logging
 import traceback
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.jobs import JobCancelled, JobHandler
@@ -34,15 +35,32 @@ class RunningJob:
     checkpoint: str
     work_dir: str
     jobs: JobRepository
+    # the database, for handlers that record their result (a voice or avatar marked ready)
+    sessions: object = None
+    _started: float = field(default_factory=time.monotonic)
+    _first_progress: float | None = None
 
     async def report(self, *, step: int, progress: float, eta_seconds: float | None = None,
                      checkpoint: str | None = None, log_line: str | None = None) -> None:
         if checkpoint is not None:
             self.checkpoint = checkpoint
+        if eta_seconds is None:
+            eta_seconds = self._eta(progress)
         keep_going = await self.jobs.report(self.job.id, step=step, progress=progress, eta_seconds=eta_seconds,
                                             checkpoint=checkpoint, log_line=log_line)
         if not keep_going:
             raise JobCancelled()
+
+    def _eta(self, progress: float) -> float | None:
+        """From this run's own pace, so a resumed job's ETA ignores the work done before the restart."""
+        if self._first_progress is None:
+            self._first_progress = progress
+            self._started = time.monotonic()
+            return None
+        done = progress - self._first_progress
+        if done <= 1e-6:
+            return None
+        return (time.monotonic() - self._started) / done * max(0.0, 1.0 - progress)
 
 
 def load_handler(kind: str, handlers: dict[str, str] | None = None) -> JobHandler:
@@ -52,22 +70,30 @@ def load_handler(kind: str, handlers: dict[str, str] | None = None) -> JobHandle
 
 class Worker:
     def __init__(self, jobs: JobRepository, data_dir: Path, handlers: dict[str, str] | None = None,
-                 kinds: list[str] | None = None, poll_seconds: float = 1.0) -> None:
+                 kinds: list[str] | None = None, poll_seconds: float = 1.0, sessions: object = None) -> None:
         self.jobs = jobs
+        self.sessions = sessions if sessions is not None else jobs.sessions
         self.data_dir = data_dir
         self.handlers = handlers or HANDLERS
         self.kinds = kinds
         self.poll_seconds = poll_seconds
+        self._recovered = False
 
     async def run_once(self) -> Job | None:
         """Run the oldest queued job to its end; None when the queue is empty."""
+        if not self._recovered:
+            # first, take back what a killed worker left half done: it resumes from its checkpoint
+            self._recovered = True
+            recovered = await self.jobs.recover()
+            if recovered:
+                log.info("requeued %d job(s) left running by a previous worker", recovered)
         job = await self.jobs.claim_next(self.kinds)
         if job is None:
             return None
         params, checkpoint = await self.jobs.params(job.id)
         work_dir = self.data_dir / "jobs" / str(job.id)
         work_dir.mkdir(parents=True, exist_ok=True)
-        ctx = RunningJob(job, params, checkpoint, str(work_dir), self.jobs)
+        ctx = RunningJob(job, params, checkpoint, str(work_dir), self.jobs, self.sessions)
         try:
             handler = load_handler(job.kind, self.handlers)
             message = await handler(ctx)
@@ -80,9 +106,6 @@ class Worker:
             return await self.jobs.finish(job.id, JobStatus.FAILED, text)
 
     async def run_forever(self, stop: asyncio.Event | None = None) -> None:
-        recovered = await self.jobs.recover()
-        if recovered:
-            log.info("requeued %d job(s) left running by a previous worker", recovered)
         stop = stop or asyncio.Event()
         while not stop.is_set():
             if await self.run_once() is None:

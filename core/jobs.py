@@ -15,6 +15,7 @@ class JobContext(Protocol):
     params: dict  # what the submitter stored with the job
     checkpoint: str  # the last checkpoint a previous run reported, "" on a first run: resume from it
     work_dir: str  # a folder that belongs to this job
+    sessions: object  # the database's session factory, for handlers that record a result (an avatar made ready)
 
     async def report(self, *, step: int, progress: float, eta_seconds: float | None = None,
                      checkpoint: str | None = None, log_line: str | None = None) -> None:

@@ -1,6 +1,8 @@
 """Training jobs (avatars and voices) kept in the database, so a restart resumes them."""
 from __future__ import annotations
 
+import os
+import socket
 from datetime import datetime, timezone
 from typing import Sequence
 
@@ -10,6 +12,30 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.errors import JobNotFound
 from core.types import Job, JobStatus
 from storage.models import JobRecord
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _worker_alive(worker: str | None) -> bool:
+    """False only when the worker ran on this host and its process is gone; other hosts go by staleness."""
+    if not worker:
+        return False
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def _on_this_host(worker: str | None) -> bool:
+    return bool(worker) and worker.rpartition(":")[0] == socket.gethostname()
 
 
 def _to_job(rec: JobRecord) -> Job:
@@ -69,8 +95,8 @@ class JobRepository:
                 rec.cancel_requested = True
             return _to_job(rec)
 
-    async def claim_next(self, kinds: Sequence[str] | None = None) -> Job | None:
-        """Take the oldest queued job. A job left 'running' by a crashed worker is requeued by `recover()`."""
+    async def claim_next(self, kinds: Sequence[str] | None = None, worker: str | None = None) -> Job | None:
+        """Take the oldest queued job for `worker` ("host:pid"). A job left 'running' by a dead worker is requeued by `recover()`."""
         async with self.sessions.begin() as session:
             stmt = select(JobRecord.id).where(JobRecord.status == JobStatus.QUEUED.value).order_by(JobRecord.id).limit(1)
             if kinds:
@@ -81,20 +107,33 @@ class JobRepository:
             # the status check in the UPDATE makes the claim safe against a second worker
             claimed = await session.execute(
                 update(JobRecord).where(JobRecord.id == job_id, JobRecord.status == JobStatus.QUEUED.value)
-                .values(status=JobStatus.RUNNING.value, updated_at=datetime.now(timezone.utc))
+                .values(status=JobStatus.RUNNING.value, worker=worker or worker_id(), cancel_requested=False,
+                        updated_at=datetime.now(timezone.utc))
             )
             if claimed.rowcount != 1:
                 return None
             return _to_job(await session.get(JobRecord, job_id))
 
-    async def recover(self) -> int:
-        """At worker start: jobs still 'running' belonged to a worker that died; queue them again to resume."""
+    async def recover(self, stale_seconds: float = 600.0) -> int:
+        """At worker start: requeue jobs still 'running' whose worker is gone, to resume from their checkpoints.
+
+        A worker on this host is gone when its process is; one elsewhere when it has not reported for
+        `stale_seconds`. A job of a live worker is left alone, so two workers can share one database.
+        """
+        now = datetime.now(timezone.utc)
         async with self.sessions.begin() as session:
-            result = await session.execute(
-                update(JobRecord).where(JobRecord.status == JobStatus.RUNNING.value)
-                .values(status=JobStatus.QUEUED.value, message="resumed after a restart")
-            )
-            return result.rowcount or 0
+            running = (await session.scalars(select(JobRecord).where(JobRecord.status == JobStatus.RUNNING.value))).all()
+            count, me = 0, worker_id()
+            for rec in running:
+                if rec.worker == me:
+                    continue
+                updated = rec.updated_at if rec.updated_at.tzinfo else rec.updated_at.replace(tzinfo=timezone.utc)
+                stale = (now - updated).total_seconds() > stale_seconds
+                if _worker_alive(rec.worker) and not (stale and not _on_this_host(rec.worker)):
+                    continue
+                rec.status, rec.message, rec.worker = JobStatus.QUEUED.value, "resumed after a restart", None
+                count += 1
+            return count
 
     async def report(self, job_id: int, *, step: int, progress: float, eta_seconds: float | None = None,
                      checkpoint: str | None = None, log_line: str | None = None) -> bool:

@@ -104,6 +104,8 @@ class JobRecord(Base):
     log_tail: Mapped[str] = mapped_column(Text, default="")
     notify_chat: Mapped[str | None] = mapped_column(String(64))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "host:pid" of the worker running it: a restart requeues only jobs whose worker is gone
+    worker: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

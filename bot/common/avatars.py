@@ -1,32 +1,70 @@
-"""Starting an avatar's training from an uploaded video. The video checks and the engines live in geneface/."""
+"""Making avatars: from a video (checked, then trained by the worker) or from one photo (ready at once).
+
+The video checks and the engines live in geneface/.
+"""
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
-from adapters.media import probe
 from bot.wiring import Services
-from core.errors import BadInput, BadReference
+from core.errors import BadInput
 from core.types import Job
+from storage.avatars import Avatar, AvatarRepository
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+ENGINES = ("lite", "geneface")
 
 
 def avatar_dir(services: Services, name: str) -> Path:
     return services.settings.data_dir / "avatars" / name
 
 
-async def submit_avatar_training(services: Services, name: str, video: bytes, filename: str = "source.mp4", *,
-                                 engine: str = "lite", max_steps: int = 0, gpu: int | None = None,
-                                 notify_chat: str | None = None) -> Job:
+def _check_name(name: str) -> None:
     if not _NAME.match(name):
         raise BadInput("An avatar name may use letters, digits, '-' and '_' (up to 64).")
-    info = probe(video)
-    if not info.get("video_codec"):
-        raise BadReference("That file has no video in it. Please send a video of the person talking.")
+
+
+async def submit_avatar_training(services: Services, name: str, video: bytes, filename: str = "source.mp4", *,
+                                 engine: str = "lite", max_steps: int = 0, gpu: int | None = None,
+                                 notify_chat: str | None = None, config: str = "full") -> Job:
+    """Check the video (length, one clear face, frame rate, size, sound), keep it, and queue the training."""
+    from geneface.intake import IntakeRules, check_video
+
+    _check_name(name)
+    if engine not in ENGINES:
+        raise BadInput(f"Unknown avatar engine '{engine}'; use one of: {', '.join(ENGINES)}.")
+    rules = IntakeRules(min_seconds=services.settings.avatar_min_seconds)
+    # refused here, before anything is written or queued
+    measured = await asyncio.to_thread(check_video, video, rules)
     folder = avatar_dir(services, name)
     folder.mkdir(parents=True, exist_ok=True)
     source = folder / ("source" + (Path(filename).suffix.lower() or ".mp4"))
     source.write_bytes(video)
+    await AvatarRepository(services.sessions).upsert(name, engine, ready=False, source_path=str(source),
+                                                    params={"video": measured})
     return await services.jobs.submit("avatar", name, engine=engine, max_steps=max_steps, gpu=gpu,
-                                      params={"source": str(source), "dir": str(folder)}, notify_chat=notify_chat)
+                                      params={"source": str(source), "dir": str(folder), "config": config,
+                                              "min_seconds": rules.min_seconds},
+                                      notify_chat=notify_chat)
+
+
+async def add_photo_avatar(services: Services, name: str, photo: bytes) -> Avatar:
+    """One portrait → an avatar that talks at once (the photo engine), no training."""
+    from geneface.photo import check_photo
+
+    _check_name(name)
+    image = await asyncio.to_thread(check_photo, photo)
+    folder = avatar_dir(services, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "photo.png"
+    from PIL import Image
+
+    Image.fromarray(image).save(path)
+    return await AvatarRepository(services.sessions).upsert(name, "photo", ready=True, source_path=str(path),
+                                                           artifact_path=str(path))
+
+
+async def list_avatars(services: Services) -> list[Avatar]:
+    return await AvatarRepository(services.sessions).list()

@@ -1,0 +1,1 @@
+"""Avatars: video intake, the lite and photo engines, the GeneFace++ adapter and the training job."""

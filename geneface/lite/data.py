@@ -1,0 +1,160 @@
+"""What the lite network learns from: mouth-region crops that follow the head, and the speech's mel frames around each.
+
+The crop is anchored on the nose tip, which does not move when the jaw drops, so where the crop sits
+says nothing about how open the mouth is: only the audio can tell the network that.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+from adapters.media import resample
+from core.types import Audio
+
+MEL_RATE = 100  # Whisper's log-mel: 10 ms hop at 16 kHz
+MEL_BINS = 80
+WINDOW = 16  # mel frames seen per video frame: 160 ms around it
+KEEP_TOP = 0.26  # the top of the crop (nose) stays visible to the network and is never replaced
+PARTNERS = 8  # pose-matched frames kept per frame, to draw training references from
+MIN_GAP = 12  # frames (~0.5 s) between a target and its reference: their mouths must be unrelated
+
+
+def mel(audio: Audio) -> np.ndarray:
+    """(T, 80) float32 Whisper log-mel at 100 frames/s (the bundled faster-whisper's extractor)."""
+    samples = resample(audio, 16_000).samples
+    m = _extractor()(samples, padding=0).T.astype(np.float32)
+    if m.size:
+        # relative to the clip's loud frames: a quiet recording must open the mouth as wide as a loud one
+        m = (m - np.percentile(m.mean(1), 95)) * 2.0
+    return m
+
+
+@lru_cache(maxsize=1)
+def _extractor():
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    return FeatureExtractor(feature_size=MEL_BINS)
+
+
+def mel_windows(m: np.ndarray, n_frames: int, fps: float = 25.0) -> np.ndarray:
+    """(n_frames, 80, WINDOW): the mel frames centred on each video frame, edges padded with silence."""
+    per = MEL_RATE / fps
+    floor = float(m.min()) if m.size else -1.0
+    padded = np.concatenate([np.full((WINDOW, MEL_BINS), floor, np.float32), m, np.full((WINDOW * 2, MEL_BINS), floor, np.float32)])
+    starts = (np.arange(n_frames) * per + per / 2 - WINDOW / 2).round().astype(int) + WINDOW
+    idx = starts[:, None] + np.arange(WINDOW)[None, :]
+    idx = np.clip(idx, 0, len(padded) - 1)
+    return np.ascontiguousarray(padded[idx].transpose(0, 2, 1))
+
+
+def crop_boxes(points: list[np.ndarray | None]) -> np.ndarray:
+    """(n, 4) float boxes (left, top, side, side) over the lower face, smoothed over time; gaps filled from neighbours."""
+    n = len(points)
+    known = [i for i, p in enumerate(points) if p is not None]
+    if not known:
+        raise ValueError("no landmarks")
+    nose = np.array([points[i][33] for i in known])
+    jaw = np.array([np.linalg.norm(points[i][2] - points[i][14]) for i in known])
+    side = float(np.median(jaw) * 1.25)
+    nx = np.interp(np.arange(n), known, nose[:, 0])
+    ny = np.interp(np.arange(n), known, nose[:, 1])
+    k = np.ones(5) / 5
+    nx = np.convolve(np.pad(nx, 2, mode="edge"), k, mode="valid")
+    ny = np.convolve(np.pad(ny, 2, mode="edge"), k, mode="valid")
+    left = nx - side / 2
+    top = ny - 0.1 * side
+    return np.stack([left, top, np.full(n, side), np.full(n, side)], axis=1).astype(np.float32)
+
+
+def cut(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    """The box's pixels scaled to size×size (outside the frame: edge pixels)."""
+    left, top, side = float(box[0]), float(box[1]), float(box[2])
+    image = Image.fromarray(frame)
+    # PIL's transform samples the box directly at the output size: one resample, no intermediate crop
+    out = image.transform((size, size), Image.EXTENT, (left, top, left + side, top + side), Image.BILINEAR)
+    return np.asarray(out)
+
+
+@lru_cache(maxsize=8)
+def paste_mask(size: int) -> np.ndarray:
+    """Alpha for putting a generated crop back: nothing above the mouth, soft towards every edge."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
+    top = np.clip((y - KEEP_TOP) / 0.12, 0, 1)
+    sides = np.clip(np.minimum(x, 1 - x) / 0.16, 0, 1)
+    bottom = np.clip((1 - y) / 0.12, 0, 1)
+    return (top * sides * bottom).astype(np.float32)
+
+
+def hide_mouth(crops):
+    """Keep only the top of (B, C, S, S) crops: the pose shows, the mouth doesn't."""
+    out = crops.clone()
+    out[..., int(KEEP_TOP * crops.shape[-2]):, :] = 0
+    return out
+
+
+def pose_partners(points: list[np.ndarray | None], boxes: np.ndarray, k: int = PARTNERS, gap: int = MIN_GAP) -> np.ndarray:
+    """(n, k) indices of other frames whose head pose (brows, eyes, nose inside the crop) is closest to each frame's."""
+    n = len(points)
+    upper = np.full((n, 19 * 2), np.nan, np.float32)
+    for i, p in enumerate(points):
+        if p is not None:
+            upper[i] = ((p[17:36] - boxes[i, :2]) / boxes[i, 2]).reshape(-1)
+    upper = np.where(np.isnan(upper), np.nanmean(upper, axis=0), upper)
+    out = np.empty((n, k), np.int64)
+    idx = np.arange(n)
+    for start in range(0, n, 512):
+        d = ((upper[start:start + 512, None, :] - upper[None, :, :]) ** 2).sum(-1)
+        rows = idx[start:start + 512]
+        d[np.abs(rows[:, None] - idx[None, :]) < min(gap, max(1, n // 4))] = np.inf
+        out[start:start + 512] = np.argsort(d, axis=1)[:, :k]
+    return out
+
+
+def paste(frame: np.ndarray, crop: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Blend a generated crop back into the frame at its box."""
+    left, top, side = int(round(box[0])), int(round(box[1])), int(round(box[2]))
+    h, w = frame.shape[:2]
+    alpha = paste_mask(crop.shape[0])
+    big = np.asarray(Image.fromarray(crop).resize((side, side), Image.BILINEAR)).astype(np.float32)
+    a = np.asarray(Image.fromarray((alpha * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)).astype(np.float32)[..., None] / 255
+    x0, y0, x1, y1 = max(0, left), max(0, top), min(w, left + side), min(h, top + side)
+    if x1 <= x0 or y1 <= y0:
+        return frame
+    out = frame.copy()
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    sub = big[y0 - top:y1 - top, x0 - left:x1 - left]
+    sa = a[y0 - top:y1 - top, x0 - left:x1 - left]
+    out[y0:y1, x0:x1] = (region * (1 - sa) + sub * sa).round().astype(np.uint8)
+    return out
+
+
+@dataclass
+class Prepared:
+    """Training arrays from one video, small enough to keep on a GPU: crops (n, S, S, 3) uint8, mel windows, boxes."""
+
+    crops: np.ndarray
+    windows: np.ndarray
+    boxes: np.ndarray
+    partners: np.ndarray
+    size: int
+
+    def save(self, path) -> None:
+        np.savez(path, crops=self.crops, windows=self.windows, boxes=self.boxes, partners=self.partners, size=self.size)
+
+    @staticmethod
+    def load(path) -> "Prepared":
+        z = np.load(path)
+        return Prepared(z["crops"], z["windows"], z["boxes"], z["partners"], int(z["size"]))
+
+
+def prepare(footage, size: int) -> Prepared:
+    """Crops, mel windows and pose partners from a `geneface.intake.Footage` (decoded a second time, frame by frame)."""
+    boxes = crop_boxes(footage.points)
+    crops = np.stack([cut(f, b, size) for f, b in zip(footage.frames(), boxes)])
+    if len(crops) < len(boxes):  # a stream that ended a frame early: keep what lines up
+        boxes = boxes[:len(crops)]
+    windows = mel_windows(mel(footage.audio), len(crops), footage.fps)
+    return Prepared(crops, windows, boxes, pose_partners(footage.points[:len(crops)], boxes), size)

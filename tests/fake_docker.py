@@ -1,0 +1,116 @@
+"""A small Docker Engine API server on 127.0.0.1: the real `docker` SDK talks to it over HTTP.
+
+It answers the calls a detached `containers.run` + `logs(stream=True, follow=True)` + `wait` + `remove`
+make, streams a container's log as Docker's multiplexed frames, and records every create request so a
+test can check the command, mounts and GPU request that were sent.
+"""
+from __future__ import annotations
+
+import json
+import re
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+class FakeDocker:
+    def __init__(self, logs_for, exit_code: int = 0, line_delay: float = 0.0) -> None:
+        """`logs_for(create_body) -> list[str]`: what each new container prints."""
+        self.logs_for = logs_for
+        self.exit_code = exit_code
+        self.line_delay = line_delay
+        self.created: list[dict] = []
+        self.stopped: list[str] = []
+        self.removed: list[str] = []
+        self._logs: dict[str, list[str]] = {}
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> "FakeDocker":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"  # one request per connection; a stream ends when we close
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _json(self, code: int, body) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self) -> tuple[str, dict]:
+                url = urlparse(self.path)
+                return re.sub(r"^/v[\d.]+", "", url.path), parse_qs(url.query)
+
+            def do_GET(self) -> None:
+                path, query = self._route()
+                if path == "/version":
+                    return self._json(200, {"ApiVersion": "1.43", "Version": "24.0.0", "MinAPIVersion": "1.12"})
+                if m := re.fullmatch(r"/containers/(\w+)/json", path):
+                    return self._json(200, {"Id": m.group(1), "Config": {"Tty": False}, "State": {"Running": True}})
+                if m := re.fullmatch(r"/containers/(\w+)/logs", path):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/vnd.docker.raw-stream")
+                    self.end_headers()
+                    for line in fake._logs.get(m.group(1), []):
+                        data = (line + "\n").encode()
+                        # stream 2 is stderr, where tqdm writes
+                        self.wfile.write(struct.pack(">BxxxL", 2, len(data)) + data)
+                        self.wfile.flush()
+                        if fake.line_delay:
+                            time.sleep(fake.line_delay)
+                    return
+                self._json(404, {"message": f"no route {path}"})
+
+            def do_POST(self) -> None:
+                path, query = self._route()
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+                if path == "/containers/create":
+                    cid = f"c{len(fake.created) + 1:04d}"
+                    body["_name"] = query.get("name", [""])[0]
+                    fake.created.append(body)
+                    fake._logs[cid] = list(fake.logs_for(body))
+                    return self._json(201, {"Id": cid, "Warnings": []})
+                if re.fullmatch(r"/containers/(\w+)/start", path):
+                    self.send_response(204)
+                    self.end_headers()
+                    return
+                if re.fullmatch(r"/containers/(\w+)/wait", path):
+                    return self._json(200, {"StatusCode": fake.exit_code})
+                if m := re.fullmatch(r"/containers/(\w+)/stop", path):
+                    fake.stopped.append(m.group(1))
+                    self.send_response(204)
+                    self.end_headers()
+                    return
+                self._json(404, {"message": f"no route {path}"})
+
+            def do_DELETE(self) -> None:
+                path, _ = self._route()
+                if m := re.fullmatch(r"/containers/(\w+)", path):
+                    fake.removed.append(m.group(1))
+                    self.send_response(204)
+                    self.end_headers()
+                    return
+                self._json(404, {"message": "no route"})
+
+        return Handler
