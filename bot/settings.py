@@ -56,6 +56,11 @@ class Settings(BaseSettings):
 
     # avatars
     avatar: str = ""
+    avatar_min_seconds: float = 20.0  # shortest training video accepted
+    avatar_gpu: int | None = None  # render on this CUDA device when there is one; None: CPU
+    avatar_subtitles: bool = False  # burn the answer text into the video
+    geneface_image: str = "doppel/geneface:latest"  # built from geneface/Dockerfile
+    docker_url: str = ""  # empty: the local Docker engine (DOCKER_HOST or its socket)
 
     # telegram
     telegram_token: SecretStr = SecretStr("")

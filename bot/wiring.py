@@ -101,8 +101,14 @@ def build_converters(settings: Settings) -> dict[VoiceEngine, VoiceConverter]:
     return {}
 
 
-def build_renderer(settings: Settings) -> AvatarRenderer | None:
-    return None
+def build_renderer(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> AvatarRenderer | None:
+    """Avatars live in the database (which engine, ready or not), so the renderer is built with it, per Services."""
+    from geneface.docker_engine import GeneFaceDocker
+    from geneface.renderer import AvatarStudio
+    from storage.avatars import AvatarRepository
+
+    return AvatarStudio(AvatarRepository(sessions), gpu=settings.avatar_gpu, subtitles=settings.avatar_subtitles,
+                        geneface=GeneFaceDocker(settings.geneface_image, settings.data_dir, docker_url=settings.docker_url))
 
 
 @dataclass
@@ -119,7 +125,7 @@ class Engines:
 def build_engines(settings: Settings) -> Engines:
     return Engines(
         recognizer=build_recognizer(settings), chat_model=build_chat_model(settings),
-        synthesizers=build_synthesizers(settings), converters=build_converters(settings), renderer=build_renderer(settings),
+        synthesizers=build_synthesizers(settings), converters=build_converters(settings), renderer=None,
     )
 
 
@@ -134,7 +140,7 @@ async def build_services(settings: Settings | None = None, *, engines: Engines |
     voices = VoiceRepository(sessions)
     engines = engines or build_engines(settings)
     recognizer, chat_model, synthesizers = engines.recognizer, engines.chat_model, engines.synthesizers
-    converters, renderer = engines.converters, engines.renderer
+    converters, renderer = engines.converters, engines.renderer or build_renderer(settings, sessions)
     pipeline = ReplyPipeline(
         recognizer=recognizer, chat_model=chat_model, synthesizers=synthesizers, history=history, voices=voices,
         converters=converters, renderer=renderer,
