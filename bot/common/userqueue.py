@@ -1,10 +1,13 @@
 """One lane per user: a user's messages are answered in order, different users at the same time.
 
-A user can stop their own running reply (/cancel); what waits behind it then runs.
+A user can stop their own running reply (/cancel); what waits behind it then runs. An optional cap on
+replies running at once (all users together) keeps a burst first-come-first-served: with the engines
+CPU-bound, twenty replies sharing the cores all finish late, while a few at a time finish in turn.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, TypeVar
 
@@ -33,8 +36,9 @@ class _Lane:
 
 
 class UserQueue:
-    def __init__(self, max_waiting: int = 5) -> None:
+    def __init__(self, max_waiting: int = 5, max_running: int | None = None) -> None:
         self.max_waiting = max_waiting
+        self._slots = asyncio.Semaphore(max_running) if max_running else None
         self._lanes: dict[str, _Lane] = {}
 
     async def run(self, user: str, work: Callable[[], Awaitable[T]]) -> T:
@@ -44,7 +48,7 @@ class UserQueue:
             raise QueueFull(lane.waiting)
         lane.waiting += 1
         try:
-            async with lane.lock:
+            async with lane.lock, self._slot():
                 task = asyncio.ensure_future(work())
                 lane.running = task
                 try:
@@ -61,6 +65,9 @@ class UserQueue:
             lane.waiting -= 1
             if lane.waiting == 0 and self._lanes.get(user) is lane:
                 del self._lanes[user]
+
+    def _slot(self):
+        return self._slots if self._slots is not None else contextlib.nullcontext()
 
     def cancel(self, user: str) -> bool:
         """Stop the user's running work; True if there was some."""

@@ -53,7 +53,7 @@ def build_dispatcher(services: Services, bot: Bot) -> Dispatcher:
     settings = services.settings
     dp = Dispatcher(storage=ChatSettingsStorage(services.chats))
     access = AccessPolicy(settings, services.users, "tg")
-    queue = UserQueue(max_waiting=settings.telegram_max_waiting)
+    queue = UserQueue(max_waiting=settings.telegram_max_waiting, max_running=settings.telegram_replies_at_once or None)
     dialogue = Dialogue(services)
     dp.workflow_data.update(
         services=services, dialogue=dialogue, access=access, queue=queue,

@@ -35,8 +35,9 @@ class JobStatusMessages:
         """After a restart: a fresh status message for every unfinished job a Telegram chat asked for."""
         count = 0
         for job in await self.jobs.list([JobStatus.QUEUED, JobStatus.RUNNING]):
-            if job.notify_chat and job.notify_chat.startswith("tg:"):
-                self.follow(int(job.notify_chat[3:]), job)
+            target = job.notify_chat or ""
+            if target.startswith("tg:") and target[3:].lstrip("-").isdigit():
+                self.follow(int(target[3:]), job)
                 count += 1
         return count
 
