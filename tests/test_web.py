@@ -5,17 +5,18 @@ import re
 from dataclasses import replace
 
 import aiohttp
-import numpy as np
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from adapters.media import decode_audio, encode_wav
+from bot.common.avatars import list_avatars
 from bot.settings import Settings
 from bot.wiring import build_services
-from adapters.media import decode_audio, encode_wav
 from core.types import ConversationKey, JobStatus, VoiceEngine
+from storage.avatars import AvatarRepository
 from tests.conftest import speech_clips
 from tests.web_harness import LevelMeterAvatar, chromium, in_thread, live_server
 
@@ -25,7 +26,8 @@ PASSWORD = "correct horse battery"
 @pytest.fixture
 async def site(tmp_path, engines):
     settings = Settings(_env_file=None, data_dir=tmp_path / "var", web_admin_password=PASSWORD,
-                        web_secret="web-test-secret", web_max_audio_bytes=2 * 1024 * 1024, avatar="meter")
+                        web_secret="web-test-secret", web_max_audio_bytes=2 * 1024 * 1024, avatar="meter",
+                        avatar_min_seconds=2.0)
     services = await build_services(settings, engines=replace(engines, renderer=LevelMeterAvatar()))
     try:
         async with live_server(services) as server:
@@ -182,12 +184,16 @@ async def test_admin_login_refuses_a_wrong_password_and_a_denied_visitor_is_refu
 
 
 async def test_an_uploaded_avatar_video_becomes_a_job_whose_progress_bar_moves(site, browser, tmp_path):
-    from adapters.video import encode_mp4
+    from PIL import Image
 
+    from geneface.testclip import make_clip, portrait, speech
+
+    # a real face talking (a portrait whose mouth follows real speech); the site accepts 2 s videos
     video = tmp_path / "alice.mp4"
-    frames = [np.full((64, 64, 3), 30 + 20 * i, dtype=np.uint8) for i in range(10)]
-    video.write_bytes(encode_mp4(frames, 10.0, decode_audio(speech_clips("en")[0][0].read_bytes())))
+    video.write_bytes(make_clip(speech([c[0] for c in speech_clips("en", 1.0)[:3]], seconds=2.5)).mp4())
     not_video = speech_clips("en")[0][0]
+    photo = tmp_path / "carol.png"
+    Image.fromarray(portrait()[0]).save(photo)
     jobs = site.services.jobs
 
     def upload(path, name: str) -> str:
@@ -205,13 +211,21 @@ async def test_an_uploaded_avatar_video_becomes_a_job_whose_progress_bar_moves(s
         WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "jobs").get_attribute("data-live") == "1")
         refused = upload(not_video, "bob")
         accepted = upload(video, "alice")
-        return refused, accepted
+        form = browser.find_element(By.ID, "photo-form")
+        form.find_element(By.NAME, "name").send_keys("carol")
+        form.find_element(By.NAME, "photo").send_keys(str(photo))
+        made = submit(browser, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "jobs").get_attribute("data-live") == "1")
+        return refused, accepted, made
 
-    refused, accepted = await in_thread(open_avatars)
+    refused, accepted, made = await in_thread(open_avatars)
+    assert made == "Avatar 'carol' is ready: it talks from this photo."
     assert f"'{not_video.name}' is not a video file" in refused
+    assert accepted.startswith("Avatar 'alice'"), accepted
     [job] = await jobs.list()
     assert (job.kind, job.target, job.status) == ("avatar", "alice", JobStatus.QUEUED)
     assert accepted == f"Avatar 'alice': training job {job.id} queued."
+    assert [(a.name, a.ready) for a in await list_avatars(site.services)] == [("alice", False), ("carol", True)]
     # from here on the test plays the worker's part
     assert (await jobs.claim_next()).id == job.id
 
@@ -228,6 +242,7 @@ async def test_an_uploaded_avatar_video_becomes_a_job_whose_progress_bar_moves(s
     await jobs.report(job.id, step=70, progress=0.70, eta_seconds=9)
     assert await in_thread(bar_value(70)) == 70
     shot = tmp_path / "jobs.png"
+    await in_thread(browser.execute_script, "document.getElementById('jobs').scrollIntoView({block: 'center'})")
     await in_thread(browser.save_screenshot, str(shot))
     print(f"screenshot: {shot}")
 
@@ -299,11 +314,13 @@ async def test_uploads_are_size_limited_type_checked_and_forms_are_protected(sit
         # choosing the chat's voice and persona: only ready voices, only known personas
         await site.services.voices.upsert("plain", VoiceEngine.TTS, ready=True)
         await site.services.voices.upsert("busy", VoiceEngine.LITE, ready=False)
-        r = await http.post(site.url + "/chat/settings", data={"csrf": token, "voice": "plain", "persona": "zh"})
+        await AvatarRepository(site.services.sessions).upsert("carol", "photo", ready=True)
+        r = await http.post(site.url + "/chat/settings", data={"csrf": token, "voice": "plain", "persona": "zh", "avatar": "carol"})
         page = await r.text()
-        assert "Answering as &#39;zh&#39; in the voice &#39;plain&#39;." in page and '<option selected>plain</option>' in page
+        assert "Answering as &#39;zh&#39; in the voice &#39;plain&#39;, shown as &#39;carol&#39;." in page
+        assert '<option selected>plain</option>' in page and '<option selected>carol</option>' in page
         chat = await site.services.chats.get(visitor.id)
-        assert (chat.voice, chat.persona) == ("plain", "zh")
+        assert (chat.voice, chat.persona, chat.avatar) == ("plain", "zh", "carol")
         r = await http.post(site.url + "/chat/settings", data={"csrf": token, "voice": "busy", "persona": "zh"})
         assert "The voice &#39;busy&#39; is still being trained" in await r.text()
         assert (await site.services.chats.get(visitor.id)).voice == "plain"

@@ -11,16 +11,17 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from bot.common.avatars import submit_avatar_training
+from bot.common.avatars import ENGINES as AVATAR_ENGINES
+from bot.common.avatars import add_photo_avatar, list_avatars, submit_avatar_training
 from bot.common.voices import add_voice
 from bot.web.context import SSE_HEADERS, WebContext, back_with_notice, sse
 from bot.web.security import CsrfRejected, LoginThrottled, admin_only, check_csrf, log_in, log_out, password_matches
-from bot.web.uploads import AUDIO, VIDEO, read_form, take_file, take_files
+from bot.web.uploads import AUDIO, PHOTO, VIDEO, read_form, take_file, take_files
 from core.errors import BadInput, UnknownVoice
 from core.types import Job, VoiceEngine
 
-AVATAR_ENGINES = ("lite", "photo", "geneface")
 _MAX_VOICE_CLIPS = 20
+_MAX_PHOTO_BYTES = 20 * 1024 * 1024
 
 
 def job_view(job: Job) -> dict:
@@ -47,6 +48,7 @@ class AdminPages:
             Route("/admin/voices/{name}/clips/{clip_id:int}/audio", admin_only(self.clip_audio)),
             Route("/admin/avatars", admin_only(self.avatars)),
             Route("/admin/avatars", admin_only(self.add_avatar), methods=["POST"]),
+            Route("/admin/avatars/photo", admin_only(self.add_photo), methods=["POST"]),
             Route("/admin/jobs", admin_only(self.jobs)),
             Route("/admin/jobs/events", admin_only(self.job_events)),
             Route("/admin/jobs/{job_id:int}/cancel", admin_only(self.cancel_job), methods=["POST"]),
@@ -138,17 +140,22 @@ class AdminPages:
     async def avatars(self, request: Request) -> Response:
         jobs = [job_view(j) for j in await self.services.jobs.list() if j.kind == "avatar"]
         return self.ctx.render(request, "admin_avatars.html", section="avatars", jobs=jobs, engines=AVATAR_ENGINES,
+                               avatars=await list_avatars(self.services), photo_mb=_MAX_PHOTO_BYTES // (1024 * 1024),
                                max_mb=self.services.settings.web_max_video_bytes // (1024 * 1024))
 
     async def add_avatar(self, request: Request) -> Response:
         limit = self.services.settings.web_max_video_bytes
         form = await read_form(request, limit)
         filename, video = await take_file(form, "video", VIDEO, limit)  # type: ignore[misc]
-        engine = str(form.get("engine") or "lite")
-        if engine not in AVATAR_ENGINES:
-            raise BadInput("Choose one of the listed avatar engines.")
-        job = await submit_avatar_training(self.services, str(form.get("name") or "").strip(), video, filename, engine=engine)
+        job = await submit_avatar_training(self.services, str(form.get("name") or "").strip(), video, filename,
+                                           engine=str(form.get("engine") or "lite"))
         return back_with_notice(request, f"Avatar '{job.target}': training job {job.id} queued.", "/admin/avatars")
+
+    async def add_photo(self, request: Request) -> Response:
+        form = await read_form(request, _MAX_PHOTO_BYTES)
+        _, photo = await take_file(form, "photo", PHOTO, _MAX_PHOTO_BYTES)  # type: ignore[misc]
+        avatar = await add_photo_avatar(self.services, str(form.get("name") or "").strip(), photo)
+        return back_with_notice(request, f"Avatar '{avatar.name}' is ready: it talks from this photo.", "/admin/avatars")
 
     async def jobs(self, request: Request) -> Response:
         jobs = [job_view(j) for j in await self.services.jobs.list()]

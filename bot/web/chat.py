@@ -10,12 +10,13 @@ from starlette.routing import Route
 
 from adapters.media import encode_wav
 from bot.common.access import AccessPolicy
+from bot.common.avatars import list_avatars
 from bot.common.dialogue import Incoming
 from bot.common.ratelimit import RateLimiter
 from bot.web.context import SSE_HEADERS, WebContext, back_with_notice, sse
 from bot.web.security import check_csrf, session_id, web_user
 from bot.web.uploads import AUDIO, read_form, take_file
-from core.errors import BadInput, DoppelError, NotAllowed, VoiceNotReady
+from core.errors import BadInput, DoppelError, NotAllowed, UnknownAvatar, VoiceNotReady
 from core.types import AudioFrame, ConversationKey, Frame, ReplyDone, SentenceFrame, TranscriptFrame, VideoFrame
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,11 @@ class ChatPages:
         chat = await s.chats.get(user)
         return self.ctx.render(request, "chat.html", history=history, max_mb=s.settings.web_max_audio_bytes // (1024 * 1024),
                                voices=[v.name for v in await s.voices.list() if v.ready], personas=s.personas.names(),
-                               voice=chat.voice or "", persona=chat.persona or s.settings.persona)
+                               avatars=[a.name for a in await list_avatars(s) if a.ready],
+                               voice=chat.voice or "", persona=chat.persona or s.settings.persona, avatar=chat.avatar or "")
 
     async def choose(self, request: Request) -> Response:
-        """The chat's voice and persona, as /voice and /persona set them on the bots."""
+        """The chat's voice, persona and avatar, as /voice, /persona and /avatar set them on the bots."""
         s = self.ctx.services
         form = await request.form(max_files=0)
         check_csrf(request, form)
@@ -62,8 +64,13 @@ class ChatPages:
             if not voice.ready:
                 raise VoiceNotReady(name)
         persona = s.personas.get(str(form.get("persona") or s.settings.persona))  # UnknownPersona lists them
-        await s.chats.set(user, voice=name or None, persona=persona.name)
-        return back_with_notice(request, f"Answering as '{persona.name}' in {f'the voice {name!r}' if name else 'the standard voice'}.")
+        avatar = str(form.get("avatar") or "")
+        if avatar and avatar not in [a.name for a in await list_avatars(s) if a.ready]:
+            raise UnknownAvatar(f"There is no ready avatar called '{avatar}'.")
+        await s.chats.set(user, voice=name or None, persona=persona.name, avatar=avatar or None)
+        said = f"the voice {name!r}" if name else "the standard voice"
+        shown = f", shown as {avatar!r}" if avatar else ""
+        return back_with_notice(request, f"Answering as '{persona.name}' in {said}{shown}.")
 
     async def turn(self, request: Request) -> Response:
         limit = self.ctx.services.settings.web_max_audio_bytes

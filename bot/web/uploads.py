@@ -34,6 +34,12 @@ VIDEO = Accepts(
     ("video/",),
 )
 
+PHOTO = Accepts(
+    "a photo (JPEG, PNG or WebP)",
+    frozenset({".jpg", ".jpeg", ".png", ".webp"}),
+    ("image/jpeg", "image/png", "image/webp"),
+)
+
 
 async def read_form(request: Request, limit: int, *, files: int = 1) -> FormData:
     """Refuses an oversized body from its Content-Length, before any of it is read; uvicorn never
