@@ -100,6 +100,11 @@ async def test_a_spoken_question_gets_a_streamed_spoken_answer(site, browser, tm
             "const v = document.querySelector('video.reply-video');"
             "return v && v.readyState >= 1 && v.videoWidth > 0 && v.duration > 0.2 ? [v.videoWidth, v.duration] : null"))
         seen = browser.execute_script("return window.seen")
+        # the reply audio is served in byte ranges too, as Safari asks for it
+        ranged = browser.execute_async_script(
+            "const done = arguments[0];"
+            "fetch(document.querySelector('audio.reply-audio').src, {headers: {Range: 'bytes=0-3'}})"
+            ".then(async r => done([r.status, r.headers.get('content-range'), await r.text()]));")
         answer = browser.find_element(By.CSS_SELECTOR, ".bubble.bot .text").text
         shot = tmp_path / "chat.png"
         browser.save_screenshot(str(shot))
@@ -107,9 +112,10 @@ async def test_a_spoken_question_gets_a_streamed_spoken_answer(site, browser, tm
         # the page is reloaded: the conversation is still there, from the history store
         browser.get(site.url)
         shown = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#log .bubble .text")]
-        return heard, seen, answer, shown, video
+        return heard, seen, answer, shown, video, ranged
 
-    heard, seen, answer, shown, video = await in_thread(story)
+    heard, seen, answer, shown, video, ranged = await in_thread(story)
+    assert ranged[0] == 206 and ranged[1].startswith("bytes 0-3/") and ranged[2] == "RIFF"
     assert video[0] == 96
     assert len(words(heard) & words(truth)) >= len(words(truth)) // 2, (heard, truth)
     assert answer.strip()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import AsyncIterator
 
 from starlette.requests import Request
@@ -138,4 +139,24 @@ class ChatPages:
         item = self.ctx.media.get(request.path_params["key"], web_user(request))
         if item is None:
             return Response("This reply is no longer available.", status_code=404, media_type="text/plain")
-        return Response(item.data, media_type=item.media_type, headers={"Cache-Control": "private, max-age=3600"})
+        headers = {"Cache-Control": "private, max-age=3600", "Accept-Ranges": "bytes"}
+        # Safari plays <audio>/<video> only from servers that answer byte ranges
+        wanted = _byte_range(request.headers.get("range"), len(item.data))
+        if wanted is None:
+            return Response(item.data, media_type=item.media_type, headers=headers)
+        start, end = wanted
+        headers["Content-Range"] = f"bytes {start}-{end}/{len(item.data)}"
+        return Response(item.data[start:end + 1], status_code=206, media_type=item.media_type, headers=headers)
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The first range of a "bytes=a-b" header, clipped to the data; None: send it all."""
+    match = re.fullmatch(r"bytes=(\d*)-(\d*)(?:,.*)?", (header or "").strip())
+    if not match or size == 0 or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.groups()
+    if first == "":  # "bytes=-500": the last 500
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start, end = int(first), min(size - 1, int(last) if last else size - 1)
+    return (start, end) if start <= end else None
