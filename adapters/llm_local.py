@@ -1,9 +1,11 @@
 """The offline default chat model: a small GGUF model (SmolLM2-135M-Instruct by default) run by llama.cpp."""
 from __future__ import annotations
 
+import difflib
+import re
 import threading
 from pathlib import Path
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Iterator, Sequence
 
 from core.types import ChatMessage, LLMOptions
 from adapters.threads import iterate_in_thread
@@ -19,13 +21,41 @@ def bundled_gguf() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+# A tiny model copies the shape of what it has seen: two short example turns make it answer instead of
+# echoing the question (see bench/llm_local.py). They are English, so only English prompts get them.
+EXAMPLE_TURNS = (
+    ("What did you do this weekend?", "I went for a long walk by the river, then cooked dinner with friends."),
+    ("Is it hard to learn to swim?", "Not really. With a patient teacher, most people can swim a little after a few lessons."),
+)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def echoes(question: str, answer: str) -> bool:
+    """Whether the answer parrots the question: most of the question's words, in a row, in its opening."""
+    q, a = _words(question), _words(answer)
+    if len(q) < 3 or not a:
+        return False
+    match = difflib.SequenceMatcher(None, q, a[: len(q) + 4], autojunk=False).find_longest_match(0, len(q), 0, min(len(a), len(q) + 4))
+    return match.size >= max(3, 0.7 * len(q))
+
+
 class LocalChatModel:
-    def __init__(self, model_path: Path, *, threads: int = 2, context: int = 2048, seed: int = 0) -> None:
+    def __init__(self, model_path: Path, *, threads: int = 2, context: int = 2048, seed: int = 0,
+                 repeat_penalty: float = 1.15, top_p: float = 0.95, min_p: float = 0.05, examples: bool = True,
+                 echo_retries: int = 2) -> None:
         self.model_path = Path(model_path)
         self.name = f"local:{self.model_path.stem}"
         self.threads = threads
         self.context = context
         self.seed = seed
+        self.repeat_penalty = repeat_penalty
+        self.top_p = top_p
+        self.min_p = min_p
+        self.examples = examples
+        self.echo_retries = echo_retries
         self._llm = None
         self._lock = threading.Lock()  # one llama context cannot decode two prompts at once
 
@@ -41,15 +71,56 @@ class LocalChatModel:
         with self._lock:
             self._load()
 
-    def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
+    def prompt(self, messages: Sequence[ChatMessage]) -> list[dict]:
+        """The chat messages as the model gets them: the example turns go after the system prompt."""
         payload = [{"role": m.role, "content": m.content} for m in messages]
+        system_end = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
+        system_text = " ".join(m.content for m in messages[:system_end])
+        if self.examples and system_text.isascii():
+            shots = [{"role": role, "content": text} for q, a in EXAMPLE_TURNS for role, text in (("user", q), ("assistant", a))]
+            payload[system_end:system_end] = shots
+        return payload
 
-        def tokens():
-            llm = self._load()
-            for chunk in llm.create_chat_completion(messages=payload, stream=True, max_tokens=options.max_tokens,
-                                                     temperature=options.temperature, repeat_penalty=1.15):
-                piece = chunk["choices"][0]["delta"].get("content")
-                if piece:
+    def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
+        payload = self.prompt(messages)
+        question = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        return iterate_in_thread(lambda: self._answer(payload, question, options), self._lock)
+
+    def _answer(self, payload: list[dict], question: str, options: LLMOptions) -> Iterator[str]:
+        """Stream one answer. Its opening is held back until it shows whether the model is parroting the
+        question; if it is, the answer is written again, a little warmer, up to `echo_retries` times."""
+        need = len(_words(question)) + 4  # words enough to judge the opening
+        for attempt in range(self.echo_retries + 1):
+            held: list[str] = []
+            judged = attempt == self.echo_retries or len(_words(question)) < 3
+            echoed = False
+            pieces = self._generate(payload, options, options.temperature + 0.3 * attempt)
+            for piece in pieces:
+                if judged:
                     yield piece
+                    continue
+                held.append(piece)
+                if len(_words("".join(held))) >= need:
+                    if echoes(question, "".join(held)):
+                        echoed = True
+                        break
+                    judged = True
+                    yield "".join(held)
+            pieces.close()
+            if echoed:
+                continue
+            if not judged:  # the whole answer was shorter than the window
+                if echoes(question, "".join(held)):
+                    continue
+                if held:
+                    yield "".join(held)
+            return
 
-        return iterate_in_thread(tokens, self._lock)
+    def _generate(self, payload: list[dict], options: LLMOptions, temperature: float) -> Iterator[str]:
+        llm = self._load()
+        for chunk in llm.create_chat_completion(messages=payload, stream=True, max_tokens=options.max_tokens,
+                                                 temperature=temperature, repeat_penalty=self.repeat_penalty,
+                                                 top_p=self.top_p, min_p=self.min_p):
+            piece = chunk["choices"][0]["delta"].get("content")
+            if piece:
+                yield piece
