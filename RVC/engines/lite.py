@@ -1,0 +1,79 @@
+"""The lite engine at inference: Whisper content + the source's pitch moved into the speaker's range → the speaker's voice."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.errors import EngineError
+from RVC.features import RATE, WhisperContent, convert_f0, f0_yin, log_f0_stats, to_rate
+from RVC.lite_model import LiteConfig, LiteNet
+from RVC.lite_train import ARTIFACT_VERSION
+
+
+class LiteVoice:
+    """One trained voice, loaded from its artifact."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            art = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise EngineError(f"The voice model file '{Path(path).name}' is damaged or not a lite voice.", detail=repr(exc)) from exc
+        if not isinstance(art, dict) or art.get("format") != "doppel-lite":
+            raise EngineError(f"'{Path(path).name}' is not a lite voice model.")
+        if int(art.get("version", 0)) > ARTIFACT_VERSION:
+            raise EngineError(f"'{Path(path).name}' was made by a newer doppel (format {art['version']}).")
+        try:
+            self.cfg = LiteConfig.from_dict(art["config"])
+            self.net = LiteNet(self.cfg).eval()
+            self.net.load_state_dict({k: v.float() for k, v in art["weights"].items()})
+        except Exception as exc:
+            raise EngineError(f"The voice model file '{Path(path).name}' is damaged.", detail=repr(exc)) from exc
+        self.pca_mean = art["pca_mean"].numpy()
+        self.pca_basis = art["pca_basis"].numpy()
+        self.f0_stats = tuple(art["f0_stats"])
+        self.lock = threading.Lock()
+
+
+class LiteEngine:
+    """Loads voices once and keeps them; one conversion at a time per voice (two cores gain nothing from more)."""
+
+    name = "lite"
+
+    def __init__(self, content: WhisperContent, threads: int = 2) -> None:
+        self.content = content
+        self.threads = threads
+        self._voices: dict[str, LiteVoice] = {}
+        self._lock = threading.Lock()
+
+    def voice(self, path: str | Path) -> LiteVoice:
+        key = str(Path(path).resolve())
+        with self._lock:
+            if key not in self._voices:
+                if not Path(path).is_file():
+                    raise EngineError(f"The voice model '{Path(path).name}' is missing; train the voice again.")
+                self._voices[key] = LiteVoice(Path(path))
+            return self._voices[key]
+
+    def forget(self, path: str | Path) -> None:
+        with self._lock:
+            self._voices.pop(str(Path(path).resolve()), None)
+
+    def convert(self, samples: np.ndarray, rate: int, params: dict) -> tuple[np.ndarray, int]:
+        voice = self.voice(params["artifact"])
+        x = to_rate(samples, rate, RATE)
+        n50 = len(x) // 320
+        if n50 < 2:
+            return x, RATE
+        x = x[: n50 * 320]
+        content = voice.pca_basis.T @ (self.content.encode(x) - voice.pca_mean).T  # [K, T50]
+        f0 = f0_yin(x)[: 2 * n50]
+        f0 = np.pad(f0, (0, 2 * n50 - len(f0)))
+        f0 = convert_f0(f0, log_f0_stats(f0), voice.f0_stats, float(params.get("pitch_shift", 0.0)))
+        torch.set_num_threads(self.threads)
+        with voice.lock, torch.inference_mode():
+            out = voice.net(torch.from_numpy(np.ascontiguousarray(content.T, dtype=np.float32))[None],
+                            torch.from_numpy(f0)[None])[0].numpy()
+        return out.astype(np.float32), RATE

@@ -1,0 +1,94 @@
+"""Turning a speaker's recordings into the lite engine's training set (runs where Whisper is: the CPU host).
+
+The set is a handful of flat arrays, so it can be saved as one .npz and trained on anywhere torch runs.
+Content features are computed twice: from the clip as recorded, and from a copy whose pitch and formants
+are lowered by a fifth. Training on both teaches the network that the content stream does not decide
+the timbre, which is what lets a male base voice come out in the speaker's voice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from RVC.features import CONTENT_HOP, HOP, RATE, WhisperContent, f0_yin, log_f0_stats, to_rate
+
+PERTURB = 0.8  # the copy's frequencies are scaled by this
+
+
+@dataclass
+class Projection:
+    """PCA of the Whisper features: fewer dimensions to learn from, and a smaller set to ship to a GPU."""
+
+    mean: np.ndarray  # [D]
+    basis: np.ndarray  # [D, K]
+
+    def apply(self, feats: np.ndarray) -> np.ndarray:
+        return ((feats - self.mean) @ self.basis).astype(np.float32)
+
+    @staticmethod
+    def fit(feats: np.ndarray, dims: int) -> "Projection":
+        mean = feats.mean(axis=0)
+        sample = feats[:: max(1, len(feats) // 20000)] - mean
+        _, s, vt = np.linalg.svd(sample, full_matrices=False)
+        basis = vt[:dims].T / (s[:dims, None].T / np.sqrt(len(sample)))  # whitened: every kept axis has unit spread
+        return Projection(mean.astype(np.float32), basis.astype(np.float32))
+
+
+def perturbed_content(content: WhisperContent, samples: np.ndarray, frames: int) -> np.ndarray:
+    """Content of the clip played lower (every frequency × PERTURB), stretched back onto the clip's own frames."""
+    low = to_rate(samples, int(RATE * PERTURB), RATE)
+    feats = content.encode(low)
+    if len(feats) < 2:
+        return np.repeat(feats[:1], frames, axis=0) if len(feats) else np.zeros((frames, content.dims), np.float32)
+    src = np.linspace(0, len(feats) - 1, frames)
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, len(feats) - 1)
+    w = (src - lo)[:, None]
+    return (feats[lo] * (1 - w) + feats[hi] * w).astype(np.float32)
+
+
+CONTENT_SCALE = 1 / 24  # whitened features in int8: ±5.3 standard deviations, steps far finer than their noise
+
+
+def quantize(feats: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(feats / CONTENT_SCALE), -127, 127).astype(np.int8)
+
+
+def build_dataset(clips: list[np.ndarray], content: WhisperContent, dims: int = 128,
+                  progress=None) -> dict[str, np.ndarray]:
+    """16 kHz clips → {audio int16, content/content_low [N/2, dims] int8 (× content_scale), f0 [N], projection, f0 stats}."""
+    audio, f0s, feats, lows = [], [], [], []
+    for i, samples in enumerate(clips):
+        n50 = len(samples) // CONTENT_HOP
+        if n50 < 8:
+            continue
+        samples = samples[: n50 * CONTENT_HOP]
+        c = content.encode(samples)[:n50]
+        if len(c) < n50:
+            c = np.pad(c, ((0, n50 - len(c)), (0, 0)), mode="edge")
+        f0 = f0_yin(samples)[: 2 * n50]
+        if len(f0) < 2 * n50:
+            f0 = np.pad(f0, (0, 2 * n50 - len(f0)))
+        feats.append(c)
+        lows.append(perturbed_content(content, samples, n50))
+        f0s.append(f0)
+        audio.append(np.clip(samples * 32767, -32768, 32767).astype(np.int16))
+        if progress is not None:
+            progress(i + 1, len(clips))
+    if not audio:
+        raise ValueError("no clip is long enough to learn from")
+    all_feats = np.concatenate(feats)
+    proj = Projection.fit(np.concatenate([all_feats, np.concatenate(lows)]), min(dims, all_feats.shape[1]))
+    f0 = np.concatenate(f0s)
+    mu, sd = log_f0_stats(f0)
+    assert len(f0) * HOP == sum(len(a) for a in audio)
+    return {
+        "audio": np.concatenate(audio),
+        "content": quantize(proj.apply(all_feats)),
+        "content_low": quantize(proj.apply(np.concatenate(lows))),
+        "content_scale": np.array(CONTENT_SCALE, np.float32),
+        "f0": f0.astype(np.float32),
+        "pca_mean": proj.mean, "pca_basis": proj.basis,
+        "f0_stats": np.array([mu, sd], np.float32),
+    }
