@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr = SecretStr("")  # checked on every webhook call; empty: derived from the token
     telegram_poll_timeout: int = 25  # long-polling seconds
     telegram_max_waiting: int = 5  # a user's messages that may wait behind their running reply
-    telegram_replies_at_once: int = 2  # answers made at the same time, all users together (0: no cap)
+    telegram_replies_at_once: int = 3  # answers made at the same time, all users together (0: no cap)
     telegram_progress_interval: float = 3.0  # seconds between job status edits (Telegram limits edits)
 
     # discord
