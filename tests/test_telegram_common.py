@@ -108,3 +108,20 @@ def test_long_answers_are_split_at_word_ends():
     parts = split_text("word " * 2000, 4096)
     assert all(len(p) <= 4096 for p in parts) and "".join(parts).count("word") == 2000
     assert all(not p.endswith("wor") for p in parts)
+
+
+async def test_a_cap_on_replies_at_once_serves_a_burst_in_arrival_order_and_cancel_reaches_the_waiting():
+    queue = UserQueue(max_running=1)
+    finished: list[str] = []
+    gate = asyncio.Event()
+
+    async def work(name: str) -> None:
+        await gate.wait()
+        finished.append(name)
+
+    tasks = [asyncio.create_task(queue.run(name, lambda n=name: work(n))) for name in ("anna", "ben", "cleo")]
+    await asyncio.sleep(0.01)
+    assert queue.cancel("ben")  # ben is still waiting for a free slot
+    gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert finished == ["anna", "cleo"] and isinstance(results[1], ReplyCancelled)

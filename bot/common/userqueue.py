@@ -48,8 +48,8 @@ class UserQueue:
             raise QueueFull(lane.waiting)
         lane.waiting += 1
         try:
-            async with lane.lock, self._slot():
-                task = asyncio.ensure_future(work())
+            async with lane.lock:
+                task = asyncio.ensure_future(self._in_slot(work))
                 lane.running = task
                 try:
                     # shield: a user's /cancel cancels `task`; cancelling the caller still cancels it below
@@ -66,8 +66,10 @@ class UserQueue:
             if lane.waiting == 0 and self._lanes.get(user) is lane:
                 del self._lanes[user]
 
-    def _slot(self):
-        return self._slots if self._slots is not None else contextlib.nullcontext()
+    async def _in_slot(self, work: Callable[[], Awaitable[T]]) -> T:
+        # waiting for a free slot is part of the user's running work, so /cancel stops it there too
+        async with self._slots if self._slots is not None else contextlib.nullcontext():
+            return await work()
 
     def cancel(self, user: str) -> bool:
         """Stop the user's running work; True if there was some."""
