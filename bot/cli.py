@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cancel", type=int)
     p.set_defaults(run=cmd_jobs)
 
+    p = sub.add_parser("telegram", help="run the Telegram bot (long polling, or a webhook if DOPPEL_TELEGRAM_WEBHOOK_URL is set)")
+    p.set_defaults(run=cmd_telegram)
+
     p = sub.add_parser("discord", help="run the Discord bot (slash commands and voice messages; DOPPEL_DISCORD_TOKEN)")
     p.set_defaults(run=cmd_discord)
 
@@ -256,9 +259,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(args.run(args)) or 0
     except DoppelError as exc:
-    p = sub.add_parser("telegram", help="run the Telegram bot (long polling, or a webhook if DOPPEL_TELEGRAM_WEBHOOK_URL is set)")
-    p.set_defaults(run=cmd_telegram)
-
         print(f"doppel: {exc.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
