@@ -73,12 +73,13 @@ class VoiceRepository:
                 raise UnknownVoice(name)
             return [ClipInfo(c.id, c.path, c.seconds, c.transcript, c.transcript_source) for c in rec.clips]
 
-    async def edit_transcript(self, clip_id: int, text: str) -> None:
+    async def edit_transcript(self, clip_id: int, text: str) -> ClipInfo:
         async with self.sessions.begin() as session:
             clip = await session.get(VoiceClip, clip_id)
             if clip is None:
                 raise UnknownVoice(str(clip_id))
             clip.transcript, clip.transcript_source = text, "edited"
+            return ClipInfo(clip.id, clip.path, clip.seconds, clip.transcript, clip.transcript_source)
 
     async def set_ready(self, name: str, ready: bool, params: dict | None = None) -> None:
         async with self.sessions.begin() as session:

@@ -48,3 +48,16 @@ def test_cli_voices_add_and_subtitles(tmp_path):
     subs = subprocess.run([sys.executable, "-m", "bot.cli", "voices", "subtitles", "ann", "--format", "vtt"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
     assert subs.returncode == 0 and subs.stdout.startswith("WEBVTT")
+
+
+async def test_an_edited_transcript_reaches_the_files_beside_the_clip(services):
+    from bot.common.voices import edit_transcript
+
+    clip = speech_clips("en", min_seconds=2.5)[0][0]
+    await add_voice(services, "eve", [(clip.name, clip.read_bytes())])
+    stored = (await services.voices.clips("eve"))[0]
+    await edit_transcript(services, stored.id, "  Corrected   words here. ")
+    again = (await services.voices.clips("eve"))[0]
+    assert (again.transcript, again.transcript_source) == ("Corrected words here.", "edited")
+    assert open(stored.path.replace(".wav", ".txt"), encoding="utf-8").read().strip() == "Corrected words here."
+    assert "Corrected words here." in open(stored.path.replace(".wav", ".vtt"), encoding="utf-8").read()

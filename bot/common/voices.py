@@ -22,6 +22,22 @@ class AddedVoice:
     job: Job | None
 
 
+def _write_transcript_files(clip: Path, text: str, segments: list[tuple[float, float, str]]) -> None:
+    # the transcript lives beside the clip too, so a voice folder is usable (and trainable) without the database
+    clip.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
+    clip.with_suffix(".srt").write_text(to_srt(segments), encoding="utf-8")
+    clip.with_suffix(".vtt").write_text(to_vtt(segments), encoding="utf-8")
+
+
+async def edit_transcript(services: Services, clip_id: int, text: str) -> None:
+    """An admin's correction replaces the automatic transcript in the database and in the files beside the clip."""
+    text = " ".join(text.split())
+    if not text:
+        raise BadInput("A transcript can't be empty.")
+    clip = await services.voices.edit_transcript(clip_id, text)
+    _write_transcript_files(Path(clip.path), text, [(0.0, clip.seconds, text)])
+
+
 def voice_dir(services: Services, name: str) -> Path:
     return services.settings.data_dir / "voices" / name
 
@@ -53,10 +69,7 @@ async def add_voice(services: Services, name: str, files: list[tuple[str, bytes]
     for i, (audio, (text, source, segments)) in enumerate(zip(decoded, texts)):
         path = folder / f"clip-{existing + i:03d}.wav"
         path.write_bytes(encode_wav(audio))
-        # the transcript lives beside the clip too, so a voice folder is usable without the database
-        path.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
-        path.with_suffix(".srt").write_text(to_srt(segments), encoding="utf-8")
-        path.with_suffix(".vtt").write_text(to_vtt(segments), encoding="utf-8")
+        _write_transcript_files(path, text, segments)
         entries.append((path, audio.seconds, text, source))
         made.append((path.name, text, source))
 

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from bot.common.avatars import ENGINES as AVATAR_ENGINES
 from bot.common.avatars import add_photo_avatar, list_avatars, submit_avatar_training
-from bot.common.voices import add_voice
+from bot.common.voices import add_voice, edit_transcript
 from bot.web.context import SSE_HEADERS, WebContext, back_with_notice, sse
 from bot.web.security import CsrfRejected, LoginThrottled, admin_only, check_csrf, log_in, log_out, password_matches
 from bot.web.uploads import AUDIO, PHOTO, VIDEO, read_form, take_file, take_files
@@ -122,10 +122,7 @@ class AdminPages:
     async def edit_transcript(self, request: Request) -> Response:
         form = await request.form(max_files=0)
         check_csrf(request, form)
-        text = " ".join(str(form.get("transcript") or "").split())
-        if not text:
-            raise BadInput("A transcript cannot be empty.")
-        await self.services.voices.edit_transcript(request.path_params["clip_id"], text)
+        await edit_transcript(self.services, request.path_params["clip_id"], str(form.get("transcript") or ""))
         return back_with_notice(request, "Transcript saved.")
 
     async def clip_audio(self, request: Request) -> Response:
