@@ -17,7 +17,7 @@ from core.types import Audio
 MEL_RATE = 100  # Whisper's log-mel: 10 ms hop at 16 kHz
 MEL_BINS = 80
 WINDOW = 16  # mel frames seen per video frame: 160 ms around it
-KEEP_TOP = 0.26  # the top of the crop (nose) stays visible to the network and is never replaced
+KEEP_TOP = 0.3  # the crop above the nose tip stays visible to the network and is never replaced
 PARTNERS = 8  # pose-matched frames kept per frame, to draw training references from
 MIN_GAP = 12  # frames (~0.5 s) between a target and its reference: their mouths must be unrelated
 
@@ -51,22 +51,29 @@ def mel_windows(m: np.ndarray, n_frames: int, fps: float = 25.0) -> np.ndarray:
 
 
 def crop_boxes(points: list[np.ndarray | None]) -> np.ndarray:
-    """(n, 4) float boxes (left, top, side, side) over the lower face, smoothed over time; gaps filled from neighbours."""
+    """(n, 4) float boxes (left, top, side, side) over the lower face, smoothed over time; gaps filled from neighbours.
+
+    The anchor is the bridge of the nose and the eye corners, which a dropping jaw does not move; dlib's
+    nose tip and jaw line shift a little with the mouth, and a crop that moved with the mouth would tell
+    the network how open it is without any sound.
+    """
     n = len(points)
     known = [i for i, p in enumerate(points) if p is not None]
     if not known:
         raise ValueError("no landmarks")
-    nose = np.array([points[i][33] for i in known])
+    rigid = [27, 28, 29, 30, 36, 39, 42, 45]
+    anchor = np.array([points[i][rigid].mean(0) for i in known])
+    tip = np.array([points[i][33] - points[i][rigid].mean(0) for i in known])
     jaw = np.array([np.linalg.norm(points[i][2] - points[i][14]) for i in known])
     side = float(np.median(jaw) * 1.25)
-    nx = np.interp(np.arange(n), known, nose[:, 0])
-    ny = np.interp(np.arange(n), known, nose[:, 1])
+    offset = np.median(tip, axis=0)
+    ax = np.interp(np.arange(n), known, anchor[:, 0]) + offset[0]
+    ay = np.interp(np.arange(n), known, anchor[:, 1]) + offset[1]
     k = np.ones(5) / 5
-    nx = np.convolve(np.pad(nx, 2, mode="edge"), k, mode="valid")
-    ny = np.convolve(np.pad(ny, 2, mode="edge"), k, mode="valid")
-    left = nx - side / 2
-    top = ny - 0.1 * side
-    return np.stack([left, top, np.full(n, side), np.full(n, side)], axis=1).astype(np.float32)
+    ax = np.convolve(np.pad(ax, 2, mode="edge"), k, mode="valid")
+    ay = np.convolve(np.pad(ay, 2, mode="edge"), k, mode="valid")
+    # the nose tip sits at KEEP_TOP: everything from the upper lip down is hidden from the network
+    return np.stack([ax - side / 2, ay - KEEP_TOP * side, np.full(n, side), np.full(n, side)], axis=1).astype(np.float32)
 
 
 def cut(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:

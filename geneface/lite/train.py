@@ -65,6 +65,9 @@ class Trainer:
         j = self.partners[i, self.rng.integers(0, self.partners.shape[1], self.batch)]
         target = self.crops[torch.from_numpy(i).to(self.device)].float() / 255
         ref = self.crops[torch.from_numpy(j).to(self.device)].float() / 255
+        # shift each reference by a pixel or two: how the crop sits must carry no hint of the mouth
+        dy, dx = (int(v) for v in self.rng.integers(-2, 3, 2))
+        ref = torch.roll(ref, shifts=(dy, dx), dims=(2, 3))
         return target, ref, self.windows[torch.from_numpy(i).to(self.device)]
 
     def train_step(self) -> float:
