@@ -157,11 +157,14 @@ class Prepared:
         return Prepared(z["crops"], z["windows"], z["boxes"], z["partners"], int(z["size"]))
 
 
-def prepare(footage, size: int) -> Prepared:
-    """Crops, mel windows and pose partners from a `geneface.intake.Footage` (decoded a second time, frame by frame)."""
+def prepare(footage, size: int, mel_frames: np.ndarray | None = None) -> Prepared:
+    """Crops, mel windows and pose partners from a `geneface.intake.Footage` (decoded a second time, frame by frame).
+
+    `mel_frames`: the footage's mel (from `mel()`), when it was computed elsewhere.
+    """
     boxes = crop_boxes(footage.points)
     crops = np.stack([cut(f, b, size) for f, b in zip(footage.frames(), boxes)])
     if len(crops) < len(boxes):  # a stream that ended a frame early: keep what lines up
         boxes = boxes[:len(crops)]
-    windows = mel_windows(mel(footage.audio), len(crops), footage.fps)
+    windows = mel_windows(mel(footage.audio) if mel_frames is None else mel_frames, len(crops), footage.fps)
     return Prepared(crops, windows, boxes, pose_partners(footage.points[:len(crops)], boxes), size)

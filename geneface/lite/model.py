@@ -21,8 +21,8 @@ from geneface.lite.data import MEL_BINS
 @dataclass(frozen=True)
 class LiteConfig:
     size: int = 96  # crop side in pixels
-    width: int = 32  # channels at full resolution, doubled at each of 3 downsamplings
-    audio_dim: int = 128
+    width: int = 24  # channels at full resolution, doubled at each of 3 downsamplings
+    audio_dim: int = 96
     audio_hidden: int = 32
 
     def to_dict(self) -> dict:

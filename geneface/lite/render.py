@@ -33,10 +33,11 @@ class LiteAvatar:
     def fps(self) -> int:
         return self.loaded.fps
 
-    def frames(self, audio: Audio) -> Iterator[np.ndarray]:
+    def frames(self, audio: Audio, mel_frames: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """The talking frames for `audio`; `mel_frames` when its mel was computed already."""
         lo = self.loaded
         count = max(1, int(np.ceil(audio.seconds * lo.fps)))
-        windows = mel_windows(mel(audio), count, lo.fps)
+        windows = mel_windows(mel(audio) if mel_frames is None else mel_frames, count, lo.fps)
         order = pingpong(len(lo), count)
         size = lo.config.size
         for start in range(0, count, self.batch):

@@ -1,0 +1,106 @@
+"""What an uploaded avatar video or photo must be, and the reasons given when it isn't; the photo engine talks at once."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from adapters.video import encode_mp4, read_frames, read_info
+from core.errors import BadReference
+from core.types import Audio, VideoFrame
+from geneface import landmarks as lm
+from geneface.intake import IntakeRules, check_video, load_footage
+from geneface.photo import PhotoAvatar, check_photo
+from geneface.testclip import portrait
+from geneface.warp import loudness_track
+from tests.avatar_clips import held_out_audio, training_clip
+
+RULES = IntakeRules(min_seconds=2.0)
+
+
+def _video(frames, fps=25, audio=True) -> bytes:
+    sound = Audio(np.zeros(int(len(frames) / fps * 16000), np.float32) + 0.01, 16000) if audio else None
+    return encode_mp4(frames, fps, sound)
+
+
+def _talking(n=60):
+    return training_clip().frames[:n]
+
+
+def test_a_good_clip_passes_and_is_tracked():
+    clip = training_clip()
+    measured = check_video(clip.mp4(), RULES)
+    assert measured["face_share"] == 1.0 and measured["fps"] == 25 and measured["width"] == 256
+    footage = load_footage(_video(_talking(75)), rules=RULES, idle_seconds=1.0)
+    assert len(footage.points) == 75 and all(p is not None for p in footage.points)
+    assert len(footage.idle) == 25
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("low_fps", "12 frames per second"),
+    ("small", "at least 256 px"),
+    ("silent", "has no sound"),
+    ("no_face", "can't find a face"),
+    ("two_faces", "more than one face"),
+    ("tiny_face", "face is too small"),
+])
+def test_bad_videos_are_refused_with_the_reason(case, reason):
+    frames = _talking(60)
+    if case == "low_fps":
+        data = _video(frames[::2], fps=12)
+    elif case == "small":
+        data = _video([f[::2, ::2].copy() for f in frames])
+    elif case == "silent":
+        data = _video(frames, audio=False)
+    elif case == "no_face":
+        data = _video([np.roll(f, 128, axis=0)[:, ::-1].copy() * 0 + f.mean((0, 1)).astype(np.uint8) for f in frames])
+    elif case == "two_faces":
+        data = _video([np.concatenate([f[:, 64:192], f[:, 64:192]], axis=1) for f in frames])
+    else:
+        data = _video([np.asarray(Image.fromarray(np.pad(f, ((384, 384), (384, 384), (0, 0)), mode="edge"))
+                                  .resize((512, 512))) for f in frames[:60]])
+    with pytest.raises(BadReference, match=reason):
+        check_video(data, RULES)
+
+
+def test_photo_checks():
+    with pytest.raises(BadReference, match="could not read"):
+        check_photo(b"not a picture")
+    blank = io.BytesIO()
+    Image.new("RGB", (300, 300), (120, 140, 160)).save(blank, format="PNG")
+    with pytest.raises(BadReference, match="can't find a face"):
+        check_photo(blank.getvalue())
+
+
+def test_photo_engine_mouth_follows_the_speech(tmp_path):
+    base, _ = portrait(256)
+    path = tmp_path / "photo.png"
+    Image.fromarray(base).save(path)
+    speech = held_out_audio(6.0)
+    mp4 = PhotoAvatar(path).render(speech, "hello there", subtitles=True)
+    info = read_info(mp4)
+    assert info.has_audio and abs(info.seconds - speech.seconds) < 0.1
+    frames = list(read_frames(mp4))
+    opening = lm.opening_series(frames)
+    drive = loudness_track(speech, 25)[:len(frames)]
+    assert np.corrcoef(opening, drive)[0, 1] > 0.8
+
+
+async def test_a_photo_avatar_answers_with_video_through_the_pipeline(services):
+    from bot.common.avatars import add_photo_avatar
+    from bot.common.dialogue import Dialogue, Incoming
+
+    base, _ = portrait(256)
+    buf = io.BytesIO()
+    Image.fromarray(base).save(buf, format="JPEG")
+    avatar = await add_photo_avatar(services, "astro", buf.getvalue())
+    assert avatar.ready and avatar.engine == "photo"
+    assert await services.renderer.is_ready("astro")
+    services.settings.avatar = "astro"
+    frames = [f async for f in Dialogue(services).reply(Incoming("tg:1", "tg:1", text="Say hello in one sentence."))]
+    video = [f for f in frames if isinstance(f, VideoFrame)]
+    assert len(video) == 1
+    info = read_info(video[0].mp4)
+    assert info.has_audio and abs(info.seconds - video[0].seconds) < 0.1 and info.width == 256
