@@ -132,7 +132,38 @@ async def cmd_jobs(args) -> int:
             return 0
         for job in await services.jobs.list():
             eta = f" eta {job.eta_seconds:.0f}s" if job.eta_seconds else ""
-            print(f"{job.id}\t{job.kind}\t{job.target}\t{job.engine}\t{job.status.value}\t{job.progress:.0%}{eta}\t{job.message}")
+            steps = f"\tstep {job.step}/{job.max_steps or '?'}" + (f" gpu {job.gpu}" if job.gpu is not None else "")
+            print(f"{job.id}\t{job.kind}\t{job.target}\t{job.engine}\t{job.status.value}\t{job.progress:.0%}{eta}{steps}\t{job.message}")
+            if args.verbose and job.log_tail:
+                print("\t" + job.log_tail.replace("\n", "\n\t"))
+    finally:
+        await services.close()
+    return 0
+
+
+async def cmd_avatars(args) -> int:
+    from bot.common.avatars import add_photo_avatar, list_avatars, submit_avatar_training
+
+    services = await _services(args)
+    try:
+        if args.avatars_cmd == "add-video":
+            job = await submit_avatar_training(services, args.name, Path(args.file).read_bytes(), Path(args.file).name,
+                                               engine=args.engine, max_steps=args.max_steps, gpu=args.gpu, config=args.config)
+            print(f"avatar '{args.name}': video accepted; training job {job.id} queued (run `doppel worker`)")
+        elif args.avatars_cmd == "add-photo":
+            avatar = await add_photo_avatar(services, args.name, Path(args.file).read_bytes())
+            print(f"avatar '{avatar.name}': ready (photo)")
+        elif args.avatars_cmd == "list":
+            for a in await list_avatars(services):
+                print(f"{a.name}\t{a.engine}\t{'ready' if a.ready else 'training'}")
+        elif args.avatars_cmd == "render":
+            from adapters.media import decode_audio
+
+            audio = decode_audio(Path(args.audio).read_bytes())
+            mp4 = await services.renderer.render(audio, args.name, args.text or "")
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_bytes(mp4)
+            print(f"{args.out}: {audio.seconds:.1f} s")
     finally:
         await services.close()
     return 0
@@ -240,6 +271,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("discord", help="run the Discord bot (slash commands and voice messages; DOPPEL_DISCORD_TOKEN)")
     p.set_defaults(run=cmd_discord)
+
+    p = sub.add_parser("avatars", help="talking-head avatars: from a video (trained) or a photo (at once)")
+    av = p.add_subparsers(dest="avatars_cmd", required=True)
+    a = av.add_parser("add-video", help="check a video of the person talking and queue its training")
+    a.add_argument("name")
+    a.add_argument("file")
+    a.add_argument("--engine", default="lite", choices=["lite", "geneface"])
+    a.add_argument("--config", default="full", choices=["tiny", "full"], help="lite model size")
+    a.add_argument("--max-steps", type=int, default=0, help="0: the engine's default")
+    a.add_argument("--gpu", type=int, default=None, help="CUDA device index for training")
+    a = av.add_parser("add-photo", help="an avatar from one portrait photo, ready at once")
+    a.add_argument("name")
+    a.add_argument("file")
+    av.add_parser("list")
+    a = av.add_parser("render", help="render an avatar speaking an audio file to MP4")
+    a.add_argument("name")
+    a.add_argument("--audio", required=True)
+    a.add_argument("--text", help="burned in as subtitles when DOPPEL_AVATAR_SUBTITLES is on")
+    a.add_argument("--out", required=True)
+    p.set_defaults(run=cmd_avatars)
 
     p = sub.add_parser("worker", help="run training jobs (voices, avatars) until stopped")
     p.add_argument("--kind", action="append", choices=["voice", "avatar"])
