@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-
 from core.types import JobStatus
 from tests.conftest import speech_clips
 from tests.telegram_support import ADMIN, bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
@@ -55,10 +53,9 @@ async def test_rate_limit_tells_a_flooding_user_to_wait(fake_tg, tmp_path, engin
 async def test_user_settings_export_and_forget(fake_tg, tmp_path, engines):
     user = 603
     async with running_bot(bot_settings(tmp_path, fake_tg), engines) as (_app, services):
-        for command in ("/language fr", "/persona nobody", "/voice nobody", "/persona default", "/mydata"):
-            fake_tg.text_update(user, command)
-            await fake_tg.wait_for(lambda: fake_tg.sent_to(user, "sendMessage", "sendDocument")
-                                   and len(fake_tg.sent_to(user, "sendMessage", "sendDocument")) >= 1, 30)
+        for i, command in enumerate(("/language fr", "/persona nobody", "/voice nobody", "/persona default", "/mydata")):
+            fake_tg.text_update(user, command)  # one at a time, so the answers come in this order
+            await fake_tg.wait_for(lambda n=i + 1: len(fake_tg.sent_to(user, "sendMessage", "sendDocument")) >= n, 30)
         await fake_tg.wait_for(lambda: fake_tg.sent_to(user, "sendDocument"), 30)
         said = texts_to(fake_tg, user)
         assert "Language set to 'fr'" in said[0]
@@ -112,13 +109,17 @@ async def test_add_voice_from_recordings_then_follow_its_training(fake_tg, tmp_p
 
 
 async def test_train_avatar_from_a_video_with_the_command_as_caption(fake_tg, tmp_path, engines):
-    from adapters.video import encode_mp4
+    from geneface.testclip import make_clip, speech
 
-    frames = [np.full((96, 128, 3), 30 + i, np.uint8) for i in range(10)]
-    video = encode_mp4(frames, 10.0)
-    async with running_bot(bot_settings(tmp_path, fake_tg), engines) as (_app, services):
-        fake_tg.video_update(ADMIN, video, caption="/train_avatar bob")
-        await fake_tg.wait_for(lambda: any("Avatar 'bob'" in t for t in texts_to(fake_tg, ADMIN)), 30)
+    clip = make_clip(speech([speech_clips("en", 3.0)[0][0]], seconds=3.0))
+    settings = bot_settings(tmp_path, fake_tg, avatar_min_seconds=2.0)
+    async with running_bot(settings, engines) as (_app, services):
+        fake_tg.video_update(ADMIN, b"not a video", caption="/train_avatar bob")
+        await fake_tg.wait_for(lambda: texts_to(fake_tg, ADMIN), 30)
+        assert not await services.jobs.list(), f"a broken video must be refused: {texts_to(fake_tg, ADMIN)}"
+
+        fake_tg.video_update(ADMIN, clip.mp4(), caption="/train_avatar bob")
+        await fake_tg.wait_for(lambda: any("Avatar 'bob'" in t for t in texts_to(fake_tg, ADMIN)), 60)
         job = (await services.jobs.list())[0]
         assert (job.kind, job.target, job.status) == ("avatar", "bob", JobStatus.QUEUED)
 

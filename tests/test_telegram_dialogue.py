@@ -1,33 +1,28 @@
 """Telegram conversations, end to end: the real aiogram bot, the real engines, a fake Bot API server on 127.0.0.1."""
 from __future__ import annotations
 
-import asyncio
+import io
 import os
-from dataclasses import replace
 
 import numpy as np
 
 from adapters.media import decode_audio, probe
 from bot.telegram.video_note import prepare
-from core.types import Audio, ConversationKey
+from core.types import ConversationKey
 from tests.conftest import speech_clips
-from tests.telegram_support import bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
+from tests.telegram_support import ADMIN, bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
 
 USER = 501
 
 
-class WideCardRenderer:
-    """A stand-in talking head (the avatar engines live in geneface/): a real landscape H.264 + AAC MP4 of the speech,
-    so the bot has to crop it square for a round video note."""
+def _portrait_jpeg() -> bytes:
+    from PIL import Image
 
-    async def is_ready(self, avatar: str) -> bool:
-        return avatar == "card"
+    from geneface.testclip import portrait
 
-    async def render(self, audio: Audio, avatar: str, text: str = "") -> bytes:
-        from adapters.video import encode_mp4
-
-        frames = [np.full((120, 200, 3), (40 + i) % 255, np.uint8) for i in range(max(1, int(audio.seconds * 5)))]
-        return await asyncio.to_thread(encode_mp4, frames, 5.0, audio)
+    buf = io.BytesIO()
+    Image.fromarray(portrait(256)[0]).save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
 
 
 def _clip(min_seconds: float = 4.0) -> bytes:
@@ -36,8 +31,14 @@ def _clip(min_seconds: float = 4.0) -> bytes:
 
 
 async def test_voice_note_is_answered_with_text_then_an_opus_voice_note_then_a_round_video(fake_tg, tmp_path, engines):
-    settings = bot_settings(tmp_path, fake_tg, avatar="card")
-    async with running_bot(settings, replace(engines, renderer=WideCardRenderer())) as (_app, services):
+    async with running_bot(bot_settings(tmp_path, fake_tg), engines) as (_app, services):
+        # an admin makes a photo avatar (the photo engine needs no training); the user picks it for their chat
+        fake_tg.photo_update(ADMIN, _portrait_jpeg(), 256, 256, caption="/train_avatar astro")
+        await fake_tg.wait_for(lambda: any("'astro' is ready" in t for t in texts_to(fake_tg, ADMIN)), 30)
+        fake_tg.text_update(USER, "/avatar astro")
+        await fake_tg.wait_for(lambda: texts_to(fake_tg, USER), 30)
+        replies_before = len(fake_tg.sent_to(USER))
+
         fake_tg.voice_update(USER, _clip(), duration=5)
         note = (await fake_tg.wait_for(lambda: fake_tg.sent_to(USER, "sendVideoNote"), 120))[0]
         voice = fake_tg.sent_to(USER, "sendVoice")[0]
@@ -51,7 +52,7 @@ async def test_voice_note_is_answered_with_text_then_an_opus_voice_note_then_a_r
         assert heard.text.strip(), "the voice note should say something"
 
         # the text came first, plain (no parse_mode), then the voice, then the round video; the bot showed it was recording
-        methods = [s.method for s in fake_tg.sent_to(USER) if s.method != "sendChatAction"]
+        methods = [s.method for s in fake_tg.sent_to(USER)[replies_before:] if s.method != "sendChatAction"]
         assert methods.index("sendMessage") < methods.index("sendVoice") < methods.index("sendVideoNote")
         assert "record_video_note" in [c.get("action") for c in fake_tg.called("sendChatAction")]
         assert all("parse_mode" not in s.fields for s in fake_tg.sent_to(USER, "sendMessage", "editMessageText"))

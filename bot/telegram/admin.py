@@ -8,7 +8,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
 
 from bot.common.access import AccessPolicy
-from bot.common.avatars import submit_avatar_training
+from bot.common.avatars import add_photo_avatar, submit_avatar_training
 from bot.common.progress import describe
 from bot.common.userqueue import UserQueue
 from bot.common.voices import add_voice
@@ -22,6 +22,7 @@ from core.types import JobStatus
 
 _RECORDING = F.voice | F.audio | F.document.mime_type.startswith("audio/")
 _VIDEO = F.video | F.video_note | F.document.mime_type.startswith("video/")
+_PHOTO = F.photo | F.document.mime_type.startswith("image/")
 MAX_CLIPS = 20
 
 
@@ -84,15 +85,20 @@ async def _enrol(message: Message, bot: Bot, services: Services, statuses: JobSt
 
 async def train_avatar_start(message: Message, command: CommandObject, bot: Bot, state: FSMContext, services: Services,
                              statuses: JobStatusMessages) -> None:
-    name = _name(command, "/train_avatar NAME, as a reply to a video (or its caption), or then send the video")
+    name = _name(command, "/train_avatar NAME, as a reply to a video or photo (or as its caption), or then send it")
     for candidate in (message, message.reply_to_message):
-        ref = files.video_of(candidate) if candidate is not None else None
-        if ref is not None:
-            await _train(message, bot, services, statuses, name, ref)
+        if candidate is None:
+            continue
+        if (video := files.video_of(candidate)) is not None:
+            await _train(message, bot, services, statuses, name, video)
+            return
+        if (photo := files.photo_of(candidate)) is not None:
+            await _from_photo(message, bot, services, name, photo)
             return
     await state.set_state(Collecting.avatar_video)
     await state.set_data({"name": name})
-    await message.answer(f"Send a video of '{name}' talking (as a video or a file). /abort stops.", parse_mode=None)
+    await message.answer(f"Send a video of '{name}' talking (trained, takes a while), or one photo of their face "
+                         "(talks at once). /abort stops.", parse_mode=None)
 
 
 async def train_avatar_video(message: Message, bot: Bot, state: FSMContext, services: Services,
@@ -102,6 +108,20 @@ async def train_avatar_video(message: Message, bot: Bot, state: FSMContext, serv
     name = (await state.get_data())["name"]
     await state.clear()
     await _train(message, bot, services, statuses, name, ref)
+
+
+async def train_avatar_photo(message: Message, bot: Bot, state: FSMContext, services: Services) -> None:
+    ref = files.photo_of(message)
+    assert ref is not None
+    name = (await state.get_data())["name"]
+    await state.clear()
+    await _from_photo(message, bot, services, name, ref)
+
+
+async def _from_photo(message: Message, bot: Bot, services: Services, name: str, ref: files.MediaRef) -> None:
+    avatar = await add_photo_avatar(services, name, await files.download(bot, ref, services.settings))
+    await message.answer(f"Avatar '{avatar.name}' is ready: it talks from this photo. "
+                         f"/avatar {avatar.name} makes me use it in a chat.", parse_mode=None)
 
 
 async def _train(message: Message, bot: Bot, services: Services, statuses: JobStatusMessages, name: str,
@@ -192,6 +212,7 @@ def make_router() -> Router:
     router.message.register(add_voice_done, Collecting.voice_clips, Command("done"))
     router.message.register(train_avatar_start, Command("train_avatar"))
     router.message.register(train_avatar_video, Collecting.avatar_video, _VIDEO)
+    router.message.register(train_avatar_photo, Collecting.avatar_video, _PHOTO)
     router.message.register(abort, Collecting.voice_clips, Command("abort"))
     router.message.register(abort, Collecting.avatar_video, Command("abort"))
     router.message.register(jobs, Command("jobs"))

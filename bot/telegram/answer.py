@@ -95,7 +95,7 @@ class Answerer:
 
     async def _show_text(self, message: Message, text: str, state: _Sending, final: bool = False) -> None:
         parts = split_text(text, TEXT_LIMIT)
-        if not parts or parts[0] == state.shown_text and not (final and len(parts) > 1):
+        if not parts or (parts[0] == state.shown_text and not (final and len(parts) > 1)):
             return
         # plain text, no parse_mode: a model's stray '*' or '_' can never make Telegram refuse the answer
         if state.text_message is None:

@@ -65,6 +65,17 @@ def video_of(message: Message) -> MediaRef | None:
     return None
 
 
+def photo_of(message: Message) -> MediaRef | None:
+    """A portrait for a photo avatar: a photo (its largest size) or an image sent as a file."""
+    if message.photo:
+        best = max(message.photo, key=lambda p: p.width * p.height)
+        return MediaRef(best.file_id, best.file_size, "photo", "photo.jpg")
+    doc = message.document
+    if doc and (doc.mime_type or "").startswith("image/"):
+        return MediaRef(doc.file_id, doc.file_size, "document", doc.file_name or "photo.jpg")
+    return None
+
+
 def download_limit(settings: Settings) -> int:
     return max(settings.telegram_max_download, LOCAL_SERVER_LIMIT if settings.telegram_api_local else 0)
 

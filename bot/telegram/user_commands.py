@@ -20,6 +20,7 @@ HELP = """Send me a voice message, an audio file, a video note or text, and I an
 /reset – forget our conversation
 /voice [name|default] – show or choose the voice I answer with
 /persona [name] – show or choose who I am
+/avatar [name|off] – show or choose the face in my video answers
 /language [code|auto] – the language you speak (en, fr, es ... or auto)
 /cancel – stop the answer I am working on
 /mydata – get everything I store about you as a file
@@ -29,7 +30,7 @@ ADMIN_HELP = """
 
 Admin:
 /add_voice NAME – reply to a recording, or send recordings after it and finish with /done
-/train_avatar NAME – reply to a video, or send one after it
+/train_avatar NAME – reply to a video (trained) or a photo (ready at once), or send one after it
 /jobs – training jobs
 /cancel JOB – stop a training job
 /allow USER, /deny USER – by Telegram id, or as a reply to their message
@@ -80,6 +81,30 @@ async def persona(message: Message, command: CommandObject, services: Services) 
     chosen = services.personas.get(name)  # UnknownPersona lists the known ones
     await services.chats.set(chat, persona=chosen.name)
     await message.answer(f"I am now '{chosen.name}'.", parse_mode=None)
+
+
+async def avatar(message: Message, command: CommandObject, services: Services) -> None:
+    from bot.common.avatars import list_avatars
+
+    chat = chat_key(message.chat.id)
+    name = (command.args or "").strip()
+    known = await list_avatars(services)
+    if not name:
+        current = (await services.chats.get(chat)).avatar or services.settings.avatar or "none"
+        listing = ", ".join(f"{a.name}{'' if a.ready else ' (training)'}" for a in known) or "none yet"
+        await message.answer(f"My face: {current}. Avatars: {listing}.\n/avatar NAME chooses one, /avatar off: no video.",
+                             parse_mode=None)
+        return
+    if name == "off":
+        await services.chats.set(chat, avatar=None)
+        await message.answer("No more video answers here.", parse_mode=None)
+        return
+    chosen = next((a for a in known if a.name == name), None)
+    if chosen is None:
+        raise BadInput(f"There is no avatar called '{name}'. /avatar lists them.")
+    await services.chats.set(chat, avatar=chosen.name)
+    note = "" if chosen.ready else " It is still training; videos start once it is ready."
+    await message.answer(f"I now answer with the face '{chosen.name}' too.{note}", parse_mode=None)
 
 
 async def language(message: Message, command: CommandObject, services: Services) -> None:
@@ -143,6 +168,7 @@ def make_router() -> Router:
     router.message.register(reset, Command("reset"))
     router.message.register(voice, Command("voice"))
     router.message.register(persona, Command("persona"))
+    router.message.register(avatar, Command("avatar"))
     router.message.register(language, Command("language"))
     router.message.register(cancel, Command("cancel"))
     router.message.register(mydata, Command("mydata"))

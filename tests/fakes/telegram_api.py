@@ -141,6 +141,20 @@ class FakeTelegram:
             fields["caption"] = caption
         return self.message_update(user_id, fields, **kw)
 
+    def photo_update(self, user_id: int, data: bytes, width: int, height: int, caption: str = "", **kw: Any) -> dict:
+        file_id, unique = self.add_file(data, "photos", ".jpg")
+        # Telegram sends every size it made; the bot should take the largest
+        thumb_id, thumb_unique = self.add_file(data[: len(data) // 4], "photos", ".jpg")
+        sizes = [{"file_id": thumb_id, "file_unique_id": thumb_unique, "width": max(1, width // 4),
+                  "height": max(1, height // 4), "file_size": len(data) // 4},
+                 {"file_id": file_id, "file_unique_id": unique, "width": width, "height": height, "file_size": len(data)}]
+        fields: dict[str, Any] = {"photo": sizes}
+        if caption:
+            fields["caption"] = caption
+            if caption.startswith("/"):
+                fields["caption_entities"] = [{"type": "bot_command", "offset": 0, "length": len(caption.split()[0])}]
+        return self.message_update(user_id, fields, **kw)
+
     def video_update(self, user_id: int, data: bytes, caption: str = "", **kw: Any) -> dict:
         file_id, unique = self.add_file(data, "videos", ".mp4")
         video = {"file_id": file_id, "file_unique_id": unique, "width": 320, "height": 240, "duration": 2,
@@ -148,6 +162,8 @@ class FakeTelegram:
         fields: dict[str, Any] = {"video": video}
         if caption:
             fields["caption"] = caption
+            if caption.startswith("/"):
+                fields["caption_entities"] = [{"type": "bot_command", "offset": 0, "length": len(caption.split()[0])}]
         return self.message_update(user_id, fields, **kw)
 
     def message_update(self, user_id: int, fields: dict, *, chat_id: int | None = None, chat_type: str = "private",
