@@ -130,3 +130,18 @@ async def test_in_groups_the_bot_answers_only_when_addressed(fake_tg, tmp_path, 
         assert len(answers) == 1
         asked = [u for u in fake_tg.messages.values() if "@doppel_test_bot" in u.get("text", "")][0]
         assert answers[0].fields["reply_parameters"]["message_id"] == asked["message_id"]
+
+
+async def test_a_user_can_stop_their_own_answer_and_typed_text_gets_voice_when_configured(fake_tg, tmp_path, engines):
+    settings = bot_settings(tmp_path, fake_tg, reply_voice_to_text=True)
+    async with running_bot(settings, engines):
+        fake_tg.hold("sendVoice")  # the answer gets as far as uploading its voice note, and waits there
+        fake_tg.text_update(USER, "Tell me about your favourite song.")
+        await fake_tg.wait_for(lambda: fake_tg.called("sendVoice"), 60)
+        fake_tg.text_update(USER, "/cancel")
+        await fake_tg.wait_for(lambda: "Stopped your reply." in texts_to(fake_tg, USER), 30)
+        fake_tg.release("sendVoice", deliver=False)
+
+        fake_tg.text_update(USER, "/cancel")
+        await fake_tg.wait_for(lambda: "I am not working on anything for you." in texts_to(fake_tg, USER), 30)
+        assert not fake_tg.sent_to(USER, "sendVoice")
