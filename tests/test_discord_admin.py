@@ -35,7 +35,7 @@ async def test_train_avatar_keeps_one_status_message_up_to_date(world):
     # a real face talking: a portrait whose mouth follows real speech (the intake checks for one clear face)
     talking = make_clip(speech([c[0] for c in speech_clips("en", 1.0)[:3]], seconds=2.5))
     video = Upload("me.mp4", talking.mp4(), "video/mp4")
-    await fake.invoke("train_avatar", world.admin, world.channel, name="me", video=video)
+    await fake.invoke("train_avatar", world.admin, world.channel, name="me", source=video)
     status = await fake.wait_for(lambda m: m.by_bot and "(job 1)" in m.content and not m.payload.get("webhook_id"))
     assert "waiting for the trainer" in status.content
 
@@ -49,10 +49,10 @@ async def test_train_avatar_keeps_one_status_message_up_to_date(world):
     assert len([m for m in fake.bot_messages(world.channel) if "(job 1)" in m.content]) == 1
 
 
-async def test_a_file_that_is_no_video_is_refused_before_any_job(world):
+async def test_a_file_that_is_neither_video_nor_photo_is_refused_before_any_job(world):
     fake = world.fake
-    await fake.invoke("train_avatar", world.admin, world.channel, name="me", video=Upload("me.txt", b"hello", "text/plain"))
-    refusal = await fake.wait_for(lambda m: m.by_bot and "not a video" in m.content)
+    await fake.invoke("train_avatar", world.admin, world.channel, name="me", source=Upload("me.txt", b"hello", "text/plain"))
+    refusal = await fake.wait_for(lambda m: m.by_bot and "neither a video nor a photo" in m.content)
     assert refusal.edits == 1  # the deferred reply became the refusal
     assert await world.services.jobs.list() == []
 

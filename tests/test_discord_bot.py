@@ -88,7 +88,7 @@ async def test_an_unknown_session_makes_the_bot_identify_again(world):
 @pytest.mark.parametrize("command, options", [
     ("jobs", {}),
     ("cancel", {"job": 1}),
-    ("train_avatar", {"name": "bob", "video": Upload("bob.mp4", b"\x00" * 64, "video/mp4")}),
+    ("train_avatar", {"name": "bob", "source": Upload("bob.mp4", b"\x00" * 64, "video/mp4")}),
 ])
 async def test_admin_commands_refuse_other_users(world, command, options):
     fake = world.fake

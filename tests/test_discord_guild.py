@@ -1,31 +1,27 @@
 """The bot in a server: when it answers, per-server settings, roles, limits and clear refusals."""
 from __future__ import annotations
 
-import asyncio
+import io
 import json
-from dataclasses import replace
 
-import numpy as np
 import pytest
 
 from adapters.media import decode_audio, probe
-from adapters.video import encode_mp4
-from core.types import Audio, ConversationKey
+from core.types import ConversationKey
 from tests.conftest import speech_clips
 from tests.fakes.discord_api import EPHEMERAL, IS_VOICE_MESSAGE, Upload
 from tests.fakes.discord_bot import discord_world
 from tests.test_discord_bot import voice_upload
 
 
-class TitleCardRenderer:
-    """A stand-in talking head (the avatar engines live in geneface/): one grey card for as long as the speech lasts."""
+def portrait_jpeg() -> bytes:
+    from PIL import Image
 
-    async def is_ready(self, avatar: str) -> bool:
-        return avatar == "card"
+    from geneface.testclip import portrait
 
-    async def render(self, audio: Audio, avatar: str, text: str = "") -> bytes:
-        frames = [np.full((64, 64, 3), 128, np.uint8)] * max(1, int(audio.seconds * 5))
-        return await asyncio.to_thread(encode_mp4, frames, 5.0, audio)
+    buf = io.BytesIO()
+    Image.fromarray(portrait(256)[0]).save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
 
 
 def mention(fake) -> str:
@@ -33,8 +29,13 @@ def mention(fake) -> str:
 
 
 async def test_a_voice_reply_to_the_bot_in_a_server_gets_a_voice_message_and_a_video(tmp_path, engines):
-    async with discord_world(tmp_path, replace(engines, renderer=TitleCardRenderer()), avatar="card") as w:
+    async with discord_world(tmp_path, engines) as w:
         fake = w.fake
+        # an admin makes a photo avatar (the photo engine needs no training) and picks it for the server
+        await fake.invoke("train_avatar", w.admin, w.channel, name="astro", source=Upload("me.jpg", portrait_jpeg(), "image/jpeg"))
+        await fake.wait_for(lambda m: m.by_bot and "**astro** is ready" in m.content)
+        await fake.invoke("avatar", w.admin, w.channel, name="astro")
+        await fake.wait_for(lambda m: m.by_bot and "face **astro**" in m.content)
         path, _, _ = speech_clips("en", min_seconds=2.0)[1]
         # not addressed to the bot: ignored
         await fake.send_message(w.channel, w.alice, attachments=[voice_upload(path)], flags=IS_VOICE_MESSAGE)
@@ -45,9 +46,10 @@ async def test_a_voice_reply_to_the_bot_in_a_server_gets_a_voice_message_and_a_v
                                     and m.attachments[0]["filename"].endswith(".mp4"))
         voice = next(m for m in fake.bot_messages(w.channel) if m.is_voice)
         assert voice.payload["message_reference"]["message_id"] == str(question.id)
-        assert probe(video.files[0])["video_codec"] == "h264"
-        assert probe(video.files[0])["seconds"] == pytest.approx(decode_audio(voice.files[0]).seconds, abs=0.5)
-        replies = [m for m in fake.bot_messages(w.channel) if m.id != earlier.id]
+        info = probe(video.files[0])
+        assert (info["video_codec"], info["audio_codec"]) == ("h264", "aac")
+        assert info["seconds"] == pytest.approx(decode_audio(voice.files[0]).seconds, abs=1.0)
+        replies = [m for m in fake.bot_messages(w.channel) if m.id > earlier.id]
         assert len(replies) == 2  # the voice message and the video; the unaddressed message got nothing
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
-from bot.common.avatars import submit_avatar_training
+from bot.common.avatars import add_photo_avatar, submit_avatar_training
 from bot.common.progress import describe, follow_job
 from bot.common.voices import add_voice as add_voice_clips
 from bot.discord import files
@@ -66,14 +66,20 @@ async def add_voice(interaction: discord.Interaction, name: str, clip: discord.A
         await _watch(bot, interaction, added.job)
 
 
-@app_commands.command(name="train_avatar", description="Admin: train a talking-head avatar from a video")
-@app_commands.describe(name="The avatar's name", video="A video of the person talking, face visible")
-async def train_avatar(interaction: discord.Interaction, name: str, video: discord.Attachment) -> None:
+@app_commands.command(name="train_avatar", description="Admin: make a talking-head avatar from a video (trained) or a photo")
+@app_commands.describe(name="The avatar's name", source="A video of the person talking, face visible (trained, takes a while), "
+                                                         "or one photo of their face (talks at once)")
+async def train_avatar(interaction: discord.Interaction, name: str, source: discord.Attachment) -> None:
     bot = interaction.client
     await require_admin(bot, interaction.user)
     await interaction.response.defer(thinking=True)
-    data = await files.read_video(video, bot.services.settings.discord_max_download)
-    job = await submit_avatar_training(bot.services, name, data, video.filename,
+    data = await files.read_face(source, bot.services.settings.discord_max_download)
+    if files.is_image(source):
+        avatar = await add_photo_avatar(bot.services, name, data)
+        await interaction.edit_original_response(content=f"Avatar **{avatar.name}** is ready: it talks from this photo. "
+                                                         f"`/avatar {avatar.name}` makes me use it here.")
+        return
+    job = await submit_avatar_training(bot.services, name, data, source.filename,
                                        notify_chat=chat_key(interaction.guild_id, interaction.channel_id or 0))
     await interaction.edit_original_response(content=f"Avatar **{name}**: training queued as job {job.id}. Status below.")
     await _watch(bot, interaction, job)

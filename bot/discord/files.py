@@ -7,6 +7,7 @@ from core.errors import BadInput, FileTooLarge
 
 AUDIO_SUFFIXES = (".ogg", ".oga", ".opus", ".mp3", ".m4a", ".wav", ".webm", ".flac", ".aac")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".m4v")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 def is_audio(attachment: discord.Attachment) -> bool:
@@ -19,6 +20,11 @@ def is_video(attachment: discord.Attachment) -> bool:
     return kind.startswith("video/") or attachment.filename.lower().endswith(VIDEO_SUFFIXES)
 
 
+def is_image(attachment: discord.Attachment) -> bool:
+    kind = (attachment.content_type or "").lower()
+    return kind.startswith("image/") or attachment.filename.lower().endswith(IMAGE_SUFFIXES)
+
+
 async def read_audio(attachment: discord.Attachment, limit: int) -> bytes:
     if not is_audio(attachment):
         raise BadInput(f"I can't listen to '{attachment.filename}'. Please send a voice message or an audio file "
@@ -26,9 +32,11 @@ async def read_audio(attachment: discord.Attachment, limit: int) -> bytes:
     return await _read(attachment, limit)
 
 
-async def read_video(attachment: discord.Attachment, limit: int) -> bytes:
-    if not is_video(attachment):
-        raise BadInput(f"'{attachment.filename}' is not a video. Please attach an MP4, MOV or WebM video of the person talking.")
+async def read_face(attachment: discord.Attachment, limit: int) -> bytes:
+    """A video of someone talking, or a photo of their face."""
+    if not (is_video(attachment) or is_image(attachment)):
+        raise BadInput(f"'{attachment.filename}' is neither a video nor a photo. Please attach an MP4, MOV or WebM video "
+                       "of the person talking, or a JPEG or PNG photo of their face.")
     return await _read(attachment, limit)
 
 

@@ -1,4 +1,4 @@
-"""Per-server settings (a DM is its own "server"): /voice, /persona, /roles.
+"""Per-server settings (a DM is its own "server"): /voice, /avatar, /persona, /roles.
 
 Anyone may look; changing needs a server manager or a bot admin (gate.require_manager).
 """
@@ -7,7 +7,9 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
+from bot.common.avatars import list_avatars
 from bot.discord.gate import ALLOWED_ROLES, admit, chat_key, require_manager
+from core.errors import BadInput
 
 RESET_WORDS = ("default", "none", "reset")
 
@@ -39,6 +41,31 @@ async def voice(interaction: discord.Interaction, name: str | None = None) -> No
     await services.chats.set(_chat(interaction), voice=chosen.name)
     note = "" if chosen.ready else " It is still training; replies will use it once it is ready."
     await interaction.response.send_message(f"I answer with the voice **{chosen.name}** here now.{note}")
+
+
+@app_commands.command(name="avatar", description="Show the avatars, or choose the face of my video answers here")
+@app_commands.describe(name="An avatar name; 'off' for no video")
+async def avatar(interaction: discord.Interaction, name: str | None = None) -> None:
+    bot = interaction.client
+    services = bot.services
+    await admit(bot, interaction.user, interaction.guild_id, rate=False)
+    known = await list_avatars(services)
+    if name is None:
+        current = (await services.chats.get(_chat(interaction))).avatar or services.settings.avatar or "none"
+        listing = ", ".join(f"{a.name}{'' if a.ready else ' (training)'}" for a in known) or "none yet"
+        await interaction.response.send_message(f"My face here: **{current}**. Avatars: {listing}.", ephemeral=True)
+        return
+    await require_manager(bot, interaction)
+    if name.lower() in ("off", *RESET_WORDS):
+        await services.chats.set(_chat(interaction), avatar=None)
+        await interaction.response.send_message("No more video answers here.")
+        return
+    chosen = next((a for a in known if a.name == name), None)
+    if chosen is None:
+        raise BadInput(f"There is no avatar called '{name}'. `/avatar` lists them.")
+    await services.chats.set(_chat(interaction), avatar=chosen.name)
+    note = "" if chosen.ready else " It is still training; videos start once it is ready."
+    await interaction.response.send_message(f"I answer with the face **{chosen.name}** here too now.{note}")
 
 
 @app_commands.command(name="persona", description="Show the personas, or choose who I am here")
@@ -76,4 +103,4 @@ async def roles(interaction: discord.Interaction, role: discord.Role | None = No
     await interaction.response.send_message(text, ephemeral=role is None, allowed_mentions=discord.AllowedMentions.none())
 
 
-COMMANDS = (voice, persona, roles)
+COMMANDS = (voice, avatar, persona, roles)
