@@ -101,7 +101,7 @@ class Answerer:
         if state.text_message is None:
             state.text_message = await _answer(message, parts[0])
         elif parts[0] != state.shown_text:
-            await state.text_message.edit_text(parts[0])
+            await state.text_message.edit_text(parts[0], parse_mode=None)
         state.shown_text = parts[0]
         if final:
             for part in parts[1:]:

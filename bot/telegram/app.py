@@ -13,6 +13,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramConflictError, TelegramNetworkError, TelegramUnauthorizedError
 from aiohttp import web
 
 from bot.common.access import AccessPolicy
@@ -83,26 +84,43 @@ class TelegramBot:
         return self.dispatcher["statuses"]
 
     async def run(self) -> None:
-        settings = self.services.settings
-        me = await self.bot.me()
-        log.info("Telegram bot @%s on %s", me.username, settings.telegram_api_url)
-        await self.statuses.resume()
         try:
-            if settings.telegram_webhook_url:
+            await self._introduce()
+            await self.statuses.resume()
+            if self.services.settings.telegram_webhook_url:
                 await self._run_webhook()
             else:
-                await self.bot.delete_webhook(drop_pending_updates=False)
-                poller = Poller(self.delivery, timeout=settings.telegram_poll_timeout,
-                                allowed_updates=self.dispatcher.resolve_used_update_types())
-                await poller.run(self.stop_event)
-                await self.delivery.drain(timeout=60)
-                await poller.acknowledge()
+                await self._run_polling()
         finally:
             # cancelling run() is a crash as far as updates go: unfinished ones stay unacknowledged
             await self.delivery.abort()
             await self.statuses.close()
             with suppress(Exception):
                 await self.bot.session.close()
+
+    async def _introduce(self) -> None:
+        """getMe first: a wrong token or an unreachable server is said plainly, before anything else starts."""
+        settings = self.services.settings
+        try:
+            me = await self.bot.me()
+        except TelegramUnauthorizedError:
+            raise DoppelError("Telegram rejected the bot token: check DOPPEL_TELEGRAM_TOKEN.") from None
+        except TelegramNetworkError as exc:
+            raise DoppelError(f"Could not reach the Telegram Bot API at {settings.telegram_api_url}: {exc.message}") from None
+        log.info("Telegram bot @%s on %s", me.username, settings.telegram_api_url)
+
+    async def _run_polling(self) -> None:
+        settings = self.services.settings
+        await self.bot.delete_webhook(drop_pending_updates=False)
+        poller = Poller(self.delivery, timeout=settings.telegram_poll_timeout,
+                        allowed_updates=self.dispatcher.resolve_used_update_types())
+        try:
+            await poller.run(self.stop_event)
+        except TelegramConflictError:
+            raise DoppelError("Another copy of this bot is already polling Telegram with the same token; "
+                              "stop it first.") from None
+        await self.delivery.drain(timeout=60)
+        await poller.acknowledge()
 
     async def _run_webhook(self) -> None:
         settings = self.services.settings
