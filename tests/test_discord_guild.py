@@ -132,3 +132,12 @@ async def test_where_voice_messages_are_not_allowed_the_audio_comes_as_a_file(wo
     assert not sent.is_voice and sent.attachments[0]["filename"] == "reply.ogg"
     assert decode_audio(sent.files[0]).seconds > 0.5
     assert [e["code"] for e in fake.errors] == [50173]
+
+
+async def test_in_a_dm_its_user_chooses_the_settings(world):
+    fake = world.fake
+    dm = fake.dm_channel(world.alice)
+    await fake.invoke("persona", world.alice, dm, name="default")
+    await fake.wait_for(lambda m: m.by_bot and m.channel_id == dm and "I am **default** here" in m.content)
+    assert (await world.services.chats.get(f"dc:{dm}")).persona == "default"
+    assert (await world.services.chats.get(f"dc:{world.guild}")).persona is None
