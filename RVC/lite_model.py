@@ -39,8 +39,8 @@ class LiteConfig:
     @staticmethod
     def tiny() -> "LiteConfig":
         """For tests on two CPU cores: same shapes of everything, a fraction of the width."""
-        return LiteConfig(hidden=64, latent=48, blocks=(1, 2), initial_channels=64, resblock_kernels=[3],
-                          resblock_dilations=[[1, 3]], disc_channels=8, segment_frames=32, batch_size=4)
+        return LiteConfig(hidden=32, latent=16, blocks=(1, 2), initial_channels=32, resblock_kernels=[3],
+                          resblock_dilations=[[1]], disc_channels=4, segment_frames=16, batch_size=2)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -54,8 +54,9 @@ class Batches:
 
 def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_seconds: float | None = None,
           device: str | None = None, progress: Progress | None = None, report_every: int = 50,
-          resume: dict | None = None, seed: int = 0, bf16: bool = False) -> tuple[LiteNet, dict]:
-    """Returns the trained network and a state to resume from (also handed to `progress` callers via checkpoints)."""
+          resume: dict | None = None, seed: int = 0, bf16: bool = False,
+          state_hook: dict | None = None) -> tuple[LiteNet, dict]:
+    """Returns the trained network and a state to resume from; `state_hook["state_fn"](step)` gives that state mid-run."""
     torch.manual_seed(seed)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cuda":
@@ -75,6 +76,13 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
         opt_d.load_state_dict(resume["opt_d"])
         step = int(resume["step"])
     batches = Batches(data, cfg.segment_frames, dev)
+
+    def snapshot(at: int) -> dict:
+        return {"net": net.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
+                "opt_d": opt_d.state_dict(), "step": at}
+
+    if state_hook is not None:
+        state_hook["state_fn"] = snapshot
     t0 = time.perf_counter()
     losses: dict[str, float] = {}
     net.train()
@@ -118,9 +126,7 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
                 progress(step, max_steps, elapsed, losses)
         if out_of_time:
             break
-    state = {"net": net.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
-             "opt_d": opt_d.state_dict(), "step": step, "losses": losses}
-    return net, state
+    return net, {**snapshot(step), "losses": losses}
 
 
 def export(net: LiteNet, data: dict[str, np.ndarray], path: Path, *, steps: int, seconds: float) -> Path:

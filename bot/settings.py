@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     voice: str = ""  # default voice name; empty: the base synthesizer
     voice_worker: str = "inprocess"  # inprocess | subprocess | docker
     rvc_models_dir: Path = Path("RVC/models")
+    # -- voice cloning worker (RVC/) --
+    voice_socket: Path | None = None  # the subprocess worker's Unix socket; empty: data_dir/voice.sock
+    voice_docker_image: str = "doppel-voice:latest"  # built from RVC/Dockerfile
+    voice_docker_port: int = 10300  # published on 127.0.0.1 only
+    voice_gpus: str = "all"  # GPUs the container gets: all, none (""), or ids "0,1"
 
     # avatars
     avatar: str = ""

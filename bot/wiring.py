@@ -98,7 +98,9 @@ def build_chat_model(settings: Settings) -> ChatModel:
 
 
 def build_converters(settings: Settings) -> dict[VoiceEngine, VoiceConverter]:
-    return {}
+    from RVC.converters import build_converters as voice_converters
+
+    return voice_converters(settings)
 
 
 def build_renderer(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> AvatarRenderer | None:

@@ -1,6 +1,7 @@
 """Adding a voice from recordings: store the clips, transcribe those without a transcript, queue its training."""
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,11 @@ async def add_voice(services: Services, name: str, files: list[tuple[str, bytes]
         raise BadInput("Send at least one recording of the voice.")
     transcripts = list(transcripts or [None] * len(files))
     decoded = [decode_audio(data) for _, data in files]
+    if engine is not VoiceEngine.TTS:
+        # silent, clipped, music or several speakers: refused here, before anything is stored or trained
+        from RVC.reference import check_reference
+
+        await asyncio.to_thread(check_reference, decoded)
     language = None if services.settings.language == "auto" else services.settings.language
     texts = []
     for audio, given in zip(decoded, transcripts):

@@ -1,0 +1,113 @@
+"""Checks on a voice's reference recordings, before anything is trained on them.
+
+Each refusal is a BadReference whose message tells the admin what to record instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.errors import BadReference
+from core.types import Audio
+from RVC.features import RATE, to_rate
+
+FRAME = 320  # 20 ms
+
+
+@dataclass(frozen=True)
+class ReferenceLimits:
+    min_speech_seconds: float = 2.0
+    silence_db: float = -45.0  # frames quieter than this are pauses
+    max_clipped_fraction: float = 0.002
+    min_speech_ratio: float = 0.5  # of the loud frames, the share the VAD hears as speech
+    min_speaker_agreement: float = 0.82  # the two halves' centroids when the stretches are split in two
+    speaker_window_seconds: float = 3.0
+
+
+@dataclass(frozen=True)
+class ReferenceReport:
+    seconds: float
+    speech_seconds: float
+    clipped_fraction: float
+    speech_ratio: float
+    speaker_agreement: float | None  # None: too little speech to judge
+
+
+def _frame_db(x: np.ndarray) -> np.ndarray:
+    n = len(x) // FRAME
+    if n == 0:
+        return np.full(1, -120.0)
+    frames = x[: n * FRAME].reshape(n, FRAME).astype(np.float64)
+    return 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+
+
+def _speech_probability(x: np.ndarray) -> np.ndarray:
+    """Silero VAD's per-window speech probability (the ONNX model faster-whisper bundles)."""
+    from faster_whisper.vad import get_vad_model
+
+    model = get_vad_model()
+    window = 512
+    n = len(x) // window
+    if n == 0:
+        return np.zeros(0)
+    probs = model(np.ascontiguousarray(x[: n * window], dtype=np.float32))
+    return np.asarray(probs).reshape(-1)[:n]
+
+
+def speaker_agreement(clips: list[np.ndarray], window_s: float) -> float | None:
+    """Cosine between the two groups the speech stretches fall into: near 1 for one voice, low for two.
+
+    Stretches are split by 2-means on their embeddings (seeded with the least alike pair); a group smaller
+    than a fifth of the stretches counts as stray noise, not as a second speaker.
+    """
+    from RVC.speaker import centroid, embed
+
+    window = int(window_s * RATE)
+    stretches = []
+    for x in clips:
+        n = len(x) // FRAME * FRAME
+        voiced = x[:n][np.repeat(_frame_db(x) > -40, FRAME)] if n else x
+        stretches += [voiced[a:a + window] for a in range(0, len(voiced) - window + 1, window)]
+    if len(stretches) < 4:
+        return None
+    embs = np.stack([embed(s) for s in stretches])
+    sims = embs @ embs.T
+    i, j = np.unravel_index(np.argmin(sims), sims.shape)
+    centres = embs[[i, j]]
+    for _ in range(10):
+        side = np.argmax(embs @ centres.T, axis=1)
+        if side.min() == side.max():
+            return 1.0
+        centres = np.stack([centroid(list(embs[side == k])) for k in (0, 1)])
+    if min(np.sum(side == 0), np.sum(side == 1)) < max(2, len(embs) // 5):
+        return 1.0
+    return float(centres[0] @ centres[1])
+
+
+def check_reference(clips: list[Audio], limits: ReferenceLimits | None = None, *, speakers: bool = True) -> ReferenceReport:
+    limits = limits or ReferenceLimits()
+    xs = [to_rate(c.samples, c.sample_rate, RATE) for c in clips]
+    seconds = sum(len(x) for x in xs) / RATE
+    db = np.concatenate([_frame_db(x) for x in xs])
+    loud = db > limits.silence_db
+    if not loud.any() or float(np.max(db)) < limits.silence_db + 5:
+        raise BadReference("The recording is silent. Please record the voice speaking, close to the microphone.")
+    clipped = float(np.mean(np.concatenate([np.abs(x) >= 0.985 for x in xs])))
+    if clipped > limits.max_clipped_fraction:
+        raise BadReference(f"The recording is clipped ({clipped:.1%} of it at full scale): it was too loud. "
+                           "Please record again a little further from the microphone or with lower gain.")
+    probs = np.concatenate([_speech_probability(x) for x in xs])
+    loud_share = max(1, int(round(loud.mean() * len(probs))))
+    speech_ratio = float(np.sum(probs > 0.5) / loud_share) if len(probs) else 0.0
+    speech_seconds = float(np.sum(probs > 0.5)) * 512 / RATE
+    if speech_ratio < limits.min_speech_ratio:
+        raise BadReference("That sounds like music or noise rather than one person speaking. "
+                           "Please send a recording of the voice alone, without music.")
+    if speech_seconds < limits.min_speech_seconds:
+        raise BadReference(f"The recording has only {speech_seconds:.1f} s of speech; at least "
+                           f"{limits.min_speech_seconds:.0f} s are needed.")
+    agreement = speaker_agreement(xs, limits.speaker_window_seconds) if speakers else None
+    if agreement is not None and agreement < limits.min_speaker_agreement:
+        raise BadReference("The recordings seem to hold more than one speaker. Please send recordings of one person only.")
+    return ReferenceReport(seconds, speech_seconds, clipped, speech_ratio, agreement)

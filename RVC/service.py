@@ -1,0 +1,107 @@
+"""The voice service: engines loaded once, conversions run one at a time off the event loop.
+
+The same object serves an in-process client directly and the socket server (RVC/server.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from core.errors import BadInput, DoppelError, EngineError
+
+
+class Engine(Protocol):
+    name: str
+
+    def convert(self, samples: np.ndarray, rate: int, params: dict) -> tuple[np.ndarray, int]: ...
+
+
+@dataclass
+class ServiceConfig:
+    cache_dir: Path = Path("var/cache")
+    models_dir: Path = Path("RVC/models")
+    threads: int = 2
+    device: str = "cpu"  # rvc runs on "cuda" inside the GPU container
+
+
+class VoiceService:
+    def __init__(self, config: ServiceConfig | None = None) -> None:
+        self.config = config or ServiceConfig()
+        self.started = time.time()
+        self.served = 0
+        self._engines: dict[str, Engine] = {}
+        self._content = None
+        self._tts = None
+        self._lock = asyncio.Lock()
+
+    # ---- engines, built on first use and kept ----
+
+    def _shared_content(self):
+        if self._content is None:
+            from RVC.features import bundled_content
+
+            self._content = bundled_content(self.config.cache_dir, self.config.threads)
+        return self._content
+
+    def engine(self, name: str) -> Engine:
+        if name not in self._engines:
+            if name == "lite":
+                from RVC.engines.lite import LiteEngine
+
+                self._engines[name] = LiteEngine(self._shared_content(), self.config.threads)
+            elif name == "rvc":
+                from RVC.engines.rvc import RvcEngine
+
+                self._engines[name] = RvcEngine(self.config.models_dir, self.config.device, self.config.threads)
+            elif name == "cosyvoice":
+                from RVC.engines.cosyvoice import CosyVoiceEngine
+
+                self._engines[name] = CosyVoiceEngine(self.config.models_dir, self.config.device)
+            else:
+                raise BadInput(f"There is no voice engine called '{name}'.")
+        return self._engines[name]
+
+    def describe(self) -> dict:
+        from RVC.engines.cosyvoice import available as cosy_available
+
+        engines = {"lite": {"trained": True, "languages": ["any"]}, "rvc": {"models_dir": str(self.config.models_dir)}}
+        if cosy_available():
+            engines["cosyvoice"] = {"zero_shot": True}
+        return {"name": "doppel-voice", "version": 1, "pid": os.getpid(), "engines": engines, "pcm": {"width": 2, "channels": 1}}
+
+    def health(self) -> dict:
+        return {"uptime": round(time.time() - self.started, 1), "served": self.served, "loaded": sorted(self._engines)}
+
+    def _speak(self, text: str, language: str) -> tuple[np.ndarray, int]:
+        if self._tts is None:
+            from adapters.tts_piper import PiperSynthesizer, bundled_voice
+
+            self._tts = PiperSynthesizer(*bundled_voice(), threads=self.config.threads)
+        audio = self._tts.synthesize_sync(text, language)
+        return audio.samples, audio.sample_rate
+
+    def convert_sync(self, engine: str, params: dict, samples: np.ndarray | None, rate: int, text: str | None = None,
+                     language: str = "en") -> tuple[np.ndarray, int]:
+        if samples is None or samples.size == 0:
+            if not text:
+                raise BadInput("Nothing to convert: send audio or text.")
+            samples, rate = self._speak(text, language)
+        try:
+            out, out_rate = self.engine(engine).convert(samples, rate, params)
+        except DoppelError:
+            raise
+        except Exception as exc:  # an engine's own failure: the service stays up, the caller gets a clear error
+            raise EngineError(f"The {engine} voice engine failed on this sentence.", detail=repr(exc)) from exc
+        self.served += 1
+        return out, out_rate
+
+    async def convert(self, engine: str, params: dict, samples: np.ndarray | None, rate: int, text: str | None = None,
+                      language: str = "en") -> tuple[np.ndarray, int]:
+        async with self._lock:  # one conversion at a time: two cores gain nothing from two
+            return await asyncio.to_thread(self.convert_sync, engine, params, samples, rate, text, language)
