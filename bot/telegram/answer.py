@@ -63,26 +63,27 @@ class Answerer:
         incoming = Incoming(user_key(user.id), chat_key(message.chat.id), audio=audio, text=text,
                             display_name=user.full_name)
         speak = spoken or settings.reply_voice_to_text
-        await self.queue.run(incoming.user_id, lambda: self._reply(message, bot, incoming, speak))
-
-    async def _reply(self, message: Message, bot: Bot, incoming: Incoming, speak: bool) -> None:
-        reply = ReplyAssembler()
-        state = _Sending()
         action = "typing"
         if speak:
             action = "record_video_note" if await self._will_render(incoming) else "record_voice"
+        # the status shows from the moment the message is taken, also while it waits its turn in a busy moment
         async with ChatActionSender(bot=bot, chat_id=message.chat.id, action=action,
                                     message_thread_id=message.message_thread_id):
-            async for frame in self.dialogue.reply(incoming, speak=speak):
-                reply.feed(frame)
-                if isinstance(frame, SentenceFrame):
-                    await self._show_text(message, reply.text, state)
-                elif isinstance(frame, VideoFrame):
-                    await self._send_voice(message, reply, state)
-                    await self._send_video(message, frame)
-                elif isinstance(frame, ReplyDone):
-                    await self._show_text(message, frame.text, state, final=True)
-                    await self._send_voice(message, reply, state)
+            await self.queue.run(incoming.user_id, lambda: self._reply(message, incoming, speak))
+
+    async def _reply(self, message: Message, incoming: Incoming, speak: bool) -> None:
+        reply = ReplyAssembler()
+        state = _Sending()
+        async for frame in self.dialogue.reply(incoming, speak=speak):
+            reply.feed(frame)
+            if isinstance(frame, SentenceFrame):
+                await self._show_text(message, reply.text, state)
+            elif isinstance(frame, VideoFrame):
+                await self._send_voice(message, reply, state)
+                await self._send_video(message, frame)
+            elif isinstance(frame, ReplyDone):
+                await self._show_text(message, frame.text, state, final=True)
+                await self._send_voice(message, reply, state)
 
     async def _will_render(self, incoming: Incoming) -> bool:
         """Whether this answer will come with a video (same precedence as Dialogue: chat, config, persona)."""
