@@ -6,6 +6,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
+from aiogram.utils.chat_action import ChatActionSender
 
 from bot.common.access import AccessPolicy
 from bot.common.avatars import add_photo_avatar, submit_avatar_training
@@ -71,9 +72,10 @@ async def add_voice_done(message: Message, bot: Bot, state: FSMContext, services
 
 async def _enrol(message: Message, bot: Bot, services: Services, statuses: JobStatusMessages, name: str,
                  refs: list[files.MediaRef]) -> None:
-    recordings = [(f"{ref.kind}-{i}{_suffix(ref)}", await files.download(bot, ref, services.settings))
-                  for i, ref in enumerate(refs)]
-    added = await add_voice(services, name, recordings, notify_chat=notify_target(message.chat.id))
+    async with ChatActionSender.typing(chat_id=message.chat.id, bot=bot):  # transcribing takes a moment
+        recordings = [(f"{ref.kind}-{i}{_suffix(ref)}", await files.download(bot, ref, services.settings))
+                      for i, ref in enumerate(refs)]
+        added = await add_voice(services, name, recordings, notify_chat=notify_target(message.chat.id))
     lines = [f"Voice '{added.name}': {len(added.clips)} recording(s), {added.seconds:.1f} s."]
     lines += [f"- {file}: {text or '(no words heard)'}" for file, text, _source in added.clips]
     await message.answer("\n".join(lines), parse_mode=None)
@@ -126,9 +128,10 @@ async def _from_photo(message: Message, bot: Bot, services: Services, name: str,
 
 async def _train(message: Message, bot: Bot, services: Services, statuses: JobStatusMessages, name: str,
                  ref: files.MediaRef) -> None:
-    video = await files.download(bot, ref, services.settings)
-    job = await submit_avatar_training(services, name, video, ref.name or "source.mp4",
-                                       notify_chat=notify_target(message.chat.id))
+    async with ChatActionSender.typing(chat_id=message.chat.id, bot=bot):  # the video checks read every frame
+        video = await files.download(bot, ref, services.settings)
+        job = await submit_avatar_training(services, name, video, ref.name or "source.mp4",
+                                           notify_chat=notify_target(message.chat.id))
     statuses.follow(message.chat.id, job)
 
 
