@@ -34,12 +34,11 @@ def _words(text: str) -> list[str]:
 
 
 def echoes(question: str, answer: str) -> bool:
-    """Whether the answer parrots the question: most of the question's words, in a row, in its opening."""
+    """Whether the answer parrots the question: its opening is mostly the question's words, in order."""
     q, a = _words(question), _words(answer)
     if len(q) < 3 or not a:
         return False
-    match = difflib.SequenceMatcher(None, q, a[: len(q) + 4], autojunk=False).find_longest_match(0, len(q), 0, min(len(a), len(q) + 4))
-    return match.size >= max(3, 0.7 * len(q))
+    return difflib.SequenceMatcher(None, q, a[: len(q) + 4], autojunk=False).ratio() >= 0.7
 
 
 class LocalChatModel:
@@ -88,13 +87,16 @@ class LocalChatModel:
 
     def _answer(self, payload: list[dict], question: str, options: LLMOptions) -> Iterator[str]:
         """Stream one answer. Its opening is held back until it shows whether the model is parroting the
-        question; if it is, the answer is written again, a little warmer, up to `echo_retries` times."""
+        question; if it is, the answer is written again with the parroted first token forbidden, up to
+        `echo_retries` times. A tiny model echoes by starting with the question's first word, so taking
+        that start away is what turns it towards a reply (sampling warmer alone mostly echoes again)."""
         need = len(_words(question)) + 4  # words enough to judge the opening
+        banned: set[int] = set()
         for attempt in range(self.echo_retries + 1):
             held: list[str] = []
             judged = attempt == self.echo_retries or len(_words(question)) < 3
             echoed = False
-            pieces = self._generate(payload, options, options.temperature + 0.3 * attempt)
+            pieces = self._generate(payload, options, banned)
             for piece in pieces:
                 if judged:
                     yield piece
@@ -107,20 +109,25 @@ class LocalChatModel:
                     judged = True
                     yield "".join(held)
             pieces.close()
-            if echoed:
-                continue
-            if not judged:  # the whole answer was shorter than the window
-                if echoes(question, "".join(held)):
-                    continue
-                if held:
-                    yield "".join(held)
-            return
+            if not echoed and not judged:  # the whole answer was shorter than the window
+                echoed = echoes(question, "".join(held))
+                if not echoed:
+                    if held:
+                        yield "".join(held)
+                    return
+            if not echoed:
+                return
+            banned.add(self._first_token(held[0]))
 
-    def _generate(self, payload: list[dict], options: LLMOptions, temperature: float) -> Iterator[str]:
+    def _first_token(self, text: str) -> int:
+        return self._load().tokenize(text.encode("utf-8"), add_bos=False, special=False)[0]
+
+    def _generate(self, payload: list[dict], options: LLMOptions, banned: set[int]) -> Iterator[str]:
         llm = self._load()
         for chunk in llm.create_chat_completion(messages=payload, stream=True, max_tokens=options.max_tokens,
-                                                 temperature=temperature, repeat_penalty=self.repeat_penalty,
-                                                 top_p=self.top_p, min_p=self.min_p):
+                                                 temperature=options.temperature, repeat_penalty=self.repeat_penalty,
+                                                 top_p=self.top_p, min_p=self.min_p,
+                                                 logit_bias={token: -100.0 for token in banned} or None):
             piece = chunk["choices"][0]["delta"].get("content")
             if piece:
                 yield piece

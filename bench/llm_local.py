@@ -72,7 +72,7 @@ async def ask(model: LocalChatModel, system: str, question: str, temperature: fl
 async def main(out: Path | None) -> None:
     system = PersonaBook().get("default").system_prompt
     lines = [f"local model: {bundled_gguf().name}; {len(QUESTIONS)} inputs x seeds {SEEDS}, default persona, max 60 tokens",
-             "echoes: the answer's opening repeats most of the input's words in a row (adapters.llm_local.echoes);",
+             "echoes: the answer's opening is mostly the input's words, in order (adapters.llm_local.echoes);",
              "right: factual questions answered with the expected word; words: mean answer length;",
              "new: mean share of the answer's words that are not in the input (a check on echoes the guard does not define)", ""]
     header = f"{'configuration':40s} {'echoes':>8s} {'empty':>5s} {'right':>8s} {'words':>6s} {'new':>6s} {'s/answer':>9s}"
