@@ -23,7 +23,7 @@ def build_worker(settings) -> VoiceWorker:
 
         return DockerWorker(DockerOptions(image=settings.voice_docker_image, host_port=settings.voice_docker_port,
                                           models_dir=Path(settings.rvc_models_dir), data_dir=settings.data_dir,
-                                          gpus=settings.voice_gpus))
+                                          gpus=settings.voice_gpus, docker_url=settings.docker_url))
     raise ValueError(f"DOPPEL_VOICE_WORKER must be inprocess, subprocess or docker, not '{mode}'")
 
 

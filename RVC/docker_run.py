@@ -18,6 +18,7 @@ class DockerOptions:
     data_dir: Path = Path("var")
     gpus: str = "all"  # "all", "" for none, or device ids "0,1"
     threads: int = 4
+    docker_url: str = ""  # empty: the local engine (DOCKER_HOST or its socket)
 
 
 def run_config(opts: DockerOptions) -> dict:
@@ -65,7 +66,7 @@ class DockerWorker(SocketWorker):
     def start(self) -> None:
         import docker
 
-        client = docker.from_env()
+        client = docker.DockerClient(base_url=self.opts.docker_url) if self.opts.docker_url else docker.from_env()
         try:
             self.container = client.containers.get(self.opts.name)
             if self.container.status != "running":
