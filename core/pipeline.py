@@ -150,6 +150,17 @@ class ReplyPipeline:
         watch.mark("total")
         yield ReplyDone(text, tuple(_summarize(watch)))
 
+    async def speak(self, request: ReplyRequest) -> AsyncIterator[AudioFrame]:
+        """Say `request.text` itself in the request's voice (a /say command): the speech stages without the LLM,
+        so a voice sounds the same here as in a reply. Nothing is stored in the history."""
+        watch = Stopwatch()
+        voice = await self._resolve_voice(request)
+        language = request.persona.language if request.persona.language != "auto" else (request.language or "en")
+        synthesizer = self._synthesizer_for(language)
+        splitter = SentenceSplitter(self.config.splitter)
+        for index, sentence in enumerate(splitter.feed(request.text or "") + splitter.flush()):
+            yield AudioFrame(index, sentence, await self._speak(sentence, language, synthesizer, voice, watch))
+
     async def _user_text(self, request: ReplyRequest, watch: Stopwatch) -> tuple[str, str]:
         if request.audio is None:
             text = (request.text or "").strip()

@@ -21,6 +21,20 @@ def avatar_dir(services: Services, name: str) -> Path:
     return services.settings.data_dir / "avatars" / name
 
 
+# The face tools (dlib) are imported inside these worker-thread functions: a first import takes seconds,
+# and on the event loop it would stall a bot's gateway heartbeat.
+def _check_video(video: bytes, min_seconds: float) -> dict:
+    from geneface.intake import IntakeRules, check_video
+
+    return check_video(video, IntakeRules(min_seconds=min_seconds))
+
+
+def _check_photo(photo: bytes):
+    from geneface.photo import check_photo
+
+    return check_photo(photo)
+
+
 def _check_name(name: str) -> None:
     if not _NAME.match(name):
         raise BadInput("An avatar name may use letters, digits, '-' and '_' (up to 64).")
@@ -30,14 +44,12 @@ async def submit_avatar_training(services: Services, name: str, video: bytes, fi
                                  engine: str = "lite", max_steps: int = 0, gpu: int | None = None,
                                  notify_chat: str | None = None, config: str = "full") -> Job:
     """Check the video (length, one clear face, frame rate, size, sound), keep it, and queue the training."""
-    from geneface.intake import IntakeRules, check_video
-
     _check_name(name)
     if engine not in ENGINES:
         raise BadInput(f"Unknown avatar engine '{engine}'; use one of: {', '.join(ENGINES)}.")
-    rules = IntakeRules(min_seconds=services.settings.avatar_min_seconds)
+    min_seconds = services.settings.avatar_min_seconds
     # refused here, before anything is written or queued
-    measured = await asyncio.to_thread(check_video, video, rules)
+    measured = await asyncio.to_thread(_check_video, video, min_seconds)
     folder = avatar_dir(services, name)
     folder.mkdir(parents=True, exist_ok=True)
     source = folder / ("source" + (Path(filename).suffix.lower() or ".mp4"))
@@ -46,16 +58,14 @@ async def submit_avatar_training(services: Services, name: str, video: bytes, fi
                                                     params={"video": measured})
     return await services.jobs.submit("avatar", name, engine=engine, max_steps=max_steps, gpu=gpu,
                                       params={"source": str(source), "dir": str(folder), "config": config,
-                                              "min_seconds": rules.min_seconds},
+                                              "min_seconds": min_seconds},
                                       notify_chat=notify_chat)
 
 
 async def add_photo_avatar(services: Services, name: str, photo: bytes) -> Avatar:
     """One portrait → an avatar that talks at once (the photo engine), no training."""
-    from geneface.photo import check_photo
-
     _check_name(name)
-    image = await asyncio.to_thread(check_photo, photo)
+    image = await asyncio.to_thread(_check_photo, photo)
     folder = avatar_dir(services, name)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "photo.png"

@@ -1,7 +1,6 @@
 """Speaking a given text in a voice (a /say command): the pipeline's speech stages without the language model.
 
-It goes through the pipeline's own voice resolution, synthesizer choice and conversion, so a voice sounds
-the same here as in a reply; only the sentence source differs.
+It goes through ReplyPipeline.speak, so a voice sounds the same here as in a reply.
 """
 from __future__ import annotations
 
@@ -10,8 +9,6 @@ from dataclasses import replace
 from bot.common.dialogue import Dialogue, Incoming
 from core import audio as audio_ops
 from core.errors import BadInput
-from core.pipeline import Stopwatch
-from core.splitter import SentenceSplitter
 from core.types import Audio
 
 MAX_CHARS = 1000
@@ -27,12 +24,6 @@ async def say(dialogue: Dialogue, msg: Incoming, *, voice: str | None = None) ->
     request = await dialogue.request_for(msg)
     if voice:
         request = replace(request, voice=voice)
-    pipeline = dialogue.services.pipeline
-    resolved = await pipeline._resolve_voice(request)
-    language = request.persona.language if request.persona.language != "auto" else (request.language or "en")
-    synthesizer = pipeline._synthesizer_for(language)
-    splitter = SentenceSplitter(pipeline.config.splitter)
-    sentences = splitter.feed(text) + splitter.flush()
-    watch = Stopwatch()
-    parts = [await pipeline._speak(s, language, synthesizer, resolved, watch) for s in sentences if s.strip()]
+    request = replace(request, text=text)
+    parts = [frame.audio async for frame in dialogue.services.pipeline.speak(request)]
     return audio_ops.join(parts)
