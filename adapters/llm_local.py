@@ -21,8 +21,9 @@ def bundled_gguf() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-# A tiny model copies the shape of what it has seen: two short example turns make it answer instead of
-# echoing the question (see bench/llm_local.py). They are English, so only English prompts get them.
+# A tiny model copies the shape of what it has seen: two short example turns show it the length and tone of
+# a spoken reply (bench/llm_local.py: a few more right answers, slightly fewer echoes). They are English, so
+# only English prompts get them.
 EXAMPLE_TURNS = (
     ("What did you do this weekend?", "I went for a long walk by the river, then cooked dinner with friends."),
     ("Is it hard to learn to swim?", "Not really. With a patient teacher, most people can swim a little after a few lessons."),
@@ -117,10 +118,7 @@ class LocalChatModel:
                     return
             if not echoed:
                 return
-            banned.add(self._first_token(held[0]))
-
-    def _first_token(self, text: str) -> int:
-        return self._load().tokenize(text.encode("utf-8"), add_bos=False, special=False)[0]
+            banned.update(self._load().tokenize(held[0].encode("utf-8"), add_bos=False, special=False)[:1])
 
     def _generate(self, payload: list[dict], options: LLMOptions, banned: set[int]) -> Iterator[str]:
         llm = self._load()
