@@ -95,6 +95,11 @@ class GeminiChatModel:
             # raised outside the handler so the SDK's exception (which may quote the server) is not its context
             raise failure
 
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aio.aclose()
+            self._client.close()
+
     def _api_error(self, exc) -> ProviderError:
         detail = self._scrub(exc)
         # a wrong key is answered with 400 INVALID_ARGUMENT / API_KEY_INVALID, not 401

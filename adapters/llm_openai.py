@@ -48,5 +48,8 @@ class OpenAIChatModel:
             # raised outside the handler so the SDK's exception (which may quote the server) is not its context
             raise failure
 
+    async def aclose(self) -> None:
+        await self._client.close()
+
     def _scrub(self, exc: BaseException) -> str:
         return redact(str(exc), self._secrets)

@@ -76,6 +76,13 @@ class ResilientChatModel:
             if callable(warm):
                 warm()
 
+    async def aclose(self) -> None:
+        """Close the providers' HTTP clients (on the loop that used them)."""
+        for model in self.chain:
+            close = getattr(model, "aclose", None)
+            if close is not None:
+                await close()
+
     async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
         options = self.options_for(options)
         failures: list[ProviderError] = []

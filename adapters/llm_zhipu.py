@@ -85,6 +85,10 @@ class ZhipuChatModel:
             # raised outside the handler so the SDK's exception (which may quote the server) is not its context
             raise failure
 
+    async def aclose(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
     def _status_error(self, exc) -> ProviderError:
         try:
             body = exc.response.json()

@@ -46,7 +46,7 @@ def tokens(text: str) -> list[str]:
 class WholeAnswer:
     """The same model, but the pipeline sees nothing until the answer is complete."""
 
-    def __init__(self, inner: ChatModel) -> None:
+    def __init__(self, inner) -> None:
         self.inner = inner
         self.name = f"whole:{inner.name}"
 
@@ -88,6 +88,8 @@ async def measure(label: str, settings: Settings, synthesizers, runs: int, lines
             times[way].append(first)
             totals[way].append(total)
             sample = sample or text
+    await streamed.aclose()
+    await whole.inner.aclose()
     s, w = statistics.median(times["stream"]), statistics.median(times["whole"])
     row = (f"{label:34s} {s:8.2f} s {w:8.2f} s {w / s:7.1f}x   (whole reply: {statistics.median(totals['stream']):.2f} s"
            f" streamed, {statistics.median(totals['whole']):.2f} s waiting)")

@@ -49,6 +49,7 @@ async def test_first_sentence_is_spoken_before_the_model_finishes(tmp_path, pipe
         finally:
             release.set()  # never leave the server's handler waiting
             await services.close()
+            await engines.chat_model.aclose()
 
     assert sent_at_first_audio == (3, 0), "the first sentence should be spoken while the model is still writing"
     first = next(f for f in frames if isinstance(f, AudioFrame))
