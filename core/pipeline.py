@@ -25,6 +25,7 @@ from core.types import (
     Persona,
     ReplyDone,
     SentenceFrame,
+    SpeechDone,
     StageTiming,
     Transcript,
     TranscriptFrame,
@@ -139,6 +140,7 @@ class ReplyPipeline:
         text = _join_sentences(answer)
         if not text:
             raise EngineError("The language model gave an empty answer. Please try again.")
+        yield SpeechDone(text)
         avatar = request.avatar or request.persona.avatar
         if spoken and avatar and self.renderer is not None and await self.renderer.is_ready(avatar):
             whole = audio_ops.join(spoken)

@@ -157,6 +157,13 @@ class AudioFrame(Frame):
 
 
 @dataclass(frozen=True)
+class SpeechDone(Frame):
+    """Every sentence is written and spoken; a video, if any, is still to come. Channels send the voice now."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class VideoFrame(Frame):
     """A talking-head clip (MP4 bytes) for the whole answer."""
 

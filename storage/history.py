@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.errors import UnknownUser
@@ -18,9 +19,13 @@ def estimate_tokens(text: str) -> int:
 async def ensure_user(session: AsyncSession, user_id: str, display_name: str = "") -> User:
     user = await session.get(User, user_id)
     if user is None:
-        user = User(id=user_id, display_name=display_name)
-        session.add(user)
-        await session.flush()
+        try:
+            # a new user's first two messages can race here; the savepoint lets the loser read the winner's row
+            async with session.begin_nested():
+                user = User(id=user_id, display_name=display_name)
+                session.add(user)
+        except IntegrityError:
+            user = await session.get(User, user_id, populate_existing=True)
     return user
 
 

@@ -9,7 +9,7 @@ import pytest
 from adapters.media import decode_audio, encode_ogg_opus, probe
 from bot.common.dialogue import Dialogue, Incoming
 from core import audio as audio_ops
-from core.types import AudioFrame, ConversationKey, ReplyDone, SentenceFrame, TranscriptFrame
+from core.types import AudioFrame, ConversationKey, ReplyDone, SentenceFrame, SpeechDone, TranscriptFrame
 from tests.conftest import ROOT, speech_clips
 
 
@@ -25,7 +25,7 @@ async def run_reply(services, msg: Incoming):
 async def test_voice_question_gets_a_spoken_answer(services):
     frames = await run_reply(services, Incoming("tg:1", "tg:1", audio=question()))
     kinds = [type(f) for f in frames]
-    assert kinds[0] is TranscriptFrame and kinds[-1] is ReplyDone
+    assert kinds[0] is TranscriptFrame and kinds[-2] is SpeechDone and kinds[-1] is ReplyDone
     assert "folder" in frames[0].transcript.text.lower()
     chunks = [f.audio for f in frames if isinstance(f, AudioFrame)]
     assert chunks, "no audio came out"

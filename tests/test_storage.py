@@ -36,12 +36,25 @@ async def test_handled_updates_are_recorded_once(services):
 async def test_jobs_are_claimed_once_and_requeued_after_a_crash(services):
     from core.types import JobStatus
 
+    import socket
+    import subprocess
+    import sys
+
     job = await services.jobs.submit("avatar", "ann", engine="lite", max_steps=100, gpu=None, params={})
-    claimed = await services.jobs.claim_next()
+    # a worker process on this host that has since exited
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    claimed = await services.jobs.claim_next(worker=f"{socket.gethostname()}:{dead.stdout.strip()}")
     assert claimed.id == job.id and claimed.status is JobStatus.RUNNING
     assert await services.jobs.claim_next() is None
-    assert await services.jobs.recover() == 1  # the worker died: its job goes back to the queue
+    assert await services.jobs.recover() == 1  # its worker died: the job goes back to the queue
     assert (await services.jobs.claim_next()).id == job.id
     assert await services.jobs.report(job.id, step=10, progress=0.1, checkpoint="ck-10") is True
     await services.jobs.cancel(job.id)
     assert await services.jobs.report(job.id, step=11, progress=0.11) is False
+
+
+async def test_a_new_users_first_messages_at_once_make_one_user(services):
+    import asyncio
+
+    await asyncio.gather(*(services.users.touch("tg:77", "Ann") for _ in range(8)))
+    assert [u.id for u in await services.users.list()].count("tg:77") == 1

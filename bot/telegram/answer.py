@@ -18,7 +18,7 @@ from bot.telegram import files
 from bot.telegram.filters import without_mention
 from bot.telegram.video_note import prepare
 from bot.wiring import Services
-from core.types import ReplyDone, SentenceFrame, VideoFrame
+from core.types import ReplyDone, SentenceFrame, SpeechDone, VideoFrame
 
 TEXT_LIMIT = 4096
 
@@ -38,6 +38,7 @@ class _Sending:
     text_message: Message | None = None
     shown_text: str = ""
     voice_sent: bool = False
+    text_final: bool = False
 
 
 class Answerer:
@@ -78,8 +79,11 @@ class Answerer:
             reply.feed(frame)
             if isinstance(frame, SentenceFrame):
                 await self._show_text(message, reply.text, state)
-            elif isinstance(frame, VideoFrame):
+            elif isinstance(frame, SpeechDone):
+                # the voice goes out before a talking-head video is rendered
+                await self._show_text(message, frame.text, state, final=True)
                 await self._send_voice(message, reply, state)
+            elif isinstance(frame, VideoFrame):
                 await self._send_video(message, frame)
             elif isinstance(frame, ReplyDone):
                 await self._show_text(message, frame.text, state, final=True)
@@ -95,6 +99,8 @@ class Answerer:
         return bool(avatar) and await s.renderer.is_ready(avatar)
 
     async def _show_text(self, message: Message, text: str, state: _Sending, final: bool = False) -> None:
+        if state.text_final:
+            return
         parts = split_text(text, TEXT_LIMIT)
         if not parts or (parts[0] == state.shown_text and not (final and len(parts) > 1)):
             return
@@ -105,6 +111,7 @@ class Answerer:
             await state.text_message.edit_text(parts[0], parse_mode=None)
         state.shown_text = parts[0]
         if final:
+            state.text_final = True
             for part in parts[1:]:
                 await _answer(message, part)
 
