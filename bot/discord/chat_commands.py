@@ -28,8 +28,9 @@ async def ask(interaction: discord.Interaction, text: str) -> None:
     await admit(bot, interaction.user, interaction.guild_id)
     # the model takes longer than the 3 s Discord waits for a first answer: defer, then edit and follow up
     await interaction.response.defer(thinking=True)
-    reply = await delivery.run_turn(bot, _incoming(interaction, text), speak=True)
-    await delivery.answer_interaction(bot, interaction, reply)
+    await delivery.run_turn(bot, _incoming(interaction, text), speak=True,
+                            on_speech=lambda reply: delivery.interaction_speech(bot, interaction, reply),
+                            on_video=lambda reply: delivery.interaction_video(interaction, reply))
 
 
 @app_commands.command(name="say", description="Speak a text in a voice")
@@ -41,7 +42,7 @@ async def say(interaction: discord.Interaction, text: str, voice: str | None = N
     msg = _incoming(interaction, text)
     reply = ReplyAssembler()
     reply.chunks.append(await bot.queue.run(msg.user_id, lambda: speak_text(bot.dialogue, msg, voice=voice)))
-    await delivery.answer_interaction(bot, interaction, reply, with_text=False)
+    await delivery.interaction_speech(bot, interaction, reply, with_text=False)
 
 
 @app_commands.command(name="reset", description="Forget our conversation in this chat")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import discord
 from discord.http import Route
@@ -15,6 +15,7 @@ from discord.http import Route
 from bot.common.dialogue import Incoming
 from bot.common.replies import ReplyAssembler, split_text
 from bot.discord.voice_message import VoiceNote, send_voice_message, to_channel, to_followup
+from core.types import SpeechDone, VideoFrame
 
 if TYPE_CHECKING:
     from bot.discord.app import DoppelDiscord
@@ -26,13 +27,24 @@ AUDIO_NAME = "reply.ogg"
 VOICE_REFUSED = 50173  # "You cannot send voice messages in this channel."
 
 
-async def run_turn(bot: "DoppelDiscord", msg: Incoming, *, speak: bool = True) -> ReplyAssembler:
-    """The user's turns run one after another (bot.queue); the dialogue does the rest."""
+Post = Callable[[ReplyAssembler], Awaitable[None]]
+
+
+async def run_turn(bot: "DoppelDiscord", msg: Incoming, *, speak: bool = True, on_speech: Post | None = None,
+                   on_video: Post | None = None) -> ReplyAssembler:
+    """The user's turns run one after another (bot.queue); the dialogue does the rest.
+
+    `on_speech` posts the text and voice as soon as they are whole, before a talking head is rendered;
+    `on_video` posts the video when it comes."""
 
     async def work() -> ReplyAssembler:
         reply = ReplyAssembler()
         async for frame in bot.dialogue.reply(msg, speak=speak):
             reply.feed(frame)
+            if isinstance(frame, SpeechDone) and on_speech is not None:
+                await on_speech(reply)
+            elif isinstance(frame, VideoFrame) and on_video is not None:
+                await on_video(reply)
         return reply
 
     return await bot.queue.run(msg.user_id, work)
@@ -56,7 +68,7 @@ async def _sent_as_voice(bot: "DoppelDiscord", route: Route, note: VoiceNote, *,
         return False
 
 
-async def answer_message(bot: "DoppelDiscord", message: discord.Message, reply: ReplyAssembler, *, with_text: bool) -> None:
+async def message_speech(bot: "DoppelDiscord", message: discord.Message, reply: ReplyAssembler, *, with_text: bool) -> None:
     if with_text:
         for i, part in enumerate(split_text(reply.text, TEXT_LIMIT)):
             await (message.reply(part, mention_author=False) if i == 0 else message.channel.send(part))
@@ -64,11 +76,15 @@ async def answer_message(bot: "DoppelDiscord", message: discord.Message, reply: 
         note = voice_note(reply)
         if not await _sent_as_voice(bot, to_channel(message.channel.id), note, reply_to=message.id):
             await message.reply(file=discord.File(io.BytesIO(note.ogg), AUDIO_NAME), mention_author=False)
+
+
+async def message_video(message: discord.Message, reply: ReplyAssembler) -> None:
     if reply.video is not None:
         await message.channel.send(file=discord.File(io.BytesIO(reply.video.mp4), VIDEO_NAME))
 
 
-async def answer_interaction(bot: "DoppelDiscord", interaction: discord.Interaction, reply: ReplyAssembler, *, with_text: bool = True) -> None:
+async def interaction_speech(bot: "DoppelDiscord", interaction: discord.Interaction, reply: ReplyAssembler, *,
+                             with_text: bool = True) -> None:
     parts = split_text(reply.text, TEXT_LIMIT) if with_text else []
     await interaction.edit_original_response(content=parts[0] if parts else "\N{SPEAKER WITH THREE SOUND WAVES}")
     for part in parts[1:]:
@@ -77,5 +93,8 @@ async def answer_interaction(bot: "DoppelDiscord", interaction: discord.Interact
         note = voice_note(reply)
         if not await _sent_as_voice(bot, to_followup(interaction.application_id, interaction.token), note):
             await interaction.followup.send(file=discord.File(io.BytesIO(note.ogg), AUDIO_NAME))
+
+
+async def interaction_video(interaction: discord.Interaction, reply: ReplyAssembler) -> None:
     if reply.video is not None:
         await interaction.followup.send(file=discord.File(io.BytesIO(reply.video.mp4), VIDEO_NAME))

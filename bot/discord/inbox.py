@@ -54,7 +54,8 @@ async def on_message(bot: "DoppelDiscord", message: discord.Message) -> None:
                             audio=audio, text=None if audio else text, display_name=message.author.display_name)
         speak = audio is not None or bot.services.settings.reply_voice_to_text
         async with message.channel.typing():
-            reply = await delivery.run_turn(bot, incoming, speak=speak)
-        await delivery.answer_message(bot, message, reply, with_text=audio is None)
+            await delivery.run_turn(bot, incoming, speak=speak,
+                                    on_speech=lambda reply: delivery.message_speech(bot, message, reply, with_text=audio is None),
+                                    on_video=lambda reply: delivery.message_video(message, reply))
     except Exception as exc:  # noqa: BLE001 — every failure becomes one reply; errors.tell logs what is unexpected
         await tell(message, exc)
