@@ -12,6 +12,8 @@ from RVC.features import RATE, WhisperContent, convert_f0, f0_yin, log_f0_stats,
 from RVC.lite_model import LiteConfig, LiteNet
 from RVC.lite_train import ARTIFACT_VERSION
 
+PAD_FRAMES = 12  # 0.24 s of silence around each sentence while converting
+
 
 class LiteVoice:
     """One trained voice, loaded from its artifact."""
@@ -62,12 +64,18 @@ class LiteEngine:
             self._voices.pop(str(Path(path).resolve()), None)
 
     def convert(self, samples: np.ndarray, rate: int, params: dict) -> tuple[np.ndarray, int]:
+        if not params.get("artifact"):
+            raise EngineError("This voice has no trained model yet; train it first.")
         voice = self.voice(params["artifact"])
         x = to_rate(samples, rate, RATE)
         n50 = len(x) // 320
         if n50 < 2:
             return x, RATE
-        x = x[: n50 * 320]
+        # The base TTS starts speaking at its first sample, while the recordings trained on open with a pause:
+        # without one, the first consonant comes out smeared ("Please" heard as "Peace").
+        pad = PAD_FRAMES * 320
+        x = np.concatenate([np.zeros(pad, np.float32), x[: n50 * 320], np.zeros(pad, np.float32)])
+        n50 += 2 * PAD_FRAMES
         content = voice.pca_basis.T @ (self.content.encode(x) - voice.pca_mean).T  # [K, T50]
         f0 = f0_yin(x)[: 2 * n50]
         f0 = np.pad(f0, (0, 2 * n50 - len(f0)))
@@ -76,4 +84,4 @@ class LiteEngine:
         with voice.lock, torch.inference_mode():
             out = voice.net(torch.from_numpy(np.ascontiguousarray(content.T, dtype=np.float32))[None],
                             torch.from_numpy(f0)[None])[0].numpy()
-        return out.astype(np.float32), RATE
+        return out[pad: len(out) - pad].astype(np.float32), RATE
