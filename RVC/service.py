@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,8 @@ class VoiceService:
         self._engines: dict[str, Engine] = {}
         self._content = None
         self._tts = None
-        self._lock = asyncio.Lock()
+        # a thread lock, not an asyncio one: one service may serve several event loops (tests, bots) in turn
+        self._lock = threading.Lock()
 
     # ---- engines, built on first use and kept ----
 
@@ -103,5 +105,8 @@ class VoiceService:
 
     async def convert(self, engine: str, params: dict, samples: np.ndarray | None, rate: int, text: str | None = None,
                       language: str = "en") -> tuple[np.ndarray, int]:
-        async with self._lock:  # one conversion at a time: two cores gain nothing from two
-            return await asyncio.to_thread(self.convert_sync, engine, params, samples, rate, text, language)
+        return await asyncio.to_thread(self._one_at_a_time, engine, params, samples, rate, text, language)
+
+    def _one_at_a_time(self, *args) -> tuple[np.ndarray, int]:
+        with self._lock:  # two cores gain nothing from two conversions at once
+            return self.convert_sync(*args)

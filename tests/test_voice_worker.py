@@ -131,3 +131,13 @@ async def test_docker_worker_runs_the_image_with_gpus_and_talks_tcp(models, tmp_
         assert created["HostConfig"]["PortBindings"]["10300/tcp"][0]["HostIp"] == "127.0.0.1"
         assert any(b.endswith(":/app/RVC/models:ro") for b in created["HostConfig"]["Binds"])
     server.close()
+
+
+async def test_text_requests_are_spoken_by_the_base_tts_then_converted(models, tmp_path):
+    worker = InProcessWorker(VoiceService(ServiceConfig(tmp_path / "cache", models)))
+    short, long = [a async for a in worker.stream([Request("rvc", {"model": "tiny.pth"}, text="Hi."),
+                                                   Request("rvc", {"model": "tiny.pth"}, text="This sentence is a good deal longer.")])]
+    assert short.sample_rate == long.sample_rate == 40000
+    assert 0.2 < short.seconds < long.seconds
+    with pytest.raises(Exception, match="Nothing to convert"):
+        [a async for a in worker.stream([Request("rvc", {"model": "tiny.pth"})])]
