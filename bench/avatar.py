@@ -56,6 +56,7 @@ def _score(frames, audio) -> float:
 def _render_fps(avatar, audio, mel_frames=None, encode: bool = True) -> tuple[float, float]:
     """(frames per second without encoding, with H.264+AAC encoding) for `audio`."""
     from adapters.video import encode_mp4
+    from geneface.lite.render import prefetch
 
     n = int(np.ceil(audio.seconds * 25))
     t0 = time.perf_counter()
@@ -64,7 +65,8 @@ def _render_fps(avatar, audio, mel_frames=None, encode: bool = True) -> tuple[fl
     if not encode:
         return raw, float("nan")
     t0 = time.perf_counter()
-    encode_mp4(avatar.frames(audio, mel_frames), 25, audio)
+    # as the renderers do: frames made in a second thread while this one encodes
+    encode_mp4(prefetch(avatar.frames(audio, mel_frames)), 25, audio)
     return raw, n / (time.perf_counter() - t0)
 
 
@@ -199,19 +201,20 @@ def cmd_gpu(args) -> list[str]:
     prep_s = time.perf_counter() - t0
     trainer = Trainer(prepared, config, gpu=0, batch=args.batch, lr=2e-3)
     snaps = sorted(int(s) for s in args.snapshots.split(","))
-    saved: dict[int, tuple[float, dict]] = {}
-    torch.cuda.synchronize()
+    saved: dict[int, tuple[float, dict, float]] = {}
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync()
     start = time.perf_counter()
 
     def on_progress(step, loss, _):
         if step in snaps:
-            torch.cuda.synchronize()
+            sync()
             saved[step] = (time.perf_counter() - start, {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
                            loss)
 
     trainer.run(snaps[-1], report_every=1, on_progress=on_progress)
     held = Audio(z["held_audio"].astype(np.float32), 16_000)
-    result = {"device": torch.cuda.get_device_name(0), "frames": len(points), "prepare_s": prep_s, "batch": args.batch,
+    result = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "frames": len(points), "prepare_s": prep_s, "batch": args.batch,
               "config": config.to_dict(), "snapshots": {}}
     for step, (seconds, state, loss) in sorted(saved.items()):
         trainer.model.load_state_dict(state)

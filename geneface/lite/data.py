@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image
 
 from adapters.media import resample
 from core.types import Audio
@@ -76,13 +75,36 @@ def crop_boxes(points: list[np.ndarray | None]) -> np.ndarray:
     return np.stack([ax - side / 2, ay - KEEP_TOP * side, np.full(n, side), np.full(n, side)], axis=1).astype(np.float32)
 
 
-def cut(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
-    """The box's pixels scaled to size×size (outside the frame: edge pixels)."""
-    left, top, side = float(box[0]), float(box[1]), float(box[2])
-    image = Image.fromarray(frame)
-    # PIL's transform samples the box directly at the output size: one resample, no intermediate crop
-    out = image.transform((size, size), Image.EXTENT, (left, top, left + side, top + side), Image.BILINEAR)
-    return np.asarray(out)
+def cut(frames, boxes, size: int):
+    """Crops (B, 3, size, size) float 0..1 from frames (B, H, W, 3) uint8 tensors at float boxes, bilinear, edges repeated.
+
+    One torch function for training and rendering, on CPU or GPU alike, so both see the same pixels.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    b, fh, fw, _ = frames.shape
+    boxes = np.asarray(boxes, np.float32)
+    # only the window around each box becomes float: a 512 px frame is 6x the pixels of its crop's window
+    n = int(np.ceil(boxes[:, 2].max())) + 3
+    x0 = np.floor(boxes[:, 0]).astype(int) - 1
+    y0 = np.floor(boxes[:, 1]).astype(int) - 1
+    ar = np.arange(n)
+    ys = torch.as_tensor(np.clip(y0[:, None] + ar, 0, fh - 1), device=frames.device)
+    xs = torch.as_tensor(np.clip(x0[:, None] + ar, 0, fw - 1), device=frames.device)
+    k = torch.arange(b, device=frames.device)[:, None, None]
+    x = frames[k, ys[:, :, None], xs[:, None, :]].permute(0, 3, 1, 2).float() / 255
+    h = w = n
+    boxes = torch.as_tensor(boxes - np.stack([x0, y0, 0 * x0, 0 * x0], 1).astype(np.float32), device=frames.device)
+    left, top, side = boxes[:, 0], boxes[:, 1], boxes[:, 2]
+    theta = torch.zeros(b, 2, 3, device=frames.device)
+    # output pixel centres map to left + (i + 0.5) * side / size, in grid_sample's align_corners=False units
+    theta[:, 0, 0] = side / w
+    theta[:, 0, 2] = (2 * left + side) / w - 1
+    theta[:, 1, 1] = side / h
+    theta[:, 1, 2] = (2 * top + side) / h - 1
+    grid = F.affine_grid(theta, [b, 3, size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 @lru_cache(maxsize=8)
@@ -120,21 +142,25 @@ def pose_partners(points: list[np.ndarray | None], boxes: np.ndarray, k: int = P
     return out
 
 
-def paste(frame: np.ndarray, crop: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Blend a generated crop back into the frame at its box."""
-    left, top, side = int(round(box[0])), int(round(box[1])), int(round(box[2]))
-    h, w = frame.shape[:2]
-    alpha = paste_mask(crop.shape[0])
-    big = np.asarray(Image.fromarray(crop).resize((side, side), Image.BILINEAR)).astype(np.float32)
-    a = np.asarray(Image.fromarray((alpha * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)).astype(np.float32)[..., None] / 255
-    x0, y0, x1, y1 = max(0, left), max(0, top), min(w, left + side), min(h, top + side)
-    if x1 <= x0 or y1 <= y0:
-        return frame
-    out = frame.copy()
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    sub = big[y0 - top:y1 - top, x0 - left:x1 - left]
-    sa = a[y0 - top:y1 - top, x0 - left:x1 - left]
-    out[y0:y1, x0:x1] = (region * (1 - sa) + sub * sa).round().astype(np.uint8)
+def paste(frames, crops, boxes):
+    """Blend generated crops (B, 3, S, S) back into frames (B, H, W, 3) uint8 at their boxes; returns new uint8 frames."""
+    import torch
+    from torch.nn import functional as F
+
+    out = frames.clone()
+    h, w = frames.shape[1:3]
+    side = int(round(float(boxes[0][2])))  # every box of a video has the same side
+    big = F.interpolate(crops, size=(side, side), mode="bilinear", align_corners=False).permute(0, 2, 3, 1) * 255
+    alpha = torch.from_numpy(paste_mask(side)).to(frames.device)[..., None]
+    for k, box in enumerate(boxes):
+        left, top = int(round(float(box[0]))), int(round(float(box[1])))
+        x0, y0, x1, y1 = max(0, left), max(0, top), min(w, left + side), min(h, top + side)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        a = alpha[y0 - top:y1 - top, x0 - left:x1 - left]
+        region = out[k, y0:y1, x0:x1].float()
+        sub = big[k, y0 - top:y1 - top, x0 - left:x1 - left]
+        out[k, y0:y1, x0:x1] = (region * (1 - a) + sub * a).round().clamp(0, 255).to(torch.uint8)
     return out
 
 
@@ -162,8 +188,24 @@ def prepare(footage, size: int, mel_frames: np.ndarray | None = None) -> Prepare
 
     `mel_frames`: the footage's mel (from `mel()`), when it was computed elsewhere.
     """
+    import torch
+
     boxes = crop_boxes(footage.points)
-    crops = np.stack([cut(f, b, size) for f, b in zip(footage.frames(), boxes)])
+    parts, batch = [], []
+
+    def flush() -> None:
+        start = sum(len(p) for p in parts)
+        x = cut(torch.from_numpy(np.stack(batch)), boxes[start:start + len(batch)], size)
+        parts.append((x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+        batch.clear()
+
+    for frame in footage.frames():
+        batch.append(frame)
+        if len(batch) == 64:
+            flush()
+    if batch:
+        flush()
+    crops = np.concatenate(parts)
     if len(crops) < len(boxes):  # a stream that ended a frame early: keep what lines up
         boxes = boxes[:len(crops)]
     windows = mel_windows(mel(footage.audio) if mel_frames is None else mel_frames, len(crops), footage.fps)

@@ -57,9 +57,9 @@ class AudioEncoder(nn.Module):
 
 
 class Film(nn.Module):
-    def __init__(self, audio_dim: int, channels: int) -> None:
+    def __init__(self, cond_dim: int, channels: int) -> None:
         super().__init__()
-        self.to_scale_shift = nn.Linear(audio_dim, channels * 2)
+        self.to_scale_shift = nn.Linear(cond_dim, channels * 2)
 
     def forward(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         scale, shift = self.to_scale_shift(a).chunk(2, dim=1)
@@ -72,26 +72,35 @@ class LipSync(nn.Module):
         self.config = config
         w = config.width
         self.audio = AudioEncoder(config.audio_dim, config.audio_hidden)
-        self.e0 = _block(3, w)
+        self.e0 = _block(5, w)  # RGB + where each pixel is (see forward)
         self.e1 = _block(w, w * 2, 2)
         self.e2 = _block(w * 2, w * 4, 2)
         self.e3 = _block(w * 4, w * 8, 2)
         self.mid = _block(w * 8, w * 8)
-        self.f3 = Film(config.audio_dim, w * 8)
+        # the sound plus a summary of the whole reference: pixels far below the visible nose still learn
+        # the light and pose, which convolutions alone would not carry that far at 96 px
+        cond = config.audio_dim + w * 8
+        self.f3 = Film(cond, w * 8)
         self.d2 = _block(w * 8 + w * 4, w * 4)
-        self.f2 = Film(config.audio_dim, w * 4)
+        self.f2 = Film(cond, w * 4)
         self.d1 = _block(w * 4 + w * 2, w * 2)
-        self.f1 = Film(config.audio_dim, w * 2)
+        self.f1 = Film(cond, w * 2)
         self.d0 = _block(w * 2 + w, w)
         self.out = nn.Conv2d(w, 3, 3, 1, 1)
 
     def forward(self, reference: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         """Reference crops (B, 3, S, S) in 0..1, mel (B, 80, T) → (B, 3, S, S) in 0..1."""
         a = self.audio(mel)
-        x0 = self.e0(reference)
+        # where each pixel sits in the crop: below the visible nose the input is all zeros, and without
+        # coordinates every such pixel would look the same to the convolutions and be drawn the same
+        b, _, h, w = reference.shape
+        ys = torch.linspace(-1, 1, h, device=reference.device).view(1, 1, h, 1).expand(b, 1, h, w)
+        xs = torch.linspace(-1, 1, w, device=reference.device).view(1, 1, 1, w).expand(b, 1, h, w)
+        x0 = self.e0(torch.cat([reference, ys, xs], dim=1))
         x1 = self.e1(x0)
         x2 = self.e2(x1)
         x3 = self.e3(x2)
+        a = torch.cat([a, x3.mean(dim=(2, 3))], dim=1)
         h = self.f3(self.mid(x3), a)
         h = self.f2(self.d2(torch.cat([_up(h, x2), x2], 1)), a)
         h = self.f1(self.d1(torch.cat([_up(h, x1), x1], 1)), a)

@@ -4,6 +4,8 @@ Each idle frame's own crop (mouth hidden) is the network's reference, so the red
 """
 from __future__ import annotations
 
+import queue
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -28,6 +30,8 @@ class LiteAvatar:
         device = torch.device(f"cuda:{gpu}") if gpu is not None and torch.cuda.is_available() else torch.device("cpu")
         self.loaded = Loaded(Path(folder), device)
         self.batch = batch
+        # the idle loop decoded once, on the device that renders: a few seconds of frames
+        self.idle = torch.from_numpy(np.stack([self.loaded.idle_frame(i) for i in range(len(self.loaded))])).to(device)
 
     @property
     def fps(self) -> int:
@@ -42,18 +46,38 @@ class LiteAvatar:
         size = lo.config.size
         for start in range(0, count, self.batch):
             idx = order[start:start + self.batch]
-            idle = [lo.idle_frame(i) for i in idx]
-            crops = np.stack([cut(f, lo.boxes[i], size) for f, i in zip(idle, idx)])
-            x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().to(lo.device) / 255
+            frames = self.idle[torch.as_tensor(idx, device=self.idle.device)]
+            boxes = lo.boxes[idx]
             w = torch.from_numpy(windows[start:start + len(idx)]).to(lo.device)
             with torch.inference_mode():
-                y = lo.model(hide_mouth(x), w)
-            out = (y.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-            for frame, crop, i in zip(idle, out, idx):
-                yield paste(frame, crop, lo.boxes[i])
+                y = lo.model(hide_mouth(cut(frames, boxes, size)), w)
+                out = paste(frames, y.clamp(0, 1), boxes).cpu().numpy()
+            yield from out
 
     def render(self, audio: Audio, text: str = "", subtitles: bool = False) -> bytes:
         from adapters.video import encode_mp4, timed_cues
 
         cues = timed_cues(text, audio.seconds) if subtitles and text else ()
-        return encode_mp4(self.frames(audio), self.fps, audio, cues=cues)
+        # frames are made in a second thread while this one encodes: torch and x264 both release the GIL
+        return encode_mp4(prefetch(self.frames(audio)), self.fps, audio, cues=cues)
+
+
+def prefetch(items: Iterator, depth: int = 48) -> Iterator:
+    """Run a generator ahead in a thread, `depth` items at most."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def pump() -> None:
+        try:
+            for item in items:
+                q.put(item)
+        except BaseException as exc:  # handed over and raised on the consumer's side
+            q.put(exc)
+        finally:
+            q.put(done)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while (item := q.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
