@@ -59,6 +59,8 @@ def _render_fps(avatar, audio, mel_frames=None, encode: bool = True) -> tuple[fl
     from geneface.lite.render import prefetch
 
     n = int(np.ceil(audio.seconds * 25))
+    for _ in avatar.frames(audio, mel_frames):  # warm-up: thread pools, allocator, caches
+        break
     t0 = time.perf_counter()
     frames = list(avatar.frames(audio, mel_frames))
     raw = n / (time.perf_counter() - t0)

@@ -13,7 +13,8 @@ from core.jobs import JobContext
 from geneface.lite.model import TINY, LiteConfig
 
 CONFIGS = {"tiny": TINY, "full": LiteConfig()}
-DEFAULT_STEPS = {"tiny": 600, "full": 4000}
+# the full configuration passed the lip-sync goal after 250 steps on a 3-minute video (bench/results/avatar.txt)
+DEFAULT_STEPS = {"tiny": 400, "full": 2000}
 PREPARE_SHARE = 0.1
 
 
@@ -54,7 +55,8 @@ async def _train_lite(ctx: JobContext, name: str) -> str:
     await ctx.report(step=0, progress=PREPARE_SHARE,
                      log_line=f"{len(prepared.crops)} frames ({footage.seconds:.0f} s) ready; training {steps} steps")
 
-    trainer = Trainer(prepared, config, gpu=ctx.job.gpu, batch=int(ctx.params.get("batch", 32)))
+    batch = int(ctx.params.get("batch") or (64 if ctx.job.gpu is not None else 16))
+    trainer = Trainer(prepared, config, gpu=ctx.job.gpu, batch=batch)
     if ctx.checkpoint and Path(ctx.checkpoint).exists():
         trainer.load(ctx.checkpoint)
         await ctx.report(step=trainer.step, progress=_progress(trainer.step, steps),
