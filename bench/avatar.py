@@ -62,7 +62,8 @@ def _render_fps(avatar, audio, mel_frames=None, encode: bool = True) -> tuple[fl
     for _ in avatar.frames(audio, mel_frames):  # warm-up: thread pools, allocator, caches
         break
     t0 = time.perf_counter()
-    frames = list(avatar.frames(audio, mel_frames))
+    for _ in avatar.frames(audio, mel_frames):  # consumed, not kept: holding 15 s of 512 px frames costs more than making them
+        pass
     raw = n / (time.perf_counter() - t0)
     if not encode:
         return raw, float("nan")

@@ -6,7 +6,7 @@ for a video that fails a check.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -44,7 +44,6 @@ class Footage:
     idle: list[np.ndarray]
     max_side: int = 512
     fps: int = FPS
-    notes: list[str] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:

@@ -73,7 +73,6 @@ def open_mouth(image: np.ndarray, pts: np.ndarray, amount: float, max_open: floa
     opening = gap * lip_profile
     inside = (below >= 0) & (below < opening)
     src_y = np.where(inside, seam, gy - shift)
-    region = image[y0:y1, x0:x1].astype(np.float32)
     warped = np.stack([map_coordinates(image[..., c].astype(np.float32), [src_y, gx], order=1, mode="nearest")
                        for c in range(image.shape[2])], axis=-1)
     # inside of the mouth: dark, with a band of upper teeth when it is open enough
@@ -85,7 +84,6 @@ def open_mouth(image: np.ndarray, pts: np.ndarray, amount: float, max_open: floa
     out_region = warped * (1 - edge) + color * edge
     out = image.copy()
     out[y0:y1, x0:x1] = np.clip(out_region, 0, 255).astype(np.uint8)
-    del region
     return out
 
 
