@@ -102,6 +102,17 @@ class LiteNet(nn.Module):
 # ---- training parts: discriminators and losses ----
 
 
+def _through_stack(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A discriminator's conv stack: its score and every layer's features (for the feature-matching loss)."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
+        feats.append(x)
+    x = post(x)
+    feats.append(x)
+    return x.flatten(1), feats
+
+
 class _PeriodDisc(nn.Module):
     def __init__(self, period: int, ch: int) -> None:
         super().__init__()
@@ -116,13 +127,7 @@ class _PeriodDisc(nn.Module):
         if t % self.period:
             x = F.pad(x, (0, self.period - t % self.period), mode="reflect")
         x = x.view(b, 1, -1, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _through_stack(self.convs, self.post, x)
 
 
 class _SpecDisc(nn.Module):
@@ -138,13 +143,7 @@ class _SpecDisc(nn.Module):
         window = torch.hann_window(self.n_fft, device=x.device)
         spec = torch.stft(x.float(), self.n_fft, self.n_fft // 4, window=window, return_complex=True).abs()
         x = spec[:, None].transpose(2, 3)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _through_stack(self.convs, self.post, x)
 
 
 class Discriminators(nn.Module):
