@@ -21,7 +21,7 @@ class WhisperRecognizer:
     """
 
     def __init__(self, english_dir: Path | None, multilingual_dir: Path | Callable[[], Path] | None, *, threads: int = 2,
-                 beam_size: int = 5, vad: bool = True) -> None:
+                 beam_size: int = 1, vad: bool = True) -> None:
         if english_dir is None and multilingual_dir is None:
             raise ValueError("at least one Whisper model is needed")
         self.dirs = {"en": english_dir, "multi": multilingual_dir}
