@@ -58,3 +58,19 @@ async def test_a_new_users_first_messages_at_once_make_one_user(services):
 
     await asyncio.gather(*(services.users.touch("tg:77", "Ann") for _ in range(8)))
     assert [u.id for u in await services.users.list()].count("tg:77") == 1
+
+
+async def test_the_migrations_build_exactly_the_models_schema(tmp_path):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.models import Base
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+    try:
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata))
+    finally:
+        await engine.dispose()
+    assert diff == []
