@@ -1,7 +1,9 @@
 """Users, per-chat settings and the record of handled platform updates."""
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -79,9 +81,14 @@ class ChatSettingsRepository:
 class HandledUpdates:
     """Platform update ids already answered, so a restart neither loses nor repeats a message."""
 
+    # Telegram hands out an unanswered update for 24 hours and a Discord RESUME replays minutes: a week is ample
+    KEEP = timedelta(days=7)
+    PRUNE_EVERY = 500  # marks between two clean-ups
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession], platform: str) -> None:
         self.sessions = sessions
         self.platform = platform
+        self._marks = 0
 
     async def seen(self, update_id: int) -> bool:
         async with self.sessions() as session:
@@ -95,9 +102,20 @@ class HandledUpdates:
         try:
             async with self.sessions.begin() as session:
                 session.add(HandledUpdate(platform=self.platform, update_id=update_id))
-            return True
         except IntegrityError:
             return False
+        self._marks += 1
+        if self._marks % self.PRUNE_EVERY == 0:
+            await self.prune()
+        return True
+
+    async def prune(self, keep: timedelta | None = None) -> int:
+        """Forget ids older than `keep`; the platform will never hand those updates out again."""
+        cutoff = datetime.now(timezone.utc) - (keep or self.KEEP)
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                delete(HandledUpdate).where(HandledUpdate.platform == self.platform, HandledUpdate.handled_at < cutoff))
+            return result.rowcount or 0
 
     async def last(self) -> int | None:
         async with self.sessions() as session:

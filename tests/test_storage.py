@@ -74,3 +74,19 @@ async def test_the_migrations_build_exactly_the_models_schema(tmp_path):
     finally:
         await engine.dispose()
     assert diff == []
+
+
+async def test_old_handled_updates_are_pruned(services):
+    from datetime import datetime, timedelta, timezone
+
+    from storage.models import HandledUpdate
+    from storage.users import HandledUpdates
+
+    handled = HandledUpdates(services.sessions, "telegram")
+    async with services.sessions.begin() as session:
+        session.add(HandledUpdate(platform="telegram", update_id=1, handled_at=datetime.now(timezone.utc) - timedelta(days=30)))
+        session.add(HandledUpdate(platform="discord", update_id=1, handled_at=datetime.now(timezone.utc) - timedelta(days=30)))
+    await handled.mark(2)
+    assert await handled.prune() == 1
+    assert not await handled.seen(1) and await handled.seen(2)
+    assert await HandledUpdates(services.sessions, "discord").seen(1)  # another platform's ids are its own
