@@ -25,7 +25,8 @@ def main() -> None:
     from core.types import Audio
     from RVC.service import ServiceConfig, VoiceService
 
-    service = VoiceService(ServiceConfig(Path(args.cache_dir), Path(args.models_dir)))
+    # torch: exporting the lite generator for onnxruntime costs more than one sentence gains from it
+    service = VoiceService(ServiceConfig(Path(args.cache_dir), Path(args.models_dir), lite_runtime="torch"))
     out, rate = service.convert_sync(args.engine, json.loads(args.params), None, 16000, args.text)
     Path(args.out).write_bytes(encode_wav(Audio(out, rate)))
 

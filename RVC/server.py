@@ -97,10 +97,11 @@ def main() -> None:
     ap.add_argument("--models-dir", default="RVC/models")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lite-runtime", default="auto", choices=("auto", "onnx", "torch"))
     ap.add_argument("--preload", default="", help="engines to load before listening, e.g. lite,rvc")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s voice-worker %(levelname)s %(message)s")
-    service = VoiceService(ServiceConfig(Path(args.cache_dir), Path(args.models_dir), args.threads, args.device))
+    service = VoiceService(ServiceConfig(Path(args.cache_dir), Path(args.models_dir), args.threads, args.device, args.lite_runtime))
     for name in filter(None, args.preload.split(",")):
         service.engine(name)
     asyncio.run(serve(service, socket_path=args.socket, host=args.host, port=args.port))

@@ -29,6 +29,7 @@ class ServiceConfig:
     models_dir: Path = Path("RVC/models")
     threads: int = 2
     device: str = "cpu"  # rvc runs on "cuda" inside the GPU container
+    lite_runtime: str = "auto"  # RVC/lite_runtime.py; "torch" where a process converts once and exits
 
 
 class VoiceService:
@@ -56,7 +57,7 @@ class VoiceService:
             if name == "lite":
                 from RVC.engines.lite import LiteEngine
 
-                self._engines[name] = LiteEngine(self._shared_content(), self.config.threads)
+                self._engines[name] = LiteEngine(self._shared_content(), self.config.threads, self.config.lite_runtime)
             elif name == "rvc":
                 from RVC.engines.rvc import RvcEngine
 

@@ -10,6 +10,7 @@ import torch
 from core.errors import EngineError
 from RVC.features import RATE, WhisperContent, convert_f0, f0_yin, log_f0_stats, to_rate
 from RVC.lite_model import LiteConfig, LiteNet
+from RVC.lite_runtime import build_generator
 from RVC.lite_train import ARTIFACT_VERSION
 
 PAD_FRAMES = 12  # 0.24 s of silence around each sentence while converting
@@ -18,7 +19,7 @@ PAD_FRAMES = 12  # 0.24 s of silence around each sentence while converting
 class LiteVoice:
     """One trained voice, loaded from its artifact."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, runtime: str = "auto", threads: int = 2) -> None:
         try:
             art = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
@@ -36,17 +37,23 @@ class LiteVoice:
         self.pca_mean = art["pca_mean"].numpy()
         self.pca_basis = art["pca_basis"].numpy()
         self.f0_stats = tuple(art["f0_stats"])
+        self.generate = build_generator(self.net, runtime, threads)
         self.lock = threading.Lock()
 
 
 class LiteEngine:
-    """Loads voices once and keeps them; one conversion at a time per voice (two cores gain nothing from more)."""
+    """Loads voices once and keeps them; one conversion at a time per voice (two cores gain nothing from more).
+
+    runtime: how the generator runs (RVC/lite_runtime.py): "auto" exports it to onnxruntime when a voice is
+    loaded, which pays off from the second sentence on; "torch" for a process that converts once and exits.
+    """
 
     name = "lite"
 
-    def __init__(self, content: WhisperContent, threads: int = 2) -> None:
+    def __init__(self, content: WhisperContent, threads: int = 2, runtime: str = "auto") -> None:
         self.content = content
         self.threads = threads
+        self.runtime = runtime
         self._voices: dict[str, LiteVoice] = {}
         self._lock = threading.Lock()
 
@@ -56,7 +63,7 @@ class LiteEngine:
             if key not in self._voices:
                 if not Path(path).is_file():
                     raise EngineError(f"The voice model '{Path(path).name}' is missing; train the voice again.")
-                self._voices[key] = LiteVoice(Path(path))
+                self._voices[key] = LiteVoice(Path(path), self.runtime, self.threads)
             return self._voices[key]
 
     def forget(self, path: str | Path) -> None:
@@ -80,8 +87,6 @@ class LiteEngine:
         f0 = f0_yin(x)[: 2 * n50]
         f0 = np.pad(f0, (0, 2 * n50 - len(f0)))
         f0 = convert_f0(f0, log_f0_stats(f0), voice.f0_stats, float(params.get("pitch_shift", 0.0)))
-        torch.set_num_threads(self.threads)
-        with voice.lock, torch.inference_mode():
-            out = voice.net(torch.from_numpy(np.ascontiguousarray(content.T, dtype=np.float32))[None],
-                            torch.from_numpy(f0)[None])[0].numpy()
+        with voice.lock:
+            out = voice.generate(content.T, f0)
         return out[pad: len(out) - pad].astype(np.float32), RATE
