@@ -79,7 +79,10 @@ class VoiceService:
         return {"name": "doppel-voice", "version": 1, "pid": os.getpid(), "engines": engines, "pcm": {"width": 2, "channels": 1}}
 
     def health(self) -> dict:
-        return {"uptime": round(time.time() - self.started, 1), "served": self.served, "loaded": sorted(self._engines)}
+        health = {"uptime": round(time.time() - self.started, 1), "served": self.served, "loaded": sorted(self._engines)}
+        if "lite" in self._engines:
+            health["lite_runtimes"] = self._engines["lite"].runtimes()
+        return health
 
     def _speak(self, text: str, language: str) -> tuple[np.ndarray, int]:
         if self._tts is None:

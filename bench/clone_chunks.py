@@ -49,6 +49,7 @@ async def persistent(engine: str, params: dict, models: Path, scratch: Path) -> 
     async for _ in worker.stream([Request(engine, params, text="Warm up.")]):
         pass
     startup = time.perf_counter() - t0
+    runtimes = (await worker.health()).get("lite_runtimes") or []
     try:
         t0 = time.perf_counter()
         first = None
@@ -56,7 +57,7 @@ async def persistent(engine: str, params: dict, models: Path, scratch: Path) -> 
         async for audio in worker.stream([Request(engine, params, text=s) for s in ANSWER]):
             first = first or time.perf_counter() - t0
             seconds += audio.seconds
-        return {"total": time.perf_counter() - t0, "first": first, "audio": seconds, "startup": startup}
+        return {"total": time.perf_counter() - t0, "first": first, "audio": seconds, "startup": startup, "runtimes": runtimes}
     finally:
         await worker.close()
 
@@ -89,6 +90,9 @@ def main() -> None:
         f"total time: {cold['total'] / warm['total']:.1f}× less (goal ≥ 10×); first chunk: {cold['first'] / warm['first']:.1f}× sooner",
         f"worker start-up, paid once per bot process: {warm['startup']:.2f} s",
     ]
+    if engine == "lite":
+        lines.append(f"lite generator: {'/'.join(warm['runtimes']) or '?'} in the worker, torch in each fresh process "
+                     "(exporting it costs more than one sentence gains)")
     text = "\n".join(lines)
     print(text)
     out = ROOT / "bench" / "results" / "clone_chunks.txt"

@@ -76,3 +76,32 @@ def test_a_graph_that_only_works_at_its_traced_length_is_refused():
 def test_unknown_runtime_is_refused():
     with pytest.raises(ValueError, match="runtime"):
         build_generator(_tiny_net(), "tensorrt")
+
+
+@pytest.fixture(scope="module")
+def content(tmp_path_factory):
+    from RVC.features import bundled_content
+
+    return bundled_content(tmp_path_factory.mktemp("cache"), threads=2)
+
+
+def test_lite_engine_runs_a_saved_voice_on_onnxruntime_as_torch_would(content, tmp_path):
+    from RVC.engines.lite import LiteEngine
+    from RVC.lite_train import export
+
+    net = _tiny_net(2)
+    rng = np.random.default_rng(3)
+    basis = np.linalg.qr(rng.normal(size=(content.dims, net.cfg.content_dims)))[0]
+    path = export(net, {"pca_mean": np.zeros(content.dims), "pca_basis": basis, "f0_stats": (np.log(200.0), 0.2)},
+                  tmp_path / "lite-v1.pt", steps=0, seconds=0.0)
+    t = np.arange(int(1.5 * 16000)) / 16000
+    voiced = sum(0.2 / h * np.sin(2 * np.pi * 140 * h * t) for h in range(1, 6)).astype(np.float32)
+
+    onnx_engine, torch_engine = LiteEngine(content, runtime="auto"), LiteEngine(content, runtime="torch")
+    a, rate = onnx_engine.convert(voiced, 16000, {"artifact": str(path)})
+    b, _ = torch_engine.convert(voiced, 16000, {"artifact": str(path)})
+    assert onnx_engine.runtimes() == ["onnx"] and torch_engine.runtimes() == ["torch"]
+    assert rate == 16000 and a.shape == b.shape == (len(voiced) // 320 * 320,)
+    assert np.abs(b).max() > 1e-3
+    # voiced throughout, so only the excitation's faint noise tells the two apart
+    assert np.sqrt(np.mean((a - b) ** 2) / np.mean(b ** 2)) < 0.05

@@ -66,6 +66,11 @@ class LiteEngine:
                 self._voices[key] = LiteVoice(Path(path), self.runtime, self.threads)
             return self._voices[key]
 
+    def runtimes(self) -> list[str]:
+        """How the loaded voices' generators run: "onnx", or "torch" (chosen, or fallen back to; the log says why)."""
+        with self._lock:
+            return sorted({v.generate.runtime for v in self._voices.values()})
+
     def forget(self, path: str | Path) -> None:
         with self._lock:
             self._voices.pop(str(Path(path).resolve()), None)
