@@ -1,6 +1,6 @@
 """A 6-sentence answer in a cloned voice: the persistent voice worker vs one fresh process per sentence.
 
-    python bench/clone_chunks.py [--artifact .lite-data/en.lite.pt]
+    python bench/clone_chunks.py [--artifact .lite-data/en.lite.pt] [--runs 3]
 
 Both sides start from text (the base TTS speaks each sentence, then the engine converts it), as the seed's
 per-sentence container did. Without a lite artifact, a tiny random-weight rvc model stands in: the cost
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,22 +77,32 @@ def fresh_processes(engine: str, params: dict, models: Path, scratch: Path) -> d
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--artifact", default=str(ROOT / ".lite-data" / "en.lite.pt"))
+    ap.add_argument("--runs", type=int, default=1, help="repeat both sides this many times (a shared machine's timings wander)")
     args = ap.parse_args()
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         engine, params, models = engine_and_params(args, scratch)
-        warm = asyncio.run(persistent(engine, params, models, scratch))
-        cold = fresh_processes(engine, params, models, scratch)
+        for _ in range(max(1, args.runs)):  # each run: a new worker, then the fresh processes, on the same sentences
+            runs.append((asyncio.run(persistent(engine, params, models, scratch)), fresh_processes(engine, params, models, scratch)))
+    totals = [cold["total"] / warm["total"] for warm, cold in runs]
+    firsts = [cold["first"] / warm["first"] for warm, cold in runs]
     lines = [
-        f"clone_chunks — 6-sentence answer ({warm['audio']:.1f} s of speech), engine {engine}, text → base TTS → conversion",
-        f"{'':34}{'total s':>10}{'first chunk s':>15}",
-        f"{'fresh process per sentence (seed)':34}{cold['total']:>10.2f}{cold['first']:>15.2f}",
-        f"{'persistent worker (subprocess)':34}{warm['total']:>10.2f}{warm['first']:>15.2f}",
-        f"total time: {cold['total'] / warm['total']:.1f}× less (goal ≥ 10×); first chunk: {cold['first'] / warm['first']:.1f}× sooner",
-        f"worker start-up, paid once per bot process: {warm['startup']:.2f} s",
+        f"clone_chunks — 6-sentence answer ({runs[0][0]['audio']:.1f} s of speech), engine {engine}, text → base TTS → conversion",
+        f"{'':6}{'total s':>22}{'first chunk s':>22}",
+        f"{'run':6}{'fresh':>8}{'worker':>8}{'ratio':>7}{'fresh':>8}{'worker':>8}{'ratio':>7}{'worker start-up s':>20}",
+    ]
+    for i, ((warm, cold), total, first) in enumerate(zip(runs, totals, firsts), 1):
+        lines.append(f"{i:<6}{cold['total']:>8.2f}{warm['total']:>8.2f}{total:>6.1f}×{cold['first']:>8.2f}{warm['first']:>8.2f}"
+                     f"{first:>6.1f}×{warm['startup']:>20.2f}")
+    span = lambda xs: f"{min(xs):.1f}×" if len(xs) == 1 else f"{min(xs):.1f}–{max(xs):.1f}× (median {statistics.median(xs):.1f}×)"  # noqa: E731
+    lines += [
+        "fresh: one process per sentence (the seed's flow); worker: the persistent voice worker (subprocess)",
+        f"total time: {span(totals)} less (goal ≥ 10×); first chunk: {span(firsts)} sooner",
+        "worker start-up is paid once per bot process",
     ]
     if engine == "lite":
-        lines.append(f"lite generator: {'/'.join(warm['runtimes']) or '?'} in the worker, torch in each fresh process "
+        lines.append(f"lite generator: {'/'.join(runs[0][0]['runtimes']) or '?'} in the worker, torch in each fresh process "
                      "(exporting it costs more than one sentence gains)")
     text = "\n".join(lines)
     print(text)
