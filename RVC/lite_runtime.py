@@ -16,7 +16,8 @@ from __future__ import annotations
 import io
 import logging
 import warnings
-from typing import Protocol
+from contextlib import contextmanager
+from typing import Iterator, Protocol
 
 import numpy as np
 import torch
@@ -109,12 +110,14 @@ def build_generator(net: torch.nn.Module, runtime: str = "auto", threads: int = 
     """runtime "torch": the module as is; "onnx": exported, or an error; "auto": exported when that works, else torch."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown lite runtime '{runtime}' (one of {', '.join(RUNTIMES)})")
-    reference = TorchGenerator(net, threads)
     if runtime == "torch":
-        return reference
+        return TorchGenerator(net, threads)
     try:
-        exported = OnnxGenerator(export_onnx(net), threads)
-        error = check(exported, reference, _content_dims(net))
+        # torch on one thread for the trace and the check: they are short, and a two-thread OpenMP pool crawls
+        # while another process holds a core (measured with one core busy: 12 s instead of 0.9 s)
+        with _torch_threads(1):
+            exported = OnnxGenerator(export_onnx(net), threads)
+            error = check(exported, TorchGenerator(net, 1), _content_dims(net))
         if error > _CHECK_TOLERANCE:
             raise RuntimeError(f"the exported graph differs from torch by {error:.3g}")
         return exported
@@ -122,7 +125,17 @@ def build_generator(net: torch.nn.Module, runtime: str = "auto", threads: int = 
         if runtime == "onnx":
             raise
         log.warning("lite generator stays on torch: %r", exc)
-        return reference
+        return TorchGenerator(net, threads)
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _content_dims(net: torch.nn.Module) -> int:
