@@ -1,9 +1,10 @@
 """Turning a speaker's recordings into the lite engine's training set (runs where Whisper is: the CPU host).
 
 The set is a handful of flat arrays, so it can be saved as one .npz and trained on anywhere torch runs.
-Content features are computed twice: from the clip as recorded, and from a copy whose pitch and formants
-are lowered by a fifth. Training on both teaches the network that the content stream does not decide
-the timbre, which is what lets a male base voice come out in the speaker's voice.
+Content features are computed from the clip as recorded and from copies whose pitch and formants are
+lowered by a few amounts (a deeper voice saying the same words on the same frames). Training on all of them
+teaches the network that the content stream does not decide the timbre, which is what lets a male base
+voice come out in the speaker's voice; several amounts rather than one keep it from learning one shift.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from RVC.features import CONTENT_HOP, HOP, RATE, WhisperContent, f0_yin, log_f0_stats, to_rate
 
-PERTURB = 0.8  # the copy's frequencies are scaled by this
+PERTURBATIONS = (0.72, 0.8, 0.88)  # each copy's frequencies are scaled by one of these
 
 
 @dataclass
@@ -35,9 +36,9 @@ class Projection:
         return Projection(mean.astype(np.float32), basis.astype(np.float32))
 
 
-def perturbed_content(content: WhisperContent, samples: np.ndarray, frames: int) -> np.ndarray:
-    """Content of the clip played lower (every frequency × PERTURB), stretched back onto the clip's own frames."""
-    low = to_rate(samples, int(RATE * PERTURB), RATE)
+def perturbed_content(content: WhisperContent, samples: np.ndarray, frames: int, factor: float) -> np.ndarray:
+    """Content of the clip played lower (every frequency × factor), stretched back onto the clip's own frames."""
+    low = to_rate(samples, int(RATE * factor), RATE)
     feats = content.encode(low)
     if len(feats) < 2:
         return np.repeat(feats[:1], frames, axis=0) if len(feats) else np.zeros((frames, content.dims), np.float32)
@@ -57,7 +58,8 @@ def quantize(feats: np.ndarray) -> np.ndarray:
 
 def build_dataset(clips: list[np.ndarray], content: WhisperContent, dims: int = 128,
                   progress=None) -> dict[str, np.ndarray]:
-    """16 kHz clips → {audio int16, content/content_low [N/2, dims] int8 (× content_scale), f0 [N], projection, f0 stats}."""
+    """16 kHz clips → {audio int16, content [N/2, dims] and content_low [copies, N/2, dims] int8 (× content_scale),
+    f0 [N], projection, f0 stats}."""
     audio, f0s, feats, lows = [], [], [], []
     for i, samples in enumerate(clips):
         n50 = len(samples) // CONTENT_HOP
@@ -71,22 +73,22 @@ def build_dataset(clips: list[np.ndarray], content: WhisperContent, dims: int = 
         if len(f0) < 2 * n50:
             f0 = np.pad(f0, (0, 2 * n50 - len(f0)))
         feats.append(c)
-        lows.append(perturbed_content(content, samples, n50))
+        lows.append(np.stack([perturbed_content(content, samples, n50, f) for f in PERTURBATIONS]))
         f0s.append(f0)
         audio.append(np.clip(samples * 32767, -32768, 32767).astype(np.int16))
         if progress is not None:
             progress(i + 1, len(clips))
     if not audio:
         raise ValueError("no clip is long enough to learn from")
-    all_feats = np.concatenate(feats)
-    proj = Projection.fit(np.concatenate([all_feats, np.concatenate(lows)]), min(dims, all_feats.shape[1]))
+    all_feats, all_lows = np.concatenate(feats), np.concatenate(lows, axis=1)
+    proj = Projection.fit(np.concatenate([all_feats, *all_lows]), min(dims, all_feats.shape[1]))
     f0 = np.concatenate(f0s)
     mu, sd = log_f0_stats(f0)
     assert len(f0) * HOP == sum(len(a) for a in audio)
     return {
         "audio": np.concatenate(audio),
         "content": quantize(proj.apply(all_feats)),
-        "content_low": quantize(proj.apply(np.concatenate(lows))),
+        "content_low": quantize(np.stack([proj.apply(low) for low in all_lows])),
         "content_scale": np.array(CONTENT_SCALE, np.float32),
         "f0": f0.astype(np.float32),
         "pca_mean": proj.mean, "pca_basis": proj.basis,

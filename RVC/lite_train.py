@@ -33,7 +33,9 @@ class Batches:
         self.f0 = torch.from_numpy(data["f0"][:n]).to(device)
         scale = float(data.get("content_scale", 1.0))
         self.content = torch.from_numpy(data["content"][: n // 2].astype(np.float32) * scale).to(device)
-        self.low = torch.from_numpy(data["content_low"][: n // 2].astype(np.float32) * scale).to(device)
+        low = data["content_low"]
+        low = low[None] if low.ndim == 2 else low  # sets made before several copies had one
+        self.low = torch.from_numpy(low[:, : n // 2].astype(np.float32) * scale).to(device)
         self.frames = frames
         self.device = device
         self.half_frames = n // 2
@@ -46,9 +48,11 @@ class Batches:
         c_idx = start[:, None] + torch.arange(half, device=self.device)
         f_idx = 2 * start[:, None] + torch.arange(self.frames, device=self.device)
         a_idx = 2 * HOP * start[:, None] + torch.arange(self.frames * HOP, device=self.device)
-        # half the windows see the lowered copy's content: the timbre must come from the network, not the input
-        use_low = (torch.rand(batch, 1, 1, device=self.device) < 0.5).float()
-        content = self.content[c_idx] * (1 - use_low) + self.low[c_idx] * use_low
+        # most windows see a lowered copy's content: the timbre must come from the network, not the input
+        copies = len(self.low)
+        pick = torch.randint(0, copies + 1, (batch,), device=self.device)
+        lowered = self.low[pick.clamp(max=copies - 1)[:, None], c_idx]
+        content = torch.where((pick == copies)[:, None, None], self.content[c_idx], lowered)
         return content, self.f0[f_idx], self.audio[a_idx]
 
 
