@@ -88,7 +88,9 @@ def evaluate(args: argparse.Namespace) -> None:
     rows = {"unconverted": [], "converted": []}
     convert_seconds = audio_seconds = 0.0
     engine.convert(tts.synthesize_sync("Warm up.").samples, 22050, params)
-    for name in split["eval"]:
+    # Piper samples its timing and noise afresh on every call, so one rendering per transcript makes the
+    # unconverted WER (the ratio's denominator) swing between runs; several renderings steady it.
+    for name in [n for n in split["eval"] for _ in range(args.renders)]:
         spoken = tts.synthesize_sync(texts[name])
         plain = to_rate(spoken.samples, spoken.sample_rate)
         t0 = time.perf_counter()
@@ -110,7 +112,8 @@ def evaluate(args: argparse.Namespace) -> None:
     rtf = audio_seconds / convert_seconds
     train_line = Path(args.train_log).read_text().strip().splitlines()[-1] if args.train_log else "not given"
     lines = [
-        "Lite voice quality — en split (RVC/data/en_split.json), 20 held-apart transcripts, base TTS = bundled Piper",
+        f"Lite voice quality — en split (RVC/data/en_split.json), {len(split['eval'])} held-apart transcripts"
+        f" × {args.renders} renderings, base TTS = bundled Piper",
         f"{'':28}{'similarity':>12}{'WER':>8}",
         f"{'real held-apart clips':28}{np.mean(real_eval):>12.3f}{'':>8}",
         f"{'unconverted TTS':28}{s_plain:>12.3f}{w_plain:>8.3f}",
@@ -140,6 +143,7 @@ def main() -> None:
     e.add_argument("--train-log", default="")
     e.add_argument("--train-command", default="")
     e.add_argument("--save-dir", default="")
+    e.add_argument("--renders", type=int, default=3, help="base-TTS renderings of each transcript")
     args = ap.parse_args()
     {"prepare": prepare, "evaluate": evaluate}[args.cmd](args)
 
