@@ -14,6 +14,7 @@ from typing import AsyncIterator, Sequence
 from core import audio as audio_ops
 from core.errors import AudioTooLong, DoppelError, EngineError, NoSpeech, VoiceNotReady
 from core.ports import AvatarRenderer, ChatModel, HistoryStore, SpeechRecognizer, SpeechSynthesizer, VoiceCatalog, VoiceConverter
+from core.speakable import spoken_form
 from core.splitter import SentenceSplitter, SplitterConfig
 from core.types import (
     Audio,
@@ -217,7 +218,7 @@ class ReplyPipeline:
 
     async def _speak(self, text: str, language: str, synthesizer: SpeechSynthesizer, voice: Voice | None, watch: Stopwatch) -> Audio:
         async with watch.stage("tts"):
-            speech = await synthesizer.synthesize(text, language)
+            speech = await synthesizer.synthesize(spoken_form(text), language)
         if voice is not None and voice.engine is not VoiceEngine.TTS:
             converter = self.converters.get(voice.engine)
             if converter is None:

@@ -63,3 +63,36 @@ async def test_first_sentence_is_spoken_before_the_model_finishes(tmp_path, pipe
     body = server.requests[0].body
     wire = str(body)
     assert "Do I need a coat?" in wire and "friendly person" in wire
+
+
+class _Heard:
+    """The real Piper behind the synthesizer port, noting each text it is asked to speak."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.texts = inner, []
+
+    def supports(self, language: str) -> bool:
+        return self.inner.supports(language)
+
+    async def synthesize(self, text: str, language: str = "en"):
+        self.texts.append(text)
+        return await self.inner.synthesize(text, language)
+
+
+async def test_markdown_is_written_but_not_spoken(tmp_path, piper):
+    written = "**Sure!** The guide is at https://example.org/guide?x=1 😀. Ask for ticket #42."
+    async with FakeLLMServer("openai", [Reply(pieces=[written])]) as server:
+        settings = Settings(_env_file=None, data_dir=tmp_path / "var", llm_provider="openai", llm_model=MODELS["openai"],
+                            openai_base_url=server.base_url, openai_api_key=KEYS["openai"])
+        heard = _Heard(piper[0])
+        engines = Engines(recognizer=None, chat_model=build_chat_model(settings), synthesizers=[heard], converters={}, renderer=None)
+        services = await build_services(settings, engines=engines)
+        try:
+            request = ReplyRequest(key=ConversationKey("tg:8", "tg:8"), persona=services.personas.get("default"), text="Where?")
+            frames = [f async for f in services.pipeline.run(request)]
+        finally:
+            await services.close()
+            await engines.chat_model.aclose()
+    assert heard.texts == ["Sure! The guide is at example.org.", "Ask for ticket number 42."]
+    assert all(f.audio.seconds > 0.3 for f in frames if isinstance(f, AudioFrame))
+    assert frames[-1].text == written  # the text reply and the history keep what the model wrote
