@@ -254,5 +254,8 @@ class WorkerConverter:
         async for out in self.worker.stream([request_for(a, voice) for a in parts]):
             yield audio_ops.match_loudness(out)
 
+    async def close(self) -> None:
+        await self.worker.close()
+
     async def convert_joined(self, parts: Sequence[Audio], voice: Voice) -> Audio:
         return audio_ops.join([a async for a in self.convert_all(parts, voice)])

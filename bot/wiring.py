@@ -34,9 +34,12 @@ class Services:
     pipeline: ReplyPipeline
     converters: dict[VoiceEngine, VoiceConverter] = field(default_factory=dict)
     renderer: AvatarRenderer | None = None
+    owned_engines: Engines | None = None  # built for these services alone, so closed with them
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.owned_engines is not None:
+            await self.owned_engines.close()
 
 
 def build_recognizer(settings: Settings):
@@ -123,6 +126,16 @@ class Engines:
     converters: dict[VoiceEngine, VoiceConverter]
     renderer: AvatarRenderer | None
 
+    async def close(self) -> None:
+        """Lets go of what the engines hold open: the LLM's HTTP connections, the voice worker's process or container."""
+        close_model = getattr(self.chat_model, "aclose", None)
+        if close_model is not None:
+            await close_model()
+        for converter in {id(c): c for c in self.converters.values()}.values():  # one worker serves several engines
+            close = getattr(converter, "close", None)
+            if close is not None:
+                await close()
+
 
 def build_engines(settings: Settings) -> Engines:
     return Engines(
@@ -140,7 +153,8 @@ async def build_services(settings: Settings | None = None, *, engines: Engines |
     sessions = session_factory(engine)
     history = HistoryRepository(sessions)
     voices = VoiceRepository(sessions)
-    engines = engines or build_engines(settings)
+    owned = None if engines is not None else build_engines(settings)
+    engines = engines or owned
     recognizer, chat_model, synthesizers = engines.recognizer, engines.chat_model, engines.synthesizers
     converters, renderer = engines.converters, engines.renderer or build_renderer(settings, sessions)
     pipeline = ReplyPipeline(
@@ -152,5 +166,5 @@ async def build_services(settings: Settings | None = None, *, engines: Engines |
         settings=settings, engine=engine, sessions=sessions, history=history, voices=voices, jobs=JobRepository(sessions),
         users=UserRepository(sessions), chats=ChatSettingsRepository(sessions), personas=PersonaBook(settings.personas_dir),
         recognizer=recognizer, chat_model=chat_model, synthesizers=synthesizers, pipeline=pipeline,
-        converters=converters, renderer=renderer,
+        converters=converters, renderer=renderer, owned_engines=owned,
     )

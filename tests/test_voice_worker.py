@@ -141,3 +141,19 @@ async def test_text_requests_are_spoken_by_the_base_tts_then_converted(models, t
     assert 0.2 < short.seconds < long.seconds
     with pytest.raises(Exception, match="Nothing to convert"):
         [a async for a in worker.stream([Request("rvc", {"model": "tiny.pth"})])]
+
+
+async def test_closing_the_services_stops_the_voice_worker_they_started(tmp_path):
+    from bot.settings import Settings
+    from bot.wiring import build_services
+    from core.types import VoiceEngine
+
+    services = await build_services(Settings(_env_file=None, data_dir=tmp_path / "var", voice_worker="subprocess"))
+    worker = services.converters[VoiceEngine.LITE].worker
+    try:
+        assert (await worker.health())["served"] == 0
+        process = worker.process
+        assert process.returncode is None
+    finally:
+        await services.close()
+    assert process.returncode is not None  # no voice worker outlives the bot that started it
