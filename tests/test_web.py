@@ -344,3 +344,26 @@ async def test_uploads_are_size_limited_type_checked_and_forms_are_protected(sit
             assert r.status == 401
         r = await http.post(site.url + "/admin/login", data={"csrf": token, "password": PASSWORD})
         assert r.status == 429 and "Too many wrong passwords" in await r.text()
+
+
+async def test_logging_out_ends_the_admin_login_even_for_a_copied_cookie(site):
+    async def logged_in_cookie(http: aiohttp.ClientSession) -> tuple[str, str]:
+        login = await (await http.get(site.url + "/admin/login")).text()
+        token = re.search(r'name="csrf-token" content="([^"]+)"', login).group(1)
+        r = await http.post(site.url + "/admin/login", data={"csrf": token, "password": PASSWORD}, allow_redirects=False)
+        assert r.status == 303
+        page = await (await http.get(site.url + "/admin/voices")).text()
+        token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+        return http.cookie_jar.filter_cookies(site.url)["doppel_session"].value, token
+
+    async def admin_page_status(cookie: str) -> int:
+        async with aiohttp.ClientSession(cookies={"doppel_session": cookie}) as other:
+            r = await other.get(site.url + "/admin/voices", allow_redirects=False)
+            return r.status
+
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        cookie, token = await logged_in_cookie(http)
+        assert await admin_page_status(cookie) == 200  # the copy works while the login lasts
+        r = await http.post(site.url + "/admin/logout", data={"csrf": token}, allow_redirects=False)
+        assert r.status == 303
+    assert await admin_page_status(cookie) == 303  # and not after logging out

@@ -18,7 +18,7 @@ from bot.settings import Settings
 from bot.web.admin import AdminPages
 from bot.web.chat import ChatPages
 from bot.web.context import HERE, WebContext, back_with_notice
-from bot.web.security import CSRF_HEADER, CsrfRejected
+from bot.web.security import CSRF_HEADER, AdminLogins, CsrfRejected
 from bot.wiring import Services
 from core.errors import DoppelError, FileTooLarge, NotAllowed, RateLimited
 
@@ -78,6 +78,7 @@ def create_app(services: Services, *, job_poll_seconds: float = 1.0) -> Starlett
     ]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers={DoppelError: on_doppel_error})
     app.state.web = ctx
+    app.state.admin_logins = AdminLogins()
     return app
 
 

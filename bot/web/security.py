@@ -1,4 +1,8 @@
-"""Per-browser identity, CSRF tokens, the admin login and its throttle. Sessions live in a signed cookie."""
+"""Per-browser identity, CSRF tokens, the admin login and its throttle.
+
+Sessions live in a signed cookie, but an admin login is also held by the server (AdminLogins): the cookie only
+names it, so logging out, a restart or the login's age ends it even for a copy of the cookie taken before.
+"""
 from __future__ import annotations
 
 import hmac
@@ -55,8 +59,37 @@ def check_csrf(request: Request, form: FormData | None = None) -> None:
         raise CsrfRejected()
 
 
+class AdminLogins:
+    """The admin logins alive in this server process, each for `hours` at most."""
+
+    def __init__(self, hours: float = 12.0) -> None:
+        self.seconds = hours * 3600
+        self._expiry: dict[str, float] = {}
+
+    def open(self) -> str:
+        key = secrets.token_urlsafe(24)
+        self._expiry[key] = time.monotonic() + self.seconds
+        return key
+
+    def alive(self, key: object) -> bool:
+        if not isinstance(key, str) or key not in self._expiry:
+            return False
+        if time.monotonic() >= self._expiry[key]:
+            del self._expiry[key]
+            return False
+        return True
+
+    def close(self, key: object) -> None:
+        if isinstance(key, str):
+            self._expiry.pop(key, None)
+
+
+def _logins(request: Request) -> AdminLogins:
+    return request.app.state.admin_logins
+
+
 def is_admin(request: Request) -> bool:
-    return request.session.get("admin") is True
+    return _logins(request).alive(request.session.get("admin"))
 
 
 def admin_only(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -70,13 +103,13 @@ def admin_only(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[R
 
 
 def log_in(request: Request) -> None:
-    request.session["admin"] = True
+    request.session["admin"] = _logins(request).open()
     # a fresh token after login, so a token seen before it is worth nothing
     request.session["csrf"] = secrets.token_urlsafe(24)
 
 
 def log_out(request: Request) -> None:
-    request.session.pop("admin", None)
+    _logins(request).close(request.session.pop("admin", None))
     request.session["csrf"] = secrets.token_urlsafe(24)
 
 
