@@ -78,3 +78,7 @@ async def add_photo_avatar(services: Services, name: str, photo: bytes) -> Avata
 
 async def list_avatars(services: Services) -> list[Avatar]:
     return await AvatarRepository(services.sessions).list()
+
+
+async def find_avatar(services: Services, name: str) -> Avatar | None:
+    return await AvatarRepository(services.sessions).find(name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
-from bot.common.avatars import list_avatars
+from bot.common.avatars import find_avatar, list_avatars
 from bot.discord.gate import ALLOWED_ROLES, admit, chat_key, require_manager
 from core.errors import BadInput
 
@@ -49,8 +49,8 @@ async def avatar(interaction: discord.Interaction, name: str | None = None) -> N
     bot = interaction.client
     services = bot.services
     await admit(bot, interaction.user, interaction.guild_id, rate=False)
-    known = await list_avatars(services)
     if name is None:
+        known = await list_avatars(services)
         current = (await services.chats.get(_chat(interaction))).avatar or services.settings.avatar or "none"
         listing = ", ".join(f"{a.name}{'' if a.ready else ' (training)'}" for a in known) or "none yet"
         await interaction.response.send_message(f"My face here: **{current}**. Avatars: {listing}.", ephemeral=True)
@@ -60,7 +60,7 @@ async def avatar(interaction: discord.Interaction, name: str | None = None) -> N
         await services.chats.set(_chat(interaction), avatar=None)
         await interaction.response.send_message("No more video answers here.")
         return
-    chosen = next((a for a in known if a.name == name), None)
+    chosen = await find_avatar(services, name)
     if chosen is None:
         raise BadInput(f"There is no avatar called '{name}'. `/avatar` lists them.")
     await services.chats.set(_chat(interaction), avatar=chosen.name)

@@ -84,12 +84,12 @@ async def persona(message: Message, command: CommandObject, services: Services) 
 
 
 async def avatar(message: Message, command: CommandObject, services: Services) -> None:
-    from bot.common.avatars import list_avatars
+    from bot.common.avatars import find_avatar, list_avatars
 
     chat = chat_key(message.chat.id)
     name = (command.args or "").strip()
-    known = await list_avatars(services)
     if not name:
+        known = await list_avatars(services)
         current = (await services.chats.get(chat)).avatar or services.settings.avatar or "none"
         listing = ", ".join(f"{a.name}{'' if a.ready else ' (training)'}" for a in known) or "none yet"
         await message.answer(f"My face: {current}. Avatars: {listing}.\n/avatar NAME chooses one, /avatar off: no video.",
@@ -99,7 +99,7 @@ async def avatar(message: Message, command: CommandObject, services: Services) -
         await services.chats.set(chat, avatar=None)
         await message.answer("No more video answers here.", parse_mode=None)
         return
-    chosen = next((a for a in known if a.name == name), None)
+    chosen = await find_avatar(services, name)
     if chosen is None:
         raise BadInput(f"There is no avatar called '{name}'. /avatar lists them.")
     await services.chats.set(chat, avatar=chosen.name)
