@@ -32,10 +32,11 @@ class Batches:
         self.audio = torch.from_numpy(data["audio"][: n * HOP].astype(np.float32) / 32767).to(device)
         self.f0 = torch.from_numpy(data["f0"][:n]).to(device)
         scale = float(data.get("content_scale", 1.0))
-        self.content = torch.from_numpy(data["content"][: n // 2].astype(np.float32) * scale).to(device)
         low = data["content_low"]
         low = low[None] if low.ndim == 2 else low  # sets made before several copies had one
-        self.low = torch.from_numpy(low[:, : n // 2].astype(np.float32) * scale).to(device)
+        # [1 + copies, N/2, D]: the clip's own content, then each lowered copy's
+        streams = np.concatenate([data["content"][None, : n // 2], low[:, : n // 2]])
+        self.streams = torch.from_numpy(streams.astype(np.float32) * scale).to(device)
         self.frames = frames
         self.device = device
         self.half_frames = n // 2
@@ -49,11 +50,8 @@ class Batches:
         f_idx = 2 * start[:, None] + torch.arange(self.frames, device=self.device)
         a_idx = 2 * HOP * start[:, None] + torch.arange(self.frames * HOP, device=self.device)
         # most windows see a lowered copy's content: the timbre must come from the network, not the input
-        copies = len(self.low)
-        pick = torch.randint(0, copies + 1, (batch,), device=self.device)
-        lowered = self.low[pick.clamp(max=copies - 1)[:, None], c_idx]
-        content = torch.where((pick == copies)[:, None, None], self.content[c_idx], lowered)
-        return content, self.f0[f_idx], self.audio[a_idx]
+        pick = torch.randint(0, len(self.streams), (batch, 1), device=self.device)
+        return self.streams[pick, c_idx], self.f0[f_idx], self.audio[a_idx]
 
 
 def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_seconds: float | None = None,
