@@ -49,7 +49,7 @@ async def test_first_sentence_is_spoken_before_the_model_finishes(tmp_path, pipe
         finally:
             release.set()  # never leave the server's handler waiting
             await services.close()
-            await engines.chat_model.aclose()
+            await engines.close()
 
     assert sent_at_first_audio == (3, 0), "the first sentence should be spoken while the model is still writing"
     first = next(f for f in frames if isinstance(f, AudioFrame))
@@ -92,7 +92,7 @@ async def test_markdown_is_written_but_not_spoken(tmp_path, piper):
             frames = [f async for f in services.pipeline.run(request)]
         finally:
             await services.close()
-            await engines.chat_model.aclose()
+            await engines.close()
     assert heard.texts == ["Sure! The guide is at example.org.", "Ask for ticket number 42."]
     assert all(f.audio.seconds > 0.3 for f in frames if isinstance(f, AudioFrame))
     assert frames[-1].text == written  # the text reply and the history keep what the model wrote
