@@ -67,8 +67,11 @@ class AdminLogins:
         self._expiry: dict[str, float] = {}
 
     def open(self) -> str:
+        now = time.monotonic()
+        # logins nobody came back to would otherwise stay in the table for good
+        self._expiry = {k: t for k, t in self._expiry.items() if t > now}
         key = secrets.token_urlsafe(24)
-        self._expiry[key] = time.monotonic() + self.seconds
+        self._expiry[key] = now + self.seconds
         return key
 
     def alive(self, key: object) -> bool:
