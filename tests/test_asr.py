@@ -1,6 +1,6 @@
 """The default speech recognizer on real recorded speech."""
 from adapters.media import decode_audio
-from bench.wer import wer
+from adapters.wer import wer
 from tests.conftest import speech_clips
 
 

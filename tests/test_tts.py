@@ -1,5 +1,5 @@
 """The base synthesizers speak intelligibly: what they say is heard back by the recognizer."""
-from bench.wer import wer
+from adapters.wer import wer
 
 
 def synthesizer_for(engines, language):

@@ -1,0 +1,41 @@
+"""The project's one normaliser and error rates (adapters/wer.py): fair to a recognizer, never kind to silence."""
+import pytest
+
+from adapters.wer import cer, normalize, sentence_errors, wer
+
+
+def test_a_number_and_its_words_are_the_same_words():
+    assert wer(["press 1 to continue"], ["Press one to continue."]) == 0.0
+    assert wer(["press one to continue"], ["press 1 to continue"]) == 0.0
+    assert wer(["It is twenty four degrees"], ["it is 24 degrees"]) == 0.0
+    assert normalize("Appuyez sur 1", "fr") == normalize("appuyez sur un", "fr")
+    assert normalize("Marque el 12.", "es") == "marque el doce"
+
+
+def test_case_and_punctuation_are_folded():
+    assert normalize("Hello, World!  How are   you?") == "hello world how are you"
+    assert wer(["Please enter your PIN, then press pound."], ["please enter your pin then press pound"]) == 0.0
+    assert normalize("¿Dónde está la estación?", "es") == "dónde está la estación"  # accents change words: kept
+
+
+def test_substitutions_insertions_and_deletions_are_counted_over_the_whole_corpus():
+    assert wer(["a b c d"], ["a x c"]) == 0.5
+    assert wer(["a b", "c d e f g h"], ["a b", "c d e f g"]) == pytest.approx(1 / 8)
+    assert sentence_errors("the cat sat", "the cat sat down") == (1, 3)
+
+
+def test_an_empty_hypothesis_scores_100_percent():
+    assert wer(["the voice said nothing at all"], [""]) == 1.0
+    assert wer(["one sentence heard", "one lost"], ["one sentence heard", ""]) == pytest.approx(2 / 5)
+
+
+def test_chinese_is_scored_by_characters():
+    assert cer(["你好，世界。"], ["你好世界"], "zh") == 0.0
+    assert wer(["今天天气很好"], ["今天天气"], "zh") == pytest.approx(2 / 6)
+
+
+def test_a_reference_with_nothing_to_compare_is_refused():
+    with pytest.raises(ValueError, match="nothing left"):
+        wer(["?!"], ["hello"])
+    with pytest.raises(ValueError):
+        wer(["a"], ["a", "b"])
