@@ -20,7 +20,7 @@ import numpy as np
 
 from core import audio as audio_ops
 from core.errors import BadInput, DoppelError, EngineError, ProviderError
-from core.types import Audio, Voice
+from core.types import Audio, FallbackAudio, Voice
 from RVC.protocol import Message, float_from_pcm, pcm_from_float, read_message, write_message
 
 log = logging.getLogger(__name__)
@@ -238,21 +238,41 @@ def request_for(audio: Audio, voice: Voice) -> Request:
     return Request(voice.engine.value, params, audio=audio, language=voice.language)
 
 
+async def speech_or_base(converted: Audio, base: Audio, voice: Voice) -> Audio:
+    """No noise leaves: converted audio that is not speech is replaced by the base voice's, with a note saying so."""
+    from RVC.speech_check import check_speech
+
+    verdict = await asyncio.to_thread(check_speech, converted.samples, converted.sample_rate)
+    if verdict.is_speech:
+        return converted
+    log.warning("voice %s: converted sentence is not speech (%s); sending the base voice instead", voice.name, verdict.problem)
+    from RVC.features import to_rate
+
+    samples = to_rate(base.samples, base.sample_rate, converted.sample_rate)  # one rate for every chunk of an answer
+    return FallbackAudio(samples, converted.sample_rate,
+                         note=f"The voice '{voice.name}' did not produce clear speech, so part of this answer is in the "
+                              "plain voice. An admin may need to train it again.")
+
+
 class WorkerConverter:
-    """core.ports.VoiceConverter over any worker."""
+    """core.ports.VoiceConverter over any worker; every sentence passes the speech check before it is returned."""
 
     def __init__(self, worker: VoiceWorker) -> None:
         self.worker = worker
 
     async def convert(self, audio: Audio, voice: Voice) -> Audio:
         async for out in self.worker.stream([request_for(audio, voice)]):
-            return out
+            return await speech_or_base(out, audio, voice)
         raise EngineError("The voice worker returned nothing.")
 
     async def convert_all(self, parts: Sequence[Audio], voice: Voice) -> AsyncIterator[Audio]:
-        """Every sentence sent at once; each comes back loudness-matched, in order, as soon as it is made."""
+        """Every sentence sent at once; each comes back checked, loudness-matched, in order, as soon as it is made."""
+        index = 0
         async for out in self.worker.stream([request_for(a, voice) for a in parts]):
-            yield audio_ops.match_loudness(out)
+            checked = await speech_or_base(out, parts[index], voice)
+            index += 1
+            matched = audio_ops.match_loudness(checked)
+            yield FallbackAudio(matched.samples, matched.sample_rate, note=checked.note) if isinstance(checked, FallbackAudio) else matched
 
     async def close(self) -> None:
         await self.worker.close()

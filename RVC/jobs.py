@@ -25,8 +25,9 @@ def _profile(ctx: JobContext) -> str:
 
 def _clips(folder: Path) -> list[np.ndarray]:
     from adapters.media import decode_audio
+    from RVC.quality_gate import training_clips
 
-    paths = sorted(folder.glob("clip-*.wav"))
+    paths = training_clips(folder)  # a few clips may be held apart for the quality gate
     if not paths:
         raise BadReference(f"The voice has no recordings to learn from ({folder.name}).")
     return [decode_audio(p.read_bytes()).samples for p in paths]
@@ -97,8 +98,11 @@ async def train_voice(ctx: JobContext) -> str:
 
     net, state = await asyncio.to_thread(run)
     artifact = export(net, data, next_artifact(folder), steps=state["step"], seconds=time.perf_counter() - t0)
+    from RVC.quality_gate import gate_trained_voice
+
+    quality = await gate_trained_voice(ctx, artifact, state["step"])  # below its limits the job fails here, voice not ready
     from storage.voices import VoiceRepository
 
     await VoiceRepository(ctx.sessions).set_ready(name, True, params={"artifact": str(artifact), "version": int(artifact.stem.split("-v")[-1])})
     await ctx.report(step=state["step"], progress=1.0, log_line=f"saved {artifact.name}")
-    return f"voice '{name}' is ready ({artifact.name}, {state['step']} steps)"
+    return f"voice '{name}' is ready ({artifact.name}, {state['step']} steps; {quality.summary()})"

@@ -25,7 +25,7 @@ async def cmd_reply(args) -> int:
     from adapters.media import encode_ogg_opus
     from bot.common.dialogue import Dialogue, Incoming
     from core import audio as audio_ops
-    from core.types import AudioFrame, ReplyDone, SentenceFrame, TranscriptFrame
+    from core.types import AudioFrame, NoteFrame, ReplyDone, SentenceFrame, TranscriptFrame
 
     services = await _services(args)
     try:
@@ -39,6 +39,8 @@ async def cmd_reply(args) -> int:
                 print(f"  sentence {frame.index}: {frame.text}")
             elif isinstance(frame, AudioFrame):
                 chunks.append(frame.audio)
+            elif isinstance(frame, NoteFrame):
+                print(f"note:     {frame.text}")
             elif isinstance(frame, ReplyDone):
                 print(f"answer:   {frame.text}")
                 print("timings:  " + "  ".join(f"{t.stage}={t.seconds:.2f}s" for t in frame.timings))
@@ -98,8 +100,10 @@ async def cmd_voices(args) -> int:
             print(f"voice '{added.name}': {len(added.clips)} clip(s), {added.seconds:.1f} s"
                   + (f"; training job {added.job.id} queued" if added.job else ""))
         elif args.voices_cmd == "list":
+            from bot.common.voices import quality_summary, voice_state
+
             for v in await services.voices.list():
-                print(f"{v.name}\t{v.engine.value}\t{v.language}\t{'ready' if v.ready else 'training'}")
+                print("\t".join(x for x in (v.name, v.engine.value, v.language, voice_state(v), quality_summary(v)) if x))
         elif args.voices_cmd == "subtitles":
             for clip in await services.voices.clips(args.name):
                 print(Path(clip.path).with_suffix("." + args.format).read_text(encoding="utf-8"))

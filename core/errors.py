@@ -118,3 +118,10 @@ class BadReference(BadInput):
 class JobNotFound(DoppelError):
     code = "job_not_found"
     default_message = "There is no such job."
+
+
+class VoiceQualityTooLow(EngineError):
+    """A trained voice scored below the quality gate (RVC/quality_gate.py); the message holds its scores."""
+
+    code = "voice_quality_too_low"
+    default_message = "The new voice did not pass the quality check, so it is not used."

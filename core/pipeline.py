@@ -21,8 +21,10 @@ from core.types import (
     AudioFrame,
     ChatMessage,
     ConversationKey,
+    FallbackAudio,
     Frame,
     LLMOptions,
+    NoteFrame,
     Persona,
     ReplyDone,
     SentenceFrame,
@@ -116,6 +118,7 @@ class ReplyPipeline:
         producer = asyncio.create_task(self._write_answer(messages, request.persona, sentences, watch))
         spoken: list[Audio] = []
         answer: list[str] = []
+        noted = False  # a fallback's note is shown once per answer, however many sentences needed it
         try:
             index = 0
             while True:
@@ -127,10 +130,13 @@ class ReplyPipeline:
                 answer.append(item)
                 yield SentenceFrame(index, item)
                 if synthesizer is not None:
-                    chunk = await self._speak(item, answer_language, synthesizer, voice, watch)
+                    chunk, note = await self._speak(item, answer_language, synthesizer, voice, watch)
                     if not spoken:
                         watch.mark("first_audio")
                     spoken.append(chunk)
+                    if note and not noted:
+                        noted = True
+                        yield NoteFrame(note)
                     yield AudioFrame(index, item, chunk)
                 index += 1
         finally:
@@ -162,7 +168,8 @@ class ReplyPipeline:
         synthesizer = self._synthesizer_for(language)
         splitter = SentenceSplitter(self.config.splitter)
         for index, sentence in enumerate(splitter.feed(request.text or "") + splitter.flush()):
-            yield AudioFrame(index, sentence, await self._speak(sentence, language, synthesizer, voice, watch))
+            chunk, _ = await self._speak(sentence, language, synthesizer, voice, watch)  # a fallback is logged by the converter
+            yield AudioFrame(index, sentence, chunk)
 
     async def _user_text(self, request: ReplyRequest, watch: Stopwatch) -> tuple[str, str]:
         if request.audio is None:
@@ -216,7 +223,9 @@ class ReplyPipeline:
         await out.put(sentence)
         return count + 1
 
-    async def _speak(self, text: str, language: str, synthesizer: SpeechSynthesizer, voice: Voice | None, watch: Stopwatch) -> Audio:
+    async def _speak(self, text: str, language: str, synthesizer: SpeechSynthesizer, voice: Voice | None,
+                     watch: Stopwatch) -> tuple[Audio, str]:
+        """The sentence's audio, and a note when the converter fell back to the base voice ("" otherwise)."""
         async with watch.stage("tts"):
             speech = await synthesizer.synthesize(spoken_form(text), language)
         if voice is not None and voice.engine is not VoiceEngine.TTS:
@@ -225,7 +234,8 @@ class ReplyPipeline:
                 raise EngineError(f"The voice engine '{voice.engine.value}' is not available on this server.")
             async with watch.stage("convert"):
                 speech = await converter.convert(speech, voice)
-        return audio_ops.match_loudness(speech)
+        note = speech.note if isinstance(speech, FallbackAudio) else ""
+        return audio_ops.match_loudness(speech), note
 
     async def _resolve_voice(self, request: ReplyRequest) -> Voice | None:
         name = request.voice or request.persona.voice

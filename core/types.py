@@ -30,6 +30,13 @@ class Audio:
 
 
 @dataclass(frozen=True)
+class FallbackAudio(Audio):
+    """Speech in the base voice, sent instead of a converted sentence that was not speech; `note` says why."""
+
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Transcript:
     text: str
     language: str
@@ -154,6 +161,13 @@ class AudioFrame(Frame):
     index: int
     text: str
     audio: Audio
+
+
+@dataclass(frozen=True)
+class NoteFrame(Frame):
+    """Something the user should know about this answer (a sentence spoken in the base voice); once per answer."""
+
+    text: str
 
 
 @dataclass(frozen=True)

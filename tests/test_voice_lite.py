@@ -1,6 +1,9 @@
 """The lite engine from the admin's side: bad recordings refused up front; good ones trained by the job, then spoken."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ from core.errors import BadReference
 from core.types import Audio, JobStatus, VoiceEngine
 from RVC.engines.lite import LiteEngine
 from RVC.features import bundled_content
-from tests.conftest import speech_clips
+from tests.conftest import ROOT, speech_clips
 
 
 def _wav(samples: np.ndarray, rate: int = 16000) -> tuple[str, bytes]:
@@ -55,28 +58,43 @@ async def test_one_speaker_passes_the_checks(services):
 
 
 @pytest.mark.slow
-async def test_training_job_makes_a_ready_voice_the_pipeline_can_speak_in(services, monkeypatch):
+async def test_a_voice_that_learned_nothing_is_refused_by_the_quality_gate_and_never_marked_ready(services, monkeypatch):
+    # the tiny profile trains a few steps: its voice is noise, the kind a user must never be sent
     monkeypatch.setenv("DOPPEL_VOICE_TRAIN_PROFILE", "tiny")
     clips = [(p.name, p.read_bytes()) for p, _, _ in speech_clips("en", 3.0)[:4]]
     added = await add_voice(services, "allison", clips, ["a"] * len(clips))
     worker = Worker(services.jobs, services.settings.data_dir, kinds=["voice"])
     job = await worker.run_once()
-    assert job.status is JobStatus.SUCCEEDED, job.message
-    assert "ready" in job.message and job.step > 0 and job.log_tail
+    assert job.status is JobStatus.FAILED and added.job.id == job.id
+    assert "did not pass the quality check" in job.message and "similarity" in job.message and "WER 100%" in job.message
+    assert "GPU" in job.message and "Record more" in job.message
+    assert job.step > 0 and "quality: similarity" in job.log_tail
+
     voice = await services.voices.get("allison")
-    assert voice.ready and voice.engine is VoiceEngine.LITE and voice.params["version"] == 1
-    assert voice.params["artifact"].endswith("lite-v1.pt")
+    assert not voice.ready and voice.engine is VoiceEngine.LITE
+    quality = voice.params["quality"]
+    assert quality["passed"] is False and quality["artifact"] == "lite-v1.pt" and quality["wer"] == 1.0
+    assert quality["base_wer"] < 0.15 and quality["sentences"] >= 8
+    assert quality["held_apart"] is False  # four clips: too few to keep any out of training
+    assert "artifact" not in voice.params  # nothing points the pipeline at it
 
+    # the admin sees the scores wherever the voice is listed
+    from bot.common.voices import quality_summary, voice_state
+
+    assert voice_state(voice) == "refused by the quality check"
+    assert quality_summary(voice).startswith("Quality check failed (lite-v1.pt): similarity ")
+    env = {**os.environ, "DOPPEL_DATA_DIR": str(services.settings.data_dir)}
+    listed = subprocess.run([sys.executable, "-m", "bot.cli", "voices", "list"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    assert "allison\tlite\ten\trefused by the quality check\tQuality check failed" in listed.stdout
+
+    # the artifact itself is sound: a fresh engine loads it and converts (what it says is the gate's business)
     speech = await services.synthesizers[0].synthesize("Hello, this is my voice now.", "en")
-    out = await services.converters[VoiceEngine.LITE].convert(speech, voice)
-    assert out.sample_rate == 16000 and out.seconds == pytest.approx(speech.seconds, abs=0.05)
-    assert np.isfinite(out.samples).all() and np.abs(out.samples).max() > 0
-
-    # the artifact stands alone: a fresh engine loads it
     fresh = LiteEngine(bundled_content(services.settings.cache_dir))
-    again, rate = fresh.convert(speech.samples, speech.sample_rate, voice.params)
-    assert rate == 16000 and len(again) == len(out.samples)
-    assert added.job.id == job.id
+    artifact = services.settings.data_dir / "voices" / "allison" / "lite-v1.pt"
+    out, rate = fresh.convert(speech.samples, speech.sample_rate, {"artifact": str(artifact)})
+    assert rate == 16000 and np.isfinite(out).all()
 
 
 async def test_a_damaged_lite_artifact_is_a_clear_error(services, tmp_path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core import audio as audio_ops
-from core.types import Audio, AudioFrame, Frame, ReplyDone, SentenceFrame, TranscriptFrame, VideoFrame
+from core.types import Audio, AudioFrame, Frame, NoteFrame, ReplyDone, SentenceFrame, TranscriptFrame, VideoFrame
 
 
 @dataclass
@@ -17,6 +17,7 @@ class ReplyAssembler:
     chunks: list[Audio] = field(default_factory=list)
     video: VideoFrame | None = None
     done: ReplyDone | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. a sentence spoken in the base voice; shown after the text
 
     def feed(self, frame: Frame) -> None:
         if isinstance(frame, TranscriptFrame):
@@ -27,6 +28,8 @@ class ReplyAssembler:
             self.chunks.append(frame.audio)
         elif isinstance(frame, VideoFrame):
             self.video = frame
+        elif isinstance(frame, NoteFrame):
+            self.notes.append(frame.text)
         elif isinstance(frame, ReplyDone):
             self.done = frame
 

@@ -10,7 +10,7 @@ from adapters.media import decode_audio, encode_wav
 from bot.wiring import Services
 from core.errors import BadInput
 from core.subtitles import to_srt, to_vtt
-from core.types import Job, VoiceEngine
+from core.types import Job, Voice, VoiceEngine
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
@@ -37,6 +37,23 @@ async def edit_transcript(services: Services, clip_id: int, text: str) -> None:
         raise BadInput("A transcript can't be empty.")
     clip = await services.voices.edit_transcript(clip_id, text)
     _write_transcript_files(Path(clip.path), text, [(0.0, clip.seconds, text)])
+
+
+def quality_summary(voice: Voice) -> str:
+    """The scores the quality gate (RVC/quality_gate.py) stored on the voice, as an admin reads them; "" if none."""
+    q = voice.params.get("quality")
+    if not isinstance(q, dict) or "similarity" not in q or "wer" not in q:
+        return ""
+    return (f"Quality check {'passed' if q.get('passed') else 'failed'}"
+            f"{' (' + q['artifact'] + ')' if q.get('artifact') else ''}: similarity {q['similarity']:.2f} "
+            f"(base voice {q.get('base_similarity', 0.0):.2f}), WER {q['wer']:.0%} (base voice {q.get('base_wer', 0.0):.0%})")
+
+
+def voice_state(voice: Voice) -> str:
+    if voice.ready:
+        return "ready"
+    q = voice.params.get("quality")
+    return "refused by the quality check" if isinstance(q, dict) and q.get("passed") is False else "training"
 
 
 def voice_dir(services: Services, name: str) -> Path:

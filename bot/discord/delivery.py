@@ -76,6 +76,8 @@ async def message_speech(bot: "DoppelDiscord", message: discord.Message, reply: 
         note = voice_note(reply)
         if not await _sent_as_voice(bot, to_channel(message.channel.id), note, reply_to=message.id):
             await message.reply(file=discord.File(io.BytesIO(note.ogg), AUDIO_NAME), mention_author=False)
+    for text in reply.notes:
+        await message.channel.send(text)
 
 
 async def message_video(message: discord.Message, reply: ReplyAssembler) -> None:
@@ -93,6 +95,8 @@ async def interaction_speech(bot: "DoppelDiscord", interaction: discord.Interact
         note = voice_note(reply)
         if not await _sent_as_voice(bot, to_followup(interaction.application_id, interaction.token), note):
             await interaction.followup.send(file=discord.File(io.BytesIO(note.ogg), AUDIO_NAME))
+    for text in reply.notes:
+        await interaction.followup.send(text)
 
 
 async def interaction_video(interaction: discord.Interaction, reply: ReplyAssembler) -> None:

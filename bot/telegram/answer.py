@@ -18,7 +18,7 @@ from bot.telegram import files
 from bot.telegram.filters import without_mention
 from bot.telegram.video_note import prepare
 from bot.wiring import Services
-from core.types import ReplyDone, SentenceFrame, SpeechDone, VideoFrame
+from core.types import NoteFrame, ReplyDone, SentenceFrame, SpeechDone, VideoFrame
 
 TEXT_LIMIT = 4096
 
@@ -85,6 +85,8 @@ class Answerer:
                 await self._send_voice(message, reply, state)
             elif isinstance(frame, VideoFrame):
                 await self._send_video(message, frame)
+            elif isinstance(frame, NoteFrame):
+                await _answer(message, frame.text)
             elif isinstance(frame, ReplyDone):
                 await self._show_text(message, frame.text, state, final=True)
                 await self._send_voice(message, reply, state)

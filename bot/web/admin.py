@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from bot.common.avatars import ENGINES as AVATAR_ENGINES
 from bot.common.avatars import add_photo_avatar, list_avatars, submit_avatar_training
-from bot.common.voices import add_voice, edit_transcript
+from bot.common.voices import add_voice, edit_transcript, quality_summary, voice_state
 from bot.web.context import SSE_HEADERS, WebContext, back_with_notice, sse
 from bot.web.security import CsrfRejected, LoginThrottled, admin_only, check_csrf, log_in, log_out, password_matches
 from bot.web.uploads import AUDIO, PHOTO, VIDEO, read_form, take_file, take_files
@@ -101,6 +101,8 @@ class AdminPages:
         voices = await self.services.voices.list()
         clips = {v.name: await self.services.voices.clips(v.name) for v in voices}
         return self.ctx.render(request, "admin_voices.html", section="voices", voices=voices, clips=clips,
+                               states={v.name: voice_state(v) for v in voices},
+                               quality={v.name: quality_summary(v) for v in voices},
                                engines=[e.value for e in VoiceEngine],
                                max_mb=self.services.settings.web_max_audio_bytes // (1024 * 1024))
 

@@ -18,7 +18,7 @@ from bot.web.context import SSE_HEADERS, WebContext, back_with_notice, sse
 from bot.web.security import check_csrf, session_id, web_user
 from bot.web.uploads import AUDIO, read_form, take_file
 from core.errors import BadInput, DoppelError, NotAllowed, UnknownAvatar, VoiceNotReady
-from core.types import AudioFrame, ConversationKey, Frame, ReplyDone, SentenceFrame, TranscriptFrame, VideoFrame
+from core.types import AudioFrame, ConversationKey, Frame, NoteFrame, ReplyDone, SentenceFrame, TranscriptFrame, VideoFrame
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,8 @@ class ChatPages:
         if isinstance(frame, VideoFrame):
             key = self.ctx.media.put(frame.mp4, "video/mp4", user)
             return sse("video", {"url": f"/media/{key}", "seconds": round(frame.seconds, 2)})
+        if isinstance(frame, NoteFrame):
+            return sse("note", {"text": frame.text})
         if isinstance(frame, ReplyDone):
             return sse("done", {"text": frame.text, "timings": {t.stage: round(t.seconds, 3) for t in frame.timings}})
         return b": unknown frame\n\n"

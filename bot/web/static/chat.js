@@ -92,6 +92,11 @@
       video.preload = "auto";
       // not started by itself: it speaks the whole answer again, which the parts have just played
       turn.bot.append(video);
+    } else if (event === "note") {
+      const note = document.createElement("p");
+      note.className = "note hint";
+      note.textContent = data.text;
+      turn.bot.append(note);
     } else if (event === "done") {
       turn.bot.classList.add("done");
       turn.bot.title = Object.entries(data.timings).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(", ");
