@@ -18,7 +18,7 @@ VAD_WINDOW = 512  # Silero's window at 16 kHz: 32 ms
 
 @dataclass(frozen=True)
 class SpeechLimits:
-    min_speech_share: float = 0.35  # of the audible 32-ms windows, the share the VAD hears as speech
+    min_speech_share: float = 0.5  # of the audible 32-ms windows, the share the VAD hears as speech
     max_dc_offset: float = 0.2  # |mean| over RMS
     max_high_band_share: float = 0.35  # energy above 4 kHz over all energy
     silence_db: float = -50.0  # windows quieter than this are pauses, not counted either way
