@@ -1,20 +1,29 @@
-"""Lite voice quality on the fixed en split (RVC/data/en_split.json): similarity, WER, CPU speed, training time.
+"""Lite voice quality on the fixed en split (RVC/data/en_split.json), against the speaker's own recordings.
 
     python bench/voice_quality.py prepare            # features of the train split → .lite-data/en_train.npz
     python -m RVC.lite_train --data .lite-data/en_train.npz --out .lite-data/en.lite.pt   # on a GPU machine
-    python bench/voice_quality.py evaluate --artifact .lite-data/en.lite.pt --train-log train.log
+    python bench/voice_quality.py evaluate --artifact .lite-data/en.lite.pt [--write]
 
-Similarity: mean resemblyzer cosine of each utterance to the centroid of held-apart real clips.
-WER: the bundled tiny.en recognizer on converted vs unconverted base-TTS speech of 20 held-apart transcripts.
+For each held-apart sentence of the split (20) the base TTS speaks it several times (3 renderings: Piper
+samples its timing afresh each call) and the voice converts each rendering. Three things are scored on the
+same sentences: the speaker's own recordings of them, the unconverted TTS, the converted TTS.
+- Similarity: resemblyzer cosine to the centroid of the split's *reference* clips; none of the scored
+  recordings is in that centroid.
+- WER with both bundled recognizers (tiny.en and multilingual base), through the project's one normaliser
+  (adapters/wer.py); a sentence where nothing is heard counts every word as an error.
+- 95 % intervals by bootstrap over the sentences, printed for every ratio and difference.
+Results go to bench/results/voice_quality.txt only with --write.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
-import re
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -23,6 +32,10 @@ sys.path.insert(0, str(ROOT))
 SPEECH = ROOT.parent / "shared" / "data" / "speech" / "en"
 SPLIT = ROOT / "RVC" / "data" / "en_split.json"
 DATA = ROOT / ".lite-data"
+RESULTS = ROOT / "bench" / "results" / "voice_quality.txt"
+
+Converter = Callable[[np.ndarray, int], tuple[np.ndarray, int]]
+KINDS = ("own", "unconverted", "converted")
 
 
 def _clips(names: list[str]) -> list[np.ndarray]:
@@ -32,8 +45,6 @@ def _clips(names: list[str]) -> list[np.ndarray]:
 
 
 def _texts() -> dict[str, str]:
-    import csv
-
     with open(SPEECH / "transcripts.tsv", newline="", encoding="utf-8") as f:
         return {r["clip"]: r["text"] for r in csv.DictReader(f, delimiter="\t")}
 
@@ -50,93 +61,158 @@ def prepare(args: argparse.Namespace) -> None:
     print(f"prepared {len(data['f0']) / 100 / 60:.1f} min in {time.perf_counter() - t0:.0f} s → {DATA / 'en_train.npz'}")
 
 
-def word_error_rate(ref: str, hyp: str) -> tuple[int, int]:
-    norm = lambda s: re.sub(r"[^a-z0-9' ]+", " ", s.lower()).split()  # noqa: E731
-    r, h = norm(ref), norm(hyp)
-    d = np.arange(len(h) + 1)
-    for i, rw in enumerate(r, 1):
-        prev, d = d, np.empty_like(d)
-        d[0] = i
-        for j, hw in enumerate(h, 1):
-            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (rw != hw))
-    return int(d[-1]), len(r)
+@dataclass
+class Measured:
+    """Per sentence and kind: similarity of each rendering, and (errors, words) per recognizer summed over renderings."""
+
+    sentences: int
+    similarity: dict[str, list[list[float]]] = field(default_factory=dict)
+    errors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # recognizer → kind → [sentences, 2]
+    audio_seconds: float = 0.0
+    convert_seconds: float = 0.0
+
+    def wer(self, recognizer: str, kind: str, pick: np.ndarray | None = None) -> float:
+        e = self.errors[recognizer][kind] if pick is None else self.errors[recognizer][kind][pick]
+        return float(e[:, 0].sum() / max(1, e[:, 1].sum()))
+
+    def mean_similarity(self, kind: str, pick: np.ndarray | None = None) -> float:
+        rows = self.similarity[kind] if pick is None else [self.similarity[kind][i] for i in pick]
+        return float(np.mean([x for row in rows for x in row]))
+
+
+def _similarity(samples: np.ndarray, rate: int, centre: np.ndarray) -> float:
+    from RVC.speaker import embed
+
+    x = np.nan_to_num(np.asarray(samples, np.float32))
+    if x.size < rate // 10 or float(np.sqrt(np.mean(x ** 2))) < 1e-4:
+        return 0.0  # nothing to embed: as unlike the speaker as it gets
+    return float(np.dot(embed(x, rate), centre))
+
+
+def _heard(asr, samples: np.ndarray, rate: int) -> str:
+    from core.errors import NoSpeech
+    from core.types import Audio
+
+    x = np.nan_to_num(np.asarray(samples, np.float32))
+    if x.size < rate // 10:
+        return ""
+    try:
+        return asr.transcribe_sync(Audio(x, rate), "en").text
+    except NoSpeech:
+        return ""  # the recognizer heard no speech: every word of the sentence is an error
+
+
+def measure(convert: Converter, texts: Sequence[str], own: Sequence[np.ndarray], centroid_clips: Sequence[np.ndarray], *,
+            tts, recognizers: dict[str, object], renders: int = 3, save_dir: Path | None = None) -> Measured:
+    """Speak each text `renders` times, convert it, and score own / unconverted / converted per sentence."""
+    from adapters.wer import sentence_errors
+    from RVC.features import RATE, to_rate
+    from RVC.speaker import centroid, embed
+
+    centre = centroid([embed(c) for c in centroid_clips])
+    m = Measured(len(texts), {k: [] for k in KINDS}, {r: {k: np.zeros((len(texts), 2)) for k in KINDS} for r in recognizers})
+    for i, (text, recording) in enumerate(zip(texts, own, strict=True)):
+        m.similarity["own"].append([_similarity(recording, RATE, centre)])
+        for name, asr in recognizers.items():
+            m.errors[name]["own"][i] += sentence_errors(text, _heard(asr, recording, RATE))
+        m.similarity["unconverted"].append([])
+        m.similarity["converted"].append([])
+        for r in range(renders):
+            spoken = tts.synthesize_sync(text)
+            plain = to_rate(spoken.samples, spoken.sample_rate)
+            t0 = time.perf_counter()
+            out, rate = convert(spoken.samples, spoken.sample_rate)
+            m.convert_seconds += time.perf_counter() - t0
+            m.audio_seconds += spoken.seconds
+            for kind, x, x_rate in (("unconverted", plain, RATE), ("converted", out, rate)):
+                m.similarity[kind][i].append(_similarity(x, x_rate, centre))
+                for name, asr in recognizers.items():
+                    m.errors[name][kind][i] += sentence_errors(text, _heard(asr, x, x_rate))
+            if save_dir is not None:
+                from adapters.media import encode_wav
+                from core.types import Audio
+
+                save_dir.mkdir(parents=True, exist_ok=True)
+                (save_dir / f"{i:02d}-{r}.wav").write_bytes(encode_wav(Audio(np.asarray(out, np.float32), rate)))
+    return m
+
+
+def bootstrap(m: Measured, statistic: Callable[[np.ndarray], float], samples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile interval of `statistic` over sentences drawn with replacement."""
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, m.sentences, m.sentences)) for _ in range(samples)])
+    # no interpolation: a ratio whose denominator came out 0 in some resamples is infinite there, and says so
+    lo, hi = np.quantile(values, [0.025, 0.975], method="inverted_cdf")
+    return float(lo), float(hi)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("inf")
+
+
+def report(m: Measured, renders: int, boot: int = 2000) -> list[str]:
+    def ci(stat: Callable[[np.ndarray], float], fmt: str) -> str:
+        lo, hi = bootstrap(m, stat, boot)
+        return f"[{fmt.format(lo)}, {fmt.format(hi)}]"
+
+    lines = [f"{'':30}{'similarity':>12}  95% CI"]
+    for kind, label in (("own", "speaker's own recordings"), ("unconverted", "unconverted TTS"), ("converted", "converted")):
+        lines.append(f"{label:30}{m.mean_similarity(kind):>12.3f}  "
+                     + ci(lambda p, k=kind: m.mean_similarity(k, p), "{:.3f}"))
+    lines.append(f"similarity gain, converted − unconverted: {m.mean_similarity('converted') - m.mean_similarity('unconverted'):+.3f} "
+                 + ci(lambda p: m.mean_similarity("converted", p) - m.mean_similarity("unconverted", p), "{:+.3f}"))
+    for name in m.errors:
+        lines.append("")
+        lines.append(f"WER, recognizer {name} ({m.sentences} sentences; TTS rows over {renders} renderings each)")
+        for kind, label in (("own", "speaker's own recordings"), ("unconverted", "unconverted TTS"), ("converted", "converted")):
+            lines.append(f"  {label:28}{m.wer(name, kind):>8.1%}  " + ci(lambda p, k=kind, n=name: m.wer(n, k, p), "{:.1%}"))
+        for a, b in (("converted", "own"), ("converted", "unconverted"), ("unconverted", "own")):
+            w_a, w_b = m.wer(name, a), m.wer(name, b)
+            diff = ci(lambda p, n=name, a=a, b=b: 100 * (m.wer(n, a, p) - m.wer(n, b, p)), "{:+.1f}")
+            ratio = ci(lambda p, n=name, a=a, b=b: _ratio(m.wer(n, a, p), m.wer(n, b, p)), "{:.2f}×")
+            shown = f"{_ratio(w_a, w_b):.2f}× {ratio}" if w_b > 0 else f"n/a ({b} WER is 0)"
+            lines.append(f"  {a} vs {b}: {100 * (w_a - w_b):+.1f} points {diff};  ratio {shown}")
+    return lines
 
 
 def evaluate(args: argparse.Namespace) -> None:
     import torch
     from adapters.asr_whisper import WhisperRecognizer
     from adapters.tts_piper import PiperSynthesizer, bundled_voice
-    from adapters.whisper_models import english_tiny_dir
-    from core.types import Audio
+    from adapters.whisper_models import english_tiny_dir, multilingual_base_dir
     from RVC.engines.lite import LiteEngine
-    from RVC.features import RATE, bundled_content, to_rate
-    from RVC.speaker import centroid as make_centroid
-    from RVC.speaker import embed
+    from RVC.features import bundled_content
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     split = json.loads(SPLIT.read_text())
     texts = _texts()
-    real_clips = _clips(split["reference"] + split["eval"])
-    real = [embed(x) for x in real_clips]
-    centroid = make_centroid(real)
-    sim = lambda x: float(np.dot(embed(x), centroid))  # noqa: E731
-
-    tts = PiperSynthesizer(*bundled_voice(), threads=2)
-    engine = LiteEngine(bundled_content(ROOT / "var" / "cache"))
+    names = split["eval"][: args.sentences]
+    cache = ROOT / "var" / "cache"
+    recognizers = {"tiny.en": WhisperRecognizer(english_tiny_dir(), None, threads=args.threads),
+                   "base (multilingual)": WhisperRecognizer(None, multilingual_base_dir(cache), threads=args.threads)}
+    tts = PiperSynthesizer(*bundled_voice(), threads=args.threads)
+    engine = LiteEngine(bundled_content(cache, args.threads), args.threads)
     params = {"artifact": str(args.artifact)}
-    engine.voice(args.artifact)
-    asr = WhisperRecognizer(english_tiny_dir(), None, threads=2)
-    rows = {"unconverted": [], "converted": []}
-    convert_seconds = audio_seconds = 0.0
-    engine.convert(tts.synthesize_sync("Warm up.").samples, 22050, params)
-    # Piper samples its timing and noise afresh on every call, so one rendering per transcript makes the
-    # unconverted WER (the ratio's denominator) swing between runs; several renderings steady it.
-    for name in [n for n in split["eval"] for _ in range(args.renders)]:
-        spoken = tts.synthesize_sync(texts[name])
-        plain = to_rate(spoken.samples, spoken.sample_rate)
-        t0 = time.perf_counter()
-        out, rate = engine.convert(spoken.samples, spoken.sample_rate, params)
-        convert_seconds += time.perf_counter() - t0
-        audio_seconds += spoken.seconds
-        for key, x in (("unconverted", plain), ("converted", out)):
-            heard = asr.transcribe_sync(Audio(x, RATE), "en").text
-            errors, words = word_error_rate(texts[name], heard)
-            rows[key].append((sim(x), errors, words))
-        if args.save_dir:
-            from adapters.media import encode_wav
-
-            Path(args.save_dir).mkdir(parents=True, exist_ok=True)
-            (Path(args.save_dir) / f"{name}.wav").write_bytes(encode_wav(Audio(out, rate)))
-    real_eval = [float(np.dot(e, centroid)) for e in real[len(split["reference"]):]]
-    # The speaker's own recordings of the same sentences: how intelligible a perfect clone would be to this recognizer.
-    real_counts = [word_error_rate(texts[name], asr.transcribe_sync(Audio(x, RATE), "en").text)
-                   for name, x in zip(split["eval"], real_clips[len(split["reference"]):])]
-    w_real = sum(e for e, _ in real_counts) / sum(n for _, n in real_counts)
-    summary = {k: (np.mean([r[0] for r in v]), sum(r[1] for r in v) / max(1, sum(r[2] for r in v))) for k, v in rows.items()}
-    (s_plain, w_plain), (s_conv, w_conv) = summary["unconverted"], summary["converted"]
-    rtf = audio_seconds / convert_seconds
-    train_line = Path(args.train_log).read_text().strip().splitlines()[-1] if args.train_log else "not given"
-    lines = [
-        f"Lite voice quality — en split (RVC/data/en_split.json), {len(split['eval'])} held-apart transcripts"
-        f" × {args.renders} renderings, base TTS = bundled Piper",
-        f"{'':28}{'similarity':>12}{'WER':>8}",
-        f"{'real held-apart clips':28}{np.mean(real_eval):>12.3f}{w_real:>8.3f}",
-        f"{'unconverted TTS':28}{s_plain:>12.3f}{w_plain:>8.3f}",
-        f"{'converted (lite)':28}{s_conv:>12.3f}{w_conv:>8.3f}",
-        f"similarity gain over unconverted: {s_conv - s_plain:+.3f}   (goal ≥ 0.80 and ≥ +0.10; baseline 0.77)",
-        f"WER ratio converted / unconverted: {w_conv / max(w_plain, 1e-9):.2f}×   (goal ≤ 1.5×; baseline 1.8×;"
-        f" the speaker's own recordings: {w_real / max(w_plain, 1e-9):.2f}×)",
-        f"CPU conversion, {torch.get_num_threads()} threads: {audio_seconds:.1f} s of speech in {convert_seconds:.1f} s"
-        f" = {rtf:.1f}× faster than real time   (baseline 3.8×)",
-        f"training: {train_line}",
-    ]
-    if args.train_command:
-        lines.append(f"training command: {args.train_command}")
+    engine.convert(tts.synthesize_sync("Warm up.").samples, 22050, params)  # loads and exports the voice before timing
+    m = measure(lambda x, rate: engine.convert(x, rate, params), [texts[n] for n in names], _clips(names),
+                _clips(split["reference"]), tts=tts, recognizers=recognizers, renders=args.renders,
+                save_dir=Path(args.save_dir) if args.save_dir else None)
+    lines = [f"Lite voice quality — en split (RVC/data/en_split.json): {len(names)} held-apart sentences × {args.renders} "
+             f"renderings by the base TTS (Piper); artifact {Path(args.artifact).name}",
+             f"similarity centroid: the {len(split['reference'])} 'reference' clips (none of the scored recordings)", ""]
+    lines += report(m, args.renders, args.bootstrap)
+    lines += ["", f"CPU conversion, {args.threads} threads: {m.audio_seconds:.1f} s of speech in {m.convert_seconds:.1f} s"
+                  f" = {m.audio_seconds / max(m.convert_seconds, 1e-9):.1f}× faster than real time"]
+    if args.train_log:
+        lines.append(f"training: {Path(args.train_log).read_text().strip().splitlines()[-1]}")
+    if args.note:
+        lines.append(f"model: {args.note}")
     text = "\n".join(lines)
     print(text)
-    out = ROOT / "bench" / "results" / "voice_quality.txt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
+    if args.write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(text + "\n")
+        print(f"written to {RESULTS.relative_to(ROOT)}")
 
 
 def main() -> None:
@@ -146,10 +222,14 @@ def main() -> None:
     p.add_argument("--dims", type=int, default=128)
     e = sub.add_parser("evaluate")
     e.add_argument("--artifact", required=True)
+    e.add_argument("--sentences", type=int, default=20, help="held-apart sentences scored (the split has 20)")
+    e.add_argument("--renders", type=int, default=3, help="base-TTS renderings of each sentence")
+    e.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals")
+    e.add_argument("--threads", type=int, default=2)
     e.add_argument("--train-log", default="")
-    e.add_argument("--train-command", default="")
+    e.add_argument("--note", default="", help="how the artifact was made, for the results file")
     e.add_argument("--save-dir", default="")
-    e.add_argument("--renders", type=int, default=3, help="base-TTS renderings of each transcript")
+    e.add_argument("--write", action="store_true", help=f"write the results to {RESULTS.relative_to(ROOT)}")
     args = ap.parse_args()
     {"prepare": prepare, "evaluate": evaluate}[args.cmd](args)
 
