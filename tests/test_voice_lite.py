@@ -69,6 +69,9 @@ async def test_a_voice_that_learned_nothing_is_refused_by_the_quality_gate_and_n
     assert "did not pass the quality check" in job.message and "similarity" in job.message and "WER 100%" in job.message
     assert "GPU" in job.message and "Record more" in job.message
     assert job.step > 0 and "quality: similarity" in job.log_tail
+    from bot.common.progress import describe
+
+    assert "failed. The voice did not pass the quality check (similarity" in describe(job)  # the bots' job status
 
     voice = await services.voices.get("allison")
     assert not voice.ready and voice.engine is VoiceEngine.LITE
