@@ -59,9 +59,11 @@ def normalize(text: str, language: str = "en") -> str:
     """
     language = _base_language(language)
     if language == "en":
-        return " ".join(_english()(text).split())
-    spelled = _spell_numbers(text, language)
-    return " ".join(_basic()(spelled).split())
+        words = _english()(text).split()
+    else:
+        words = _basic()(_spell_numbers(text, language)).split()
+    # the English normaliser keeps a stray "." from an ellipsis ("level..." → "level ."): not a word of either side
+    return " ".join(w for w in words if any(c.isalnum() for c in w))
 
 
 def _pairs(refs: Sequence[str], hyps: Sequence[str], language: str, unit: str) -> tuple[list[str], list[str]]:

@@ -12,7 +12,7 @@ same sentences: the speaker's own recordings of them, the unconverted TTS, the c
 - WER with both bundled recognizers (tiny.en and multilingual base), through the project's one normaliser
   (adapters/wer.py); a sentence where nothing is heard counts every word as an error.
 - 95 % intervals by bootstrap over the sentences, printed for every ratio and difference.
-Results go to bench/results/voice_quality.txt only with --write.
+Results go to bench/results/ only with --write (voice_quality.txt, or the name given).
 """
 from __future__ import annotations
 
@@ -210,9 +210,10 @@ def evaluate(args: argparse.Namespace) -> None:
     text = "\n".join(lines)
     print(text)
     if args.write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(text + "\n")
-        print(f"written to {RESULTS.relative_to(ROOT)}")
+        out = RESULTS.parent / Path(args.write).name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+        print(f"written to {out.relative_to(ROOT)}")
 
 
 def main() -> None:
@@ -229,7 +230,8 @@ def main() -> None:
     e.add_argument("--train-log", default="")
     e.add_argument("--note", default="", help="how the artifact was made, for the results file")
     e.add_argument("--save-dir", default="")
-    e.add_argument("--write", action="store_true", help=f"write the results to {RESULTS.relative_to(ROOT)}")
+    e.add_argument("--write", nargs="?", const=RESULTS.name, default="", metavar="NAME",
+                   help=f"write the results to bench/results/NAME (default {RESULTS.name})")
     args = ap.parse_args()
     {"prepare": prepare, "evaluate": evaluate}[args.cmd](args)
 

@@ -16,6 +16,7 @@ def test_case_and_punctuation_are_folded():
     assert normalize("Hello, World!  How are   you?") == "hello world how are you"
     assert wer(["Please enter your PIN, then press pound."], ["please enter your pin then press pound"]) == 0.0
     assert normalize("¿Dónde está la estación?", "es") == "dónde está la estación"  # accents change words: kept
+    assert wer(["...to reset your volume to the default level..."], ["To reset your volume to the default level."]) == 0.0
 
 
 def test_substitutions_insertions_and_deletions_are_counted_over_the_whole_corpus():
