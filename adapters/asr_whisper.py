@@ -73,9 +73,15 @@ class WhisperRecognizer:
                 samples, language=("en" if which == "en" else language), beam_size=self.beam_size,
                 vad_filter=False, condition_on_previous_text=False, without_timestamps=False,
             )
-            segs = tuple((s.start, s.end, s.text.strip()) for s in segments)
+            decoded = list(segments)
+        segs = tuple((s.start, s.end, s.text.strip()) for s in decoded)
         text = " ".join(s[2] for s in segs if s[2]).strip()
-        return Transcript(text=text, language=info.language, audio_seconds=audio.seconds, segments=segs)
+        # weighted by each segment's length, so one short unsure word does not decide for a long clip
+        weights = [max(s.end - s.start, 1e-3) for s in decoded]
+        logprob = float(np.average([s.avg_logprob for s in decoded], weights=weights)) if decoded else None
+        no_speech = float(np.average([s.no_speech_prob for s in decoded], weights=weights)) if decoded else None
+        return Transcript(text=text, language=info.language, audio_seconds=audio.seconds, segments=segs,
+                          avg_logprob=logprob, no_speech_prob=no_speech)
 
 
 def speech_only(samples: np.ndarray, pad_s: float = 0.25) -> np.ndarray:
