@@ -209,3 +209,83 @@ async def test_an_avatar_cancel_during_face_tracking_lands_within_5_s_and_v1_kee
     await lifecycle.delete(services, "avatar", "ava")
     assert await avatars.find("ava") is None
     assert not (services.settings.data_dir / "avatars" / "ava").exists()
+
+
+async def test_a_geneface_container_is_stopped_within_5_s_of_a_cancel(services, tmp_path):
+    """A container that prints nothing for a long while (GeneFace++ preprocessing) is stopped by the cancel
+    itself, not at its next log line."""
+    from tests.fake_docker import FakeDocker
+
+    folder = services.settings.data_dir / "avatars" / "gene"
+    with FakeDocker(lambda body: ["Processing doppel_gene", "still working"], line_delay=120) as fake:
+        job = await services.jobs.submit("avatar", "gene", engine="geneface", max_steps=100, gpu=None, params={
+            "dir": str(folder), "source": str(tmp_path / "unused.mp4"), "image": "doppel/geneface:test",
+            "docker_url": fake.url, "data_dir": str(services.settings.data_dir)})
+        await AvatarRepository(services.sessions).new_source("gene", "geneface", "", {})
+        video = folder / f"geneface-job{job.id}" / "data" / "raw" / "videos" / "doppel_gene.mp4"
+        video.parent.mkdir(parents=True)
+        video.write_bytes(b"\0")  # the 512x512 input is made; the containers are what is tested here
+        worker = Worker(services.jobs, services.settings.data_dir, kinds=["avatar"], cancel_poll_seconds=0.2)
+        run = asyncio.create_task(worker.run_once())
+        await _wait_for(lambda: _has_container(fake), 30, "the first container")
+        await asyncio.sleep(1.0)
+        asked = time.monotonic()
+        await services.jobs.cancel(job.id)
+        finished = await asyncio.wait_for(run, 5)
+        assert finished.status is JobStatus.CANCELLED and time.monotonic() - asked < 5
+        await _wait_for(lambda: _stopped(fake), 5, "the container to be stopped")
+        assert not (await AvatarRepository(services.sessions).get("gene")).ready
+
+
+async def _has_container(fake) -> bool:
+    return bool(fake.created)
+
+
+async def _stopped(fake) -> bool:
+    return bool(fake.stopped)
+
+
+async def test_a_killed_voice_training_resumes_from_a_later_step_than_0(services):
+    """The worker process is killed between step checkpoints (every 50); the one written by time is resumed from."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from sqlalchemy import update
+
+    from storage.models import JobRecord
+    from tests.conftest import ROOT
+
+    added = await add_voice(services, "fay", _clips("en", 3), ["words"] * 3, max_steps=40)
+    async with services.sessions.begin() as session:
+        params, _ = await services.jobs.params(added.job.id)
+        await session.execute(update(JobRecord).where(JobRecord.id == added.job.id)
+                              .values(params={**params, "checkpoint_seconds": 1.0, "max_seconds": 300}))
+    env = {**os.environ, "DOPPEL_DATA_DIR": str(services.settings.data_dir), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "bot.cli", "worker", "--kind", "voice"]
+    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen_steps = []
+    try:
+        async def checkpointed():
+            job = await services.jobs.get(added.job.id)
+            seen_steps.append(job.step)
+            assert first.poll() is None, first.stdout.read().decode()[-2000:]
+            _, checkpoint = await services.jobs.params(added.job.id)
+            return checkpoint and job.step >= 3
+
+        await _wait_for(checkpointed, 240, "a checkpoint after step 3", poll=0.1)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert 1 in seen_steps or 2 in seen_steps  # progress shows from the first steps, not only at checkpoints
+    crashed = await services.jobs.get(added.job.id)
+    assert crashed.status is JobStatus.RUNNING and crashed.step < 40
+
+    second = subprocess.run(command + ["--once"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    done = await services.jobs.get(added.job.id)
+    assert done.status is JobStatus.SUCCEEDED, done.message
+    resumed = [line for line in done.log_tail.splitlines() if "resumed from the checkpoint" in line]
+    assert resumed and int(resumed[0].rsplit(" ", 1)[1]) >= 3
+    assert done.step == 40 and (await services.voices.get("fay")).params["version"] == 1
