@@ -55,7 +55,8 @@ class AdminPages:
             Route("/admin/jobs/events", admin_only(self.job_events)),
             Route("/admin/jobs/{job_id:int}/cancel", admin_only(self.cancel_job), methods=["POST"]),
             Route("/admin/jobs/{job_id:int}/retry", admin_only(self.retry_job), methods=["POST"]),
-            Route("/admin/manage/{kind}/{name}/{action}", admin_only(self.manage), methods=["POST"]),
+            Route("/admin/voices/manage/{name}/{action}", admin_only(self.manage), methods=["POST"]),
+            Route("/admin/avatars/manage/{name}/{action}", admin_only(self.manage), methods=["POST"]),
             Route("/admin/personas", admin_only(self.personas)),
             Route("/admin/users", admin_only(self.users)),
             Route("/admin/users/allowed", admin_only(self.set_allowed), methods=["POST"]),
@@ -194,10 +195,11 @@ class AdminPages:
                                 _safe_next(request.headers.get("referer")))
 
     async def manage(self, request: Request) -> Response:
-        """Delete, restore or rename a voice or an avatar (the kind and name are in the path)."""
+        """Delete, restore or rename a voice or an avatar (its kind, name and the action are in the path)."""
         form = await request.form(max_files=0)
         check_csrf(request, form)
-        kind, name, action = (request.path_params[k] for k in ("kind", "name", "action"))
+        name, action = request.path_params["name"], request.path_params["action"]
+        kind = "voice" if request.url.path.startswith("/admin/voices/") else "avatar"
         page = f"/admin/{kind}s"
         if action == "delete":
             note = await lifecycle.delete(self.services, kind, name)
