@@ -289,3 +289,31 @@ async def test_a_killed_voice_training_resumes_from_a_later_step_than_0(services
     resumed = [line for line in done.log_tail.splitlines() if "resumed from the checkpoint" in line]
     assert resumed and int(resumed[0].rsplit(" ", 1)[1]) >= 3
     assert done.step == 40 and (await services.voices.get("fay")).params["version"] == 1
+
+
+async def test_the_command_line_lists_restores_renames_retries_and_deletes(services):
+    import os
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.lifecycle_fixtures import voice_with_versions
+
+    failed = await voice_with_versions(services, "anna")
+    env = {**os.environ, "DOPPEL_DATA_DIR": str(services.settings.data_dir)}
+
+    async def doppel(*args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot.cli", *args, cwd=ROOT, env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 120)
+        return proc.returncode, out.decode()
+
+    code, out = await doppel("voices", "list")
+    assert code == 0 and f"voice anna: ready v2 (kept v1, v2) · last training failed: out of memory (retry: job {failed})" in out
+    assert await doppel("voices", "restore", "anna", "v1") == (0, "voice 'anna' now uses v1\n")
+    code, out = await doppel("voices", "restore", "anna", "v3")
+    assert code == 2 and "There is no version v3 (kept: v1, v2)" in out
+    assert await doppel("voices", "rename", "anna", "hanna") == (0, "voice 'anna' is now 'hanna'\n")
+    code, out = await doppel("jobs", "--retry", str(failed))
+    assert code == 0 and f"voice 'hanna' again (retry of job {failed})" in out
+    assert await doppel("voices", "delete", "hanna") == (0, "voice 'hanna' deleted, with its files\n")
+    assert "hanna" not in await services.voices.names()
