@@ -59,6 +59,23 @@ class WhisperRecognizer:
     async def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
         return await asyncio.to_thread(self.transcribe_sync, audio, language)
 
+    def language_probability(self, audio: Audio, language: str) -> float | None:
+        """How likely the multilingual model finds it that `audio` is in `language`; None without that model.
+
+        The English-only model writes English whatever it hears (a French clip came back as "Thank you for
+        watching!" with an average log-probability of -0.8), so it can't tell by itself that it did not follow.
+        """
+        if self.dirs["multi"] is None:
+            return None
+        samples = resample(audio, ASR_RATE).samples
+        if self.vad:
+            samples = speech_only(samples)
+            if samples.size < ASR_RATE // 5:
+                return 0.0
+        model = self._model("multi")
+        with self._locks["multi"]:
+            return _language_probability(model, samples, language)
+
     def transcribe_sync(self, audio: Audio, language: str | None = None) -> Transcript:
         audio = resample(audio, ASR_RATE)
         samples = audio.samples
@@ -73,9 +90,20 @@ class WhisperRecognizer:
                 samples, language=("en" if which == "en" else language), beam_size=self.beam_size,
                 vad_filter=False, condition_on_previous_text=False, without_timestamps=False,
             )
-            segs = tuple((s.start, s.end, s.text.strip()) for s in segments)
+            decoded = list(segments)
+        segs = tuple((s.start, s.end, s.text.strip()) for s in decoded)
         text = " ".join(s[2] for s in segs if s[2]).strip()
-        return Transcript(text=text, language=info.language, audio_seconds=audio.seconds, segments=segs)
+        # weighted by each segment's length, so one short unsure word does not decide for a long clip
+        weights = [max(s.end - s.start, 1e-3) for s in decoded]
+        logprob = float(np.average([s.avg_logprob for s in decoded], weights=weights)) if decoded else None
+        no_speech = float(np.average([s.no_speech_prob for s in decoded], weights=weights)) if decoded else None
+        return Transcript(text=text, language=info.language, audio_seconds=audio.seconds, segments=segs,
+                          avg_logprob=logprob, no_speech_prob=no_speech)
+
+
+def _language_probability(model, samples: np.ndarray, language: str) -> float:
+    _, _, probabilities = model.detect_language(samples)
+    return float(dict(probabilities).get(language, 0.0))
 
 
 def speech_only(samples: np.ndarray, pad_s: float = 0.25) -> np.ndarray:

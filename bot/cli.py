@@ -99,17 +99,54 @@ async def cmd_voices(args) -> int:
                 print(f"{name}: {text!r} ({source})")
             print(f"voice '{added.name}': {len(added.clips)} clip(s), {added.seconds:.1f} s"
                   + (f"; training job {added.job.id} queued" if added.job else ""))
-        elif args.voices_cmd == "list":
-            from bot.common.voices import quality_summary, voice_state
-
-            for v in await services.voices.list():
-                print("\t".join(x for x in (v.name, v.engine.value, v.language, voice_state(v), quality_summary(v)) if x))
+        elif args.voices_cmd in LIFECYCLE:
+            await _lifecycle(services, "voice", args)
         elif args.voices_cmd == "subtitles":
             for clip in await services.voices.clips(args.name):
                 print(Path(clip.path).with_suffix("." + args.format).read_text(encoding="utf-8"))
     finally:
         await services.close()
     return 0
+
+
+LIFECYCLE = ("list", "delete", "restore", "rename")
+
+
+async def _lifecycle(services, kind: str, args) -> None:
+    from bot.common import lifecycle
+
+    command = getattr(args, f"{kind}s_cmd")
+    if command == "list":
+        from bot.common.voices import quality_summary
+
+        quality = {v.name: quality_summary(v) for v in await services.voices.list()} if kind == "voice" else {}
+        for entry in await lifecycle.entries(services, kind):
+            print(" · ".join(x for x in (lifecycle.describe(entry), quality.get(entry.name, "")) if x))
+    elif command == "delete":
+        print(await lifecycle.delete(services, kind, args.name))
+    elif command == "restore":
+        print(await lifecycle.restore(services, kind, args.name, _version(args.version)))
+    elif command == "rename":
+        print(await lifecycle.rename(services, kind, args.name, args.new_name))
+
+
+def _version(text: str) -> int:
+    digits = text.lower().removeprefix("v")
+    if not digits.isdigit():
+        raise SystemExit(f"doppel: a version is a number like 2 or v2, not {text!r}")
+    return int(digits)
+
+
+def _lifecycle_parsers(sub, kind: str) -> None:
+    sub.add_parser("list", help=f"every {kind} with its versions, the one serving, and its training")
+    a = sub.add_parser("delete", help=f"delete a {kind} with its files (its training is cancelled)")
+    a.add_argument("name")
+    a = sub.add_parser("restore", help=f"serve an earlier version of a {kind} again")
+    a.add_argument("name")
+    a.add_argument("version", help="e.g. 1 or v1")
+    a = sub.add_parser("rename", help=f"rename a {kind}; chats that use it follow")
+    a.add_argument("name")
+    a.add_argument("new_name")
 
 
 async def cmd_db(args) -> int:
@@ -132,7 +169,13 @@ async def cmd_jobs(args) -> int:
     try:
         if args.cancel:
             job = await services.jobs.cancel(args.cancel)
-            print(f"job {job.id}: {job.status.value}")
+            print(f"job {job.id}: {job.status.value}" + (" (stopping)" if job.status.value == "running" else ""))
+            return 0
+        if args.retry:
+            from bot.common.lifecycle import retry
+
+            job = await retry(services, args.retry)
+            print(f"job {job.id} queued: {job.kind} '{job.target}' again (retry of job {args.retry})")
             return 0
         for job in await services.jobs.list():
             eta = f" eta {job.eta_seconds:.0f}s" if job.eta_seconds else ""
@@ -146,7 +189,7 @@ async def cmd_jobs(args) -> int:
 
 
 async def cmd_avatars(args) -> int:
-    from bot.common.avatars import add_photo_avatar, list_avatars, submit_avatar_training
+    from bot.common.avatars import add_photo_avatar, submit_avatar_training
 
     services = await _services(args)
     try:
@@ -157,9 +200,8 @@ async def cmd_avatars(args) -> int:
         elif args.avatars_cmd == "add-photo":
             avatar = await add_photo_avatar(services, args.name, Path(args.file).read_bytes())
             print(f"avatar '{avatar.name}': ready (photo)")
-        elif args.avatars_cmd == "list":
-            for a in await list_avatars(services):
-                print(f"{a.name}\t{a.engine}\t{'ready' if a.ready else 'training'}")
+        elif args.avatars_cmd in LIFECYCLE:
+            await _lifecycle(services, "avatar", args)
         elif args.avatars_cmd == "render":
             from adapters.media import decode_audio
 
@@ -256,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("files", nargs="+")
     a.add_argument("--transcript", help="what the recordings say (default: transcribe them)")
     a.add_argument("--engine", default="lite", choices=["lite", "rvc", "cosyvoice", "tts"])
-    vs.add_parser("list")
+    _lifecycle_parsers(vs, "voice")
     s = vs.add_parser("subtitles", help="print a voice's clip transcripts as SRT or WebVTT")
     s.add_argument("name")
     s.add_argument("--format", default="srt", choices=["srt", "vtt"])
@@ -266,8 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade"])
     p.set_defaults(run=cmd_db)
 
-    p = sub.add_parser("jobs", help="list training jobs, or cancel one")
+    p = sub.add_parser("jobs", help="list training jobs, cancel one, or retry a failed or cancelled one")
     p.add_argument("--cancel", type=int)
+    p.add_argument("--retry", type=int)
     p.set_defaults(run=cmd_jobs)
 
     p = sub.add_parser("telegram", help="run the Telegram bot (long polling, or a webhook if DOPPEL_TELEGRAM_WEBHOOK_URL is set)")
@@ -288,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = av.add_parser("add-photo", help="an avatar from one portrait photo, ready at once")
     a.add_argument("name")
     a.add_argument("file")
-    av.add_parser("list")
+    _lifecycle_parsers(av, "avatar")
     a = av.add_parser("render", help="render an avatar speaking an audio file to MP4")
     a.add_argument("name")
     a.add_argument("--audio", required=True)

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     voice_docker_image: str = "doppel-voice:latest"  # built from RVC/Dockerfile
     voice_docker_port: int = 10300  # published on 127.0.0.1 only
     voice_gpus: str = "all"  # GPUs the container gets: all, none (""), or ids "0,1"
+    # lite training: "full" (needs 30 s of speech) or "tiny" (2 s; quick, for trying things out and tests)
+    voice_train_profile: str = "full"
 
     # avatars
     avatar: str = ""

@@ -43,6 +43,9 @@ class Transcript:
     audio_seconds: float = 0.0
     # (start, end, text) in seconds, for subtitles
     segments: tuple[tuple[float, float, str], ...] = ()
+    # how sure the recognizer was (Whisper: mean token log-probability, probability of no speech); None: unknown
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
 
 
 Role = Literal["system", "user", "assistant"]

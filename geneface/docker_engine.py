@@ -188,6 +188,7 @@ class GeneFaceDocker:
         self.docker_url = docker_url
         self._factory = client_factory
         self._client = None
+        self._running: dict[str, object] = {}  # container name → container, for stop_all()
 
     def client(self):
         if self._client is None:
@@ -208,6 +209,7 @@ class GeneFaceDocker:
                   on_event: Callable[[LogEvent], None]) -> int:
         """Run one stage to its end, calling `on_event` per log line; returns the exit code. Blocking."""
         container = self.client().containers.run(**run_kwargs(self.image, stage.command, mounts, gpu, name))
+        self._running[name] = container
         try:
             for line in split_lines(container.logs(stream=True, follow=True)):
                 on_event(parse_line(line))
@@ -217,15 +219,28 @@ class GeneFaceDocker:
             container.stop(timeout=20)
             raise
         finally:
+            self._running.pop(name, None)
             try:
                 container.remove(force=True)
+            except Exception:
+                pass
+
+    def stop_all(self, timeout: int = 2) -> None:
+        """Stop the containers running now (a cancelled job): SIGTERM, then SIGKILL after `timeout` seconds.
+
+        Called from another thread while `run_stage` is blocked reading the logs; the stream then ends.
+        """
+        for container in list(self._running.values()):
+            try:
+                container.stop(timeout=timeout)
             except Exception:
                 pass
 
     async def render(self, record, audio) -> bytes:
         from adapters.media import encode_wav
 
-        vid = video_id(record.name)
+        # the id it was trained under: a renamed avatar keeps its files
+        vid = record.params.get("video_id") or video_id(record.name)
         avatar_dir = Path(record.artifact_path)
         mounts = self.mounts(avatar_dir)
         (avatar_dir / "io" / "answer.wav").write_bytes(encode_wav(audio))
@@ -265,22 +280,27 @@ def prepare_input(data: bytes, points, out_path: Path) -> None:
 
 
 async def train_in_docker(ctx, engine: GeneFaceDocker | None = None) -> str:
-    """The worker's handler body for engine "geneface"."""
-    from bot.settings import Settings
+    """The worker's handler body for engine "geneface". The image and Docker URL come with the job's parameters."""
     from geneface.intake import IntakeRules, load_footage
 
-    settings = Settings()
-    engine = engine or GeneFaceDocker(settings.geneface_image, settings.data_dir, docker_url=settings.docker_url)
+    if engine is None:
+        if not ctx.params.get("image"):
+            raise ValueError("the job does not say which GeneFace++ image to run")
+        engine = GeneFaceDocker(ctx.params["image"], Path(ctx.params["data_dir"]), docker_url=ctx.params.get("docker_url", ""),
+                                assets_dir=Path(ctx.params["assets_dir"]) if ctx.params.get("assets_dir") else None)
+    # a cancel stops the running container at once instead of waiting for its next log line
+    ctx.on_cancel(engine.stop_all)
     name = ctx.job.target
     vid = video_id(name)
-    avatar_dir = Path(ctx.params.get("dir") or ctx.work_dir) / "geneface"
+    # a folder per job: the version serving now is never written over while this one trains
+    avatar_dir = Path(ctx.params.get("dir") or ctx.work_dir) / f"geneface-job{ctx.job.id}"
     mounts = engine.mounts(avatar_dir)
     video = avatar_dir / "data" / "raw" / "videos" / f"{vid}.mp4"
     if not video.exists():
         await ctx.report(step=0, progress=0.0, log_line="cropping the video to 512×512 at 25 fps")
         data = Path(ctx.params["source"]).read_bytes()
         rules = IntakeRules(min_seconds=float(ctx.params.get("min_seconds", IntakeRules.min_seconds)))
-        footage = await asyncio.to_thread(load_footage, data, 1024, rules, 0.0)
+        footage = await asyncio.to_thread(load_footage, data, 1024, rules, 0.0, ctx.check)
         await asyncio.to_thread(prepare_input, data, footage.points, video)
     steps = ctx.job.max_steps or HEAD_STEPS
     plan = stages(vid, head_steps=steps, torso_steps=steps)
@@ -310,9 +330,10 @@ async def train_in_docker(ctx, engine: GeneFaceDocker | None = None) -> str:
             raise RuntimeError(f"GeneFace++ {stage.name} failed: {tail}")
         (avatar_dir / stage.marker).write_text("ok\n")
         offset += share
-    sessions = getattr(ctx, "sessions", None)
-    if sessions is not None:
+    version = None
+    if ctx.sessions is not None:
         from storage.avatars import AvatarRepository
 
-        await AvatarRepository(sessions).set_ready(name, str(avatar_dir), {"video_id": vid, "steps": steps})
-    return f"avatar '{name}' is ready (GeneFace++, {steps} steps per stage)"
+        version = await AvatarRepository(ctx.sessions).add_version(name, str(avatar_dir), {"video_id": vid, "steps": steps,
+                                                                                            "job": ctx.job.id}, engine="geneface")
+    return f"avatar '{name}' is ready{f': v{version}' if version else ''} (GeneFace++, {steps} steps per stage)"

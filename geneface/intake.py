@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -104,14 +104,20 @@ def _face_counts(data: bytes, total: int, rules: IntakeRules) -> list[tuple[int,
     return out
 
 
-def load_footage(data: bytes, max_side: int = 512, rules: IntakeRules = IntakeRules(), idle_seconds: float = 8.0) -> Footage:
-    """Check, then decode at 25 fps and track the face through every frame, keeping only the first seconds' pixels."""
+def load_footage(data: bytes, max_side: int = 512, rules: IntakeRules = IntakeRules(), idle_seconds: float = 8.0,
+                 check: Callable[[], None] | None = None) -> Footage:
+    """Check, then decode at 25 fps and track the face through every frame, keeping only the first seconds' pixels.
+
+    `check` is called at every frame and may raise to stop (a cancelled job).
+    """
     check_video(data, rules)
     idle: list[np.ndarray] = []
     keep = int(idle_seconds * FPS)
 
     def frames() -> Iterator[np.ndarray]:
         for frame in read_frames(data, max_side=max_side, fps=FPS):
+            if check is not None:
+                check()
             if len(idle) < keep:
                 idle.append(frame)
             yield frame

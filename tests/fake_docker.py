@@ -72,12 +72,16 @@ class FakeDocker:
                     self.send_header("Content-Type", "application/vnd.docker.raw-stream")
                     self.end_headers()
                     for line in fake._logs.get(m.group(1), []):
+                        if m.group(1) in fake.stopped:
+                            return  # a stopped container's log stream ends, as Docker's does
                         data = (line + "\n").encode()
                         # stream 2 is stderr, where tqdm writes
                         self.wfile.write(struct.pack(">BxxxL", 2, len(data)) + data)
                         self.wfile.flush()
-                        if fake.line_delay:
-                            time.sleep(fake.line_delay)
+                        waited = 0.0
+                        while waited < fake.line_delay and m.group(1) not in fake.stopped:
+                            time.sleep(min(0.05, fake.line_delay))
+                            waited += 0.05
                     return
                 self._json(404, {"message": f"no route {path}"})
 

@@ -78,6 +78,13 @@ class Ctx:
 
     def __post_init__(self) -> None:
         self.reports: list[dict] = []
+        self.hooks: list = []
+
+    def check(self) -> None:
+        pass
+
+    def on_cancel(self, hook) -> None:
+        self.hooks.append(hook)
 
     async def report(self, **kw) -> None:
         self.reports.append(kw)
@@ -94,7 +101,7 @@ def _logs_for(body: dict) -> list[str]:
 
 async def _run(tmp_path: Path, fake: FakeDocker, **ctx_kw) -> tuple[Ctx, str | BaseException]:
     avatar = tmp_path / "avatars" / "anna"
-    video_dir = avatar / "geneface" / "data" / "raw" / "videos"
+    video_dir = avatar / "geneface-job7" / "data" / "raw" / "videos"
     video_dir.mkdir(parents=True)
     # the 512×512 input is already made (by prepare_input); the stages are what is tested here
     (video_dir / "doppel_anna.mp4").write_bytes(b"\0")
@@ -127,12 +134,12 @@ async def test_training_runs_three_containers_with_the_gpu_and_mounts(tmp_path):
     assert any((r.get("checkpoint") or "").startswith("head:") and r["checkpoint"].endswith("steps_4000.ckpt")
                for r in ctx.reports)
     assert len(fake.removed) == 3
-    markers = sorted(p.name for p in (tmp_path / "avatars" / "anna" / "geneface").glob("stage-*.done"))
+    markers = sorted(p.name for p in (tmp_path / "avatars" / "anna" / "geneface-job7").glob("stage-*.done"))
     assert markers == ["stage-head.done", "stage-preprocess.done", "stage-torso.done"]
 
 
 async def test_a_restarted_job_skips_finished_stages(tmp_path):
-    geneface = tmp_path / "avatars" / "anna" / "geneface"
+    geneface = tmp_path / "avatars" / "anna" / "geneface-job7"
     geneface.mkdir(parents=True)
     (geneface / "stage-preprocess.done").write_text("ok\n")
     with FakeDocker(_logs_for) as fake:

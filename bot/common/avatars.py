@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 
 from bot.wiring import Services
@@ -52,13 +53,17 @@ async def submit_avatar_training(services: Services, name: str, video: bytes, fi
     measured = await asyncio.to_thread(_check_video, video, min_seconds)
     folder = avatar_dir(services, name)
     folder.mkdir(parents=True, exist_ok=True)
-    source = folder / ("source" + (Path(filename).suffix.lower() or ".mp4"))
+    # each upload keeps its own file: a queued or retried job trains on the video it was given
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    source = folder / f"source-{stamp}{Path(filename).suffix.lower() or '.mp4'}"
     source.write_bytes(video)
-    await AvatarRepository(services.sessions).upsert(name, engine, ready=False, source_path=str(source),
-                                                    params={"video": measured})
-    return await services.jobs.submit("avatar", name, engine=engine, max_steps=max_steps, gpu=gpu,
-                                      params={"source": str(source), "dir": str(folder), "config": config,
-                                              "min_seconds": min_seconds},
+    await AvatarRepository(services.sessions).new_source(name, engine, str(source), {"video": measured})
+    params = {"source": str(source), "dir": str(folder), "config": config, "min_seconds": min_seconds}
+    if engine == "geneface":
+        # the worker is told where its containers come from, rather than reading the bots' settings
+        s = services.settings
+        params.update(image=s.geneface_image, docker_url=s.docker_url, data_dir=str(s.data_dir))
+    return await services.jobs.submit("avatar", name, engine=engine, max_steps=max_steps, gpu=gpu, params=params,
                                       notify_chat=notify_chat)
 
 
