@@ -11,6 +11,7 @@ from core.errors import EngineError
 from RVC.engines.rvc import FeatureIndex, RvcEngine, coarse_f0
 from RVC.hubert import load_hubert
 from RVC.rvc_model import load_checkpoint
+from RVC.safe_load import load_weights
 from tests.voice_fixtures import tiny_rvc_config, write_tiny_hubert, write_tiny_rvc
 
 
@@ -28,9 +29,11 @@ def models(tmp_path):
 
 
 def test_checkpoint_layout_loads_with_weight_norm_folded(models):
-    net, ckpt = load_checkpoint(models / "tiny.pth")
+    net, info = load_checkpoint(models / "tiny.pth")
+    ckpt = load_weights(models / "tiny.pth")
     assert ckpt["version"] == "v2" and any(k.endswith(".weight_g") for k in ckpt["weight"])
     assert net.cfg == tiny_rvc_config() and net.cfg.sample_rate == 40000
+    assert (info.version, info.sample_rate, info.speakers) == ("v2", 40000, 2)
     # the folded generator weight equals g * v / |v|
     g, v = ckpt["weight"]["dec.ups.0.weight_g"].float(), ckpt["weight"]["dec.ups.0.weight_v"].float()
     expected = g * v / v.norm(dim=(1, 2), keepdim=True)
@@ -51,8 +54,10 @@ def test_convert_shapes_rate_and_speed(models):
     out, rate = engine.convert(audio, 22050, {"model": "tiny.pth"})
     took = time.perf_counter() - t0
     assert rate == 40000 and out.dtype == np.float32
-    frames = 2 * (int(2.0 * 16000) // 320)
-    assert out.shape == (frames * 400,)  # 100 frames a second, 400 samples each at 40 kHz
+    # one second of mirrored context each side; HuBERT's frames (2 per 320 samples, edges trimmed) bound the length
+    padded = 2 * 16000 + 2 * 16000
+    frames = min(padded // 160, 2 * ((padded - 400) // 320 + 1))
+    assert out.shape == (frames * 400 - 2 * 40000,)  # 400 samples a frame at 40 kHz, the context trimmed off
     assert np.isfinite(out).all() and 0 < np.abs(out).max() <= 1
     assert took < 10.0, f"a tiny model took {took:.1f} s for 2 s of speech"
 
