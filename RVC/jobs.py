@@ -60,7 +60,7 @@ async def train_voice(ctx: JobContext) -> str:
 
     dataset_path = work / "dataset.npz"
     if dataset_path.exists():
-        data = dict(np.load(dataset_path))
+        data = dict(np.load(dataset_path, allow_pickle=False))
     else:
         clips = await asyncio.to_thread(_clips, folder)
         await asyncio.to_thread(check_reference, [Audio(c, 16000) for c in clips],
