@@ -127,3 +127,23 @@ async def test_telegram_add_rvc_then_the_voice_answers(fake_tg, tmp_path, upload
         assert sent[0].files["voice"][:4] == b"OggS"
         worker = services.converters[VoiceEngine.RVC].worker
         assert worker.service.served >= 2, "the answer did not go through the RVC voice"  # the test sentence + the answer
+
+
+async def test_discord_add_rvc_from_attachments(tmp_path, uploads, engines):
+    from tests.fakes.discord_api import Upload
+    from tests.fakes.discord_bot import discord_world
+
+    models = _models_dir(tmp_path)
+    own = _engines_for(Settings(_env_file=None, data_dir=tmp_path / "var", rvc_models_dir=models), engines)
+    async with discord_world(tmp_path, own, rvc_models_dir=models) as world:
+        fake = world.fake
+        await fake.invoke("add_rvc", world.admin, world.channel, name="anna", pitch=1.5,
+                          model=Upload("anna.pth", b"PK\x03\x04 not really a model", "application/octet-stream"))
+        refusal = await fake.wait_for(lambda m: m.by_bot and "could not be read safely" in m.content)
+        assert refusal.edits == 1 and await world.services.voices.names() == []
+
+        await fake.invoke("add_rvc", world.admin, world.channel, name="anna", pitch=1.5, f0_method="harvest",
+                          model=Upload("anna.pth", (uploads / "anna.pth").read_bytes(), "application/octet-stream"))
+        await fake.wait_for(lambda m: m.by_bot and "Voice **anna** is ready: RVC v2, 40000 Hz" in m.content, 120)
+        voice = await world.services.voices.get("anna")
+        assert (voice.params["pitch_shift"], voice.params["f0_method"], voice.ready) == (1.5, "harvest", True)
