@@ -147,3 +147,43 @@ async def test_discord_add_rvc_from_attachments(tmp_path, uploads, engines):
         await fake.wait_for(lambda m: m.by_bot and "Voice **anna** is ready: RVC v2, 40000 Hz" in m.content, 120)
         voice = await world.services.voices.get("anna")
         assert (voice.params["pitch_shift"], voice.params["f0_method"], voice.ready) == (1.5, "harvest", True)
+
+
+async def test_web_admin_uploads_an_rvc_model(tmp_path, uploads, engines):
+    import re
+
+    import aiohttp
+
+    from tests.web_harness import live_server
+
+    models = _models_dir(tmp_path)
+    settings = Settings(_env_file=None, data_dir=tmp_path / "var", rvc_models_dir=models, web_admin_password="pw",
+                        web_secret="s" * 32)
+    services = await build_services(settings, engines=_engines_for(settings, engines))
+    try:
+        async with live_server(services) as site, aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            login = await (await http.get(site.url + "/admin/login")).text()
+            token = re.search(r'name="csrf-token" content="([^"]+)"', login).group(1)
+            await http.post(site.url + "/admin/login", data={"csrf": token, "password": "pw"})
+            page = await (await http.get(site.url + "/admin/voices")).text()
+            assert 'action="/admin/voices/rvc"' in page
+            token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+            def form(model: bytes) -> aiohttp.FormData:
+                f = aiohttp.FormData()
+                for key, value in {"csrf": token, "name": "anna", "pitch_shift": "-2", "f0_method": "yin",
+                                   "index_rate": "0.5", "protect": "0.33"}.items():
+                    f.add_field(key, value)
+                f.add_field("model", model, filename="anna.pth", content_type="application/octet-stream")
+                f.add_field("index", (uploads / "anna.npy").read_bytes(), filename="anna.npy",
+                            content_type="application/octet-stream")
+                return f
+
+            refused = await (await http.post(site.url + "/admin/voices/rvc", data=form(b"not a model"))).text()
+            assert "could not be read safely" in refused and await services.voices.names() == []
+            page = await (await http.post(site.url + "/admin/voices/rvc", data=form((uploads / "anna.pth").read_bytes()))).text()
+            assert "Voice &#39;anna&#39; is ready: RVC v2, 40000 Hz." in page
+        voice = await services.voices.get("anna")
+        assert (voice.params["pitch_shift"], voice.params["index"], voice.ready) == (-2.0, "anna.npy", True)
+    finally:
+        await services.close()

@@ -102,7 +102,8 @@ class AdminPages:
         clips = {v.name: await self.services.voices.clips(v.name) for v in voices}
         return self.ctx.render(request, "admin_voices.html", section="voices", voices=voices, clips=clips,
                                engines=[e.value for e in VoiceEngine],
-                               max_mb=self.services.settings.web_max_audio_bytes // (1024 * 1024))
+                               max_mb=self.services.settings.web_max_audio_bytes // (1024 * 1024),
+                               model_mb=self.services.settings.web_max_model_bytes // (1024 * 1024))
 
     async def add_voice(self, request: Request) -> Response:
         limit = self.services.settings.web_max_audio_bytes
