@@ -58,6 +58,10 @@ class SineSource(nn.Module):
         phase = torch.cumsum(step, dim=1)
         if self.training:
             phase = phase + torch.rand(f0.shape[0], 1, device=f0.device, dtype=phase.dtype)
+        elif self.hold_f0:
+            # RVC draws a random start phase per harmonic and zeroes the fundamental's: drawn (and unused) here as
+            # well, so a seeded run makes the same noise as RVC's own code
+            torch.rand(f0.shape[0], 1, device=f0.device)
         sine = torch.sin(2 * math.pi * (phase - torch.floor(phase))).float() * self.amplitude
         noise_amp = voiced * self.noise_std + (1 - voiced) * self.amplitude / 3
         excitation = sine * voiced + noise_amp * torch.randn_like(sine)
