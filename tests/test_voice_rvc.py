@@ -103,3 +103,32 @@ def test_index_blend_without_faiss(models):
     assert np.allclose(index.blend(query, 0.0), query)
     out, _ = RvcEngine(models).convert(_voiced(), 22050, {"model": "tiny.pth", "index": "voice.npy", "index_rate": 0.5})
     assert out.size
+
+
+def test_a_v1_model_reads_layer_nine_through_the_projection(tmp_path):
+    write_tiny_rvc(tmp_path / "old.pth", version="v1")
+    write_tiny_hubert(tmp_path / "hubert_base.pt", final_proj=True)
+    write_tiny_hubert(tmp_path / "no_proj.pt")
+    net, info = load_checkpoint(tmp_path / "old.pth")
+    assert (info.version, net.enc_p.emb_phone.in_features) == ("v1", 256)
+    out, rate = RvcEngine(tmp_path).convert(_voiced(1.0), 22050, {"model": "old.pth"})
+    assert rate == 40000 and out.size and np.isfinite(out).all()
+    with pytest.raises(EngineError, match="final projection"):
+        RvcEngine(tmp_path).convert(_voiced(1.0), 22050, {"model": "old.pth", "content_model": "no_proj.pt"})
+    # a file that calls itself v2 but carries v1's content layer is refused, not guessed at
+    ckpt = load_weights(tmp_path / "old.pth")
+    torch.save({**ckpt, "version": "v2"}, tmp_path / "mislabelled.pth")
+    with pytest.raises(EngineError, match="says it is an RVC v2 model"):
+        load_checkpoint(tmp_path / "mislabelled.pth")
+
+
+def test_speaker_and_settings_are_checked_with_clear_errors(models):
+    from core.errors import BadInput
+
+    engine = RvcEngine(models)
+    with pytest.raises(BadInput, match="speaker ids 0 to 1; 2 is not one of them"):
+        engine.convert(_voiced(), 22050, {"model": "tiny.pth", "speaker_id": 2})
+    with pytest.raises(BadInput, match="index_rate must be between 0 and 1"):
+        engine.convert(_voiced(), 22050, {"model": "tiny.pth", "index_rate": 1.5})
+    with pytest.raises(BadInput, match="needs a 'model'"):
+        engine.convert(_voiced(), 22050, {})
