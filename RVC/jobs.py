@@ -70,7 +70,7 @@ async def train_voice(ctx: JobContext) -> str:
 
     dataset_path = work / "dataset.npz"
     if dataset_path.exists():
-        data = dict(np.load(dataset_path))
+        data = dict(np.load(dataset_path, allow_pickle=False))
     else:
         await ctx.report(step=0, progress=0.0, log_line="checking the recordings")
         clips = await asyncio.to_thread(_clips, folder)

@@ -149,6 +149,30 @@ def _lifecycle_parsers(sub, kind: str) -> None:
     a.add_argument("new_name")
 
 
+async def cmd_voices_add_rvc(args) -> int:
+    """`doppel voices add-rvc NAME model.pth [--index F] [--pitch N] ...`: checked in full, then ready at once."""
+    from bot.common.rvc_voices import add_rvc_voice
+    from core.errors import BadInput
+
+    settings = {k: v for k, v in (("pitch_shift", args.pitch), ("f0_method", args.f0_method), ("index_rate", args.index_rate),
+                                  ("protect", args.protect), ("rms_mix_rate", args.rms_mix), ("speaker_id", args.speaker))
+                if v is not None}
+    model = Path(args.model)
+    index = Path(args.index) if args.index else None
+    for path in (model, index):
+        if path is not None and not path.is_file():
+            raise BadInput(f"There is no file '{path}'.")
+    services = await _services(args)
+    try:
+        added = await add_rvc_voice(services, args.name, (model.name, model.read_bytes()),
+                                    (index.name, index.read_bytes()) if index else None, settings, language=args.language)
+        print(f"voice '{added.voice.name}': RVC {added.version}, {added.sample_rate} Hz, {added.speakers} speaker(s); "
+              f"test sentence converted ({added.test_seconds:.1f} s); ready")
+    finally:
+        await services.close()
+    return 0
+
+
 async def cmd_db(args) -> int:
     from bot.settings import Settings
     from storage.db import create_engine, current_revision, upgrade
@@ -299,6 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--transcript", help="what the recordings say (default: transcribe them)")
     a.add_argument("--engine", default="lite", choices=["lite", "rvc", "cosyvoice", "tts"])
     _lifecycle_parsers(vs, "voice")
+    a = vs.add_parser("add-rvc", help="register an RVC model (.pth, optional .index): checked, then ready at once")
+    a.add_argument("name")
+    a.add_argument("model", help="the .pth RVC exported")
+    a.add_argument("--index", help="its retrieval index (.index, or the features as .npy)")
+    a.add_argument("--pitch", type=float, help="pitch shift in semitones (default 0)")
+    a.add_argument("--f0-method", choices=["harvest", "yin", "pyin"], help="default yin; harvest is what RVC trains on")
+    a.add_argument("--index-rate", type=float, help="0..1, default 0.75")
+    a.add_argument("--protect", type=float, help="0..0.5, default 0.33 (0.5: off)")
+    a.add_argument("--rms-mix", type=float, help="0..1, default 0.25 (1: the model's own loudness)")
+    a.add_argument("--speaker", type=int, help="speaker id in a multi-speaker model (default 0)")
+    a.add_argument("--language", default="en")
+    a.set_defaults(run=cmd_voices_add_rvc)
     s = vs.add_parser("subtitles", help="print a voice's clip transcripts as SRT or WebVTT")
     s.add_argument("name")
     s.add_argument("--format", default="srt", choices=["srt", "vtt"])

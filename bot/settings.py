@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     web_secret: SecretStr = SecretStr("")  # signs session cookies; empty: a random one per start (logins end on restart)
     web_max_audio_bytes: int = 20 * 1024 * 1024  # one chat recording or voice reference clip
     web_max_video_bytes: int = 200 * 1024 * 1024  # one avatar training video
+    web_max_model_bytes: int = 300 * 1024 * 1024  # one RVC model or index file
 
     @field_validator("admin_ids", "allowed_ids", mode="before")
     @classmethod

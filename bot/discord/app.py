@@ -16,7 +16,7 @@ from bot.common.access import AccessPolicy
 from bot.common.dialogue import Dialogue
 from bot.common.ratelimit import RateLimiter
 from bot.common.userqueue import UserQueue
-from bot.discord import admin_commands, chat_commands, inbox, settings_commands
+from bot.discord import admin_commands, chat_commands, inbox, rvc_commands, settings_commands
 from bot.discord.endpoints import discover_gateway, point_at
 from bot.discord.errors import on_app_command_error
 from bot.wiring import Services
@@ -49,7 +49,8 @@ class DoppelDiscord(discord.Client):
         self.handled = HandledUpdates(services.sessions, "discord")
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = on_app_command_error
-        for command in (*chat_commands.COMMANDS, *settings_commands.COMMANDS, *admin_commands.COMMANDS):
+        for command in (*chat_commands.COMMANDS, *settings_commands.COMMANDS, *admin_commands.COMMANDS,
+                        *rvc_commands.COMMANDS):
             self.tree.add_command(command)
         self._tasks: set[asyncio.Task] = set()
 

@@ -21,7 +21,7 @@ from bot.common.dialogue import Dialogue
 from bot.common.ratelimit import RateLimiter
 from bot.common.userqueue import UserQueue
 from bot.settings import Settings
-from bot.telegram import admin, errors, talk, user_commands
+from bot.telegram import admin, errors, rvc_admin, talk, user_commands
 from bot.telegram.answer import Answerer
 from bot.telegram.delivery import Delivery
 from bot.telegram.fsm_storage import ChatSettingsStorage
@@ -65,7 +65,8 @@ def build_dispatcher(services: Services, bot: Bot) -> Dispatcher:
     dp.message.middleware(RateLimitMiddleware(RateLimiter(settings.rate_limit_per_minute)))
     dp.message.middleware(TouchMiddleware(services.users))
     # routers are made per dispatcher (an aiogram router joins one parent), so tests and the benchmark can run several bots
-    dp.include_routers(errors.make_router(), admin.make_router(), user_commands.make_router(), talk.make_router())
+    dp.include_routers(errors.make_router(), admin.make_router(), rvc_admin.make_router(), user_commands.make_router(),
+                       talk.make_router())
     return dp
 
 

@@ -30,6 +30,7 @@ ADMIN_HELP = """
 
 Admin:
 /add_voice NAME – reply to a recording, or send recordings after it and finish with /done
+/add_rvc NAME [pitch=N] – then an RVC model (.pth, and its .index) as files, then /done
 /train_avatar NAME – reply to a video (trained) or a photo (ready at once), or send one after it
 /jobs – training jobs
 /cancel JOB – stop a training job

@@ -109,7 +109,8 @@ class AdminPages:
         return self.ctx.render(request, "admin_voices.html", section="voices", voices=voices, clips=clips, life=life,
                                quality={v.name: quality_summary(v) for v in voices},
                                engines=[e.value for e in VoiceEngine],
-                               max_mb=self.services.settings.web_max_audio_bytes // (1024 * 1024))
+                               max_mb=self.services.settings.web_max_audio_bytes // (1024 * 1024),
+                               model_mb=self.services.settings.web_max_model_bytes // (1024 * 1024))
 
     async def add_voice(self, request: Request) -> Response:
         limit = self.services.settings.web_max_audio_bytes

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bot.common.dialogue import Dialogue
 from bot.settings import Settings
 from bot.web.admin import AdminPages
+from bot.web.rvc_admin import RvcAdminPages
 from bot.web.chat import ChatPages
 from bot.web.context import HERE, WebContext, back_with_notice
 from bot.web.security import CSRF_HEADER, AdminLogins, CsrfRejected
@@ -69,6 +70,7 @@ def create_app(services: Services, *, job_poll_seconds: float = 1.0) -> Starlett
     routes = [
         *ChatPages(ctx).routes(),
         *AdminPages(ctx).routes(),
+        *RvcAdminPages(ctx).routes(),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     middleware = [

@@ -179,7 +179,7 @@ class Prepared:
 
     @staticmethod
     def load(path) -> "Prepared":
-        z = np.load(path)
+        z = np.load(path, allow_pickle=False)
         return Prepared(z["crops"], z["windows"], z["boxes"], z["partners"], int(z["size"]))
 
 
