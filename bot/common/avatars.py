@@ -5,9 +5,12 @@ The video checks and the engines live in geneface/.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
 from pathlib import Path
 
+from adapters.media import Source
 from bot.wiring import Services
 from core.errors import BadInput
 from core.types import Job
@@ -23,7 +26,7 @@ def avatar_dir(services: Services, name: str) -> Path:
 
 # The face tools (dlib) are imported inside these worker-thread functions: a first import takes seconds,
 # and on the event loop it would stall a bot's gateway heartbeat.
-def _check_video(video: bytes, min_seconds: float) -> dict:
+def _check_video(video: Source, min_seconds: float) -> dict:
     from geneface.intake import IntakeRules, check_video
 
     return check_video(video, IntakeRules(min_seconds=min_seconds))
@@ -40,10 +43,13 @@ def _check_name(name: str) -> None:
         raise BadInput("An avatar name may use letters, digits, '-' and '_' (up to 64).")
 
 
-async def submit_avatar_training(services: Services, name: str, video: bytes, filename: str = "source.mp4", *,
+async def submit_avatar_training(services: Services, name: str, video: Source, filename: str = "source.mp4", *,
                                  engine: str = "lite", max_steps: int = 0, gpu: int | None = None,
                                  notify_chat: str | None = None, config: str = "full") -> Job:
-    """Check the video (length, one clear face, frame rate, size, sound), keep it, and queue the training."""
+    """Check the video (length, one clear face, frame rate, size, sound), keep it, and queue the training.
+
+    `video` is its bytes or the path of a file holding it (a large upload is streamed to disk, never held);
+    a file is moved into the avatar's folder."""
     _check_name(name)
     if engine not in ENGINES:
         raise BadInput(f"Unknown avatar engine '{engine}'; use one of: {', '.join(ENGINES)}.")
@@ -53,7 +59,10 @@ async def submit_avatar_training(services: Services, name: str, video: bytes, fi
     folder = avatar_dir(services, name)
     folder.mkdir(parents=True, exist_ok=True)
     source = folder / ("source" + (Path(filename).suffix.lower() or ".mp4"))
-    source.write_bytes(video)
+    if isinstance(video, (bytes, bytearray)):
+        source.write_bytes(video)
+    else:
+        await asyncio.to_thread(shutil.move, os.fspath(video), source)
     await AvatarRepository(services.sessions).upsert(name, engine, ready=False, source_path=str(source),
                                                     params={"video": measured})
     return await services.jobs.submit("avatar", name, engine=engine, max_steps=max_steps, gpu=gpu,

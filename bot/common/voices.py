@@ -6,13 +6,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.media import decode_audio, encode_wav
+from adapters.media import Source, decode_audio, encode_wav
 from bot.wiring import Services
 from core.errors import BadInput
 from core.subtitles import to_srt, to_vtt
 from core.types import Job, VoiceEngine
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+MAX_CLIP_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def voice_dir(services: Services, name: str) -> Path:
     return services.settings.data_dir / "voices" / name
 
 
-async def add_voice(services: Services, name: str, files: list[tuple[str, bytes]], transcripts: list[str | None] | None = None,
+async def add_voice(services: Services, name: str, files: list[tuple[str, Source]], transcripts: list[str | None] | None = None,
                     *, engine: VoiceEngine = VoiceEngine.LITE, notify_chat: str | None = None, max_steps: int = 0,
                     gpu: int | None = None) -> AddedVoice:
     """Every clip is checked before anything is written, so a bad file leaves no half-made voice behind."""
@@ -52,7 +53,8 @@ async def add_voice(services: Services, name: str, files: list[tuple[str, bytes]
     if not files:
         raise BadInput("Send at least one recording of the voice.")
     transcripts = list(transcripts or [None] * len(files))
-    decoded = [decode_audio(data) for _, data in files]
+    # off the event loop, each clip bounded: a reference recording longer than this is not a clip
+    decoded = [await asyncio.to_thread(decode_audio, data, max_seconds=MAX_CLIP_SECONDS) for _, data in files]
     if engine is not VoiceEngine.TTS:
         # silent, clipped, music or several speakers: refused here, before anything is stored or trained
         from RVC.reference import check_reference
