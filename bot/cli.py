@@ -170,10 +170,12 @@ async def cmd_avatars(args) -> int:
 
 
 async def cmd_telegram(args) -> int:
+    from bot.common.warmup import ready
     from bot.telegram.app import run_telegram
 
     services = await _services(args)
     try:
+        await ready(services, "telegram")
         await run_telegram(services)
     finally:
         await services.close()
@@ -181,10 +183,12 @@ async def cmd_telegram(args) -> int:
 
 
 async def cmd_discord(args) -> int:
+    from bot.common.warmup import ready
     from bot.discord.app import run
 
     services = await _services(args)
     try:
+        await ready(services, "discord")
         await run(services)
     finally:
         await services.close()
