@@ -159,7 +159,8 @@ async def cmd_avatars(args) -> int:
         elif args.avatars_cmd == "render":
             from adapters.media import decode_audio
 
-            audio = decode_audio(Path(args.audio).read_bytes())
+            # a clip to render is no chat message, but it is bounded all the same, and decoded off the loop
+            audio = await asyncio.to_thread(decode_audio, Path(args.audio), max_seconds=600)
             mp4 = await services.renderer.render(audio, args.name, args.text or "")
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_bytes(mp4)

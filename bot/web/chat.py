@@ -113,11 +113,11 @@ class ChatPages:
             raise BadInput("Record or upload a voice message, or type something.")
         address = client_address(request)
         await self._admit(request, user, address)
-        ticket = self.slots.join()  # Busy when the line is full: refused now, not after minutes
         await self._remember_address(user, address)
         speak = form.get("speak", "1") != "0"
         msg = Incoming(user_id=user, chat_id=user, audio=upload[1] if upload else None,
                        text=None if upload else text, display_name=f"web visitor from {address}")
+        ticket = self.slots.join()  # Busy when the line is full: refused now, not after minutes
         return self.turns.start(user, turn_id, lambda turn: self._produce(turn, ticket, msg, speak))
 
     async def _admit(self, request: Request, user: str, address: str) -> None:
