@@ -12,7 +12,7 @@ from bot.wiring import Services
 from core import audio as audio_ops
 from core.errors import DoppelError
 from core.pipeline import ReplyRequest
-from core.types import ConversationKey
+from core.types import ChatMessage, ConversationKey, LLMOptions
 
 log = logging.getLogger("doppel.ready")
 log.setLevel(logging.INFO)  # the readiness line shows even when other logs are quieter
@@ -28,13 +28,21 @@ def _load(services: Services) -> None:
 
 
 async def warm_up(services: Services) -> float:
-    """Seconds it took. The models load in a worker thread; then one sentence is spoken in the configured voice
-    (the voice worker starts and loads that voice) and heard back by the recognizer (its VAD and decoder).
-    A configured voice that is not usable yet is reported and skipped: the channel still starts."""
+    """Seconds it took. The models load in a worker thread, the language model writes a word, one sentence is
+    spoken in the configured voice (the voice worker starts and loads that voice) and heard back by the
+    recognizer (its VAD and decoder). A configured voice that is not usable yet, or a provider that does not
+    answer, is reported and skipped: the channel still starts."""
     start = time.perf_counter()
     await asyncio.to_thread(_load, services)
     settings = services.settings
     persona = services.personas.get(settings.persona)
+    # a first generation costs more than the load (buffers, caches, a hosted provider's connection): write a word
+    try:
+        async for _ in services.chat_model.stream([ChatMessage("system", persona.system_prompt), ChatMessage("user", "Hello!")],
+                                                  LLMOptions(max_tokens=2)):
+            pass
+    except DoppelError as exc:
+        log.warning("warm-up: the language model said %s: %s", exc.code, exc.message)
     request = ReplyRequest(key=_KEY, persona=persona, text="Hello, I am ready.", voice=settings.voice or persona.voice)
     try:
         spoken = [frame.audio async for frame in services.pipeline.speak(request)]
