@@ -15,7 +15,7 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from adapters.media import resample
+from adapters.media import Source, declared_seconds, open_input, resample
 from core.errors import BadInput, UnreadableAudio
 from core.types import Audio
 
@@ -151,24 +151,38 @@ class VideoInfo:
     has_audio: bool
 
 
-def read_info(data: bytes) -> VideoInfo:
+def read_info(data: Source, *, measure_up_to: float | None = None) -> VideoInfo:
+    """What the container says about the video. Where it states no length (a browser's WebM recording), the
+    length is measured from the packets' timestamps, without decoding, up to `measure_up_to` seconds."""
     try:
-        with av.open(io.BytesIO(data), mode="r") as c:
+        with open_input(data) as c:
             if not c.streams.video:
                 raise UnreadableAudio("That file has no video in it.")
             v = c.streams.video[0]
             fps = float(v.average_rate or v.guessed_rate or 0) or 25.0
-            seconds = float(c.duration / av.time_base) if c.duration else (float(v.duration * v.time_base) if v.duration else 0.0)
+            seconds = declared_seconds(c) or 0.0
+            if not seconds and measure_up_to:
+                seconds = _measure(c, v, measure_up_to)
             frames = v.frames or int(round(seconds * fps))
             return VideoInfo(v.codec_context.width, v.codec_context.height, fps, seconds, frames, bool(c.streams.audio))
-    except av.error.FFmpegError as exc:
+    except (av.error.FFmpegError, OSError) as exc:
         raise UnreadableAudio("I could not read that video.", detail=repr(exc)) from exc
 
 
-def read_frames(data: bytes, *, max_side: int | None = None, fps: float | None = None) -> Iterator[np.ndarray]:
+def _measure(container, stream, up_to: float) -> float:
+    last = 0.0
+    for packet in container.demux(stream):
+        if packet.pts is not None and packet.time_base:
+            last = max(last, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+            if last > up_to:
+                break
+    return last
+
+
+def read_frames(data: Source, *, max_side: int | None = None, fps: float | None = None) -> Iterator[np.ndarray]:
     """Decode RGB frames; `max_side` scales down, `fps` resamples the rate by dropping or repeating frames."""
     try:
-        with av.open(io.BytesIO(data), mode="r") as c:
+        with open_input(data) as c:
             stream = c.streams.video[0]
             stream.thread_type = "AUTO"
             next_t = 0.0
@@ -185,7 +199,7 @@ def read_frames(data: bytes, *, max_side: int | None = None, fps: float | None =
                 while next_t <= t + 1e-6:
                     yield image
                     next_t += 1.0 / fps
-    except av.error.FFmpegError as exc:
+    except (av.error.FFmpegError, OSError) as exc:
         raise UnreadableAudio("I could not read that video.", detail=repr(exc)) from exc
 
 

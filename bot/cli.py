@@ -229,7 +229,8 @@ async def cmd_avatars(args) -> int:
         elif args.avatars_cmd == "render":
             from adapters.media import decode_audio
 
-            audio = decode_audio(Path(args.audio).read_bytes())
+            # a clip to render is no chat message, but it is bounded all the same, and decoded off the loop
+            audio = await asyncio.to_thread(decode_audio, Path(args.audio), max_seconds=600)
             mp4 = await services.renderer.render(audio, args.name, args.text or "")
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_bytes(mp4)
@@ -240,10 +241,12 @@ async def cmd_avatars(args) -> int:
 
 
 async def cmd_telegram(args) -> int:
+    from bot.common.warmup import ready
     from bot.telegram.app import run_telegram
 
     services = await _services(args)
     try:
+        await ready(services, "telegram")
         await run_telegram(services)
     finally:
         await services.close()
@@ -251,10 +254,12 @@ async def cmd_telegram(args) -> int:
 
 
 async def cmd_discord(args) -> int:
+    from bot.common.warmup import ready
     from bot.discord.app import run
 
     services = await _services(args)
     try:
+        await ready(services, "discord")
         await run(services)
     finally:
         await services.close()

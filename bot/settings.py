@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     discord_max_waiting: int = 5  # a user's messages that may wait behind their running reply
     discord_progress_interval: float = 5.0  # seconds between job status edits
     discord_sync_guild: int = 0  # sync slash commands to this guild only (instant while developing); 0: global
+    discord_replies_at_once: int = 3  # answers made at the same time, all users together (0: no cap)
 
     # access
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
@@ -108,13 +109,18 @@ class Settings(BaseSettings):
     web_max_audio_bytes: int = 20 * 1024 * 1024  # one chat recording or voice reference clip
     web_max_video_bytes: int = 200 * 1024 * 1024  # one avatar training video
     web_max_model_bytes: int = 300 * 1024 * 1024  # one RVC model or index file
+    web_replies_at_once: int = 2  # answers made at the same time, all visitors together (0: no cap)
+    web_max_in_line: int = 100  # answers waiting for a turn; past it a visitor is told the bot is busy
+    web_rate_limit_per_address: int = 30  # turns a minute from one client address, whatever its cookies
+    web_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)  # their X-Forwarded-For is believed
+    web_secure_cookie: bool = False  # always mark the session cookie Secure (it is anyway over https)
 
     @field_validator("admin_ids", "allowed_ids", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
         return _id_list(value)
 
-    @field_validator("llm_fallback", mode="before")
+    @field_validator("llm_fallback", "web_trusted_proxies", mode="before")
     @classmethod
     def _names(cls, value: object) -> object:
         if isinstance(value, str):

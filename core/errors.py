@@ -31,8 +31,10 @@ class UnreadableAudio(BadInput):
 class AudioTooLong(BadInput):
     code = "audio_too_long"
 
-    def __init__(self, seconds: float, limit: float) -> None:
-        super().__init__(f"That recording is {seconds:.0f} s long; the limit is {limit:.0f} s. Please send a shorter one.")
+    def __init__(self, seconds: float | None, limit: float) -> None:
+        # None: the file states no length and decoding stopped at the limit
+        said = f"is {seconds:.0f} s long; the limit is" if seconds is not None else "runs past the limit of"
+        super().__init__(f"That recording {said} {limit:.0f} s. Please send a shorter one.")
         self.seconds = seconds
         self.limit = limit
 

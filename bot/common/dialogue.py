@@ -1,6 +1,7 @@
 """One conversation turn, the same for every channel: resolve the chat's settings, run the pipeline."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import AsyncIterator
 
@@ -30,7 +31,10 @@ class Dialogue:
         chat = await s.chats.get(msg.chat_id)
         persona = s.personas.get(chat.persona or s.settings.persona)
         language = chat.language or s.settings.language
-        audio = decode_audio(msg.audio) if msg.audio is not None else None
+        audio = None
+        if msg.audio is not None:
+            # off the event loop, and bounded by the limit: a long file stops costing at the limit
+            audio = await asyncio.to_thread(decode_audio, msg.audio, max_seconds=s.settings.max_input_seconds)
         return ReplyRequest(
             key=ConversationKey(msg.user_id, msg.chat_id),
             persona=persona,

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.media import decode_audio, encode_wav
+from adapters.media import Source, decode_audio, encode_wav
 from bot.wiring import Services
 from core.errors import BadInput
 from core.subtitles import to_srt, to_vtt
@@ -18,6 +18,7 @@ UNSURE_NO_SPEECH = 0.6
 # French and Spanish ones 0.00-0.16, on 12 shared clips each
 UNSURE_LANGUAGE = 0.5
 _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+MAX_CLIP_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def _check_set(new: list[Audio], existing: list[Path], profile: str) -> None:
     check_reference(kept + new, limits_for(profile), new_from=len(kept))
 
 
-async def add_voice(services: Services, name: str, files: list[tuple[str, bytes]], transcripts: list[str | None] | None = None,
+async def add_voice(services: Services, name: str, files: list[tuple[str, Source]], transcripts: list[str | None] | None = None,
                     *, engine: VoiceEngine = VoiceEngine.LITE, notify_chat: str | None = None, max_steps: int = 0,
                     gpu: int | None = None) -> AddedVoice:
     """Every clip is checked before anything is written, so a bad file leaves no half-made voice behind.
@@ -100,7 +101,8 @@ async def add_voice(services: Services, name: str, files: list[tuple[str, bytes]
     if not files:
         raise BadInput("Send at least one recording of the voice.")
     transcripts = list(transcripts or [None] * len(files))
-    decoded = [decode_audio(data) for _, data in files]
+    # off the event loop, each clip bounded: a reference recording longer than this is not a clip
+    decoded = [await asyncio.to_thread(decode_audio, data, max_seconds=MAX_CLIP_SECONDS) for _, data in files]
     folder = voice_dir(services, name)
     existing = sorted(folder.glob("clip-*.wav"))
     profile = services.settings.voice_train_profile

@@ -45,7 +45,7 @@ class DoppelDiscord(discord.Client):
         self.dialogue = Dialogue(services)
         self.access = AccessPolicy(settings, services.users, "dc")
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
-        self.queue = UserQueue(settings.discord_max_waiting)
+        self.queue = UserQueue(settings.discord_max_waiting, settings.discord_replies_at_once or None)
         self.handled = HandledUpdates(services.sessions, "discord")
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = on_app_command_error

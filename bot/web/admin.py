@@ -16,8 +16,9 @@ from bot.common.avatars import add_photo_avatar, list_avatars, submit_avatar_tra
 from bot.common import lifecycle
 from bot.common.voices import add_voice, edit_transcript, quality_summary
 from bot.web.context import SSE_HEADERS, WebContext, back_with_notice, sse
-from bot.web.security import CsrfRejected, LoginThrottled, admin_only, check_csrf, log_in, log_out, password_matches
-from bot.web.uploads import AUDIO, PHOTO, VIDEO, read_form, take_file, take_files
+from bot.web.security import (CsrfRejected, address_key, LoginThrottled, admin_only, check_csrf, log_in, log_out, login_throttle_key,
+                               password_matches)
+from bot.web.uploads import AUDIO, PHOTO, VIDEO, read_form, save_files, take_file, upload_folder
 from core.errors import BadInput, UnknownVoice
 from core.types import Job, VoiceEngine
 
@@ -73,7 +74,7 @@ class AdminPages:
 
     async def login(self, request: Request) -> Response:
         form = await request.form(max_files=0)
-        client = request.client.host if request.client else "?"
+        client = login_throttle_key(request)
         try:
             check_csrf(request, form)
             self.ctx.throttle.check(client)
@@ -115,14 +116,15 @@ class AdminPages:
     async def add_voice(self, request: Request) -> Response:
         limit = self.services.settings.web_max_audio_bytes
         form = await read_form(request, limit, files=_MAX_VOICE_CLIPS)
-        files = await take_files(form, "clips", AUDIO, limit)
         try:
             engine = VoiceEngine(str(form.get("engine") or "lite"))
         except ValueError:
             raise BadInput("Choose one of the listed voice engines.") from None
         given = str(form.get("transcript") or "").strip()
-        added = await add_voice(self.services, str(form.get("name") or "").strip(), files,
-                                [given] * len(files) if given else None, engine=engine)
+        async with upload_folder(self.services.settings.data_dir) as folder:
+            files = await save_files(form, "clips", AUDIO, limit, folder)
+            added = await add_voice(self.services, str(form.get("name") or "").strip(), files,
+                                    [given] * len(files) if given else None, engine=engine)
         job = f"; training job {added.job.id} queued" if added.job else ""
         return back_with_notice(request, f"Voice '{added.name}': {len(added.clips)} clip(s), {added.seconds:.1f} s{job}.",
                      f"/admin/voices#voice-{added.name}")
@@ -152,9 +154,10 @@ class AdminPages:
     async def add_avatar(self, request: Request) -> Response:
         limit = self.services.settings.web_max_video_bytes
         form = await read_form(request, limit)
-        filename, video = await take_file(form, "video", VIDEO, limit)  # type: ignore[misc]
-        job = await submit_avatar_training(self.services, str(form.get("name") or "").strip(), video, filename,
-                                           engine=str(form.get("engine") or "lite"))
+        async with upload_folder(self.services.settings.data_dir) as folder:
+            [(filename, video)] = await save_files(form, "video", VIDEO, limit, folder)
+            job = await submit_avatar_training(self.services, str(form.get("name") or "").strip(), video, filename,
+                                               engine=str(form.get("engine") or "lite"))
         return back_with_notice(request, f"Avatar '{job.target}': training job {job.id} queued.", "/admin/avatars")
 
     async def add_photo(self, request: Request) -> Response:
@@ -234,7 +237,14 @@ class AdminPages:
             raise BadInput("There is no such user.")
         allowed = form.get("allowed") == "1"
         await self.services.users.set_allowed(user_id, allowed)
-        return back_with_notice(request, f"{user_id} is now {'allowed' if allowed else 'denied'}.")
+        also = ""
+        if user_id.startswith("web:"):
+            # a web visitor can drop their cookie: the decision holds for the address they came from too
+            address = (await self.services.chats.get(user_id)).settings.get("address")
+            if address and (not allowed or await self.services.users.get(address_key(address)) is not None):
+                await self.services.users.set_allowed(address_key(address), allowed)
+                also = f" (and their address {address})"
+        return back_with_notice(request, f"{user_id} is now {'allowed' if allowed else 'denied'}{also}.")
 
 
 def _safe_next(target: str | None) -> str:
