@@ -14,7 +14,7 @@ from discord import app_commands
 
 from bot.common.access import AccessPolicy
 from bot.common.dialogue import Dialogue
-from bot.common.ratelimit import RateLimiter
+from bot.common.ratelimit import RateLimiter, error_replies
 from bot.common.userqueue import UserQueue
 from bot.discord import admin_commands, chat_commands, inbox, settings_commands
 from bot.discord.endpoints import discover_gateway, point_at
@@ -45,6 +45,7 @@ class DoppelDiscord(discord.Client):
         self.dialogue = Dialogue(services)
         self.access = AccessPolicy(settings, services.users, "dc")
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.error_replies = error_replies()
         self.queue = UserQueue(settings.discord_max_waiting)
         self.handled = HandledUpdates(services.sessions, "discord")
         self.tree = app_commands.CommandTree(self)

@@ -58,4 +58,4 @@ async def on_message(bot: "DoppelDiscord", message: discord.Message) -> None:
                                     on_speech=lambda reply: delivery.message_speech(bot, message, reply, with_text=audio is None),
                                     on_video=lambda reply: delivery.message_video(message, reply))
     except Exception as exc:  # noqa: BLE001 — every failure becomes one reply; errors.tell logs what is unexpected
-        await tell(message, exc)
+        await tell(message, exc, bot.error_replies)

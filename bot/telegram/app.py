@@ -18,7 +18,7 @@ from aiohttp import web
 
 from bot.common.access import AccessPolicy
 from bot.common.dialogue import Dialogue
-from bot.common.ratelimit import RateLimiter
+from bot.common.ratelimit import RateLimiter, error_replies
 from bot.common.userqueue import UserQueue
 from bot.settings import Settings
 from bot.telegram import admin, errors, talk, user_commands
@@ -28,6 +28,7 @@ from bot.telegram.fsm_storage import ChatSettingsStorage
 from bot.telegram.job_status import JobStatusMessages
 from bot.telegram.middlewares import AccessMiddleware, RateLimitMiddleware, TouchMiddleware
 from bot.telegram.polling import Poller
+from bot.telegram.sending import SendRetries
 from bot.telegram.webhook import make_app, webhook_secret
 from bot.wiring import Services
 from core.errors import DoppelError
@@ -57,7 +58,7 @@ def build_dispatcher(services: Services, bot: Bot) -> Dispatcher:
     queue = UserQueue(max_waiting=settings.telegram_max_waiting, max_running=settings.telegram_replies_at_once or None)
     dialogue = Dialogue(services)
     dp.workflow_data.update(
-        services=services, dialogue=dialogue, access=access, queue=queue,
+        services=services, dialogue=dialogue, access=access, queue=queue, error_replies=error_replies(),
         answerer=Answerer(services, dialogue, queue),
         statuses=JobStatusMessages(bot, services.jobs, settings.telegram_progress_interval),
     )
@@ -75,8 +76,10 @@ class TelegramBot:
     def __init__(self, services: Services, bot: Bot | None = None) -> None:
         self.services = services
         self.bot = bot or build_bot(services.settings)
+        self.sends = SendRetries()
+        self.bot.session.middleware(self.sends)
         self.dispatcher = build_dispatcher(services, self.bot)
-        self.delivery = Delivery(self.bot, self.dispatcher, HandledUpdates(services.sessions, "telegram"))
+        self.delivery = Delivery(self.bot, self.dispatcher, HandledUpdates(services.sessions, "telegram"), sends=self.sends)
         self.stop_event = asyncio.Event()
 
     @property
