@@ -13,6 +13,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.utils.token import TokenValidationError
 from aiogram.exceptions import TelegramConflictError, TelegramNetworkError, TelegramUnauthorizedError
 from aiohttp import web
 
@@ -21,6 +22,7 @@ from bot.common.dialogue import Dialogue
 from bot.common.ratelimit import RateLimiter, error_replies
 from bot.common.userqueue import UserQueue
 from bot.settings import Settings
+from bot.startup import StartupError
 from bot.telegram import admin, errors, talk, user_commands
 from bot.telegram.answer import Answerer
 from bot.telegram.delivery import Delivery
@@ -37,18 +39,18 @@ from storage.users import HandledUpdates
 log = logging.getLogger(__name__)
 
 
-class MissingToken(DoppelError):
-    code = "missing_token"
-    default_message = "Set DOPPEL_TELEGRAM_TOKEN (in .env) to the token @BotFather gave you."
-
-
 def build_bot(settings: Settings) -> Bot:
     token = settings.telegram_token.get_secret_value()
     if not token:
-        raise MissingToken()
+        raise StartupError("not set; put the token @BotFather gave you in .env", setting="DOPPEL_TELEGRAM_TOKEN",
+                           section="Telegram")
     api = TelegramAPIServer.from_base(settings.telegram_api_url, is_local=settings.telegram_api_local)
-    # no default parse_mode: answers go out as plain text, so nothing a model writes can break Markdown parsing
-    return Bot(token, session=AiohttpSession(api=api), default=DefaultBotProperties(parse_mode=None))
+    try:
+        # no default parse_mode: answers go out as plain text, so nothing a model writes can break Markdown parsing
+        return Bot(token, session=AiohttpSession(api=api), default=DefaultBotProperties(parse_mode=None))
+    except TokenValidationError:
+        raise StartupError("this is not a bot token (they look like 123456:ABC-...)", setting="DOPPEL_TELEGRAM_TOKEN",
+                           section="Telegram") from None
 
 
 def build_dispatcher(services: Services, bot: Bot) -> Dispatcher:
@@ -107,9 +109,10 @@ class TelegramBot:
         try:
             me = await self.bot.me()
         except TelegramUnauthorizedError:
-            raise DoppelError("Telegram rejected the bot token: check DOPPEL_TELEGRAM_TOKEN.") from None
+            raise StartupError("Telegram rejected the bot token", setting="DOPPEL_TELEGRAM_TOKEN", section="Telegram") from None
         except TelegramNetworkError as exc:
-            raise DoppelError(f"Could not reach the Telegram Bot API at {settings.telegram_api_url}: {exc.message}") from None
+            raise StartupError(f"could not reach the Telegram Bot API at {settings.telegram_api_url}: {exc.message}",
+                               setting="DOPPEL_TELEGRAM_API_URL", section="Telegram") from None
         log.info("Telegram bot @%s on %s", me.username, settings.telegram_api_url)
 
     async def _run_polling(self) -> None:
