@@ -11,27 +11,66 @@ from pathlib import Path
 from core.errors import DoppelError
 
 
-def _services(args):
+def _settings(args, *, checked: bool = True, **overrides):
     from bot.settings import Settings
-    from bot.wiring import build_services
+    from bot.startup import check_settings
 
-    overrides = {}
     if getattr(args, "database_url", None):
         overrides["database_url"] = args.database_url
-    return build_services(Settings(**overrides))
+    settings = Settings(**overrides)
+    if checked:
+        check_settings(settings)
+    return settings
+
+
+def _services(args):
+    from bot.wiring import build_services
+
+    return build_services(_settings(args))
+
+
+class FileProblem(DoppelError):
+    code = "file_problem"
+
+
+def _read(path: str) -> bytes:
+    """A file the user named on the command line, or one line saying why it cannot be read."""
+    p = Path(path)
+    if p.is_dir():
+        raise FileProblem(f"{path} is a folder; give the path of a file")
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise FileProblem(f"{path}: no such file") from None
+    except OSError as exc:
+        raise FileProblem(f"{path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _writable(path: str) -> Path:
+    """Checked before any work, so a reply is never made (and stored) only to be lost at the end."""
+    p = Path(path)
+    if p.is_dir():
+        raise FileProblem(f"--out {path} is a folder; give the path of the file to write")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileProblem(f"--out {path}: its folder cannot be made: {exc.strerror or exc}") from None
+    return p
 
 
 async def cmd_reply(args) -> int:
     from adapters.media import encode_ogg_opus
     from bot.common.dialogue import Dialogue, Incoming
     from core import audio as audio_ops
-    from core.types import AudioFrame, NoteFrame, ReplyDone, SentenceFrame, TranscriptFrame
+    from core.types import AudioFrame, NoteFrame, ReplyDone, SentenceFrame, SpeechDone, TranscriptFrame
 
+    audio = _read(args.audio) if args.audio else None
+    out = _writable(args.out) if args.out else None
     services = await _services(args)
     try:
-        msg = Incoming(user_id=f"cli:{args.user}", chat_id=f"cli:{args.chat or args.user}",
-                       audio=Path(args.audio).read_bytes() if args.audio else None, text=args.text)
+        msg = Incoming(user_id=f"cli:{args.user}", chat_id=f"cli:{args.chat or args.user}", audio=audio, text=args.text)
         chunks = []
+        written = ""
         async for frame in Dialogue(services).reply(msg):
             if isinstance(frame, TranscriptFrame):
                 print(f"you said: {frame.transcript.text}  [{frame.transcript.language}]")
@@ -41,14 +80,18 @@ async def cmd_reply(args) -> int:
                 chunks.append(frame.audio)
             elif isinstance(frame, NoteFrame):
                 print(f"note:     {frame.text}")
+            elif isinstance(frame, SpeechDone) and out is not None and chunks:
+                # written before the exchange is stored: if the file cannot be written, nothing is kept
+                try:
+                    out.write_bytes(encode_ogg_opus(audio_ops.join(chunks)))
+                except OSError as exc:
+                    raise FileProblem(f"--out {out} cannot be written: {exc.strerror or exc}; nothing was stored") from None
+                written = f"voice:    {out} ({sum(c.seconds for c in chunks):.1f} s of speech)"
             elif isinstance(frame, ReplyDone):
                 print(f"answer:   {frame.text}")
                 print("timings:  " + "  ".join(f"{t.stage}={t.seconds:.2f}s" for t in frame.timings))
-        if args.out and chunks:
-            out = Path(args.out)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(encode_ogg_opus(audio_ops.join(chunks)))
-            print(f"voice:    {out} ({sum(c.seconds for c in chunks):.1f} s of speech)")
+        if written:
+            print(written)
     finally:
         await services.close()
     return 0
@@ -92,7 +135,7 @@ async def cmd_voices(args) -> int:
     services = await _services(args)
     try:
         if args.voices_cmd == "add":
-            files = [(p, Path(p).read_bytes()) for p in args.files]
+            files = [(p, _read(p)) for p in args.files]
             texts = [args.transcript] * len(files) if args.transcript else None
             added = await add_voice(services, args.name, files, texts, engine=VoiceEngine(args.engine))
             for name, text, source in added.clips:
@@ -174,10 +217,9 @@ async def cmd_voices_add_rvc(args) -> int:
 
 
 async def cmd_db(args) -> int:
-    from bot.settings import Settings
     from storage.db import create_engine, current_revision, upgrade
 
-    settings = Settings(**({"database_url": args.database_url} if args.database_url else {}))
+    settings = _settings(args, checked=False)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.db_url)
     try:
@@ -218,11 +260,11 @@ async def cmd_avatars(args) -> int:
     services = await _services(args)
     try:
         if args.avatars_cmd == "add-video":
-            job = await submit_avatar_training(services, args.name, Path(args.file).read_bytes(), Path(args.file).name,
+            job = await submit_avatar_training(services, args.name, _read(args.file), Path(args.file).name,
                                                engine=args.engine, max_steps=args.max_steps, gpu=args.gpu, config=args.config)
             print(f"avatar '{args.name}': video accepted; training job {job.id} queued (run `doppel worker`)")
         elif args.avatars_cmd == "add-photo":
-            avatar = await add_photo_avatar(services, args.name, Path(args.file).read_bytes())
+            avatar = await add_photo_avatar(services, args.name, _read(args.file))
             print(f"avatar '{avatar.name}': ready (photo)")
         elif args.avatars_cmd in LIFECYCLE:
             await _lifecycle(services, "avatar", args)
@@ -230,7 +272,7 @@ async def cmd_avatars(args) -> int:
             from adapters.media import decode_audio
 
             # a clip to render is no chat message, but it is bounded all the same, and decoded off the loop
-            audio = await asyncio.to_thread(decode_audio, Path(args.audio), max_seconds=600)
+            audio = await asyncio.to_thread(decode_audio, _read(args.audio), max_seconds=600)
             mp4 = await services.renderer.render(audio, args.name, args.text or "")
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_bytes(mp4)
@@ -267,12 +309,11 @@ async def cmd_discord(args) -> int:
 
 
 async def cmd_worker(args) -> int:
-    from bot.settings import Settings
     from bot.worker import Worker
     from storage.db import create_engine, session_factory, upgrade
     from storage.jobs import JobRepository
 
-    settings = Settings(**({"database_url": args.database_url} if args.database_url else {}))
+    settings = _settings(args, checked=False)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.db_url)
     try:
@@ -289,15 +330,14 @@ async def cmd_worker(args) -> int:
 
 
 async def cmd_web(args) -> int:
-    from bot.settings import Settings
     from bot.web.app import serve
 
-    overrides: dict = {"database_url": args.database_url} if args.database_url else {}
+    overrides: dict = {}
     if args.host:
         overrides["web_host"] = args.host
     if args.port:
         overrides["web_port"] = args.port
-    await serve(Settings(**overrides))
+    await serve(_settings(args, **overrides))
     return 0
 
 
@@ -402,6 +442,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - settings, files and the database fail with one line, not a traceback
+        message = _one_line(exc)
+        if message is None:
+            raise
+        print(f"doppel: {message}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: Exception) -> str | None:
+    """What a user can act on, for the failures that come from outside the code: None for anything else."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import DBAPIError
+
+    from bot.startup import from_validation
+
+    if isinstance(exc, ValidationError):
+        return from_validation(exc).message
+    if isinstance(exc, DBAPIError):
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        return (f"the database cannot be used: {reason} (DOPPEL_DATABASE_URL, or doppel.db in DOPPEL_DATA_DIR; "
+                "see the README, \"How it works\")")
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return None
 
 
 if __name__ == "__main__":

@@ -17,17 +17,26 @@ class UnknownPersona(DoppelError):
         super().__init__(f"There is no persona called '{name}'. Choose one of: {', '.join(known)}.")
 
 
+class PersonaFileError(ValueError):
+    """A persona file that cannot be used: not TOML, no system_prompt, a number that is not one."""
+
+
 def load_persona(path: Path) -> Persona:
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
-    return Persona(
-        name=data.get("name", path.stem),
-        system_prompt=" ".join(data["system_prompt"].split()),
-        language=data.get("language", "en"),
-        max_sentences=int(data.get("max_sentences", 3)),
-        max_tokens=int(data.get("max_tokens", 160)),
-        voice=data.get("voice") or None,
-        avatar=data.get("avatar") or None,
-    )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return Persona(
+            name=str(data.get("name", path.stem)),
+            system_prompt=" ".join(data["system_prompt"].split()),
+            language=data.get("language", "en"),
+            max_sentences=int(data.get("max_sentences", 3)),
+            max_tokens=int(data.get("max_tokens", 160)),
+            voice=data.get("voice") or None,
+            avatar=data.get("avatar") or None,
+        )
+    except KeyError as exc:
+        raise PersonaFileError(f"the persona file {path.name} has no {exc.args[0]}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, TypeError, ValueError, AttributeError) as exc:
+        raise PersonaFileError(f"the persona file {path.name} cannot be read: {exc}") from None
 
 
 class PersonaBook:

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     personas_dir: Path | None = None  # extra persona files beside the shipped ones
     language: str = "en"  # the user's language for ASR; "auto" detects it
     max_input_seconds: float = 120.0
+    max_text_chars: int = 2000  # a typed message longer than this is refused
     history_token_budget: int = 1200
     threads: int = 2
 

@@ -160,7 +160,8 @@ async def build_services(settings: Settings | None = None, *, engines: Engines |
     pipeline = ReplyPipeline(
         recognizer=recognizer, chat_model=chat_model, synthesizers=synthesizers, history=history, voices=voices,
         converters=converters, renderer=renderer,
-        config=PipelineConfig(max_input_seconds=settings.max_input_seconds, history_token_budget=settings.history_token_budget),
+        config=PipelineConfig(max_input_seconds=settings.max_input_seconds, history_token_budget=settings.history_token_budget,
+                              max_input_chars=settings.max_text_chars),
     )
     return Services(
         settings=settings, engine=engine, sessions=sessions, history=history, voices=voices, jobs=JobRepository(sessions),

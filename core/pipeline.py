@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Sequence
 
 from core import audio as audio_ops
-from core.errors import AudioTooLong, DoppelError, EngineError, NoSpeech, VoiceNotReady
+from core.errors import AnswerCut, AudioTooLong, DoppelError, EngineError, NoSpeech, TextTooLong, VoiceNotReady
 from core.ports import AvatarRenderer, ChatModel, HistoryStore, SpeechRecognizer, SpeechSynthesizer, VoiceCatalog, VoiceConverter
 from core.speakable import spoken_form
 from core.splitter import SentenceSplitter, SplitterConfig
+from core.tokens import MESSAGE_OVERHEAD, token_bound
 from core.types import (
     Audio,
     AudioFrame,
@@ -54,6 +55,7 @@ class ReplyRequest:
 class PipelineConfig:
     max_input_seconds: float = 120.0
     history_token_budget: int = 1200
+    max_input_chars: int = 2000  # a typed message longer than this is refused
     splitter: SplitterConfig = field(default_factory=SplitterConfig)
 
 
@@ -176,6 +178,8 @@ class ReplyPipeline:
             text = (request.text or "").strip()
             if not text:
                 raise NoSpeech("Please send a message with some words in it.")
+            if len(text) > self.config.max_input_chars:
+                raise TextTooLong(len(text), self.config.max_input_chars)
             return text, request.language or request.persona.language
         if request.audio.seconds > self.config.max_input_seconds:
             raise AudioTooLong(request.audio.seconds, self.config.max_input_seconds)
@@ -186,8 +190,17 @@ class ReplyPipeline:
         return transcript.text.strip(), transcript.language
 
     async def _messages(self, request: ReplyRequest, user_text: str) -> list[ChatMessage]:
-        past = await self.history.load(request.key, self.config.history_token_budget)
+        past = await self.history.load(request.key, self.history_budget(request.persona, user_text))
         return [ChatMessage("system", request.persona.system_prompt), *past, ChatMessage("user", user_text)]
+
+    def history_budget(self, persona: Persona, user_text: str) -> int:
+        """The configured budget, cut so that prompt + history + the longest answer fit the model's context."""
+        budget = self.config.history_token_budget
+        context = getattr(self.chat_model, "context_tokens", None)
+        if context:
+            fixed = token_bound(persona.system_prompt) + token_bound(user_text) + 2 * MESSAGE_OVERHEAD + persona.max_tokens
+            budget = min(budget, context - fixed)
+        return max(0, budget)
 
     async def _write_answer(self, messages: list[ChatMessage], persona: Persona, out: asyncio.Queue, watch: Stopwatch) -> None:
         splitter = SentenceSplitter(self.config.splitter)
@@ -208,6 +221,15 @@ class ReplyPipeline:
                 count = await self._emit(sentence, count, out, watch, t0)
                 if count >= persona.max_sentences:
                     return
+        except AnswerCut as exc:
+            if not exc.at_limit:
+                await out.put(exc)  # cut off mid-answer: it must be neither spoken on nor stored as if whole
+            elif count == 0:
+                # stopped at its token limit before a sentence was complete: what there is goes out marked unfinished
+                rest = _join_sentences(splitter.flush()).rstrip(" .,;:")
+                if rest:
+                    await self._emit(rest + "\u2026", count, out, watch, t0)
+            # else: the complete sentences stand, the unfinished last one is dropped
         except DoppelError as exc:
             await out.put(exc)
         except Exception as exc:  # an engine's own error: wrap it so the user gets a clear message

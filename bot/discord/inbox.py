@@ -59,4 +59,4 @@ async def on_message(bot: "DoppelDiscord", message: discord.Message) -> None:
                                     on_video=lambda reply: delivery.message_video(message, reply),
                                     busy=delivery.BusyNote(lambda text: message.reply(text, mention_author=False)))
     except Exception as exc:  # noqa: BLE001 — every failure becomes one reply; errors.tell logs what is unexpected
-        await tell(message, exc)
+        await tell(message, exc, bot.error_replies)
