@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Collection, Mapping
 
+from core.errors import BadInput
 from core.types import Persona
 
 # code → (English name, the language's own name). Whisper's 99 languages plus Cantonese.
@@ -47,9 +48,9 @@ NAMES: dict[str, tuple[str, str]] = {
     "yue": ("Cantonese", "粵語"),
 }
 
-# A language the user set (or the deployment's default) gives way only to another one heard this surely:
-# a clear French clip from a user set to English is answered in French, a mumbled English one is not.
-SWITCH_SHARE = 0.8
+# A language the user set (or the deployment's default) gives way only to another one that leads it by this
+# share: a clear French clip or sentence from a user set to English is answered in French, a mumbled one is not.
+SWITCH_LEAD = 0.5
 # In `auto`, the user's last language wins unless another one leads it by more than this share.
 TIE_MARGIN = 0.2
 
@@ -60,6 +61,15 @@ FALLBACK_NOTICE = {
     "fr": "Je ne sais pas encore bien écrire en {user_native}, je vais donc répondre en français.",
     "es": "Todavía no sé escribir bien en {user_native}, así que responderé en español.",
 }
+
+
+class UnknownLanguage(BadInput):
+    code = "unknown_language"
+
+    def __init__(self, language: str, where: str = "") -> None:
+        examples = "en, zh, fr, es, de, it, pt, ru"
+        super().__init__(f"{where}{': ' if where else ''}'{language}' is not a language code doppel knows; "
+                         f"use a code such as {examples}, or auto.")
 
 
 def base_code(language: str) -> str:
@@ -85,8 +95,8 @@ def choose_language(scores: Mapping[str, float], *, allowed: Collection[str] = (
 
     Only `allowed` languages count (empty: any), renormalized among themselves, so a short clip is not
     taken for a language nobody here speaks. A `fixed` language (the user's /language or the deployment's
-    default) stands unless another allowed language takes at least SWITCH_SHARE; otherwise the best wins,
-    and the user's `last` language breaks near-ties.
+    default) stands unless another allowed language leads it by SWITCH_LEAD; otherwise the best wins, and the
+    user's `last` language breaks near-ties.
     """
     kept = {code: p for code, p in scores.items() if p > 0 and (not allowed or code in allowed)}
     total = sum(kept.values())
@@ -95,7 +105,7 @@ def choose_language(scores: Mapping[str, float], *, allowed: Collection[str] = (
     share = {code: p / total for code, p in kept.items()}
     best = max(share, key=share.__getitem__)
     if fixed:
-        return best if best != fixed and share[best] >= SWITCH_SHARE else fixed
+        return best if share[best] - share.get(fixed, 0.0) >= SWITCH_LEAD else fixed
     if last and last != best and share[best] - share.get(last, 0.0) < TIE_MARGIN:
         return last
     return best
@@ -132,4 +142,4 @@ def persona_prompt(persona: Persona, language: str) -> str:
     text = prompts.get(language) or prompts.get("en") or next(iter(prompts.values()))
     name, native = english_name(language), native_name(language)
     said = name if name == native else f"{name} ({native})"
-    return f"{text} Answer in {said}."
+    return f"{text} Always answer in {said}."
