@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -206,13 +207,20 @@ def read_frames(data: Source, *, max_side: int | None = None, fps: float | None 
 # ---- burned-in subtitles ----
 
 
+def _is_wide(ch: str) -> bool:
+    return "\u2e80" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" or "\uff00" <= ch <= "\uffef"
+
+
 def timed_cues(text: str, seconds: float, max_chars: int = 42) -> list[Cue]:
-    """Spread the answer over the clip in short lines, each shown for a time in proportion to its length."""
-    words = text.split()
+    """Spread the answer over the clip in short lines, each shown for a time in proportion to its length.
+    Chinese, Japanese and Korean characters are each a word (no spaces between them), and twice as wide."""
+    words = re.findall(r"[\u2e80-\u9fff\uac00-\ud7af\uff00-\uffef]|[^\s\u2e80-\u9fff\uac00-\ud7af\uff00-\uffef]+", text)
+    width = lambda s: sum(2 if _is_wide(c) else 1 for c in s)  # noqa: E731
     lines: list[str] = []
     for w in words:
-        if lines and len(lines[-1]) + 1 + len(w) <= max_chars:
-            lines[-1] += " " + w
+        glue = "" if not lines or _is_wide(w[0]) or _is_wide(lines[-1][-1]) else " "
+        if lines and width(lines[-1]) + len(glue) + width(w) <= max_chars:
+            lines[-1] += glue + w
         else:
             lines.append(w)
     total = sum(len(line) for line in lines) or 1
@@ -231,7 +239,17 @@ def _cue_at(cues: list[Cue], t: float) -> str:
     return ""
 
 
-_FONTS: dict[int, ImageFont.ImageFont] = {}
+_FONTS: dict[int, ImageFont.FreeTypeFont] = {}
+
+
+def caption_font(size: int) -> ImageFont.FreeTypeFont:
+    """Noto Sans CJK (SC) from the noto-cjk-sans-otc wheel: Chinese, Japanese, Korean, Cyrillic, Greek and
+    accented Latin in one face (Pillow's built-in font draws boxes for most of them)."""
+    if size not in _FONTS:
+        from noto_cjk_sans_otc import FONT_PATH
+
+        _FONTS[size] = ImageFont.truetype(str(FONT_PATH), size, index=2)  # the collection's SC face
+    return _FONTS[size]
 
 
 def burn_caption(frame: np.ndarray, text: str) -> np.ndarray:
@@ -239,7 +257,7 @@ def burn_caption(frame: np.ndarray, text: str) -> np.ndarray:
         return frame
     h, w = frame.shape[:2]
     size = max(12, h // 22)
-    font = _FONTS.get(size) or _FONTS.setdefault(size, ImageFont.load_default(size=size))
+    font = caption_font(size)
     image = Image.fromarray(frame)
     draw = ImageDraw.Draw(image)
     box = draw.textbbox((0, 0), text, font=font)

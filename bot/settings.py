@@ -24,14 +24,17 @@ class Settings(BaseSettings):
     # dialogue
     persona: str = "default"
     personas_dir: Path | None = None  # extra persona files beside the shipped ones
-    language: str = "en"  # the user's language for ASR; "auto" detects it
+    language: str = "en"  # the users' language until they choose (/language); "auto" detects it
+    # the languages users here speak: detection picks among these only (a short clip is not taken for Hindi)
+    languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["en", "zh", "fr", "es", "de", "it", "pt", "ru"])
     max_input_seconds: float = 120.0
     max_text_chars: int = 2000  # a typed message longer than this is refused
     history_token_budget: int = 1200
     threads: int = 2
 
     # speech recognition
-    asr_beam_size: int = 1  # greedy: as accurate as beam 5 on the test speech (WER 2.9 % vs 3.8 %), less CPU
+    asr_beam_size: int = 1  # tiny.en; greedy: as accurate as beam 5 on the test speech (WER 2.9 % vs 3.8 %), less CPU
+    asr_multilingual_beam_size: int = 5  # Whisper base, every other language (bench/language.py)
     asr_multilingual: bool = True
 
     # language models: local | openai | zhipu | gemini; fallbacks are tried in order when one fails
@@ -42,6 +45,8 @@ class Settings(BaseSettings):
     llm_max_tokens: int = 160
     llm_timeout: float = 60.0
     llm_retries: int = 2
+    # languages the model writes well, preferred first; empty: the bundled model writes English only, others any
+    llm_languages: Annotated[list[str], NoDecode] = Field(default_factory=list)
     local_model_path: Path | None = None  # a GGUF file; empty: the bundled SmolLM2
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr = SecretStr("")
@@ -120,6 +125,13 @@ class Settings(BaseSettings):
     @classmethod
     def _ids(cls, value: object) -> object:
         return _id_list(value)
+
+    @field_validator("languages", "llm_languages", mode="before")
+    @classmethod
+    def _codes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip().lower() for v in value.replace(";", ",").split(",") if v.strip()]
+        return value
 
     @field_validator("llm_fallback", "web_trusted_proxies", mode="before")
     @classmethod

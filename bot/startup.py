@@ -65,14 +65,14 @@ def _model_file(path: Path, setting: str) -> None:
 
 
 def _personas(settings) -> None:
-    from bot.personas import PersonaBook, PersonaFileError
+    from bot.personas import BrokenPersona, PersonaBook
 
     folder = settings.personas_dir
     if folder is not None and not Path(folder).is_dir():
         raise StartupError(f"{folder} is not a folder", setting=setting_name("personas_dir"), section="Language models")
     try:
         book = PersonaBook(folder)
-    except PersonaFileError as exc:
+    except BrokenPersona as exc:
         raise StartupError(str(exc), setting=setting_name("personas_dir"), section="Language models") from None
     if settings.persona not in book.names():
         raise StartupError(f"there is no persona called '{settings.persona}'; the personas are {', '.join(book.names())}",
