@@ -8,7 +8,7 @@ version picked (nothing floats). The sources-only packages are checked apart: ea
 what it declares it needs is satisfied by the resolved set.
 
 torch and torchvision are pinned as the PyTorch index's CUDA 11.8 builds (2.0.1+cu118, 0.15.2+cu118). When that
-index is not reachable (this machine reaches PyPI only), their PyPI twins of the same versions stand in: the
+index is not reachable (a host that reaches PyPI only), their PyPI twins of the same versions stand in: the
 same packages and dependencies, except that the PyPI build of torch 2.0.1 also pulls NVIDIA's CUDA 11.7 pip
 packages (nvidia-*-cu11), which the +cu118 wheels carry inside and which are then left out of the comparison.
 
