@@ -311,6 +311,7 @@ class GeneFaceDocker:
         self.render_port = render_port  # the render container of gpus[i] listens on 127.0.0.1:render_port+i
         self._factory = client_factory
         self._client = None
+        self._pool = None  # the render containers, made on the first reply
 
     def client(self):
         if self._client is None:
@@ -359,14 +360,13 @@ class GeneFaceDocker:
     async def render(self, record, audio) -> bytes:
         from geneface.render_worker import RenderPool
 
-        if not hasattr(self, "_pool"):
+        if self._pool is None:
             self._pool = RenderPool.for_engine(self)
         return await self._pool.render(record, audio)
 
     async def close(self) -> None:
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            await pool.close()
+        if self._pool is not None:
+            await self._pool.close()
 
 
 def prepare_input(data: bytes, points, out_path: Path) -> None:

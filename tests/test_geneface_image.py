@@ -100,3 +100,16 @@ def test_the_preprocessing_script_stops_at_the_first_failing_step(tmp_path, fail
     else:
         assert done.returncode == 3 and ran[-1] == "3dmm" and "binarize" not in ran
         assert f"doppel-missing: 3dmm left no data/processed/videos/{vid}/coeff_fit_mp.npy" in done.stdout
+
+
+def test_the_files_copied_into_the_image_are_python_3_9():
+    """The image runs Python 3.9: what the Dockerfile copies must not use newer syntax."""
+    import ast
+
+    copied = re.findall(r"^COPY ((?:\S+\.py ?)+) /opt/doppel/", DOCKERFILE.read_text(), re.M)
+    files = [name for group in copied for name in group.split()]
+    assert "geneface/render_server.py" in files and "RVC/protocol.py" in files
+    for name in files:
+        ast.parse((ROOT / name).read_text(), filename=name, feature_version=(3, 9))
+    ignored = (ROOT / "geneface" / "Dockerfile.dockerignore").read_text()
+    assert all(f"!{name}" in ignored for name in files)
