@@ -14,6 +14,8 @@ packages (nvidia-*-cu11), which the +cu118 wheels carry inside and which are the
 
     python bench/geneface_image.py            # the check (prints the result; exit 1 when it fails)
     python bench/geneface_image.py --lock     # re-resolve the set as of LOCK_DATE and rewrite constraints.txt
+    python bench/geneface_image.py --unpinned # for contrast: what the same requirements resolve to today with
+                                              # only torch pinned (what an unpinned install would get)
 """
 from __future__ import annotations
 
@@ -181,14 +183,27 @@ def check() -> int:
     return 1 if problems else 0
 
 
+def unpinned() -> int:
+    wheels, _ = requirements()
+    pins = constraints()
+    picked = resolve(wheels, ["torch==2.0.1", "torchvision==0.15.2"])
+    moved = [(n, pins.get(norm(n), "-"), v) for n, v in sorted(picked, key=lambda p: norm(p[0]))
+             if pins.get(norm(n), "").replace(TORCH_INDEX_LOCAL, "") != v and not norm(n).startswith("nvidia-")]
+    print(f"unpinned (only torch==2.0.1 held), resolved today: {len(moved)} of {len(picked)} packages differ from the pins")
+    for name, pinned, now in moved:
+        print(f"  {name}: pinned {pinned}, unpinned {now}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lock", action="store_true", help="rewrite constraints.txt")
+    ap.add_argument("--unpinned", action="store_true", help="show what the requirements resolve to without the pins")
     args = ap.parse_args()
     if args.lock:
         lock()
         return 0
-    return check()
+    return unpinned() if args.unpinned else check()
 
 
 if __name__ == "__main__":
