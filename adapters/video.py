@@ -6,6 +6,7 @@ frames' length so sound and picture end together.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import re
 import tempfile
@@ -101,20 +102,51 @@ def _write_audio(container, stream, audio: Audio, seconds: float) -> None:
         container.mux(packet)
 
 
-def square(frame: np.ndarray, side: int) -> np.ndarray:
-    """Center-crop to a square and scale to `side` (what a round video note shows)."""
+# how a round video note frames a face: the circle is this many face widths across (head and shoulders),
+# and the face box's centre (about the nose) sits this far down it, so the circle does not cut the hair
+NOTE_FACE_WIDTHS = 2.6
+NOTE_FACE_HEIGHT = 0.48
+
+
+def square(frame: np.ndarray, side: int, box: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Crop to a square (`box` = x, y, size; else the centre) and scale to `side` (what a round video note shows)."""
     h, w = frame.shape[:2]
-    s = min(h, w)
-    y, x = (h - s) // 2, (w - s) // 2
+    if box is None:
+        s = min(h, w)
+        y, x = (h - s) // 2, (w - s) // 2
+    else:
+        x, y, s = box
     crop = frame[y:y + s, x:x + s]
     if s == side:
         return crop
     return np.asarray(Image.fromarray(crop).resize((side, side), Image.BILINEAR))
 
 
+def face_square(face: tuple[int, int, int, int], h: int, w: int) -> tuple[int, int, int]:
+    """The square (x, y, size) a video note shows of an h×w picture: head and shoulders around `face`
+    (x0, y0, x1, y1), kept inside the picture; as large as the picture allows when the face is close."""
+    fx0, fy0, fx1, fy1 = face
+    size = int(min(h, w, max(16, NOTE_FACE_WIDTHS * (fx1 - fx0))))
+    cx, cy = (fx0 + fx1) / 2, (fy0 + fy1) / 2
+    x = int(np.clip(round(cx - size / 2), 0, w - size))
+    y = int(np.clip(round(cy - NOTE_FACE_HEIGHT * size), 0, h - size))
+    return x, y, size
+
+
+def find_face(frames: Iterable[np.ndarray]) -> tuple[int, int, int, int] | None:
+    """The median box of the largest face over a few frames (one fixed framing: no jitter), or None."""
+    from geneface.landmarks import detect
+
+    # detection at up to 640 px: a head-to-knees shot's face is too small for dlib at less
+    boxes = [faces[0].box for faces in (detect(f, max_side=640) for f in frames) if faces]
+    if not boxes:
+        return None
+    return tuple(int(v) for v in np.median(np.array(boxes), axis=0))
+
+
 def encode_video_note(frames: Iterable[np.ndarray], fps: float, audio: Audio | None = None, *, side: int = 512,
-                      cues: Iterable[Cue] = ()) -> bytes:
-    """Telegram's round video: square, side < 640, at most 60 s (longer input is cut there)."""
+                      cues: Iterable[Cue] = (), box: tuple[int, int, int] | None = None) -> bytes:
+    """Telegram's round video: square (`box` of each frame, else the centre), side < 640, at most 60 s."""
     if not 16 <= side <= VIDEO_NOTE_MAX_SIDE or side % 2:
         raise BadInput(f"A video note's side must be even and between 16 and {VIDEO_NOTE_MAX_SIDE} px.")
     limit = int(VIDEO_NOTE_MAX_SECONDS * fps)
@@ -123,15 +155,16 @@ def encode_video_note(frames: Iterable[np.ndarray], fps: float, audio: Audio | N
         for i, f in enumerate(frames):
             if i >= limit:
                 return
-            yield square(f, side)
+            yield square(f, side, box)
 
     if audio is not None and audio.seconds > VIDEO_NOTE_MAX_SECONDS:
         audio = Audio(audio.samples[: int(VIDEO_NOTE_MAX_SECONDS * audio.sample_rate)], audio.sample_rate)
     return encode_mp4(cut(), fps, audio, cues=cues)
 
 
-def to_video_note(mp4: bytes, side: int = 512) -> bytes:
-    """Any video → the video-note form, keeping its sound."""
+def to_video_note(mp4: bytes, side: int = 512, *, frame_face: bool = True) -> bytes:
+    """Any video → the video-note form, keeping its sound; framed on the face (head and shoulders fill the
+    circle) when one is found in its first seconds, else the centre square."""
     from adapters.media import decode_audio
 
     info = read_info(mp4)
@@ -139,7 +172,14 @@ def to_video_note(mp4: bytes, side: int = 512) -> bytes:
         audio = decode_audio(mp4, AAC_RATE)
     except UnreadableAudio:
         audio = None
-    return encode_video_note(read_frames(mp4), info.fps, audio, side=side)
+    box = None
+    if frame_face:
+        step = max(1, int(round(info.fps)))
+        sample = itertools.islice(read_frames(mp4), 0, int(2 * info.fps) + 1, step)  # one a second, the first 2 s
+        face = find_face(sample)
+        if face is not None:
+            box = face_square(face, info.height, info.width)
+    return encode_video_note(read_frames(mp4), info.fps, audio, side=side, box=box)
 
 
 @dataclass(frozen=True)

@@ -282,6 +282,28 @@ async def cmd_avatars(args) -> int:
     return 0
 
 
+async def cmd_geneface(args) -> int:
+    """Admin tools for the GeneFace++ engine: its run-time downloads fetched once, into the mounted assets folder."""
+    from bot.settings import Settings
+    from geneface import assets
+
+    settings = Settings()
+    root = Path(args.dir) if args.dir else assets.default_root(settings.data_dir, settings.geneface_assets_dir)
+    if args.geneface_cmd == "fetch-assets":
+        try:
+            fetched = await asyncio.to_thread(assets.fetch, root, mirror=args.mirror or "")
+        except (assets.AssetError, OSError) as exc:
+            print(f"doppel: {exc}", file=sys.stderr)
+            return 2
+        print(f"{root}: {len(fetched)} file(s) fetched, {len(assets.DOWNLOADS) - len(fetched)} already there and checked")
+    gone = assets.missing(root)
+    if gone:
+        print(f"{root} still lacks {assets.describe_missing(gone)} (README, GeneFace++)")
+        return 1
+    print("all GeneFace++ assets are in place")
+    return 0
+
+
 async def cmd_telegram(args) -> int:
     from bot.common.warmup import ready
     from bot.telegram.app import run_telegram
@@ -419,6 +441,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--text", help="burned in as subtitles when DOPPEL_AVATAR_SUBTITLES is on")
     a.add_argument("--out", required=True)
     p.set_defaults(run=cmd_avatars)
+
+    p = sub.add_parser("geneface", help="GeneFace++ engine administration")
+    gf = p.add_subparsers(dest="geneface_cmd", required=True)
+    for name, text in (("fetch-assets", "download HuBERT, vgg19 and VGG-Face once (checksums checked) into the assets folder"),
+                       ("check-assets", "say what the assets folder still lacks")):
+        a = gf.add_parser(name, help=text)
+        a.add_argument("--dir", help="default: DOPPEL_GENEFACE_ASSETS_DIR or DATA_DIR/geneface-assets")
+        if name == "fetch-assets":
+            a.add_argument("--mirror", help="a base URL serving the same relative paths, instead of the upstream URLs")
+    p.set_defaults(run=cmd_geneface)
 
     p = sub.add_parser("worker", help="run training jobs (voices, avatars) until stopped")
     p.add_argument("--kind", action="append", choices=["voice", "avatar"])

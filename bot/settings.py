@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     avatar_gpu: int | None = None  # render on this CUDA device when there is one; None: CPU
     avatar_subtitles: bool = False  # burn the answer text into the video
     geneface_image: str = "doppel/geneface:latest"  # built from geneface/Dockerfile
+    # -- GeneFace++ containers (geneface/) --
+    geneface_assets_dir: Path | None = None  # HuBERT, vgg19, VGG-Face, BFM, audio2motion_vae; empty: data_dir/geneface-assets
+    geneface_gpus: str = "0"  # GPU ids: training jobs without --gpu use the first; one render container per id
+    geneface_render_port: int = 10400  # the render container of the i-th GPU listens on 127.0.0.1:port+i
     docker_url: str = ""  # empty: the local Docker engine (DOCKER_HOST or its socket)
 
     # telegram
@@ -143,6 +147,10 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'doppel.db'}"
+
+    @property
+    def geneface_gpu_list(self) -> list[int]:
+        return [int(g) for g in self.geneface_gpus.replace(";", ",").split(",") if g.strip()] or [0]
 
     @property
     def cache_dir(self) -> Path:

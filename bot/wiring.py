@@ -146,12 +146,12 @@ def build_converters(settings: Settings) -> dict[VoiceEngine, VoiceConverter]:
 
 def build_renderer(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> AvatarRenderer | None:
     """Avatars live in the database (which engine, ready or not), so the renderer is built with it, per Services."""
-    from geneface.docker_engine import GeneFaceDocker
+    from geneface.docker_engine import engine_from_settings
     from geneface.renderer import AvatarStudio
     from storage.avatars import AvatarRepository
 
     return AvatarStudio(AvatarRepository(sessions), gpu=settings.avatar_gpu, subtitles=settings.avatar_subtitles,
-                        geneface=GeneFaceDocker(settings.geneface_image, settings.data_dir, docker_url=settings.docker_url))
+                        geneface=engine_from_settings(settings))
 
 
 @dataclass

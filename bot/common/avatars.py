@@ -71,7 +71,8 @@ async def submit_avatar_training(services: Services, name: str, video: Source, f
     if engine == "geneface":
         # the worker is told where its containers come from, rather than reading the bots' settings
         s = services.settings
-        params.update(image=s.geneface_image, docker_url=s.docker_url, data_dir=str(s.data_dir))
+        params.update(image=s.geneface_image, docker_url=s.docker_url, data_dir=str(s.data_dir), gpus=s.geneface_gpu_list,
+                      assets_dir=str(s.geneface_assets_dir) if s.geneface_assets_dir else None)
     return await services.jobs.submit("avatar", name, engine=engine, max_steps=max_steps, gpu=gpu, params=params,
                                       notify_chat=notify_chat)
 
