@@ -255,14 +255,14 @@ async def test_a_failing_step_stops_the_job_there_and_its_last_lines_reach_the_j
     assert [c["_name"] for c in fake.created] == ["doppel-geneface-preprocess-doppel_anna"]  # no head, no torso
     logged = "\n".join(r.get("log_line") or "" for r in ctx.reports)
     assert "ImportError: pytorch3d was built without CUDA" in logged and "| fitting 3DMM on 750 frames" in logged
-    log_file = tmp_path / "avatars" / "anna" / "geneface" / "logs" / "preprocess.log"
+    log_file = tmp_path / "avatars" / "anna" / "geneface-job7" / "logs" / "preprocess.log"
     assert str(log_file) in str(result) and "ImportError" in log_file.read_text()
-    assert not (tmp_path / "avatars" / "anna" / "geneface" / "stage-preprocess.done").exists()
+    assert not (tmp_path / "avatars" / "anna" / "geneface-job7" / "stage-preprocess.done").exists()
 
 
 async def test_a_nerf_stage_that_exits_without_finishing_fails(tmp_path):
-    (tmp_path / "avatars" / "anna" / "geneface").mkdir(parents=True)
-    (tmp_path / "avatars" / "anna" / "geneface" / "stage-preprocess.done").write_text("ok\n")
+    (tmp_path / "avatars" / "anna" / "geneface-job7").mkdir(parents=True)
+    (tmp_path / "avatars" / "anna" / "geneface-job7" / "stage-preprocess.done").write_text("ok\n")
     with FakeDocker(lambda body: LOG[:10]) as fake:
         ctx, result = await _run(tmp_path, fake)
     assert isinstance(result, RuntimeError) and "head stopped without '| Training end'" in str(result)
