@@ -10,7 +10,7 @@ import pytest
 
 from adapters.media import decode_audio
 from adapters.video import burn_caption, timed_cues
-from bench.wer import wer
+from adapters.wer import wer
 from bot.common.dialogue import Dialogue, Incoming
 from bot.settings import Settings
 from bot.wiring import Engines, build_chat_model, build_services, model_languages
