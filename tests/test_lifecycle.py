@@ -82,6 +82,7 @@ async def test_a_voice_serves_its_version_while_the_next_trains_and_after_a_canc
         version = await _speak(services, "anna")
         if job.status is JobStatus.RUNNING and not (await services.jobs.get(again.id)).status.finished:
             served_during.append(version)
+        await asyncio.sleep(0.5)  # a reply now and then; the training needs the cores more
     assert (await run).status is JobStatus.SUCCEEDED
     assert len(served_during) >= 2 and set(served_during) == {1}
     assert await _speak(services, "anna") == 2
@@ -317,3 +318,34 @@ async def test_the_command_line_lists_restores_renames_retries_and_deletes(servi
     assert code == 0 and f"voice 'hanna' again (retry of job {failed})" in out
     assert await doppel("voices", "delete", "hanna") == (0, "voice 'hanna' deleted, with its files\n")
     assert "hanna" not in await services.voices.names()
+
+
+async def test_a_cancel_reaches_a_worker_in_another_process_within_5_s(services):
+    """`doppel worker` runs apart from the bots: the cancel goes through the database, during feature extraction."""
+    import os
+    import sys
+
+    from tests.conftest import ROOT
+
+    added = await add_voice(services, "gus", _clips("en", 4), ["words"] * 4, max_steps=40)
+    env = {**os.environ, "DOPPEL_DATA_DIR": str(services.settings.data_dir), "PYTHONPATH": str(ROOT)}
+    worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot.cli", "worker", "--kind", "voice", "--once",
+                                                  cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+                                                  stderr=asyncio.subprocess.STDOUT)
+    try:
+        async def preparing():
+            job = await services.jobs.get(added.job.id)
+            return "features" in job.log_tail
+
+        await _wait_for(preparing, 180, "feature extraction to start")
+        asked = time.monotonic()
+        await services.jobs.cancel(added.job.id)
+        await _wait_for(lambda: _status_is(services, added.job.id, JobStatus.CANCELLED), 5, "the cancel (5 s)")
+        assert time.monotonic() - asked < 5
+        out, _ = await asyncio.wait_for(worker.communicate(), 60)
+        assert worker.returncode == 0 and b"cancelled" in out, out[-2000:]
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    assert not (await services.voices.get("gus")).ready
