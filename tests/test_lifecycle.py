@@ -349,3 +349,32 @@ async def test_a_cancel_reaches_a_worker_in_another_process_within_5_s(services)
             worker.kill()
             await worker.wait()
     assert not (await services.voices.get("gus")).ready
+
+
+async def test_an_avatar_restores_renames_and_is_deleted_with_its_files(services):
+    avatars = AvatarRepository(services.sessions)
+    folder = services.settings.data_dir / "avatars" / "ava"
+    await avatars.new_source("ava", "lite", str(folder / "source-1.mp4"), {})
+    for job in (3, 4):  # two finished trainings, each in its own folder
+        (folder / f"lite-job{job}").mkdir(parents=True)
+        await avatars.add_version("ava", str(folder / f"lite-job{job}"), {"steps": 10, "job": job}, engine="lite")
+    await services.chats.set("dc:1", avatar="ava")
+    entry = await lifecycle.entry(services, "avatar", "ava")
+    assert entry.state == "ready" and entry.versions == (1, 2) and entry.serving == 2
+
+    await lifecycle.restore(services, "avatar", "ava", 1)
+    assert (await avatars.get("ava")).artifact_path == str(folder / "lite-job3")
+    await lifecycle.rename(services, "avatar", "ava", "eva")
+    moved = await avatars.get("eva")
+    assert moved.artifact_path.endswith("/avatars/eva/lite-job3") and Path(moved.artifact_path).is_dir()
+    assert await avatars.find("ava") is None and (await services.chats.get("dc:1")).avatar == "eva"
+    await lifecycle.restore(services, "avatar", "eva", 2)
+    assert (await avatars.get("eva")).artifact_path.endswith("/avatars/eva/lite-job4")
+    await avatars.new_source("ava", "lite", "", {})  # a new one under the old name
+    with pytest.raises(BadInput, match="The name 'eva' is taken by another avatar"):
+        await lifecycle.rename(services, "avatar", "ava", "eva")
+
+    await lifecycle.delete(services, "avatar", "eva")
+    assert await avatars.find("eva") is None and (await services.chats.get("dc:1")).avatar is None
+    assert await avatars.find("ava") is not None  # the other one is left alone
+    assert not (services.settings.data_dir / "avatars" / "eva").exists()

@@ -160,7 +160,7 @@ async def rename(services: Services, kind: str, old: str, new: str) -> str:
     except (UnknownVoice, UnknownAvatar):
         pass
     else:
-        raise BadInput(f"There is already a {kind} called '{new}'.")
+        raise BadInput(f"The name '{new}' is taken by another {kind}.")
     src, dst = _folder(services, kind, old), _folder(services, kind, new)
     if dst.exists():
         raise BadInput(f"A folder for '{new}' is already there ({dst.name}); delete it first.")
