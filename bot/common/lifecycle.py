@@ -111,6 +111,9 @@ async def _stop_training(services: Services, kind: str, name: str, wait_s: float
         active = [j for j in active if (await services.jobs.get(j.id)).status in _ACTIVE]
         if active:
             await asyncio.sleep(0.2)
+    for job in active:
+        # no worker answered (none is running, or it died): closed here, so no restart resumes it
+        await services.jobs.finish(job.id, JobStatus.CANCELLED, f"cancelled: the {kind} was deleted")
 
 
 async def delete(services: Services, kind: str, name: str) -> str:
