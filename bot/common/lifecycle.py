@@ -45,7 +45,7 @@ class Entry:
 
 
 def describe(entry: Entry) -> str:
-    """A one-line status, e.g. "voice anna: ready v2 (kept v1, v2) · training v3 34 % (job 7)"."""
+    """A one-line status, e.g. "voice anna: ready v2 (kept v1, v2) · training 34% (job 7)"."""
     head = f"{entry.kind} {entry.name}: "
     if entry.ready:
         head += f"ready v{entry.serving}" if entry.serving else f"ready ({entry.engine})"
@@ -55,7 +55,7 @@ def describe(entry: Entry) -> str:
         head += " (kept " + ", ".join(f"v{v}" for v in entry.versions) + ")"
     job = entry.job
     if job is not None and job.status in _ACTIVE:
-        head += f" · training {job.progress:.0%} (job {job.id}, /cancel {job.id})"
+        head += f" · training {job.progress:.0%} (job {job.id})"
     elif job is not None and job.status in (JobStatus.FAILED, JobStatus.CANCELLED) and job.id:
         what = "failed" if job.status is JobStatus.FAILED else "cancelled"
         reason = f": {job.message}" if job.message and job.status is JobStatus.FAILED else ""
