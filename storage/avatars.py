@@ -57,17 +57,6 @@ class AvatarRepository:
             await session.flush()
             return _to_avatar(rec)
 
-    async def set_ready(self, name: str, artifact_path: str, params: dict | None = None) -> Avatar:
-        async with self.sessions.begin() as session:
-            rec = await session.get(AvatarRecord, name)
-            if rec is None:
-                raise UnknownAvatar(f"There is no avatar called '{name}'.")
-            rec.ready, rec.artifact_path = True, artifact_path
-            if params:
-                rec.params = {**(rec.params or {}), **params}
-            await session.flush()
-            return _to_avatar(rec)
-
     async def new_source(self, name: str, engine: str, source_path: str, params: dict) -> Avatar:
         """A video to train on: a new avatar waits for its training; one that is ready keeps drawing meanwhile."""
         async with self.sessions.begin() as session:

@@ -91,7 +91,7 @@ class JobRepository:
                 rec.status = JobStatus.CANCELLED.value
                 rec.message = "cancelled before it started"
             elif rec.status == JobStatus.RUNNING.value:
-                # the worker sees the flag at its next progress report and stops cleanly
+                # the worker's watcher sees the flag within a second and stops the job (bot/worker.py)
                 rec.cancel_requested = True
             return _to_job(rec)
 

@@ -39,3 +39,11 @@ def test_workers_import_nothing_from_the_front_ends():
     offenders = [str(path.relative_to(ROOT)) for folder in ("RVC", "geneface") for path in (ROOT / folder).rglob("*.py")
                  if "bot" in imported_roots(path)]
     assert offenders == []
+
+
+def test_front_ends_reach_the_engines_only_through_bot_common():
+    # intake checks, training and the lifecycle live behind bot/common; a front-end never imports an engine's internals
+    front_ends = [ROOT / "bot" / "cli.py", *(ROOT / "bot" / "telegram").rglob("*.py"),
+                  *(ROOT / "bot" / "discord").rglob("*.py"), *(ROOT / "bot" / "web").rglob("*.py")]
+    offenders = {str(p.relative_to(ROOT)): sorted(imported_roots(p) & {"RVC", "geneface"}) for p in front_ends}
+    assert {k: v for k, v in offenders.items() if v} == {}

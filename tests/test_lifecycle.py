@@ -82,6 +82,7 @@ async def test_a_voice_serves_its_version_while_the_next_trains_and_after_a_canc
         version = await _speak(services, "anna")
         if job.status is JobStatus.RUNNING and not (await services.jobs.get(again.id)).status.finished:
             served_during.append(version)
+        await asyncio.sleep(0.5)  # a reply now and then; the training needs the cores more
     assert (await run).status is JobStatus.SUCCEEDED
     assert len(served_during) >= 2 and set(served_during) == {1}
     assert await _speak(services, "anna") == 2
@@ -317,3 +318,63 @@ async def test_the_command_line_lists_restores_renames_retries_and_deletes(servi
     assert code == 0 and f"voice 'hanna' again (retry of job {failed})" in out
     assert await doppel("voices", "delete", "hanna") == (0, "voice 'hanna' deleted, with its files\n")
     assert "hanna" not in await services.voices.names()
+
+
+async def test_a_cancel_reaches_a_worker_in_another_process_within_5_s(services):
+    """`doppel worker` runs apart from the bots: the cancel goes through the database, during feature extraction."""
+    import os
+    import sys
+
+    from tests.conftest import ROOT
+
+    added = await add_voice(services, "gus", _clips("en", 4), ["words"] * 4, max_steps=40)
+    env = {**os.environ, "DOPPEL_DATA_DIR": str(services.settings.data_dir), "PYTHONPATH": str(ROOT)}
+    worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot.cli", "worker", "--kind", "voice", "--once",
+                                                  cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+                                                  stderr=asyncio.subprocess.STDOUT)
+    try:
+        async def preparing():
+            job = await services.jobs.get(added.job.id)
+            return "features" in job.log_tail
+
+        await _wait_for(preparing, 180, "feature extraction to start")
+        asked = time.monotonic()
+        await services.jobs.cancel(added.job.id)
+        await _wait_for(lambda: _status_is(services, added.job.id, JobStatus.CANCELLED), 5, "the cancel (5 s)")
+        assert time.monotonic() - asked < 5
+        out, _ = await asyncio.wait_for(worker.communicate(), 60)
+        assert worker.returncode == 0 and b"cancelled" in out, out[-2000:]
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    assert not (await services.voices.get("gus")).ready
+
+
+async def test_an_avatar_restores_renames_and_is_deleted_with_its_files(services):
+    avatars = AvatarRepository(services.sessions)
+    folder = services.settings.data_dir / "avatars" / "ava"
+    await avatars.new_source("ava", "lite", str(folder / "source-1.mp4"), {})
+    for job in (3, 4):  # two finished trainings, each in its own folder
+        (folder / f"lite-job{job}").mkdir(parents=True)
+        await avatars.add_version("ava", str(folder / f"lite-job{job}"), {"steps": 10, "job": job}, engine="lite")
+    await services.chats.set("dc:1", avatar="ava")
+    entry = await lifecycle.entry(services, "avatar", "ava")
+    assert entry.state == "ready" and entry.versions == (1, 2) and entry.serving == 2
+
+    await lifecycle.restore(services, "avatar", "ava", 1)
+    assert (await avatars.get("ava")).artifact_path == str(folder / "lite-job3")
+    await lifecycle.rename(services, "avatar", "ava", "eva")
+    moved = await avatars.get("eva")
+    assert moved.artifact_path.endswith("/avatars/eva/lite-job3") and Path(moved.artifact_path).is_dir()
+    assert await avatars.find("ava") is None and (await services.chats.get("dc:1")).avatar == "eva"
+    await lifecycle.restore(services, "avatar", "eva", 2)
+    assert (await avatars.get("eva")).artifact_path.endswith("/avatars/eva/lite-job4")
+    await avatars.new_source("ava", "lite", "", {})  # a new one under the old name
+    with pytest.raises(BadInput, match="The name 'eva' is taken by another avatar"):
+        await lifecycle.rename(services, "avatar", "ava", "eva")
+
+    await lifecycle.delete(services, "avatar", "eva")
+    assert await avatars.find("eva") is None and (await services.chats.get("dc:1")).avatar is None
+    assert await avatars.find("ava") is not None  # the other one is left alone
+    assert not (services.settings.data_dir / "avatars" / "eva").exists()

@@ -11,6 +11,7 @@ import pytest
 from bot.settings import Settings
 from bot.wiring import build_services
 from core.types import JobStatus
+from storage.avatars import AvatarRepository
 from tests.lifecycle_fixtures import voice_with_versions
 from tests.web_harness import live_server
 
@@ -62,6 +63,16 @@ async def test_admin_restores_renames_retries_and_deletes_a_voice(site):
         assert "Voice 'hanna': training queued again as job" in page and "ready v1" in page
         page = await post("/admin/voices/manage/hanna/delete")
         assert "Voice 'hanna' deleted, with its files." in page and "No voices yet." in page
+        # an avatar's row carries the same controls
+        avatars = AvatarRepository(services.sessions)
+        await avatars.new_source("ava", "lite", "", {})
+        for job in (3, 4):
+            (services.settings.data_dir / f"ava-{job}").mkdir()
+            await avatars.add_version("ava", str(services.settings.data_dir / f"ava-{job}"), {}, engine="lite")
+        page = html.unescape(await (await http.get(site.url + "/admin/avatars")).text())
+        assert "avatar ava: ready v2 (kept v1, v2)" in page and 'action="/admin/avatars/manage/ava/restore"' in page
+        assert "Avatar 'ava' now uses v1." in await post("/admin/avatars/manage/ava/restore", version="1")
+        assert (await avatars.get("ava")).artifact_path.endswith("ava-3")
     assert "hanna" not in await services.voices.names()
     assert not (services.settings.data_dir / "voices" / "hanna").exists()
     assert [j.status for j in await services.jobs.list()] == [JobStatus.CANCELLED, JobStatus.FAILED]

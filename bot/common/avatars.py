@@ -78,17 +78,19 @@ async def submit_avatar_training(services: Services, name: str, video: Source, f
 
 
 async def add_photo_avatar(services: Services, name: str, photo: bytes) -> Avatar:
-    """One portrait → an avatar that talks at once (the photo engine), no training."""
+    """One portrait → an avatar that talks at once (the photo engine), no training: its next version."""
     _check_name(name)
     image = await asyncio.to_thread(_check_photo, photo)
     folder = avatar_dir(services, name)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "photo.png"
+    path = folder / f"photo-{time.strftime('%Y%m%d-%H%M%S')}.png"
     from PIL import Image
 
     Image.fromarray(image).save(path)
-    return await AvatarRepository(services.sessions).upsert(name, "photo", ready=True, source_path=str(path),
-                                                           artifact_path=str(path))
+    avatars = AvatarRepository(services.sessions)
+    await avatars.new_source(name, "photo", str(path), {})
+    await avatars.add_version(name, str(path), {"photo": path.name}, engine="photo")
+    return await avatars.get(name)
 
 
 async def list_avatars(services: Services) -> list[Avatar]:

@@ -45,7 +45,7 @@ class Entry:
 
 
 def describe(entry: Entry) -> str:
-    """A one-line status, e.g. "voice anna: ready v2 (kept v1, v2) · training v3 34 % (job 7)"."""
+    """A one-line status, e.g. "voice anna: ready v2 (kept v1, v2) · training 34% (job 7)"."""
     head = f"{entry.kind} {entry.name}: "
     if entry.ready:
         head += f"ready v{entry.serving}" if entry.serving else f"ready ({entry.engine})"
@@ -55,7 +55,7 @@ def describe(entry: Entry) -> str:
         head += " (kept " + ", ".join(f"v{v}" for v in entry.versions) + ")"
     job = entry.job
     if job is not None and job.status in _ACTIVE:
-        head += f" · training {job.progress:.0%} (job {job.id}, /cancel {job.id})"
+        head += f" · training {job.progress:.0%} (job {job.id})"
     elif job is not None and job.status in (JobStatus.FAILED, JobStatus.CANCELLED) and job.id:
         what = "failed" if job.status is JobStatus.FAILED else "cancelled"
         reason = f": {job.message}" if job.message and job.status is JobStatus.FAILED else ""
@@ -111,6 +111,9 @@ async def _stop_training(services: Services, kind: str, name: str, wait_s: float
         active = [j for j in active if (await services.jobs.get(j.id)).status in _ACTIVE]
         if active:
             await asyncio.sleep(0.2)
+    for job in active:
+        # no worker answered (none is running, or it died): closed here, so no restart resumes it
+        await services.jobs.finish(job.id, JobStatus.CANCELLED, f"cancelled: the {kind} was deleted")
 
 
 async def delete(services: Services, kind: str, name: str) -> str:
@@ -160,7 +163,7 @@ async def rename(services: Services, kind: str, old: str, new: str) -> str:
     except (UnknownVoice, UnknownAvatar):
         pass
     else:
-        raise BadInput(f"There is already a {kind} called '{new}'.")
+        raise BadInput(f"The name '{new}' is taken by another {kind}.")
     src, dst = _folder(services, kind, old), _folder(services, kind, new)
     if dst.exists():
         raise BadInput(f"A folder for '{new}' is already there ({dst.name}); delete it first.")

@@ -34,7 +34,12 @@ Admin:
 /add_rvc NAME [pitch=N] – then an RVC model (.pth, and its .index) as files, then /done
 /train_avatar NAME – reply to a video (trained) or a photo (ready at once), or send one after it
 /jobs – training jobs
-/cancel JOB – stop a training job
+/cancel JOB – stop a training job (what serves now keeps serving)
+/versions – voices and avatars: their versions and training
+/restore voice|avatar NAME v1 – use an earlier version again
+/rename voice|avatar NAME NEW – rename one
+/delete voice|avatar NAME – delete one, with its files
+/retry JOB – train a failed or cancelled job again
 /allow USER, /deny USER – by Telegram id, or as a reply to their message
 /stats – usage figures"""
 

@@ -190,7 +190,7 @@ class AdminPages:
     async def cancel_job(self, request: Request) -> Response:
         check_csrf(request, await request.form(max_files=0))
         job = await self.services.jobs.cancel(request.path_params["job_id"])
-        note = "cancelled" if job.status.finished else "stopping (within a few seconds)"
+        note = "cancelled" if job.status.finished else "asked to stop; it stops within a few seconds"
         return back_with_notice(request, f"Job {job.id} ({job.kind} '{job.target}'): {note}.", _safe_next(request.headers.get("referer")))
 
     async def retry_job(self, request: Request) -> Response:
