@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import BadInput
+from core.errors import BadInput, EngineError
 from RVC.features import RATE, f0_yin
 
 F0_METHODS = ("harvest", "yin", "pyin")
@@ -59,7 +59,11 @@ def _pyin(x: np.ndarray) -> np.ndarray:
 def estimate_f0(x: np.ndarray, method: str, frames: int) -> np.ndarray:
     """16 kHz samples → exactly `frames` F0 values (cut, or padded with unvoiced frames)."""
     if method == "harvest":
-        f0 = _harvest(x)
+        try:
+            f0 = _harvest(x)
+        except ImportError as exc:
+            raise EngineError("The harvest F0 method needs the pyworld package on the voice worker; "
+                              "install it or use f0_method yin.", detail=repr(exc)) from None
     elif method == "yin":
         f0 = f0_yin(x)
     elif method == "pyin":

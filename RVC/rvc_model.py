@@ -1,4 +1,5 @@
-"""RVC v2 inference network, written for doppel from the published architecture (VITS-style prior + flow + NSF-HiFiGAN).
+"""RVC v1/v2 inference network, written for doppel from the published architecture (VITS-style prior + flow +
+NSF-HiFiGAN); v1 differs only in reading 256-d content instead of 768-d.
 
 Module names mirror the official checkpoint's `weight` dict (enc_p, flow, dec, emb_g), so a user's `.pth`
 loads after its weight-norm pairs are folded. Only inference is here: the posterior encoder (enc_q) that

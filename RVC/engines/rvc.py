@@ -159,7 +159,7 @@ class RvcEngine:
         # least recently used first; uploads tested under a staging name must not stay loaded for good
         self._models: OrderedDict[str, tuple[RvcSynthesizer, ModelInfo]] = OrderedDict()
         self._content: dict[str, Hubert] = {}
-        self._indexes: dict[str, FeatureIndex] = {}
+        self._indexes: OrderedDict[str, FeatureIndex] = OrderedDict()
         self._lock = threading.Lock()
 
     def _path(self, name: str) -> Path:
@@ -194,6 +194,9 @@ class RvcEngine:
         with self._lock:
             if key not in self._indexes:
                 self._indexes[key] = FeatureIndex(Path(key))
+                while len(self._indexes) > MAX_LOADED_MODELS:
+                    self._indexes.popitem(last=False)
+            self._indexes.move_to_end(key)
             return self._indexes[key]
 
     def convert(self, samples: np.ndarray, rate: int, params: dict) -> tuple[np.ndarray, int]:

@@ -33,9 +33,15 @@ async def add_rvc_start(message: Message, command: CommandObject, state: FSMCont
                          "then /done. /abort stops.", parse_mode=None)
 
 
-async def add_rvc_file(message: Message, state: FSMContext) -> None:
+async def add_rvc_file(message: Message, state: FSMContext, services: Services) -> None:
     doc = message.document
     assert doc is not None
+    limit = files.download_limit(services.settings)
+    if doc.file_size is not None and doc.file_size > limit:
+        # RVC models are often larger than the Bot API's 20 MB: say what works instead of "send a shorter one"
+        raise BadInput(f"That file is {doc.file_size / 2**20:.1f} MB and Telegram lets bots fetch files up to "
+                       f"{limit / 2**20:.0f} MB. Use a local Bot API server (DOPPEL_TELEGRAM_API_LOCAL), or add the "
+                       "voice with `doppel voices add-rvc` or the web admin.")
     name = (doc.file_name or "").lower()
     ref = [doc.file_id, doc.file_size, "document", doc.file_name or ""]
     if name.endswith(".pth"):
