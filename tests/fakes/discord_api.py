@@ -51,6 +51,7 @@ class FakeDiscord(DiscordState):
         self.no_voice_channels: set[int] = set()
         self.requests: list[tuple[str, str]] = []
         self.errors: list[dict] = []
+        self.failures: list[tuple[str, str, int, float | None]] = []  # (method, path suffix, status, retry_after) to answer next
         self.gateway = Gateway(token, self._ready, self._guild_creates)
         self._runner: web.AppRunner | None = None
 
@@ -144,6 +145,10 @@ class FakeDiscord(DiscordState):
         await self.gateway.dispatch("INTERACTION_CREATE", payload)
         return interaction
 
+    def fail(self, method: str, path_suffix: str, status: int, *, retry_after: float | None = None, times: int = 1) -> None:
+        """Answer the next `times` requests matching method and path suffix with a 429 (`retry_after`) or a 5xx."""
+        self.failures.extend([(method, path_suffix, status, retry_after)] * times)
+
     # ---- REST ----
 
     @web.middleware
@@ -152,6 +157,16 @@ class FakeDiscord(DiscordState):
         needs_auth = request.path.startswith("/api/v10/") and "/webhooks/" not in request.path and "/interactions/" not in request.path
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
             return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+        for i, (method, suffix, status, retry_after) in enumerate(self.failures):
+            if request.method == method and request.path.endswith(suffix):
+                del self.failures[i]
+                await request.read()
+                if status == 429:  # Discord's rate limit answer; "Via" tells discord.py it is not a Cloudflare ban
+                    limited = json_response({"message": "You are being rate limited.", "retry_after": retry_after,
+                                             "global": False}, status=429)
+                    limited.headers.update({"Via": "1.1 google", "X-RateLimit-Scope": "user"})
+                    return limited
+                return json_response({"message": "500: Internal Server Error", "code": 0}, status=status)
         try:
             return await handler(request)
         except ApiError as exc:
