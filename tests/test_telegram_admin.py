@@ -70,6 +70,8 @@ async def test_user_settings_export_and_forget(fake_tg, tmp_path, engines):
         fake_tg.text_update(user, "/forget")
         await fake_tg.wait_for(lambda: any("deleted your profile" in t for t in texts_to(fake_tg, user)), 30)
         assert await services.users.get(f"tg:{user}") is None
+        chat = await services.chats.get(f"tg:{user}")
+        assert (chat.language, chat.persona) == (None, None), "/forget leaves the private chat's settings behind"
 
 
 async def test_add_voice_from_recordings_then_follow_its_training(fake_tg, tmp_path, engines):

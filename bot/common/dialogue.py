@@ -1,13 +1,16 @@
 """One conversation turn, the same for every channel: resolve the chat's settings, run the pipeline."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import AsyncIterator
 
 from adapters.media import decode_audio
 from bot.wiring import Services
 from core.pipeline import ReplyRequest
-from core.types import ConversationKey, Frame
+from core.types import ConversationKey, Frame, ReplyDone
+
+log = logging.getLogger("doppel.dialogue")
 
 
 @dataclass(frozen=True)
@@ -46,4 +49,8 @@ class Dialogue:
         await self.services.users.touch(msg.user_id, msg.display_name)
         request = await self.request_for(msg, speak=speak)
         async for frame in self.services.pipeline.run(request):
+            if isinstance(frame, ReplyDone):
+                # one line per answered message, whatever the channel
+                log.info("answered %s in %s (%s, %d chars): %s", msg.user_id, msg.chat_id, "voice" if msg.audio else "text",
+                         len(frame.text), "  ".join(f"{t.stage}={t.seconds:.2f}s" for t in frame.timings))
             yield frame
