@@ -45,3 +45,23 @@ async def test_a_burst_of_bad_messages_gets_a_few_error_replies(tmp_path, engine
         await asyncio.sleep(2.0)
         replies = fake.bot_messages(dm)
     assert 1 <= len(replies) <= 3, [m.content for m in replies]
+
+
+async def test_admin_commands_are_hidden_from_members_and_errors_after_deferral_stay_private(tmp_path, engines):
+    from tests.fakes.discord_api import EPHEMERAL
+
+    async with discord_world(tmp_path, engines) as world:
+        fake = world.fake
+        registered = {c["name"]: c for commands in fake.commands.values() for c in commands}
+        manage_guild = str(1 << 5)
+        for name in ("add_voice", "train_avatar", "jobs", "cancel"):
+            assert str(registered[name]["default_member_permissions"]) == manage_guild, name
+        assert registered["ask"]["default_member_permissions"] is None
+        # an admin's command that fails after it deferred: the error reaches only the admin
+        await fake.invoke("train_avatar", world.admin, world.channel, name="bad",
+                          source=Upload("notes.txt", b"just text", "text/plain"))
+        refusal = await fake.wait_for(lambda m: m.by_bot and "neither a video nor a photo" in m.content)
+        await asyncio.sleep(0.5)
+        public = [m for m in fake.bot_messages(world.channel) if not m.flags & EPHEMERAL]
+    assert refusal.flags & EPHEMERAL
+    assert not public, [m.content for m in public]

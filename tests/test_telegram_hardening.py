@@ -78,3 +78,11 @@ async def test_the_command_menu_is_filled_for_everyone_and_the_admins(fake_tg, t
     admin = fake_tg.menus[f'{{"chat_id": {ADMIN}, "type": "chat"}}']
     assert {"reset", "voice", "language", "cancel", "forget"} <= set(everyone) and "add_voice" not in everyone
     assert {"add_voice", "train_avatar", "allow", "deny", "stats", "reset"} <= set(admin)
+
+
+async def test_a_recording_too_long_by_its_stated_duration_is_refused_before_download(fake_tg, tmp_path, engines):
+    async with running_bot(bot_settings(tmp_path, fake_tg), engines):
+        fake_tg.voice_update(USER, b"OggS" + b"\0" * 1000, duration=600)
+        said = await fake_tg.wait_for(lambda: texts_to(fake_tg, USER), 30)
+    assert "600 s long; the limit is 120 s" in said[0]
+    assert not fake_tg.called("getFile")

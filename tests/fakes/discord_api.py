@@ -51,6 +51,7 @@ class FakeDiscord(DiscordState):
         self.no_voice_channels: set[int] = set()
         self.requests: list[tuple[str, str]] = []
         self.errors: list[dict] = []
+        self.deleted: list[Posted] = []  # messages the bot deleted
         self.failures: list[tuple[str, str, int, float | None]] = []  # (method, path suffix, status, retry_after) to answer next
         self.gateway = Gateway(token, self._ready, self._guild_creates)
         self._runner: web.AppRunner | None = None
@@ -82,6 +83,7 @@ class FakeDiscord(DiscordState):
         r.add_post(api + "/webhooks/{app}/{token}", self._followup)
         r.add_get(api + "/webhooks/{app}/{token}/messages/{message}", self._get_webhook_message)
         r.add_patch(api + "/webhooks/{app}/{token}/messages/{message}", self._edit_webhook_message)
+        r.add_delete(api + "/webhooks/{app}/{token}/messages/{message}", self._delete_webhook_message)
         r.add_put("/upload/{name}", self._put_upload)
         r.add_get("/attachments/{channel}/{id}/{filename}", self._get_blob)
         self._runner = web.AppRunner(app)
@@ -403,6 +405,14 @@ class FakeDiscord(DiscordState):
 
     async def _edit_webhook_message(self, request: web.Request) -> web.Response:
         return await self._edit(request, self._webhook_message(request))
+
+    async def _delete_webhook_message(self, request: web.Request) -> web.Response:
+        posted = self._webhook_message(request)
+        if posted is None:
+            raise ApiError(404, 10008, "Unknown Message")
+        del self.messages[posted.id]
+        self.deleted.append(posted)
+        return web.Response(status=204)
 
 
 def _guess_type(filename: str) -> str:
