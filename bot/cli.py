@@ -46,15 +46,15 @@ def _read(path: str) -> bytes:
         raise FileProblem(f"{path} cannot be read: {exc.strerror or exc}") from None
 
 
-def _writable(path: str) -> Path:
+def _writable(path: str, option: str) -> Path:
     """Checked before any work, so a reply is never made (and stored) only to be lost at the end."""
     p = Path(path)
     if p.is_dir():
-        raise FileProblem(f"--out {path} is a folder; give the path of the file to write")
+        raise FileProblem(f"{option} {path} is a folder; give the path of the file to write")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FileProblem(f"--out {path}: its folder cannot be made: {exc.strerror or exc}") from None
+        raise FileProblem(f"{option} {path}: its folder cannot be made: {exc.strerror or exc}") from None
     return p
 
 
@@ -62,10 +62,11 @@ async def cmd_reply(args) -> int:
     from adapters.media import encode_ogg_opus
     from bot.common.dialogue import Dialogue, Incoming
     from core import audio as audio_ops
-    from core.types import AudioFrame, NoteFrame, ReplyDone, SentenceFrame, SpeechDone, TranscriptFrame
+    from core.types import AudioFrame, NoteFrame, ReplyDone, SentenceFrame, SpeechDone, TranscriptFrame, VideoFrame
 
     audio = _read(args.audio) if args.audio else None
-    out = _writable(args.out) if args.out else None
+    out = _writable(args.out, "--out") if args.out else None
+    video_out = _writable(args.video_out, "--video-out") if args.video_out else None
     services = await _services(args)
     try:
         msg = Incoming(user_id=f"cli:{args.user}", chat_id=f"cli:{args.chat or args.user}", audio=audio, text=args.text)
@@ -86,12 +87,18 @@ async def cmd_reply(args) -> int:
                     out.write_bytes(encode_ogg_opus(audio_ops.join(chunks)))
                 except OSError as exc:
                     raise FileProblem(f"--out {out} cannot be written: {exc.strerror or exc}; nothing was stored") from None
-                written = f"voice:    {out} ({sum(c.seconds for c in chunks):.1f} s of speech)"
+                written = f"voice:    {out} ({sum(c.seconds for c in chunks):.1f} s of speech)" + written
+            elif isinstance(frame, VideoFrame) and video_out is not None:
+                try:
+                    video_out.write_bytes(frame.mp4)
+                except OSError as exc:
+                    raise FileProblem(f"--video-out {video_out} cannot be written: {exc.strerror or exc}; nothing was stored") from None
+                written += f"\nvideo:    {video_out} ({frame.seconds:.1f} s)"
             elif isinstance(frame, ReplyDone):
                 print(f"answer:   {frame.text}")
                 print("timings:  " + "  ".join(f"{t.stage}={t.seconds:.2f}s" for t in frame.timings))
         if written:
-            print(written)
+            print(written.strip("\n"))
     finally:
         await services.close()
     return 0
@@ -145,8 +152,15 @@ async def cmd_voices(args) -> int:
         elif args.voices_cmd in LIFECYCLE:
             await _lifecycle(services, "voice", args)
         elif args.voices_cmd == "subtitles":
+            from core.subtitles import joined, read_cues, to_srt, to_vtt
+
+            # one valid file for all the clips, laid end to end (not each clip's file printed after the other)
+            clips = []
             for clip in await services.voices.clips(args.name):
-                print(Path(clip.path).with_suffix("." + args.format).read_text(encoding="utf-8"))
+                made = Path(clip.path).with_suffix(".vtt")
+                cues = read_cues(made.read_text(encoding="utf-8")) if made.is_file() else []
+                clips.append((clip.seconds, cues or [(0.0, clip.seconds, clip.transcript)]))
+            print((to_vtt if args.format == "vtt" else to_srt)(joined(clips)), end="")
     finally:
         await services.close()
     return 0
@@ -376,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", default="local")
     p.add_argument("--chat", default=None)
     p.add_argument("--out", help="where to write the OGG/Opus voice reply")
+    p.add_argument("--video-out", help="where to write the talking-head MP4, when the chat has a trained avatar")
     p.set_defaults(run=cmd_reply)
 
     p = sub.add_parser("chat", help="a text conversation in the terminal")
@@ -414,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="list training jobs, cancel one, or retry a failed or cancelled one")
     p.add_argument("--cancel", type=int)
     p.add_argument("--retry", type=int)
+    # also after the command, as the README writes it (`doppel jobs -v`); SUPPRESS keeps a `doppel -v jobs` intact
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show each job's log tail")
     p.set_defaults(run=cmd_jobs)
 
     p = sub.add_parser("telegram", help="run the Telegram bot (long polling, or a webhook if DOPPEL_TELEGRAM_WEBHOOK_URL is set)")
@@ -466,7 +483,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    # the long-running commands log at INFO (one line per answered message, start-up); one-shot ones stay quiet
+    serving = args.cmd in ("telegram", "discord", "web", "worker")
+    logging.basicConfig(level=logging.INFO if args.verbose or serving else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if serving and not args.verbose:
+        for chatty in ("aiogram.event", "httpx", "discord.gateway", "discord.client"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         return asyncio.run(args.run(args)) or 0
     except DoppelError as exc:

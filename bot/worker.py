@@ -63,15 +63,19 @@ class RunningJob:
         if checkpoint is not None:
             self.checkpoint = checkpoint
         if eta_seconds is None:
-            eta_seconds = self._eta(progress)
+            eta_seconds = self._eta(progress, step)
         keep_going = await self.jobs.report(self.job.id, step=step, progress=progress, eta_seconds=eta_seconds,
                                             checkpoint=checkpoint, log_line=log_line)
         if not keep_going:
             self.stop.set()
             raise JobCancelled()
 
-    def _eta(self, progress: float) -> float | None:
-        """From this run's own pace, so a resumed job's ETA ignores the work done before the restart."""
+    def _eta(self, progress: float, step: int) -> float | None:
+        """From the training stage's own pace in this run: a resumed job's ETA ignores the work done before the
+        restart, and the preparation (reported at step 0: decoding, features, face tracking), whose pace says
+        nothing about training's, is left out."""
+        if step <= 0:
+            return None
         if self._first_progress is None:
             self._first_progress = progress
             self._started = time.monotonic()

@@ -7,8 +7,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.history import ensure_chat, ensure_user
-from storage.models import Chat, HandledUpdate, JobRecord, Message, User, VoiceRecord
+from storage.history import ensure_chat, ensure_user, insert_missing
+from storage.models import Chat, HandledUpdate, JobRecord, Message, PendingUpdate, User, VoiceRecord
 
 
 class UserRepository:
@@ -74,6 +74,12 @@ class ChatSettingsRepository:
             chat.settings = extra
             return chat
 
+    async def delete(self, chat_id: str) -> bool:
+        """Forget a chat's choices (a user's /forget takes their private chat's along); True if there were any."""
+        async with self.sessions.begin() as session:
+            result = await session.execute(delete(Chat).where(Chat.id == chat_id))
+            return bool(result.rowcount)
+
 
 class HandledUpdates:
     """Platform update ids already answered, so a restart neither loses nor repeats a message."""
@@ -94,12 +100,29 @@ class HandledUpdates:
                 .where(HandledUpdate.platform == self.platform, HandledUpdate.update_id == update_id)
             ) > 0
 
+    async def keep(self, update_id: int, payload: dict) -> None:
+        """Take an update in before acknowledging it to the platform; `pending` hands it back until it is marked."""
+        async with self.sessions.begin() as session:
+            await insert_missing(session, PendingUpdate, platform=self.platform, update_id=update_id, payload=payload)
+
+    async def pending(self) -> list[dict]:
+        """The payloads of updates taken in and not yet answered, oldest first."""
+        async with self.sessions() as session:
+            rows = await session.scalars(select(PendingUpdate).where(PendingUpdate.platform == self.platform)
+                                         .order_by(PendingUpdate.update_id))
+            return [row.payload for row in rows]
+
     async def mark(self, update_id: int) -> bool:
         """True if this call recorded it, False if it was already there."""
         try:
             async with self.sessions.begin() as session:
+                await session.execute(delete(PendingUpdate).where(PendingUpdate.platform == self.platform,
+                                                                  PendingUpdate.update_id == update_id))
                 session.add(HandledUpdate(platform=self.platform, update_id=update_id))
         except IntegrityError:
+            async with self.sessions.begin() as session:
+                await session.execute(delete(PendingUpdate).where(PendingUpdate.platform == self.platform,
+                                                                  PendingUpdate.update_id == update_id))
             return False
         self._marks += 1
         if self._marks % self.PRUNE_EVERY == 0:

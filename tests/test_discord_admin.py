@@ -53,7 +53,9 @@ async def test_a_file_that_is_neither_video_nor_photo_is_refused_before_any_job(
     fake = world.fake
     await fake.invoke("train_avatar", world.admin, world.channel, name="me", source=Upload("me.txt", b"hello", "text/plain"))
     refusal = await fake.wait_for(lambda m: m.by_bot and "neither a video nor a photo" in m.content)
-    assert refusal.edits == 1  # the deferred reply became the refusal
+    # the refusal reaches the admin alone, and the public "thinking…" placeholder is gone
+    assert refusal.flags & EPHEMERAL and refusal.payload.get("webhook_id")
+    assert [m for m in fake.deleted if m.payload.get("interaction_metadata")]
     assert await world.services.jobs.list() == []
 
 

@@ -32,9 +32,11 @@ async def test_a_voice_message_in_a_dm_is_answered_with_a_voice_message(world, e
     path, _, _ = speech_clips("en", min_seconds=2.5)[0]
     question = await fake.send_message(dm, world.alice, attachments=[voice_upload(path)], flags=IS_VOICE_MESSAGE)
 
-    reply = await fake.wait_for(lambda m: m.by_bot and m.channel_id == dm)
-    assert reply.is_voice, reply.payload
+    reply = await fake.wait_for(lambda m: m.by_bot and m.channel_id == dm and m.is_voice)
     assert reply.payload["message_reference"]["message_id"] == str(question.id)
+    # the answer's text comes beside the voice message, which cannot carry any
+    (text,) = [m for m in fake.bot_messages(dm) if not m.is_voice]
+    assert text.content.strip() and text.payload["message_reference"]["message_id"] == str(question.id)
     (attachment,) = reply.attachments
     assert attachment["content_type"] == "audio/ogg"
     waveform = base64.b64decode(attachment["waveform"])

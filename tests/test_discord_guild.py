@@ -50,7 +50,7 @@ async def test_a_voice_reply_to_the_bot_in_a_server_gets_a_voice_message_and_a_v
         assert (info["video_codec"], info["audio_codec"]) == ("h264", "aac")
         assert info["seconds"] == pytest.approx(decode_audio(voice.files[0]).seconds, abs=1.0)
         replies = [m for m in fake.bot_messages(w.channel) if m.id > earlier.id]
-        assert len(replies) == 2  # the voice message and the video; the unaddressed message got nothing
+        assert len(replies) == 3  # the answer's text, the voice message and the video; the unaddressed message got nothing
 
 
 @pytest.fixture

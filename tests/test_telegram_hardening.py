@@ -53,7 +53,7 @@ async def test_polling_does_not_spin_while_an_answer_runs_with_a_finished_update
         fake_tg.release("getFile")
         await fake_tg.wait_for(lambda: texts_to(fake_tg, USER), 30)
     assert not gate.is_set() or gate.deliver
-    assert polls <= 6, f"{polls} getUpdates calls in 3 s"
+    assert polls <= 3, f"{polls} getUpdates calls in 3 s with a 2-s long poll"
     assert len(texts_to(fake_tg, USER + 1)) == 1
 
 
@@ -67,3 +67,22 @@ async def test_a_burst_of_bad_messages_gets_a_few_error_replies(fake_tg, tmp_pat
         await asyncio.sleep(0.5)
     replies = texts_to(fake_tg, USER)
     assert 1 <= len(replies) <= 3, replies
+
+
+async def test_the_command_menu_is_filled_for_everyone_and_the_admins(fake_tg, tmp_path, engines):
+    from tests.telegram_support import ADMIN
+
+    async with running_bot(bot_settings(tmp_path, fake_tg), engines):
+        await fake_tg.wait_for(lambda: len(fake_tg.menus) >= 2, 30)
+    everyone = fake_tg.menus['{"type": "default"}']
+    admin = fake_tg.menus[f'{{"chat_id": {ADMIN}, "type": "chat"}}']
+    assert {"reset", "voice", "language", "cancel", "forget"} <= set(everyone) and "add_voice" not in everyone
+    assert {"add_voice", "train_avatar", "allow", "deny", "stats", "reset"} <= set(admin)
+
+
+async def test_a_recording_too_long_by_its_stated_duration_is_refused_before_download(fake_tg, tmp_path, engines):
+    async with running_bot(bot_settings(tmp_path, fake_tg), engines):
+        fake_tg.voice_update(USER, b"OggS" + b"\0" * 1000, duration=600)
+        said = await fake_tg.wait_for(lambda: texts_to(fake_tg, USER), 30)
+    assert "600 s long; the limit is 120 s" in said[0]
+    assert not fake_tg.called("getFile")

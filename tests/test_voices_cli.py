@@ -39,15 +39,22 @@ async def test_a_bad_clip_leaves_no_half_made_voice(services):
 
 
 def test_cli_voices_add_and_subtitles(tmp_path):
-    clip = speech_clips("en", min_seconds=2.5)[0][0]
+    from core.subtitles import read_cues
+
+    (first, first_seconds, _), (second, _, _) = speech_clips("en", min_seconds=2.5)[:2]
     env = {**os.environ, "DOPPEL_DATA_DIR": str(tmp_path / "var")}
-    add = subprocess.run([sys.executable, "-m", "bot.cli", "voices", "add", "ann", str(clip)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    add = subprocess.run([sys.executable, "-m", "bot.cli", "voices", "add", "ann", str(first), str(second)], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=300)
     assert add.returncode == 0, add.stderr
     assert "(asr)" in add.stdout and "training job" in add.stdout
     subs = subprocess.run([sys.executable, "-m", "bot.cli", "voices", "subtitles", "ann", "--format", "vtt"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
-    assert subs.returncode == 0 and subs.stdout.startswith("WEBVTT")
+    # one valid file for both clips: one header, cues in order, the second clip's after the first clip's end
+    assert subs.returncode == 0 and subs.stdout.startswith("WEBVTT") and subs.stdout.count("WEBVTT") == 1
+    cues = read_cues(subs.stdout)
+    assert len(cues) >= 2 and all(a <= b for a, b, _ in cues)
+    assert all(cues[i][0] <= cues[i + 1][0] for i in range(len(cues) - 1))
+    assert cues[-1][0] >= first_seconds - 0.1
 
 
 async def test_an_edited_transcript_reaches_the_files_beside_the_clip(services):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import AsyncIterator
 
@@ -9,6 +10,8 @@ from adapters.media import decode_audio
 from bot.wiring import Services
 from core.pipeline import ReplyRequest
 from core.types import ConversationKey, Frame, ReplyDone
+
+log = logging.getLogger("doppel.dialogue")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class Dialogue:
         request = await self.request_for(msg, speak=speak)
         async for frame in self.services.pipeline.run(request):
             if isinstance(frame, ReplyDone):
+                # one line per answered message, whatever the channel
+                log.info("answered %s in %s (%s, %d chars): %s", msg.user_id, msg.chat_id, "voice" if msg.audio else "text",
+                         len(frame.text), "  ".join(f"{t.stage}={t.seconds:.2f}s" for t in frame.timings))
                 await self._remember_language(msg.chat_id, request, frame)
             yield frame
 

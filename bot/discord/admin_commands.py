@@ -46,6 +46,7 @@ async def _watch(bot: "DoppelDiscord", interaction: discord.Interaction, job: Jo
     bot.background(follow())
 
 
+@app_commands.default_permissions(manage_guild=True)  # hidden from members; bot admins are checked too
 @app_commands.command(name="add_voice", description="Admin: add a voice from recordings (transcribed automatically)")
 @app_commands.describe(name="The new voice's name", clip="A recording of the voice", clip2="Another recording",
                        clip3="Another recording", transcript="What the recordings say (default: transcribe them)",
@@ -68,6 +69,7 @@ async def add_voice(interaction: discord.Interaction, name: str, clip: discord.A
         await _watch(bot, interaction, added.job)
 
 
+@app_commands.default_permissions(manage_guild=True)
 @app_commands.command(name="train_avatar", description="Admin: make a talking-head avatar from a video (trained) or a photo")
 @app_commands.describe(name="The avatar's name", source="A video of the person talking, face visible (trained, takes a while), "
                                                          "or one photo of their face (talks at once)")
@@ -87,6 +89,7 @@ async def train_avatar(interaction: discord.Interaction, name: str, source: disc
     await _watch(bot, interaction, job)
 
 
+@app_commands.default_permissions(manage_guild=True)
 @app_commands.command(name="jobs", description="Admin: the training jobs")
 async def jobs(interaction: discord.Interaction) -> None:
     bot = interaction.client
@@ -96,6 +99,7 @@ async def jobs(interaction: discord.Interaction) -> None:
     await interaction.response.send_message(text[:2000], ephemeral=True)
 
 
+@app_commands.default_permissions(manage_guild=True)
 @app_commands.command(name="cancel", description="Admin: cancel a training job")
 @app_commands.describe(job="The job's number (see /jobs)")
 async def cancel(interaction: discord.Interaction, job: int) -> None:

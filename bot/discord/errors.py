@@ -30,7 +30,13 @@ async def on_app_command_error(interaction: discord.Interaction, error: app_comm
     text = user_message(error)
     try:
         if interaction.response.is_done():
-            await interaction.edit_original_response(content=text)
+            # a deferred command's "thinking…" is public: it is removed rather than turned into a public error,
+            # and the error goes privately to the one who asked
+            try:
+                await interaction.delete_original_response()
+            except discord.HTTPException:
+                pass  # already gone
+            await interaction.followup.send(text, ephemeral=True)
         else:
             await interaction.response.send_message(text, ephemeral=True)
     except discord.HTTPException:

@@ -55,7 +55,8 @@ async def on_message(bot: "DoppelDiscord", message: discord.Message) -> None:
         speak = audio is not None or bot.services.settings.reply_voice_to_text
         async with message.channel.typing():
             await delivery.run_turn(bot, incoming, speak=speak,
-                                    on_speech=lambda reply: delivery.message_speech(bot, message, reply, with_text=audio is None),
+                                    # a voice message cannot carry text, so the answer's text goes beside it
+                                    on_speech=lambda reply: delivery.message_speech(bot, message, reply, with_text=True),
                                     on_video=lambda reply: delivery.message_video(message, reply),
                                     busy=delivery.BusyNote(lambda text: message.reply(text, mention_author=False)))
     except Exception as exc:  # noqa: BLE001 — every failure becomes one reply; errors.tell logs what is unexpected

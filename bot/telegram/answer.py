@@ -57,7 +57,7 @@ class Answerer:
             ref = files.speech_of(message)
             if ref is None:
                 raise files.UnsupportedMessage()
-            audio = await files.download(bot, ref, settings)
+            audio = await files.download(bot, ref, settings, max_seconds=settings.max_input_seconds)
         else:
             me = await bot.me()
             text = without_mention(message.text or "", me.username or "")

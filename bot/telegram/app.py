@@ -98,7 +98,7 @@ class TelegramBot:
             else:
                 await self._run_polling()
         finally:
-            # cancelling run() is a crash as far as updates go: unfinished ones stay unacknowledged
+            # cancelling run() is a crash as far as updates go: unfinished ones stay in the inbox
             await self.delivery.abort()
             await self.statuses.close()
             with suppress(Exception):
@@ -115,6 +115,22 @@ class TelegramBot:
             raise StartupError(f"could not reach the Telegram Bot API at {settings.telegram_api_url}: {exc.message}",
                                setting="DOPPEL_TELEGRAM_API_URL", section="Telegram") from None
         log.info("Telegram bot @%s on %s", me.username, settings.telegram_api_url)
+        await self._fill_menu()
+
+    async def _fill_menu(self) -> None:
+        """setMyCommands, so Telegram's menu lists what the bot understands: everyone's commands, and the admin
+        ones too in each admin's private chat. A refusal costs the menu only, not the bot."""
+        from aiogram.exceptions import TelegramAPIError
+        from aiogram.types import BotCommandScopeChat
+
+        everyone = user_commands.menu(user_commands.HELP)
+        try:
+            await self.bot.set_my_commands(everyone)
+            for admin_id in self.services.settings.admin_ids:
+                await self.bot.set_my_commands(user_commands.menu(user_commands.HELP + user_commands.ADMIN_HELP),
+                                               scope=BotCommandScopeChat(chat_id=admin_id))
+        except TelegramAPIError as exc:
+            log.warning("could not fill the command menu: %s", exc)
 
     async def _run_polling(self) -> None:
         settings = self.services.settings

@@ -1,8 +1,9 @@
 """Handling each update exactly once, whether it came by long polling or by webhook.
 
 An update counts as handled only once its handler has finished (answer sent) and its id is stored; until
-then it is not acknowledged, so a crash in between leaves it with Telegram, which hands it out again, and
-the stored ids keep a re-delivered update that was answered before the crash from being answered twice.
+then it stays in the bot's inbox (long polling) or unacknowledged (a webhook), so a crash in between hands it
+out again, and the stored ids keep a re-delivered update that was answered before the crash from being
+answered twice. An update that fails for a passing reason is tried again only if nothing of its answer was sent.
 """
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ class Delivery:
         self.max_attempts = max_attempts
         self.sends = sends
         self.in_flight: dict[int, asyncio.Task] = {}
-        self.retry: set[int] = set()  # failed for a passing reason: must be delivered again, so not acknowledged
         self._attempts: dict[int, int] = {}
 
     async def seen(self, update_id: int) -> bool:
@@ -38,7 +38,6 @@ class Delivery:
         """Begin handling (or join the handling already under way) and return the task that finishes it."""
         task = self.in_flight.get(update.update_id)
         if task is None:
-            self.retry.discard(update.update_id)
             task = asyncio.create_task(self._handle(update), name=f"update-{update.update_id}")
             self.in_flight[update.update_id] = task
             task.add_done_callback(lambda _t, uid=update.update_id: self.in_flight.pop(uid, None))
@@ -60,7 +59,6 @@ class Delivery:
                           update.update_id, exc)
             elif attempts < self.max_attempts:
                 log.warning("update %s: Telegram unreachable (%s); will retry", update.update_id, exc)
-                self.retry.add(update.update_id)
                 return False
             log.error("update %s: giving up after %d attempts: %s", update.update_id, attempts, exc)
         except Exception:
@@ -71,10 +69,6 @@ class Delivery:
             self.sends.forget(update.update_id)
         await self.handled.mark(update.update_id)
         return True
-
-    def unfinished(self) -> set[int]:
-        """Update ids that must not be acknowledged yet."""
-        return set(self.in_flight) | self.retry
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait for the updates being handled (on a graceful stop)."""

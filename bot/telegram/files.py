@@ -9,7 +9,7 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 
 from bot.settings import Settings
-from core.errors import BadInput, FileTooLarge
+from core.errors import AudioTooLong, BadInput, FileTooLarge
 
 # a local Bot API server serves files up to 2000 MB
 LOCAL_SERVER_LIMIT = 2000 * 1024 * 1024
@@ -35,18 +35,21 @@ class MediaRef:
     size: int | None
     kind: str  # voice | audio | video_note | video | document
     name: str = ""
+    seconds: float | None = None  # the duration Telegram states for it, when it states one
 
 
 def speech_of(message: Message) -> MediaRef | None:
     """The recording in a message the bot should answer: a voice note, audio, video note or an audio/video file."""
     if message.voice:
-        return MediaRef(message.voice.file_id, message.voice.file_size, "voice")
+        return MediaRef(message.voice.file_id, message.voice.file_size, "voice", seconds=message.voice.duration)
     if message.audio:
-        return MediaRef(message.audio.file_id, message.audio.file_size, "audio", message.audio.file_name or "")
+        return MediaRef(message.audio.file_id, message.audio.file_size, "audio", message.audio.file_name or "",
+                        seconds=message.audio.duration)
     if message.video_note:
-        return MediaRef(message.video_note.file_id, message.video_note.file_size, "video_note")
+        return MediaRef(message.video_note.file_id, message.video_note.file_size, "video_note", seconds=message.video_note.duration)
     if message.video:
-        return MediaRef(message.video.file_id, message.video.file_size, "video", message.video.file_name or "")
+        return MediaRef(message.video.file_id, message.video.file_size, "video", message.video.file_name or "",
+                        seconds=message.video.duration)
     doc = message.document
     if doc and (doc.mime_type or "").startswith(("audio/", "video/")):
         return MediaRef(doc.file_id, doc.file_size, "document", doc.file_name or "")
@@ -80,10 +83,13 @@ def download_limit(settings: Settings) -> int:
     return max(settings.telegram_max_download, LOCAL_SERVER_LIMIT if settings.telegram_api_local else 0)
 
 
-async def download(bot: Bot, ref: MediaRef, settings: Settings) -> bytes:
+async def download(bot: Bot, ref: MediaRef, settings: Settings, *, max_seconds: float | None = None) -> bytes:
+    """`max_seconds`: a recording Telegram says is longer is refused from that, before anything is fetched."""
     limit = download_limit(settings)
     if ref.size is not None and ref.size > limit:
         raise TooBigToFetch(ref.size, limit)  # refused before fetching anything
+    if max_seconds is not None and ref.seconds is not None and ref.seconds > max_seconds:
+        raise AudioTooLong(ref.seconds, max_seconds)
     try:
         file = await bot.get_file(ref.file_id)
     except TelegramBadRequest as exc:

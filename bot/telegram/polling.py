@@ -1,8 +1,11 @@
-"""Long polling that acknowledges an update only after it is handled.
+"""Long polling that never loses an update, and never answers one twice.
 
 aiogram's own polling moves the offset past an update as soon as it is read, so a crash mid-answer would
-lose the message. Here the offset never passes the oldest update still being handled; updates Telegram
-hands out again while they are in flight are skipped, and ones already answered are skipped by id.
+lose the message. Here each update is written to the bot's inbox (`pending_updates`) before the next
+`getUpdates` acknowledges it; the inbox is read again at start, and an update leaves it only when its answer
+is out (its id then goes to `handled_updates`, which keeps a re-delivered update from being answered twice).
+Acknowledging at once is what lets every poll be a long poll: Telegram answers `getUpdates` immediately while
+any update at or past the offset is unacknowledged, which made a busy bot poll hundreds of times a second.
 Different users' updates are still handled at the same time.
 """
 from __future__ import annotations
@@ -12,15 +15,14 @@ import logging
 
 from aiogram.exceptions import TelegramConflictError, TelegramUnauthorizedError
 from aiogram.methods import GetUpdates
+from aiogram.types import Update
 
 from bot.telegram.delivery import Delivery
 
 log = logging.getLogger(__name__)
 
-# while some updates are in flight, Telegram answers getUpdates at once (they are still unacknowledged), so a
-# long poll is impossible: between two polls the loop waits this long, or until an answer finishes. It bounds
-# how long another user's new message waits to be picked up while the bot is busy.
-BUSY_POLL_SECONDS = 1.0
+# an update that failed for a passing reason (Telegram unreachable, nothing of its answer sent) is tried again after
+RETRY_SECONDS = 5.0
 
 
 class Poller:
@@ -29,22 +31,19 @@ class Poller:
         self.timeout = timeout
         self.allowed_updates = allowed_updates
         self._highest: int | None = None  # the newest update id seen in this run
-        # handled in this run but still handed out again, because an older update in flight holds the offset back
-        self._finished: set[int] = set()
+        self._stop = asyncio.Event()
 
     def _offset(self) -> int | None:
-        unfinished = self.delivery.unfinished()
-        if unfinished:
-            return min(unfinished)
         return None if self._highest is None else self._highest + 1
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         bot = self.delivery.bot
+        for payload in await self.delivery.handled.pending():  # taken in before a crash or a stop, not yet answered
+            self._start(Update.model_validate(payload, context={"bot": bot}))
         backoff = 1.0
         while not stop.is_set():
-            busy = bool(self.delivery.in_flight)
-            request = GetUpdates(offset=self._offset(), timeout=0 if busy else self.timeout,
-                                 allowed_updates=self.allowed_updates)
+            request = GetUpdates(offset=self._offset(), timeout=self.timeout, allowed_updates=self.allowed_updates)
             try:
                 updates = await _until_stopped(bot(request, request_timeout=self.timeout + 10), stop)
             except (TelegramUnauthorizedError, TelegramConflictError):
@@ -59,35 +58,29 @@ class Poller:
             if updates is None:
                 break  # stopped while waiting
             backoff = 1.0
-            fresh = 0
             for update in updates:
                 self._highest = max(self._highest or 0, update.update_id)
-                if update.update_id in self.delivery.in_flight or update.update_id in self._finished:
+                if update.update_id in self.delivery.in_flight:
                     continue
-                self.delivery.start(update).add_done_callback(
-                    lambda task, uid=update.update_id: self._finish(uid, task))
-                fresh += 1
-            offset = self._offset()
-            self._finished = {uid for uid in self._finished if offset is None or uid >= offset}
-            if self.delivery.in_flight and not fresh:
-                await self._wait_for_progress(stop)
+                # kept before the next getUpdates acknowledges it: from here a crash cannot lose it
+                await self.delivery.handled.keep(update.update_id, update.model_dump(mode="json", by_alias=True, exclude_none=True))
+                self._start(update)
         await self.acknowledge()
 
-    def _finish(self, update_id: int, task: asyncio.Task) -> None:
-        # an update to be delivered again (a passing failure) is left to be handed out again; a done one is not
-        if not task.cancelled() and task.exception() is None and update_id not in self.delivery.retry:
-            self._finished.add(update_id)
+    def _start(self, update: Update) -> None:
+        self.delivery.start(update).add_done_callback(lambda task: self._after(update, task))
 
-    async def _wait_for_progress(self, stop: asyncio.Event) -> None:
-        tasks = list(self.delivery.in_flight.values())
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait([*tasks, stopper], timeout=BUSY_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
+    def _after(self, update: Update, task: asyncio.Task) -> None:
+        if task.cancelled() or task.exception() is not None or task.result() is not False or self._stop.is_set():
+            return
+        asyncio.get_running_loop().call_later(RETRY_SECONDS, self._again, update)
+
+    def _again(self, update: Update) -> None:
+        if not self._stop.is_set():
+            self._start(update)
 
     async def acknowledge(self) -> None:
-        """Tell Telegram what is done, so a restart is not handed it again (it would be skipped, but cost a lookup)."""
+        """Tell Telegram what was taken in, so a restart is not handed it again (it would be skipped, but cost a lookup)."""
         offset = self._offset()
         if offset is not None:
             try:

@@ -5,7 +5,7 @@ import json
 
 from aiogram import Router
 from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.types import BufferedInputFile, Message
+from aiogram.types import BotCommand, BufferedInputFile, Message
 
 from bot.common.access import AccessPolicy
 from bot.common.userqueue import UserQueue
@@ -42,6 +42,18 @@ Admin:
 /retry JOB – train a failed or cancelled job again
 /allow USER, /deny USER – by Telegram id, or as a reply to their message
 /stats – usage figures"""
+
+
+def menu(help_text: str) -> list[BotCommand]:
+    """The command menu Telegram shows beside the message box, from the help text (one source for both)."""
+    commands: list[BotCommand] = []
+    for line in help_text.splitlines():
+        for part in line.split(" – ")[0].split(", "):
+            if part.startswith("/"):
+                name = part[1:].split()[0]
+                if name not in {c.command for c in commands}:
+                    commands.append(BotCommand(command=name, description=line.split(" – ", 1)[1][:256]))
+    return commands
 
 
 async def start(message: Message, is_admin: bool) -> None:
@@ -159,6 +171,7 @@ async def forget(message: Message, services: Services, queue: UserQueue, access:
     queue.cancel(user_key(uid))
     before = await services.users.get(user_key(uid))
     removed = await services.history.delete_user(user_key(uid))
+    await services.chats.delete(chat_key(uid))  # the private chat's settings are theirs too (a group's stay the group's)
     if before is not None and (before.is_admin or services.settings.allowed_ids):
         # keep an admin's grant: forgetting your data should not lock you out
         await access.allow(uid)

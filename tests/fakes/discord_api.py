@@ -51,6 +51,8 @@ class FakeDiscord(DiscordState):
         self.no_voice_channels: set[int] = set()
         self.requests: list[tuple[str, str]] = []
         self.errors: list[dict] = []
+        self.deleted: list[Posted] = []  # messages the bot deleted
+        self.failures: list[tuple[str, str, int, float | None]] = []  # (method, path suffix, status, retry_after) to answer next
         self.gateway = Gateway(token, self._ready, self._guild_creates)
         self._runner: web.AppRunner | None = None
 
@@ -81,6 +83,7 @@ class FakeDiscord(DiscordState):
         r.add_post(api + "/webhooks/{app}/{token}", self._followup)
         r.add_get(api + "/webhooks/{app}/{token}/messages/{message}", self._get_webhook_message)
         r.add_patch(api + "/webhooks/{app}/{token}/messages/{message}", self._edit_webhook_message)
+        r.add_delete(api + "/webhooks/{app}/{token}/messages/{message}", self._delete_webhook_message)
         r.add_put("/upload/{name}", self._put_upload)
         r.add_get("/attachments/{channel}/{id}/{filename}", self._get_blob)
         self._runner = web.AppRunner(app)
@@ -144,6 +147,10 @@ class FakeDiscord(DiscordState):
         await self.gateway.dispatch("INTERACTION_CREATE", payload)
         return interaction
 
+    def fail(self, method: str, path_suffix: str, status: int, *, retry_after: float | None = None, times: int = 1) -> None:
+        """Answer the next `times` requests matching method and path suffix with a 429 (`retry_after`) or a 5xx."""
+        self.failures.extend([(method, path_suffix, status, retry_after)] * times)
+
     # ---- REST ----
 
     @web.middleware
@@ -152,6 +159,16 @@ class FakeDiscord(DiscordState):
         needs_auth = request.path.startswith("/api/v10/") and "/webhooks/" not in request.path and "/interactions/" not in request.path
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
             return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+        for i, (method, suffix, status, retry_after) in enumerate(self.failures):
+            if request.method == method and request.path.endswith(suffix):
+                del self.failures[i]
+                await request.read()
+                if status == 429:  # Discord's rate limit answer; "Via" tells discord.py it is not a Cloudflare ban
+                    limited = json_response({"message": "You are being rate limited.", "retry_after": retry_after,
+                                             "global": False}, status=429)
+                    limited.headers.update({"Via": "1.1 google", "X-RateLimit-Scope": "user"})
+                    return limited
+                return json_response({"message": "500: Internal Server Error", "code": 0}, status=status)
         try:
             return await handler(request)
         except ApiError as exc:
@@ -388,6 +405,14 @@ class FakeDiscord(DiscordState):
 
     async def _edit_webhook_message(self, request: web.Request) -> web.Response:
         return await self._edit(request, self._webhook_message(request))
+
+    async def _delete_webhook_message(self, request: web.Request) -> web.Response:
+        posted = self._webhook_message(request)
+        if posted is None:
+            raise ApiError(404, 10008, "Unknown Message")
+        del self.messages[posted.id]
+        self.deleted.append(posted)
+        return web.Response(status=204)
 
 
 def _guess_type(filename: str) -> str:

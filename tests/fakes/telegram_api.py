@@ -67,6 +67,7 @@ class FakeTelegram:
         self.messages: dict[tuple[int | str, int], dict] = {}
         self.webhook: dict | None = None
         self.held: dict[str, Gate] = {}  # method → gate a test opens
+        self.menus: dict[str, list[str]] = {}  # setMyCommands: scope (as JSON) → command names
         self.failures: dict[str, list[tuple[int, int | None]]] = {}  # method → (status, retry_after) to answer next
         self._upload_names: dict[str, str] = {}
         self._update_ids = itertools.count(1000)
@@ -340,6 +341,16 @@ class FakeTelegram:
             self.updates.clear()
         self.webhook = {"url": url, "secret_token": p.get("secret_token") or ""}
         await self._notify()
+        return True
+
+    async def _m_setmycommands(self, p: dict, f: dict) -> bool:
+        commands = p.get("commands")
+        commands = json.loads(commands) if isinstance(commands, str) else commands
+        scope = p.get("scope")
+        scope = json.loads(scope) if isinstance(scope, str) else scope
+        if not isinstance(commands, list) or not all(c.get("command") and c.get("description") for c in commands):
+            raise ApiError(400, "Bad Request: can't parse commands")
+        self.menus[json.dumps(scope or {"type": "default"}, sort_keys=True)] = [c["command"] for c in commands]
         return True
 
     async def _m_deletewebhook(self, p: dict, f: dict) -> bool:
