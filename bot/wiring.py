@@ -61,7 +61,7 @@ def build_synthesizers(settings: Settings) -> list[SpeechSynthesizer]:
 
     model, config = bundled_voice()
     espeak = EspeakSynthesizer()
-    # the first that speaks a language speaks it: Piper for English, the neural Mandarin voice, Kokoro for Spanish,
+    # the first that speaks a language speaks it: Piper for English, the neural Mandarin voice, Kokoro for Spanish and French,
     # eSpeak NG for the rest (bench/language.py measures each by what Whisper hears)
     return [PiperSynthesizer(model, config, threads=settings.threads), MandarinSynthesizer(threads=settings.threads),
             KokoroSynthesizer(settings.cache_dir, espeak, threads=settings.threads), espeak]

@@ -123,7 +123,7 @@ async def test_a_french_question_gets_french_text_and_french_speech(polyglot, en
     back_language = max((scores := engines.recognizer.detect_language_sync(spoken)), key=scores.get)
     back = engines.recognizer.transcribe_sync(spoken, "fr")
     assert back_language == "fr", scores
-    assert wer([done.text], [back.text]) <= 0.35, back.text
+    assert wer([done.text], [back.text]) <= 0.5, back.text
     # the same clip is transcribed the same way every time
     again = engines.recognizer.transcribe_sync(decode_audio(path.read_bytes()), "fr")
     assert again.text == engines.recognizer.transcribe_sync(decode_audio(path.read_bytes()), "fr").text
