@@ -14,6 +14,7 @@ from RVC.client import WorkerConverter
 from RVC.quality_gate import TEST_SENTENCES, GateLimits, held_apart, judge, score_voice, training_clips
 from RVC.speech_check import check_speech
 from tests.conftest import ROOT, SPEECH, speech_clips
+from tests.telegram_support import bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
 
 SPLIT = json.loads((ROOT / "RVC" / "data" / "en_split.json").read_text())
 
@@ -186,3 +187,19 @@ async def test_the_web_shows_the_note_once_and_the_admin_sees_the_scores(tmp_pat
             assert "Quality check failed (lite-v2.pt): similarity 0.46 (base voice 0.50), WER 100% (base voice 3%)" in admin
     finally:
         await services.close()
+
+
+@pytest.mark.slow
+async def test_telegram_sends_the_note_once_beside_a_voice_note_that_is_speech(fake_tg, tmp_path, engines, untrained_voice):
+    user = 777
+    async with running_bot(bot_settings(tmp_path, fake_tg), engines) as (_app, services):
+        await services.voices.upsert("hiss", VoiceEngine.LITE, ready=True, params={"artifact": str(untrained_voice)})
+        fake_tg.text_update(user, "/voice hiss")
+        await fake_tg.wait_for(lambda: texts_to(fake_tg, user), 30)
+        path, _, _ = speech_clips("en", 4.0)[0]
+        fake_tg.voice_update(user, path.read_bytes(), duration=5)
+        voice = (await fake_tg.wait_for(lambda: fake_tg.sent_to(user, "sendVoice"), 120))[0]
+        notes = [t for t in texts_to(fake_tg, user) if "plain voice" in t]
+        assert len(notes) == 1 and "'hiss'" in notes[0]
+        spoken = decode_audio(voice.files["voice"])
+        assert check_speech(spoken.samples, spoken.sample_rate).is_speech
