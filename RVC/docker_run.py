@@ -1,10 +1,13 @@
 """Starting the voice worker in its container (the image RVC/Dockerfile builds) through the docker SDK."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from RVC.client import SocketWorker
+from RVC.client import SocketWorker, WorkerDown
+
+log = logging.getLogger(__name__)
 
 CONTAINER_PORT = 10300
 
@@ -62,6 +65,7 @@ class DockerWorker(SocketWorker):
         super().__init__(host="127.0.0.1", port=opts.host_port)
         self.opts = opts
         self.container = None
+        self.device_checked = False
 
     def start(self) -> None:
         import docker
@@ -79,9 +83,27 @@ class DockerWorker(SocketWorker):
             import asyncio
 
             await asyncio.to_thread(self.start)
+        if not self.device_checked:
+            await self._check_device()
         async for audio in super().stream(requests):
             yield audio
+
+    async def _check_device(self) -> None:
+        """A container given GPUs that still runs on the CPU is said so here as well as in its own log."""
+        try:
+            health = await self.health()
+        except WorkerDown:
+            return  # still starting: asked again before the next request
+        self.device_checked = True
+        warn_if_degraded(health, self.opts.gpus)
 
     async def close(self) -> None:
         if self.container is not None:
             self.container.stop(timeout=10)
+
+
+def warn_if_degraded(health: dict, gpus: str) -> bool:
+    if gpus and health.get("device_warning"):
+        log.error("The voice container was given GPUs (%s) but %s", gpus, health["device_warning"])
+        return True
+    return False

@@ -5,9 +5,7 @@ dict (`.bin`, `.pt` or `.safetensors`); the sizes come from the weights themselv
 """
 from __future__ import annotations
 
-import pickle
 import re
-import types
 from pathlib import Path
 
 import torch
@@ -16,6 +14,7 @@ from torch import nn
 
 from core.errors import EngineError
 from RVC.nsf import fold_weight_norm
+from RVC.safe_load import load_tensor_dict
 
 CONV_LAYERS = [(10, 5), (3, 2), (3, 2), (3, 2), (3, 2), (2, 2), (2, 2)]  # 320 samples per frame at 16 kHz
 
@@ -73,10 +72,11 @@ class Hubert(nn.Module):
         self.encoder.pos_conv = nn.ModuleList([nn.Conv1d(dim, dim, pos_kernel, padding=pos_kernel // 2, groups=pos_groups)])
         self.encoder.layer_norm = nn.LayerNorm(dim)
         self.encoder.layers = nn.ModuleList(_Layer(dim, ffn, heads) for _ in range(layers))
+        self.final_proj: nn.Linear | None = None  # RVC v1 reads layer 9 through it (256-d); set when the file has it
 
     @torch.inference_mode()
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """[B, samples] at 16 kHz → [B, frames, dim], one frame per 320 samples."""
+    def forward(self, wav: torch.Tensor, layers: int | None = None) -> torch.Tensor:
+        """[B, samples] at 16 kHz → [B, frames, dim], one frame per 320 samples; `layers`: stop after that many."""
         x = wav[:, None]
         for conv in self.feature_extractor.conv_layers:
             x = F.gelu(conv(x))
@@ -85,54 +85,23 @@ class Hubert(nn.Module):
         if self.encoder.pos_conv[0].kernel_size[0] % 2 == 0:
             pos = pos[..., :-1]
         x = self.encoder.layer_norm(x + F.gelu(pos).transpose(1, 2))
-        for layer in self.encoder.layers:
+        for layer in self.encoder.layers[:layers]:
             x = layer(x)
         return x
 
-
-class _Anything:
-    """Stands in for fairseq's config objects in a checkpoint's pickle: we need only its tensors."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        pass
-
-    def __setstate__(self, state) -> None:
-        pass
-
-    def __call__(self, *args, **kwargs):
-        return self
-
-
-class _TensorsOnly(pickle.Unpickler):
-    _ALLOWED = ("torch", "collections", "numpy", "_codecs")
-
-    def find_class(self, module: str, name: str):
-        if module.split(".")[0] in self._ALLOWED:
-            return super().find_class(module, name)
-        return _Anything
-
-
-_pickle_shim = types.SimpleNamespace(Unpickler=_TensorsOnly, load=pickle.load, __name__="doppel_tensors_only")
+    def rvc_features(self, wav: torch.Tensor, version: str) -> torch.Tensor:
+        """What an RVC model of that version was trained on: v2 the last layer (768-d), v1 layer 9 projected to 256-d."""
+        if version == "v2":
+            return self(wav)
+        if self.final_proj is None:
+            raise EngineError("This content encoder has no final projection, which RVC v1 models need; use hubert_base.pt.")
+        with torch.inference_mode():
+            return self.final_proj(self(wav, layers=9))
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        # fairseq checkpoints pickle their config classes; read the tensors without importing fairseq or running its code
-        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_pickle_shim)
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        obj = obj["model"]
-    if not isinstance(obj, dict):
-        raise ValueError("no state dict inside")
     state = {}
-    for k, v in obj.items():
-        if not isinstance(v, torch.Tensor):
-            continue
+    for k, v in load_tensor_dict(path).items():
         for pat, rep in _HF:
             k = re.sub(pat, rep, k)
         state[k] = v
@@ -147,6 +116,9 @@ def load_hubert(path: Path) -> Hubert:
         layers = len({k.split(".")[2] for k in state if k.startswith("encoder.layers.")})
         pos = state["encoder.pos_conv.0.weight"]
         model = Hubert(conv_dim, dim, ffn, layers, heads=max(1, dim // 64), pos_kernel=pos.shape[2], pos_groups=dim // pos.shape[1])
+        if "final_proj.weight" in state:
+            proj = state["final_proj.weight"]
+            model.final_proj = nn.Linear(proj.shape[1], proj.shape[0])
         wanted = set(model.state_dict())
         model.load_state_dict({k: v.float() for k, v in state.items() if k in wanted}, strict=True)
     except Exception as exc:

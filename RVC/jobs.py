@@ -17,10 +17,17 @@ from core.errors import BadReference
 from core.jobs import JobContext
 
 PROFILES = ("full", "tiny")
+CHECKPOINT_STEPS = 50
+CHECKPOINT_SECONDS = 30.0  # a run killed between step checkpoints loses at most this much
+REPORT_SECONDS = 1.0  # progress reaches the database at most this often (every step is checked for a cancel)
 
 
 def _profile(ctx: JobContext) -> str:
-    return str(ctx.params.get("profile") or os.environ.get("DOPPEL_VOICE_TRAIN_PROFILE") or "full")
+    """Chosen by whoever queued the job (bot/common/voices.py), so intake and training use the same rules."""
+    profile = str(ctx.params.get("profile") or "full")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown training profile {profile!r}")
+    return profile
 
 
 def _clips(folder: Path) -> list[np.ndarray]:
@@ -45,7 +52,7 @@ async def train_voice(ctx: JobContext) -> str:
     from RVC.lite_data import build_dataset
     from RVC.lite_model import LiteConfig
     from RVC.lite_train import export, train
-    from RVC.reference import ReferenceLimits, check_reference
+    from RVC.reference import check_reference, limits_for
     from core.types import Audio
 
     folder = Path(ctx.params["dir"])
@@ -53,48 +60,69 @@ async def train_voice(ctx: JobContext) -> str:
     name = ctx.job.target
     profile = _profile(ctx)
     cfg = LiteConfig.tiny() if profile == "tiny" else LiteConfig()
-    min_seconds = float(ctx.params.get("min_seconds", 2.0 if profile == "tiny" else 30.0))
+    limits = limits_for(profile, ctx.params.get("min_seconds"))
     gpu = torch.cuda.is_available()
     max_steps = ctx.job.max_steps or (20 if profile == "tiny" else (100_000 if gpu else 3_000))
     max_seconds = float(ctx.params.get("max_seconds", 20 if profile == "tiny" else 540))
+    checkpoint_steps = int(ctx.params.get("checkpoint_steps", CHECKPOINT_STEPS))
+    checkpoint_seconds = float(ctx.params.get("checkpoint_seconds", CHECKPOINT_SECONDS))
     loop = asyncio.get_running_loop()
 
     dataset_path = work / "dataset.npz"
     if dataset_path.exists():
-        data = dict(np.load(dataset_path))
+        data = dict(np.load(dataset_path, allow_pickle=False))
     else:
+        await ctx.report(step=0, progress=0.0, log_line="checking the recordings")
         clips = await asyncio.to_thread(_clips, folder)
-        await asyncio.to_thread(check_reference, [Audio(c, 16000) for c in clips],
-                                ReferenceLimits(min_speech_seconds=min_seconds))
-        await ctx.report(step=0, progress=0.0, log_line=f"{len(clips)} recording(s) checked; computing features")
+        await asyncio.to_thread(check_reference, [Audio(c, 16000) for c in clips], limits)
+        await ctx.report(step=0, progress=0.01, log_line=f"{len(clips)} recording(s) checked; computing features")
         cache = Path(ctx.params.get("cache_dir") or folder.parents[1] / "cache")
         content = bundled_content(cache)
-        data = await asyncio.to_thread(build_dataset, clips, content, cfg.content_dims)
-        np.savez(dataset_path, **data)
+
+        def features_done(done: int, total: int) -> None:
+            ctx.check()  # between clips: a cancel during feature extraction lands here
+            asyncio.run_coroutine_threadsafe(
+                ctx.report(step=0, progress=0.01 + 0.04 * done / total, log_line=f"features: clip {done}/{total}"),
+                loop).result()
+
+        data = await asyncio.to_thread(build_dataset, clips, content, cfg.content_dims, features_done)
+        tmp = work / "dataset.tmp.npz"
+        np.savez(tmp, **data)
+        tmp.replace(dataset_path)  # a run killed while saving leaves no half-written set to resume from
 
     resume = None
     if ctx.checkpoint and Path(ctx.checkpoint).is_file():
         resume = torch.load(ctx.checkpoint, map_location="cpu", weights_only=True)
-    checkpoint_every = max(50, max_steps // 10)
+    first_step = int(resume["step"]) if resume else 0
+    checkpoint_path = work / "checkpoint.pt"
+    clock = {"saved": time.monotonic(), "reported": 0.0}
 
     def progress(step: int, total: int, elapsed: float, losses: dict) -> None:
-        """Runs in the training thread; a cancel raised by report stops training there."""
+        """Called after every step in the training thread: a cancel stops it there, checkpoints go by steps and by time."""
+        ctx.check()
+        now = time.monotonic()
         checkpoint = None
-        if step % checkpoint_every == 0:
-            checkpoint = str(work / "checkpoint.pt")
-            torch.save(current["state_fn"](step), checkpoint + ".tmp")
-            os.replace(checkpoint + ".tmp", checkpoint)
-        line = f"step {step}: " + " ".join(f"{k} {v:.3f}" for k, v in losses.items())
+        if step % checkpoint_steps == 0 or now - clock["saved"] >= checkpoint_seconds:
+            torch.save(current["state_fn"](step), str(checkpoint_path) + ".tmp")
+            os.replace(str(checkpoint_path) + ".tmp", checkpoint_path)
+            checkpoint, clock["saved"] = str(checkpoint_path), now
+        if checkpoint is None and step != first_step + 1 and now - clock["reported"] < REPORT_SECONDS:
+            return
+        clock["reported"] = now
+        line = f"step {step}/{total}: " + " ".join(f"{k} {v:.3f}" for k, v in losses.items())
         fraction = min(1.0, max(step / total, elapsed / max_seconds))
         asyncio.run_coroutine_threadsafe(
             ctx.report(step=step, progress=0.05 + 0.9 * fraction, checkpoint=checkpoint, log_line=line), loop).result()
 
     current: dict = {}
     t0 = time.perf_counter()
+    if resume:
+        await ctx.report(step=first_step, progress=0.05 + 0.9 * first_step / max_steps,
+                         log_line=f"resumed from the checkpoint at step {first_step}")
 
     def run():
         return train(data, cfg, max_steps=max_steps, max_seconds=max_seconds, progress=progress,
-                     report_every=max(10, checkpoint_every // 5), resume=resume, state_hook=current)
+                     report_every=1, resume=resume, state_hook=current)
 
     net, state = await asyncio.to_thread(run)
     artifact = export(net, data, next_artifact(folder), steps=state["step"], seconds=time.perf_counter() - t0)
@@ -103,6 +131,8 @@ async def train_voice(ctx: JobContext) -> str:
     quality = await gate_trained_voice(ctx, artifact, state["step"])  # below its limits the job fails here, voice not ready
     from storage.voices import VoiceRepository
 
-    await VoiceRepository(ctx.sessions).set_ready(name, True, params={"artifact": str(artifact), "version": int(artifact.stem.split("-v")[-1])})
+    # only now does the new version serve; until here (and after a failure or a cancel) the previous one did
+    version = await VoiceRepository(ctx.sessions).add_version(name, str(artifact), {"steps": state["step"], "job": ctx.job.id},
+                                                              number=int(artifact.stem.split("-v")[-1]))
     await ctx.report(step=state["step"], progress=1.0, log_line=f"saved {artifact.name}")
-    return f"voice '{name}' is ready ({artifact.name}, {state['step']} steps; {quality.summary()})"
+    return f"voice '{name}' is ready: v{version} ({artifact.name}, {state['step']} steps; {quality.summary()})"

@@ -166,7 +166,7 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--bf16", action="store_true")
     args = ap.parse_args()
-    data = dict(np.load(args.data))
+    data = dict(np.load(args.data, allow_pickle=False))
     data = {k: v for k, v in data.items()}
     cfg = LiteConfig.tiny() if args.tiny else LiteConfig()
     cfg.content_dims = int(data["content"].shape[1])

@@ -38,22 +38,30 @@ class ResBlock(nn.Module):
 class SineSource(nn.Module):
     """Harmonic source: a sine at F0 where voiced, noise where not, mixed through one linear layer."""
 
-    def __init__(self, sample_rate: int, amplitude: float = 0.1, noise_std: float = 0.003) -> None:
+    def __init__(self, sample_rate: int, amplitude: float = 0.1, noise_std: float = 0.003, hold_f0: bool = False) -> None:
         super().__init__()
         self.sample_rate = sample_rate
+        # RVC's checkpoints were trained with each frame's F0 held over its samples; the lite engine interpolates
+        self.hold_f0 = hold_f0
         self.amplitude = amplitude
         self.noise_std = noise_std
         self.l_linear = nn.Linear(1, 1)
 
     def forward(self, f0: torch.Tensor, upp: int) -> torch.Tensor:
         """f0 [B, T] in Hz (0 = unvoiced) → excitation [B, 1, T * upp]."""
-        f0 = F.interpolate(f0[:, None].float(), scale_factor=float(upp), mode="linear", align_corners=False)[:, 0]
+        mode = "nearest" if self.hold_f0 else "linear"
+        f0 = F.interpolate(f0[:, None].float(), scale_factor=float(upp), mode=mode,
+                           **({} if self.hold_f0 else {"align_corners": False}))[:, 0]
         voiced = (f0 > 0).float()
         # phase accumulates in float64: float32 drifts audibly after a few seconds
         step = f0.double() / self.sample_rate
         phase = torch.cumsum(step, dim=1)
         if self.training:
             phase = phase + torch.rand(f0.shape[0], 1, device=f0.device, dtype=phase.dtype)
+        elif self.hold_f0:
+            # RVC draws a random start phase per harmonic and zeroes the fundamental's: drawn (and unused) here as
+            # well, so a seeded run makes the same noise as RVC's own code
+            torch.rand(f0.shape[0], 1, device=f0.device)
         sine = torch.sin(2 * math.pi * (phase - torch.floor(phase))).float() * self.amplitude
         noise_amp = voiced * self.noise_std + (1 - voiced) * self.amplitude / 3
         excitation = sine * voiced + noise_amp * torch.randn_like(sine)
@@ -63,11 +71,11 @@ class SineSource(nn.Module):
 class NSFGenerator(nn.Module):
     def __init__(self, in_channels: int, upsample_rates: list[int], upsample_kernels: list[int], initial_channels: int,
                  resblock_kernels: list[int], resblock_dilations: list[list[int]], sample_rate: int,
-                 gin_channels: int = 0, wn: bool = False) -> None:
+                 gin_channels: int = 0, wn: bool = False, hold_f0: bool = False) -> None:
         super().__init__()
         self.upp = int(math.prod(upsample_rates))
         self.num_kernels = len(resblock_kernels)
-        self.m_source = SineSource(sample_rate)
+        self.m_source = SineSource(sample_rate, hold_f0=hold_f0)
         self.conv_pre = nn.Conv1d(in_channels, initial_channels, 7, padding=3)
         self.ups = nn.ModuleList()
         self.noise_convs = nn.ModuleList()

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import EngineError
+from core.errors import BadInput, EngineError
 from RVC.nsf import NSFGenerator, fold_weight_norm
+from RVC.safe_load import UnsafeWeights, load_weights
 
 SAMPLE_RATES = {"32k": 32000, "40k": 40000, "48k": 48000}
 
@@ -104,12 +105,13 @@ class AttentionEncoder(nn.Module):
 
 
 class ContentPrior(nn.Module):
-    """enc_p: 768-d content + coarse pitch → prior mean and log-scale per frame."""
+    """enc_p: content (768-d in v2, 256-d in v1) + coarse pitch → prior mean and log-scale per frame."""
 
-    def __init__(self, out_channels: int, hidden: int, filters: int, heads: int, layers: int, kernel: int) -> None:
+    def __init__(self, out_channels: int, hidden: int, filters: int, heads: int, layers: int, kernel: int,
+                 phone_dim: int = 768) -> None:
         super().__init__()
         self.out_channels, self.hidden = out_channels, hidden
-        self.emb_phone = nn.Linear(768, hidden)
+        self.emb_phone = nn.Linear(phone_dim, hidden)
         self.emb_pitch = nn.Embedding(256, hidden)
         self.encoder = AttentionEncoder(hidden, filters, heads, layers, kernel)
         self.proj = nn.Conv1d(hidden, out_channels * 2, 1)
@@ -201,6 +203,11 @@ class RvcConfig:
     spk_embed_dim: int
     gin_channels: int
     sample_rate: int
+    phone_dim: int = 768  # v2; v1 models read 256-d content
+
+    @property
+    def version(self) -> str:
+        return "v1" if self.phone_dim == 256 else "v2"
 
     @staticmethod
     def from_list(cfg: list) -> "RvcConfig":
@@ -223,17 +230,19 @@ class RvcSynthesizer(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.enc_p = ContentPrior(cfg.inter_channels, cfg.hidden_channels, cfg.filter_channels, cfg.n_heads,
-                                  cfg.n_layers, cfg.kernel_size)
+                                  cfg.n_layers, cfg.kernel_size, cfg.phone_dim)
         self.flow = Flow(cfg.inter_channels, cfg.hidden_channels, cfg.gin_channels)
         self.dec = NSFGenerator(cfg.inter_channels, cfg.upsample_rates, cfg.upsample_kernel_sizes,
                                 cfg.upsample_initial_channel, cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes,
-                                cfg.sample_rate, gin_channels=cfg.gin_channels)
+                                cfg.sample_rate, gin_channels=cfg.gin_channels, hold_f0=True)
         self.emb_g = nn.Embedding(cfg.spk_embed_dim, cfg.gin_channels)
 
     @torch.inference_mode()
     def infer(self, phone: torch.Tensor, pitch: torch.Tensor, f0: torch.Tensor, sid: int = 0,
               noise_scale: float = 0.66666) -> torch.Tensor:
         """phone [1, T, 768] at 100 Hz, pitch [1, T] coarse bins, f0 [1, T] Hz → waveform [T * upp]."""
+        if not 0 <= sid < self.cfg.spk_embed_dim:
+            raise BadInput(f"This RVC model has speaker ids 0 to {self.cfg.spk_embed_dim - 1}; {sid} is not one of them.")
         g = self.emb_g(torch.tensor([sid], device=phone.device)).unsqueeze(-1)
         m, logs, mask = self.enc_p(phone, pitch)
         z_p = (m + torch.exp(logs) * torch.randn_like(m) * noise_scale) * mask
@@ -241,23 +250,44 @@ class RvcSynthesizer(nn.Module):
         return self.dec(z * mask, f0, g)[0, 0]
 
 
-def load_checkpoint(path: Path, device: str = "cpu") -> tuple[RvcSynthesizer, dict]:
-    """A user's RVC v2 .pth → the network in eval mode; any damage is one clear EngineError."""
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a checkpoint says about itself, found at upload and shown to the admin."""
+
+    version: str  # "v1" (256-d content) or "v2" (768-d)
+    sample_rate: int
+    speakers: int
+    info: str
+
+
+def load_checkpoint(path: Path, device: str = "cpu") -> tuple[RvcSynthesizer, ModelInfo]:
+    """A user's RVC .pth (v1 or v2, with pitch) → the network in eval mode; any damage is one clear EngineError."""
     name = Path(path).name
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise EngineError(f"The RVC model '{name}' could not be read: the file is damaged or not an RVC model.", detail=repr(exc)) from exc
+        ckpt = load_weights(path)
+    except UnsafeWeights as exc:
+        raise EngineError(f"The RVC model '{name}' could not be read safely: it is damaged, not an RVC model, "
+                          "or holds code instead of weights.", detail=str(exc)) from None
     if not isinstance(ckpt, dict) or "weight" not in ckpt or "config" not in ckpt:
-        raise EngineError(f"'{name}' is not an RVC inference model (it has no 'weight' and 'config').")
-    if str(ckpt.get("version", "v1")) != "v2" or int(ckpt.get("f0", 1)) != 1:
-        raise EngineError(f"'{name}' is not an RVC v2 model with pitch; only those are supported.")
+        raise EngineError(f"'{name}' is not an RVC inference model (it has no 'weight' and 'config'); "
+                          "give the small .pth from the weights folder, not a training checkpoint (G_*.pth).")
+    if int(ckpt.get("f0", 1)) != 1:
+        raise EngineError(f"'{name}' is an RVC model trained without pitch; only models with pitch guidance are supported.")
     try:
         state = fold_weight_norm({k: v for k, v in ckpt["weight"].items() if not k.startswith("enc_q.")})
         cfg = RvcConfig.from_list(list(ckpt["config"]))
-        cfg = RvcConfig(**{**cfg.__dict__, "spk_embed_dim": int(state["emb_g.weight"].shape[0])})
+        if str(list(ckpt["config"])[9]) != "1":
+            raise ValueError("resblock type other than '1'")
+        phone_dim = int(state["enc_p.emb_phone.weight"].shape[1])
+        if phone_dim not in (256, 768):
+            raise ValueError(f"content width {phone_dim}")
+        cfg = RvcConfig(**{**cfg.__dict__, "spk_embed_dim": int(state["emb_g.weight"].shape[0]), "phone_dim": phone_dim})
         net = RvcSynthesizer(cfg)
         net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     except Exception as exc:
-        raise EngineError(f"The RVC model '{name}' does not match the v2 layout.", detail=repr(exc)) from exc
-    return net.to(device).eval(), ckpt
+        raise EngineError(f"The RVC model '{name}' does not match the v1/v2 layout (tensors missing or of the wrong size).",
+                          detail=repr(exc)) from exc
+    declared = str(ckpt.get("version", "v1"))
+    if declared in ("v1", "v2") and declared != cfg.version:
+        raise EngineError(f"'{name}' says it is an RVC {declared} model but its content layer is {cfg.version}'s.")
+    return net.to(device).eval(), ModelInfo(cfg.version, cfg.sample_rate, cfg.spk_embed_dim, str(ckpt.get("info", ""))[:200])

@@ -5,6 +5,7 @@ The same object serves an in-process client directly and the socket server (RVC/
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -15,6 +16,22 @@ from typing import Protocol
 import numpy as np
 
 from core.errors import BadInput, DoppelError, EngineError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(requested: str) -> tuple[str, str]:
+    """The device the engines will really use, and a warning when that is not the one asked for: a worker
+    asked for a GPU that silently ran on the CPU would only look several times slower, for no visible reason."""
+    if not requested.startswith("cuda"):
+        return requested, ""
+    import torch
+
+    if torch.cuda.is_available():
+        return requested, ""
+    why = ("this torch is a CPU-only build" if torch.version.cuda is None
+           else "torch sees no CUDA device (is the GPU passed to the container?)")
+    return "cpu", f"asked for the GPU ({requested}) but {why}, torch {torch.__version__}: running on the CPU, several times slower"
 
 
 class Engine(Protocol):
@@ -35,6 +52,9 @@ class ServiceConfig:
 class VoiceService:
     def __init__(self, config: ServiceConfig | None = None) -> None:
         self.config = config or ServiceConfig()
+        self.device, self.device_warning = resolve_device(self.config.device)
+        if self.device_warning:
+            log.error("VOICE WORKER ON THE WRONG DEVICE: %s", self.device_warning)
         self.started = time.time()
         self.served = 0
         self._engines: dict[str, Engine] = {}
@@ -61,11 +81,11 @@ class VoiceService:
             elif name == "rvc":
                 from RVC.engines.rvc import RvcEngine
 
-                self._engines[name] = RvcEngine(self.config.models_dir, self.config.device, self.config.threads)
+                self._engines[name] = RvcEngine(self.config.models_dir, self.device, self.config.threads)
             elif name == "cosyvoice":
                 from RVC.engines.cosyvoice import CosyVoiceEngine
 
-                self._engines[name] = CosyVoiceEngine(self.config.models_dir, self.config.device)
+                self._engines[name] = CosyVoiceEngine(self.config.models_dir, self.device)
             else:
                 raise BadInput(f"There is no voice engine called '{name}'.")
         return self._engines[name]
@@ -76,10 +96,18 @@ class VoiceService:
         engines = {"lite": {"trained": True, "languages": ["any"]}, "rvc": {"models_dir": str(self.config.models_dir)}}
         if cosy_available():
             engines["cosyvoice"] = {"zero_shot": True}
-        return {"name": "doppel-voice", "version": 1, "pid": os.getpid(), "engines": engines, "pcm": {"width": 2, "channels": 1}}
+        return {"name": "doppel-voice", "version": 1, "pid": os.getpid(), "engines": engines, "pcm": {"width": 2, "channels": 1},
+                **self._device_report()}
+
+    def _device_report(self) -> dict:
+        report = {"device": self.device}
+        if self.device_warning:
+            report["device_warning"] = self.device_warning
+        return report
 
     def health(self) -> dict:
-        health = {"uptime": round(time.time() - self.started, 1), "served": self.served, "loaded": sorted(self._engines)}
+        health = {"uptime": round(time.time() - self.started, 1), "served": self.served, "loaded": sorted(self._engines),
+                  **self._device_report()}
         if "lite" in self._engines:
             health["lite_runtimes"] = self._engines["lite"].runtimes()
         return health

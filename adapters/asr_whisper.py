@@ -1,7 +1,13 @@
-"""Speech recognition with faster-whisper (CTranslate2) on the bundled models, with Silero VAD trimming."""
+"""Speech recognition with faster-whisper (CTranslate2) on the bundled models, with Silero VAD trimming.
+
+Decoding is at temperature 0 only: faster-whisper's default falls back to sampling at rising temperatures when
+a decode looks poor, which made one clip come out three ways on three tries. The same clip now gives the same
+transcript every time.
+"""
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from pathlib import Path
 from typing import Callable
@@ -10,6 +16,9 @@ import numpy as np
 
 from core.errors import NoSpeech
 from core.types import Audio, Transcript
+
+# Whisper base writes Chinese in traditional characters unless its context shows simplified ones
+PROMPTS = {"zh": "以下是普通话的句子。"}
 from adapters.media import ASR_RATE, resample
 
 
@@ -21,12 +30,13 @@ class WhisperRecognizer:
     """
 
     def __init__(self, english_dir: Path | None, multilingual_dir: Path | Callable[[], Path] | None, *, threads: int = 2,
-                 beam_size: int = 1, vad: bool = True) -> None:
+                 beam_size: int = 1, multilingual_beam_size: int = 1, vad: bool = True) -> None:
         if english_dir is None and multilingual_dir is None:
             raise ValueError("at least one Whisper model is needed")
         self.dirs = {"en": english_dir, "multi": multilingual_dir}
         self.threads = threads
-        self.beam_size = beam_size
+        self.beam_size = beam_size  # tiny.en
+        self.multilingual_beam_size = multilingual_beam_size
         self.vad = vad
         self._models: dict[str, object] = {}
         self._locks = {"en": threading.Lock(), "multi": threading.Lock()}
@@ -59,23 +69,70 @@ class WhisperRecognizer:
     async def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
         return await asyncio.to_thread(self.transcribe_sync, audio, language)
 
-    def transcribe_sync(self, audio: Audio, language: str | None = None) -> Transcript:
-        audio = resample(audio, ASR_RATE)
-        samples = audio.samples
+    def language_probability(self, audio: Audio, language: str) -> float | None:
+        """How likely the multilingual model finds it that `audio` is in `language`; None without that model.
+
+        The English-only model writes English whatever it hears (a French clip came back as "Thank you for
+        watching!" with an average log-probability of -0.8), so it can't tell by itself that it did not follow.
+        """
+        if not self.detects_language:
+            return None
+        try:
+            samples = self._speech(audio)
+        except NoSpeech:
+            return 0.0
+        model = self._model("multi")
+        with self._locks["multi"]:
+            _, _, probabilities = model.detect_language(samples)
+        return float(dict(probabilities).get(language, 0.0))
+
+    def _speech(self, audio: Audio) -> np.ndarray:
+        samples = resample(audio, ASR_RATE).samples
         if self.vad:
             samples = speech_only(samples)
             if samples.size < ASR_RATE // 5:
                 raise NoSpeech()
+        return samples
+
+    @property
+    def detects_language(self) -> bool:
+        return self.dirs["multi"] is not None
+
+    async def detect_language(self, audio: Audio) -> dict[str, float]:
+        return await asyncio.to_thread(self.detect_language_sync, audio)
+
+    def detect_language_sync(self, audio: Audio) -> dict[str, float]:
+        """Probabilities of each language Whisper knows, from the first 30 s of speech (multilingual model)."""
+        if not self.detects_language:
+            return {"en": 1.0}
+        samples = self._speech(audio)
+        model = self._model("multi")
+        with self._locks["multi"]:
+            _, _, probabilities = model.detect_language(samples)
+        return dict(probabilities)
+
+    def transcribe_sync(self, audio: Audio, language: str | None = None) -> Transcript:
+        samples = self._speech(audio)
         which = self._pick(language)
         model = self._model(which)
         with self._locks[which]:
             segments, info = model.transcribe(
-                samples, language=("en" if which == "en" else language), beam_size=self.beam_size,
-                vad_filter=False, condition_on_previous_text=False, without_timestamps=False,
+                samples, language=("en" if which == "en" else language), temperature=0.0,
+                beam_size=self.beam_size if which == "en" else self.multilingual_beam_size,
+                initial_prompt=PROMPTS.get(language or ""), vad_filter=False, condition_on_previous_text=False,
+                without_timestamps=False,
             )
-            segs = tuple((s.start, s.end, s.text.strip()) for s in segments)
+            decoded = list(segments)
+        segs = tuple((s.start, s.end, s.text.strip()) for s in decoded)
         text = " ".join(s[2] for s in segs if s[2]).strip()
-        return Transcript(text=text, language=info.language, audio_seconds=audio.seconds, segments=segs)
+        tokens = sum(len(s.tokens) for s in decoded)
+        mean_logprob = sum(s.avg_logprob * len(s.tokens) for s in decoded) / tokens if tokens else -math.inf
+        # weighted by each segment's length, so one short unsure word does not decide for a long clip
+        weights = [max(s.end - s.start, 1e-3) for s in decoded]
+        logprob = float(np.average([s.avg_logprob for s in decoded], weights=weights)) if decoded else None
+        no_speech = float(np.average([s.no_speech_prob for s in decoded], weights=weights)) if decoded else None
+        return Transcript(text=text, language=info.language, audio_seconds=audio.seconds, segments=segs,
+                          confidence=math.exp(mean_logprob), avg_logprob=logprob, no_speech_prob=no_speech)
 
 
 def speech_only(samples: np.ndarray, pad_s: float = 0.25) -> np.ndarray:

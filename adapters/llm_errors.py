@@ -12,7 +12,7 @@ import email.utils
 import time
 from typing import Iterable, Mapping
 
-from core.errors import ContentRefused, ProviderAuthError, ProviderError
+from core.errors import AnswerCut, ContentRefused, ProviderAuthError, ProviderError
 
 REDACTED = "***"
 
@@ -50,6 +50,17 @@ def missing_key(provider: str, setting: str) -> ProviderAuthError:
         f"No API key is set for the {provider} language model. Please tell the bot's admin.",
         detail=f"{provider}: {setting} is empty",
     )
+
+
+def unfinished(provider: str, finish_reason: str | None, *, limit: str) -> AnswerCut | None:
+    """None when the stream ended as a finished answer does; else how it was left unfinished. A stream that ends
+    with no finish reason at all was cut off (a proxy or the provider dropped it); `limit` is the provider's name
+    for stopping at the output token limit."""
+    if finish_reason is None:
+        return AnswerCut(detail=f"{provider}: the stream ended without a finish reason")
+    if finish_reason == limit:
+        return AnswerCut(detail=f"{provider}: finish_reason={finish_reason}", at_limit=True)
+    return None
 
 
 def refused(provider: str, detail: str) -> ContentRefused:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator, Sequence
 
-from adapters.llm_errors import auth_error, error_for_status, missing_key, redact, refused, unreachable
+from adapters.llm_errors import auth_error, error_for_status, missing_key, redact, refused, unfinished, unreachable
 from core.errors import ProviderError
 from core.types import ChatMessage, LLMOptions
 
@@ -28,6 +28,16 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 
 
 _TRANSPORT_ERRORS = _transport_errors()
+
+
+def thinking_budget(model: str) -> int | None:
+    """Thought tokens to allow. Gemini 2.5 thinks by default and counts it in the output limit, so a short spoken
+    reply's budget could go on thought alone and the answer come back empty: Flash is told not to think, Pro
+    (which must) gets the least it accepts. Older models take no thinking setting (None)."""
+    name = model.lower()
+    if not name.startswith("gemini-2.5"):
+        return None
+    return 128 if "pro" in name else 0
 
 
 def to_gemini(messages: Sequence[ChatMessage]) -> tuple[str | None, list[dict]]:
@@ -68,10 +78,15 @@ class GeminiChatModel:
         from google.genai import errors, types
 
         system, contents = to_gemini(messages)
+        budget = thinking_budget(self.model)
         config = types.GenerateContentConfig(
-            system_instruction=system, temperature=options.temperature, max_output_tokens=options.max_tokens,
+            system_instruction=system, temperature=options.temperature,
+            # a thinking model counts its thoughts in the output limit: the answer keeps its own share
+            max_output_tokens=options.max_tokens + (budget or 0),
+            thinking_config=None if budget is None else types.ThinkingConfig(thinking_budget=budget),
         )
         failure: ProviderError | None = None
+        finish = None
         try:
             response = await self._client.aio.models.generate_content_stream(
                 model=self.model, contents=contents, config=config,  # type: ignore[arg-type]
@@ -87,6 +102,8 @@ class GeminiChatModel:
                     reason = _enum_name(candidate.finish_reason)
                     if reason in REFUSAL_REASONS:
                         raise refused("gemini", f"finish_reason={reason}")
+                    finish = reason or finish
+            failure = unfinished("gemini", finish, limit="MAX_TOKENS")
         except errors.APIError as exc:
             failure = self._api_error(exc)
         except _TRANSPORT_ERRORS as exc:

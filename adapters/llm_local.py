@@ -7,8 +7,12 @@ import threading
 from pathlib import Path
 from typing import AsyncIterator, Iterator, Sequence
 
-from core.types import ChatMessage, LLMOptions
+import numpy as np
+
 from adapters.threads import iterate_in_thread
+from core.errors import AnswerCut
+from core.tokens import MESSAGE_OVERHEAD, token_bound
+from core.types import ChatMessage, LLMOptions
 
 
 def bundled_gguf() -> Path:
@@ -81,23 +85,35 @@ class LocalChatModel:
             payload[system_end:system_end] = shots
         return payload
 
+    @property
+    def context_tokens(self) -> int:
+        """What the conversation may fill of the context: the example turns and the template take their share first."""
+        shots = sum(token_bound(q) + token_bound(a) + 2 * MESSAGE_OVERHEAD for q, a in EXAMPLE_TURNS) if self.examples else 0
+        return self.context - shots - MESSAGE_OVERHEAD
+
     def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
         payload = self.prompt(messages)
         question = next((m.content for m in reversed(messages) if m.role == "user"), "")
-        return iterate_in_thread(lambda: self._answer(payload, question, options), self._lock)
+        # set when the caller stops listening (a timeout, a cancelled reply): llama.cpp checks it after every token,
+        # so a run given up on stops at once instead of writing on while its retry waits for the lock
+        stop = threading.Event()
+        return iterate_in_thread(lambda: self._answer(payload, question, options, stop), self._lock, stop)
 
-    def _answer(self, payload: list[dict], question: str, options: LLMOptions) -> Iterator[str]:
+    def _answer(self, payload: list[dict], question: str, options: LLMOptions, stop: threading.Event | None = None) -> Iterator[str]:
         """Stream one answer. Its opening is held back until it shows whether the model is parroting the
         question; if it is, the answer is written again with the parroted first token forbidden, up to
         `echo_retries` times. A tiny model echoes by starting with the question's first word, so taking
         that start away is what turns it towards a reply (sampling warmer alone mostly echoes again)."""
         need = len(_words(question)) + 4  # words enough to judge the opening
         banned: set[int] = set()
+        stop = stop or threading.Event()
+        finish: list[str] = []
         for attempt in range(self.echo_retries + 1):
             held: list[str] = []
             judged = attempt == self.echo_retries or len(_words(question)) < 3
             echoed = False
-            pieces = self._generate(payload, options, banned)
+            finish.clear()
+            pieces = self._generate(payload, options, banned, stop, finish)
             for piece in pieces:
                 if judged:
                     yield piece
@@ -110,22 +126,49 @@ class LocalChatModel:
                     judged = True
                     yield "".join(held)
             pieces.close()
+            if stop.is_set():
+                return
             if not echoed and not judged:  # the whole answer was shorter than the window
                 echoed = echoes(question, "".join(held))
                 if not echoed:
                     if held:
                         yield "".join(held)
-                    return
+                    break
             if not echoed:
-                return
+                break
             banned.update(self._load().tokenize(held[0].encode("utf-8"), add_bos=False, special=False)[:1])
+        if finish == ["length"]:
+            raise AnswerCut(detail=f"{self.name}: stopped at max_tokens={options.max_tokens}", at_limit=True)
 
-    def _generate(self, payload: list[dict], options: LLMOptions, banned: set[int]) -> Iterator[str]:
+    def _generate(self, payload: list[dict], options: LLMOptions, banned: set[int], stop: threading.Event,
+                  finish: list[str]) -> Iterator[str]:
+        from llama_cpp import LogitsProcessorList
+
+        forbidden = sorted(banned)
         llm = self._load()
-        for chunk in llm.create_chat_completion(messages=payload, stream=True, max_tokens=options.max_tokens,
-                                                 temperature=options.temperature, repeat_penalty=self.repeat_penalty,
-                                                 top_p=self.top_p, min_p=self.min_p,
-                                                 logit_bias={token: -100.0 for token in banned} or None):
-            piece = chunk["choices"][0]["delta"].get("content")
+        end = llm.token_eos()
+
+        def watch(_ids, logits):
+            # llama.cpp's chat completion takes no stopping criteria, but runs this before sampling each token
+            # (inside a C callback, where an exception would be swallowed): a run given up on is made to end here
+            if stop.is_set():
+                logits[:] = -np.inf
+                logits[end] = 0.0
+                return logits
+            # the banned first tokens are applied here: llama-cpp-python drops its own logit_bias when a
+            # logits processor is given too (its list.extend returns None)
+            if forbidden:
+                logits[forbidden] -= 100.0
+            return logits
+
+        chunks = llm.create_chat_completion(messages=payload, stream=True, max_tokens=options.max_tokens,
+                                            temperature=options.temperature, repeat_penalty=self.repeat_penalty,
+                                            top_p=self.top_p, min_p=self.min_p,
+                                            logits_processor=LogitsProcessorList([watch]))
+        for chunk in chunks:
+            choice = chunk["choices"][0]
+            piece = choice["delta"].get("content")
             if piece:
                 yield piece
+            if choice.get("finish_reason"):
+                finish.append(choice["finish_reason"])

@@ -6,7 +6,7 @@ from typing import AsyncIterator, Sequence
 import openai
 from openai import AsyncOpenAI
 
-from adapters.llm_errors import error_for_status, redact, refused, unreachable
+from adapters.llm_errors import error_for_status, redact, refused, unfinished, unreachable
 from core.errors import ProviderError
 from core.types import ChatMessage, LLMOptions
 
@@ -31,6 +31,7 @@ class OpenAIChatModel:
                 model=self.model, messages=payload, stream=True,  # type: ignore[arg-type]
                 temperature=options.temperature, max_tokens=options.max_tokens,
             )
+            finish = None
             async with response:
                 async for chunk in response:
                     for choice in chunk.choices:
@@ -38,6 +39,8 @@ class OpenAIChatModel:
                             yield choice.delta.content
                         if choice.finish_reason == "content_filter":
                             raise refused(self.provider, "finish_reason=content_filter")
+                        finish = choice.finish_reason or finish
+            failure = unfinished(self.provider, finish, limit="length")
         except openai.APIStatusError as exc:
             failure = error_for_status(self.provider, exc.status_code, self._scrub(exc), exc.response.headers)
         except openai.APIConnectionError as exc:  # timeouts included

@@ -5,6 +5,7 @@ The rules:
 - transient failures (429, 5xx, timeouts, refused connections) are retried with exponential backoff, but only
   until the first piece of text went out: text already streamed to the speaker is never repeated;
 - when a provider gives up before writing anything, the next in the chain is asked;
+- an answer that comes back empty, or cut off before its first words, counts as a failure: the next is asked;
 - a content refusal is final: asking another model to say what one refused would dodge the filter;
 - every error's detail is scrubbed of the configured API keys before it is logged or raised.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Sequence
 
 from adapters.llm_errors import ProviderUnavailable, is_retryable, redact
-from core.errors import ContentRefused, DoppelError, ProviderAuthError, ProviderError
+from core.errors import AnswerCut, ContentRefused, DoppelError, ProviderAuthError, ProviderError
 from core.ports import ChatModel
 from core.types import ChatMessage, LLMOptions
 
@@ -70,6 +71,12 @@ class ResilientChatModel:
         return LLMOptions(temperature=self.defaults.temperature,
                           max_tokens=max(1, min(self.defaults.max_tokens, requested.max_tokens)))
 
+    @property
+    def context_tokens(self) -> int | None:
+        """The smallest context window in the chain (a local model's), so a fallback's prompt fits too."""
+        sizes = [size for m in self.chain if (size := getattr(m, "context_tokens", None))]
+        return min(sizes) if sizes else None
+
     def warm_up(self) -> None:
         for model in self.chain:
             warm = getattr(model, "warm_up", None)
@@ -110,9 +117,12 @@ class ResilientChatModel:
             try:
                 async with aclosing(self._watched(model, messages, options)) as pieces:
                     async for piece in pieces:
-                        wrote = True
+                        wrote = wrote or bool(piece.strip())
                         yield piece
-                return
+                if wrote:
+                    return
+                # an empty answer (a thinking model that spent its whole budget on thought): the next model may do better
+                raise AnswerCut(detail=f"{model.name}: empty answer")
             except Exception as exc:  # noqa: BLE001 - every failure is turned into a scrubbed ProviderError
                 error = self._as_provider_error(exc, model.name)
             if wrote:

@@ -8,7 +8,7 @@ import json
 import re
 from typing import AsyncIterator, Iterator, Sequence
 
-from adapters.llm_errors import error_for_status, missing_key, redact, refused, unreachable
+from adapters.llm_errors import error_for_status, missing_key, redact, refused, unfinished, unreachable
 from adapters.threads import iterate_in_thread
 from core.errors import ProviderError
 from core.types import ChatMessage, LLMOptions
@@ -50,6 +50,7 @@ class ZhipuChatModel:
 
         def pieces() -> Iterator[str]:
             response = client.chat.completions.create(**kwargs)
+            finish = None
             try:
                 for chunk in response:
                     for choice in chunk.choices:
@@ -58,8 +59,12 @@ class ZhipuChatModel:
                             yield choice.delta.content
                         if choice.finish_reason == "sensitive":
                             raise refused("zhipu", "finish_reason=sensitive")
+                        finish = choice.finish_reason or finish
             finally:
                 response.response.close()
+            cut = unfinished("zhipu", finish, limit="length")
+            if cut is not None:
+                raise cut
 
         import httpx
         from zhipuai.core import _errors as zerr

@@ -2,41 +2,75 @@
 from __future__ import annotations
 
 import io
+import os
+from typing import Union
 
 import av
 import numpy as np
 
-from core.errors import EmptyAudio, UnreadableAudio
+from core.errors import AudioTooLong, EmptyAudio, UnreadableAudio
 from core.types import Audio
 
 ASR_RATE = 16_000
 OPUS_RATE = 48_000
 
 
-def decode_audio(data: bytes, sample_rate: int = ASR_RATE) -> Audio:
-    """Any container FFmpeg reads (OGG/Opus, MP3, M4A, WAV, WebM, MP4 ...) → mono float32 at `sample_rate`."""
-    if not data:
+# what a reader takes: the bytes of a file, or its path (an upload streamed to disk is never read into memory)
+Source = Union[bytes, str, os.PathLike]
+
+
+def open_input(source: Source):
+    return av.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else os.fspath(source), mode="r",
+                   metadata_errors="ignore")
+
+
+def declared_seconds(container) -> float | None:
+    """The length a container states (Ogg's last granule, MP4's header ...); None where it states none."""
+    if container.duration:
+        return float(container.duration / av.time_base)
+    streams = container.streams.audio or container.streams.video
+    if streams and streams[0].duration and streams[0].time_base:
+        return float(streams[0].duration * streams[0].time_base)
+    return None
+
+
+def decode_audio(data: Source, sample_rate: int = ASR_RATE, *, max_seconds: float | None = None) -> Audio:
+    """Any container FFmpeg reads (OGG/Opus, MP3, M4A, WAV, WebM, MP4 ...) → mono float32 at `sample_rate`.
+
+    With `max_seconds`, a longer input is refused from the container's stated length before any decoding,
+    and decoding stops at the limit when the container states none (or states less than it holds), so the
+    time and memory a file costs are bounded by the limit, whatever the file claims.
+    """
+    if isinstance(data, (bytes, bytearray)) and not data:
         raise EmptyAudio()
+    cap = None if max_seconds is None else int(max_seconds * sample_rate) + sample_rate // 2
     try:
-        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+        with open_input(data) as container:
             if not container.streams.audio:
                 raise UnreadableAudio("That file has no sound in it.")
+            stated = declared_seconds(container)
+            if max_seconds is not None and stated is not None and stated > max_seconds + 0.5:
+                raise AudioTooLong(stated, max_seconds)
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
             chunks: list[np.ndarray] = []
+            total = 0
             try:
                 for frame in container.decode(stream):
                     for out in resampler.resample(frame):
                         chunks.append(out.to_ndarray().reshape(-1))
+                        total += chunks[-1].size
+                    if cap is not None and total > cap:
+                        raise AudioTooLong(None, max_seconds)
             except av.error.FFmpegError:
                 # a truncated upload: keep what decoded, refuse only if nothing did
                 if not chunks:
                     raise
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
-    except UnreadableAudio:
+    except (UnreadableAudio, AudioTooLong):
         raise
-    except (av.error.FFmpegError, ValueError, IndexError) as exc:
+    except (av.error.FFmpegError, ValueError, IndexError, OSError) as exc:
         raise UnreadableAudio(detail=repr(exc)) from exc
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     if samples.size < sample_rate // 20:
@@ -90,15 +124,15 @@ def encode_wav(audio: Audio) -> bytes:
     return buf.getvalue()
 
 
-def probe(data: bytes) -> dict:
+def probe(data: Source) -> dict:
     """Container, codecs and duration of an upload, for checks and for Discord's duration_secs."""
-    if not data:
+    if isinstance(data, (bytes, bytearray)) and not data:
         raise EmptyAudio()
     try:
-        with av.open(io.BytesIO(data), mode="r") as c:
+        with open_input(data) as c:
             audio = c.streams.audio[0] if c.streams.audio else None
             video = c.streams.video[0] if c.streams.video else None
-            seconds = float(c.duration / av.time_base) if c.duration else None
+            seconds = declared_seconds(c)
             return {
                 "format": c.format.name,
                 "audio_codec": audio.codec_context.name if audio else None,
@@ -109,5 +143,5 @@ def probe(data: bytes) -> dict:
                 "fps": float(video.average_rate) if video and video.average_rate else None,
                 "seconds": seconds,
             }
-    except (av.error.FFmpegError, ValueError) as exc:
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
         raise UnreadableAudio(detail=repr(exc)) from exc

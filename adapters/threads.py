@@ -9,28 +9,47 @@ T = TypeVar("T")
 _DONE = object()
 
 
-async def iterate_in_thread(make_iter: Callable[[], Iterator[T]], lock: threading.Lock | None = None) -> AsyncIterator[T]:
-    """Yield items a blocking iterator produces in a worker thread. Closing the async side stops the thread."""
+async def iterate_in_thread(make_iter: Callable[[], Iterator[T]], lock: threading.Lock | None = None,
+                            stop: threading.Event | None = None) -> AsyncIterator[T]:
+    """Yield items a blocking iterator produces in a worker thread. Closing the async side (a timeout, a cancelled
+    reply) sets `stop`: a run still waiting for the lock never starts, and a running one ends at its next item,
+    or sooner where the iterator itself watches `stop` (a model checking it per token)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
-    stop = threading.Event()
+    stop = stop or threading.Event()
 
     def pump() -> None:
         try:
             if lock is not None:
-                lock.acquire()
-            try:
-                for item in make_iter():
+                while not lock.acquire(timeout=0.05):
                     if stop.is_set():
-                        break
-                    loop.call_soon_threadsafe(queue.put_nowait, item)
+                        return  # given up on while it waited: it must not run after all
+            try:
+                if stop.is_set():
+                    return
+                items = make_iter()
+                try:
+                    for item in items:
+                        if stop.is_set():
+                            break
+                        hand(item)
+                finally:
+                    close = getattr(items, "close", None)
+                    if close is not None:
+                        close()
             finally:
                 if lock is not None:
                     lock.release()
         except BaseException as exc:  # handed to the consumer, raised there
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
+            hand(exc)
         finally:
-            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+            hand(_DONE)
+
+    def hand(item: object) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop has closed: nobody is waiting for the item any more
+            pass
 
     loop.run_in_executor(None, pump)
     try:

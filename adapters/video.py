@@ -6,7 +6,9 @@ frames' length so sound and picture end together.
 from __future__ import annotations
 
 import io
+import itertools
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -15,7 +17,7 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from adapters.media import resample
+from adapters.media import Source, declared_seconds, open_input, resample
 from core.errors import BadInput, UnreadableAudio
 from core.types import Audio
 
@@ -100,20 +102,51 @@ def _write_audio(container, stream, audio: Audio, seconds: float) -> None:
         container.mux(packet)
 
 
-def square(frame: np.ndarray, side: int) -> np.ndarray:
-    """Center-crop to a square and scale to `side` (what a round video note shows)."""
+# how a round video note frames a face: the circle is this many face widths across (head and shoulders),
+# and the face box's centre (about the nose) sits this far down it, so the circle does not cut the hair
+NOTE_FACE_WIDTHS = 2.6
+NOTE_FACE_HEIGHT = 0.48
+
+
+def square(frame: np.ndarray, side: int, box: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Crop to a square (`box` = x, y, size; else the centre) and scale to `side` (what a round video note shows)."""
     h, w = frame.shape[:2]
-    s = min(h, w)
-    y, x = (h - s) // 2, (w - s) // 2
+    if box is None:
+        s = min(h, w)
+        y, x = (h - s) // 2, (w - s) // 2
+    else:
+        x, y, s = box
     crop = frame[y:y + s, x:x + s]
     if s == side:
         return crop
     return np.asarray(Image.fromarray(crop).resize((side, side), Image.BILINEAR))
 
 
+def face_square(face: tuple[int, int, int, int], h: int, w: int) -> tuple[int, int, int]:
+    """The square (x, y, size) a video note shows of an h×w picture: head and shoulders around `face`
+    (x0, y0, x1, y1), kept inside the picture; as large as the picture allows when the face is close."""
+    fx0, fy0, fx1, fy1 = face
+    size = int(min(h, w, max(16, NOTE_FACE_WIDTHS * (fx1 - fx0))))
+    cx, cy = (fx0 + fx1) / 2, (fy0 + fy1) / 2
+    x = int(np.clip(round(cx - size / 2), 0, w - size))
+    y = int(np.clip(round(cy - NOTE_FACE_HEIGHT * size), 0, h - size))
+    return x, y, size
+
+
+def find_face(frames: Iterable[np.ndarray]) -> tuple[int, int, int, int] | None:
+    """The median box of the largest face over a few frames (one fixed framing: no jitter), or None."""
+    from geneface.landmarks import detect
+
+    # detection at up to 640 px: a head-to-knees shot's face is too small for dlib at less
+    boxes = [faces[0].box for faces in (detect(f, max_side=640) for f in frames) if faces]
+    if not boxes:
+        return None
+    return tuple(int(v) for v in np.median(np.array(boxes), axis=0))
+
+
 def encode_video_note(frames: Iterable[np.ndarray], fps: float, audio: Audio | None = None, *, side: int = 512,
-                      cues: Iterable[Cue] = ()) -> bytes:
-    """Telegram's round video: square, side < 640, at most 60 s (longer input is cut there)."""
+                      cues: Iterable[Cue] = (), box: tuple[int, int, int] | None = None) -> bytes:
+    """Telegram's round video: square (`box` of each frame, else the centre), side < 640, at most 60 s."""
     if not 16 <= side <= VIDEO_NOTE_MAX_SIDE or side % 2:
         raise BadInput(f"A video note's side must be even and between 16 and {VIDEO_NOTE_MAX_SIDE} px.")
     limit = int(VIDEO_NOTE_MAX_SECONDS * fps)
@@ -122,15 +155,16 @@ def encode_video_note(frames: Iterable[np.ndarray], fps: float, audio: Audio | N
         for i, f in enumerate(frames):
             if i >= limit:
                 return
-            yield square(f, side)
+            yield square(f, side, box)
 
     if audio is not None and audio.seconds > VIDEO_NOTE_MAX_SECONDS:
         audio = Audio(audio.samples[: int(VIDEO_NOTE_MAX_SECONDS * audio.sample_rate)], audio.sample_rate)
     return encode_mp4(cut(), fps, audio, cues=cues)
 
 
-def to_video_note(mp4: bytes, side: int = 512) -> bytes:
-    """Any video → the video-note form, keeping its sound."""
+def to_video_note(mp4: bytes, side: int = 512, *, frame_face: bool = True) -> bytes:
+    """Any video → the video-note form, keeping its sound; framed on the face (head and shoulders fill the
+    circle) when one is found in its first seconds, else the centre square."""
     from adapters.media import decode_audio
 
     info = read_info(mp4)
@@ -138,7 +172,14 @@ def to_video_note(mp4: bytes, side: int = 512) -> bytes:
         audio = decode_audio(mp4, AAC_RATE)
     except UnreadableAudio:
         audio = None
-    return encode_video_note(read_frames(mp4), info.fps, audio, side=side)
+    box = None
+    if frame_face:
+        step = max(1, int(round(info.fps)))
+        sample = itertools.islice(read_frames(mp4), 0, int(2 * info.fps) + 1, step)  # one a second, the first 2 s
+        face = find_face(sample)
+        if face is not None:
+            box = face_square(face, info.height, info.width)
+    return encode_video_note(read_frames(mp4), info.fps, audio, side=side, box=box)
 
 
 @dataclass(frozen=True)
@@ -151,24 +192,38 @@ class VideoInfo:
     has_audio: bool
 
 
-def read_info(data: bytes) -> VideoInfo:
+def read_info(data: Source, *, measure_up_to: float | None = None) -> VideoInfo:
+    """What the container says about the video. Where it states no length (a browser's WebM recording), the
+    length is measured from the packets' timestamps, without decoding, up to `measure_up_to` seconds."""
     try:
-        with av.open(io.BytesIO(data), mode="r") as c:
+        with open_input(data) as c:
             if not c.streams.video:
                 raise UnreadableAudio("That file has no video in it.")
             v = c.streams.video[0]
             fps = float(v.average_rate or v.guessed_rate or 0) or 25.0
-            seconds = float(c.duration / av.time_base) if c.duration else (float(v.duration * v.time_base) if v.duration else 0.0)
+            seconds = declared_seconds(c) or 0.0
+            if not seconds and measure_up_to:
+                seconds = _measure(c, v, measure_up_to)
             frames = v.frames or int(round(seconds * fps))
             return VideoInfo(v.codec_context.width, v.codec_context.height, fps, seconds, frames, bool(c.streams.audio))
-    except av.error.FFmpegError as exc:
+    except (av.error.FFmpegError, OSError) as exc:
         raise UnreadableAudio("I could not read that video.", detail=repr(exc)) from exc
 
 
-def read_frames(data: bytes, *, max_side: int | None = None, fps: float | None = None) -> Iterator[np.ndarray]:
+def _measure(container, stream, up_to: float) -> float:
+    last = 0.0
+    for packet in container.demux(stream):
+        if packet.pts is not None and packet.time_base:
+            last = max(last, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+            if last > up_to:
+                break
+    return last
+
+
+def read_frames(data: Source, *, max_side: int | None = None, fps: float | None = None) -> Iterator[np.ndarray]:
     """Decode RGB frames; `max_side` scales down, `fps` resamples the rate by dropping or repeating frames."""
     try:
-        with av.open(io.BytesIO(data), mode="r") as c:
+        with open_input(data) as c:
             stream = c.streams.video[0]
             stream.thread_type = "AUTO"
             next_t = 0.0
@@ -185,20 +240,27 @@ def read_frames(data: bytes, *, max_side: int | None = None, fps: float | None =
                 while next_t <= t + 1e-6:
                     yield image
                     next_t += 1.0 / fps
-    except av.error.FFmpegError as exc:
+    except (av.error.FFmpegError, OSError) as exc:
         raise UnreadableAudio("I could not read that video.", detail=repr(exc)) from exc
 
 
 # ---- burned-in subtitles ----
 
 
+def _is_wide(ch: str) -> bool:
+    return "\u2e80" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" or "\uff00" <= ch <= "\uffef"
+
+
 def timed_cues(text: str, seconds: float, max_chars: int = 42) -> list[Cue]:
-    """Spread the answer over the clip in short lines, each shown for a time in proportion to its length."""
-    words = text.split()
+    """Spread the answer over the clip in short lines, each shown for a time in proportion to its length.
+    Chinese, Japanese and Korean characters are each a word (no spaces between them), and twice as wide."""
+    words = re.findall(r"[\u2e80-\u9fff\uac00-\ud7af\uff00-\uffef]|[^\s\u2e80-\u9fff\uac00-\ud7af\uff00-\uffef]+", text)
+    width = lambda s: sum(2 if _is_wide(c) else 1 for c in s)  # noqa: E731
     lines: list[str] = []
     for w in words:
-        if lines and len(lines[-1]) + 1 + len(w) <= max_chars:
-            lines[-1] += " " + w
+        glue = "" if not lines or _is_wide(w[0]) or _is_wide(lines[-1][-1]) else " "
+        if lines and width(lines[-1]) + len(glue) + width(w) <= max_chars:
+            lines[-1] += glue + w
         else:
             lines.append(w)
     total = sum(len(line) for line in lines) or 1
@@ -217,7 +279,17 @@ def _cue_at(cues: list[Cue], t: float) -> str:
     return ""
 
 
-_FONTS: dict[int, ImageFont.ImageFont] = {}
+_FONTS: dict[int, ImageFont.FreeTypeFont] = {}
+
+
+def caption_font(size: int) -> ImageFont.FreeTypeFont:
+    """Noto Sans CJK (SC) from the noto-cjk-sans-otc wheel: Chinese, Japanese, Korean, Cyrillic, Greek and
+    accented Latin in one face (Pillow's built-in font draws boxes for most of them)."""
+    if size not in _FONTS:
+        from noto_cjk_sans_otc import FONT_PATH
+
+        _FONTS[size] = ImageFont.truetype(str(FONT_PATH), size, index=2)  # the collection's SC face
+    return _FONTS[size]
 
 
 def burn_caption(frame: np.ndarray, text: str) -> np.ndarray:
@@ -225,7 +297,7 @@ def burn_caption(frame: np.ndarray, text: str) -> np.ndarray:
         return frame
     h, w = frame.shape[:2]
     size = max(12, h // 22)
-    font = _FONTS.get(size) or _FONTS.setdefault(size, ImageFont.load_default(size=size))
+    font = caption_font(size)
     image = Image.fromarray(frame)
     draw = ImageDraw.Draw(image)
     box = draw.textbbox((0, 0), text, font=font)

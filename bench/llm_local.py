@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.llm_local import LocalChatModel, bundled_gguf, echoes  # noqa: E402
 from bot.personas import PersonaBook  # noqa: E402
+from core.errors import AnswerCut  # noqa: E402
 from core.types import ChatMessage, LLMOptions  # noqa: E402
 
 # (question, a word a right answer contains, or "" for open questions)
@@ -66,7 +67,13 @@ def words(text: str) -> list[str]:
 
 async def ask(model: LocalChatModel, system: str, question: str, temperature: float) -> str:
     messages = [ChatMessage("system", system), ChatMessage("user", question)]
-    return "".join([p async for p in model.stream(messages, LLMOptions(temperature=temperature, max_tokens=60))]).strip()
+    pieces = []
+    try:
+        async for piece in model.stream(messages, LLMOptions(temperature=temperature, max_tokens=60)):
+            pieces.append(piece)
+    except AnswerCut:  # stopped at max_tokens: the answer so far is what is judged
+        pass
+    return "".join(pieces).strip()
 
 
 async def main(out: Path | None) -> None:

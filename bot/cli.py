@@ -11,27 +11,66 @@ from pathlib import Path
 from core.errors import DoppelError
 
 
-def _services(args):
+def _settings(args, *, checked: bool = True, **overrides):
     from bot.settings import Settings
-    from bot.wiring import build_services
+    from bot.startup import check_settings
 
-    overrides = {}
     if getattr(args, "database_url", None):
         overrides["database_url"] = args.database_url
-    return build_services(Settings(**overrides))
+    settings = Settings(**overrides)
+    if checked:
+        check_settings(settings)
+    return settings
+
+
+def _services(args):
+    from bot.wiring import build_services
+
+    return build_services(_settings(args))
+
+
+class FileProblem(DoppelError):
+    code = "file_problem"
+
+
+def _read(path: str) -> bytes:
+    """A file the user named on the command line, or one line saying why it cannot be read."""
+    p = Path(path)
+    if p.is_dir():
+        raise FileProblem(f"{path} is a folder; give the path of a file")
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise FileProblem(f"{path}: no such file") from None
+    except OSError as exc:
+        raise FileProblem(f"{path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _writable(path: str) -> Path:
+    """Checked before any work, so a reply is never made (and stored) only to be lost at the end."""
+    p = Path(path)
+    if p.is_dir():
+        raise FileProblem(f"--out {path} is a folder; give the path of the file to write")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileProblem(f"--out {path}: its folder cannot be made: {exc.strerror or exc}") from None
+    return p
 
 
 async def cmd_reply(args) -> int:
     from adapters.media import encode_ogg_opus
     from bot.common.dialogue import Dialogue, Incoming
     from core import audio as audio_ops
-    from core.types import AudioFrame, NoteFrame, ReplyDone, SentenceFrame, TranscriptFrame
+    from core.types import AudioFrame, NoteFrame, ReplyDone, SentenceFrame, SpeechDone, TranscriptFrame
 
+    audio = _read(args.audio) if args.audio else None
+    out = _writable(args.out) if args.out else None
     services = await _services(args)
     try:
-        msg = Incoming(user_id=f"cli:{args.user}", chat_id=f"cli:{args.chat or args.user}",
-                       audio=Path(args.audio).read_bytes() if args.audio else None, text=args.text)
+        msg = Incoming(user_id=f"cli:{args.user}", chat_id=f"cli:{args.chat or args.user}", audio=audio, text=args.text)
         chunks = []
+        written = ""
         async for frame in Dialogue(services).reply(msg):
             if isinstance(frame, TranscriptFrame):
                 print(f"you said: {frame.transcript.text}  [{frame.transcript.language}]")
@@ -41,14 +80,18 @@ async def cmd_reply(args) -> int:
                 chunks.append(frame.audio)
             elif isinstance(frame, NoteFrame):
                 print(f"note:     {frame.text}")
+            elif isinstance(frame, SpeechDone) and out is not None and chunks:
+                # written before the exchange is stored: if the file cannot be written, nothing is kept
+                try:
+                    out.write_bytes(encode_ogg_opus(audio_ops.join(chunks)))
+                except OSError as exc:
+                    raise FileProblem(f"--out {out} cannot be written: {exc.strerror or exc}; nothing was stored") from None
+                written = f"voice:    {out} ({sum(c.seconds for c in chunks):.1f} s of speech)"
             elif isinstance(frame, ReplyDone):
                 print(f"answer:   {frame.text}")
                 print("timings:  " + "  ".join(f"{t.stage}={t.seconds:.2f}s" for t in frame.timings))
-        if args.out and chunks:
-            out = Path(args.out)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(encode_ogg_opus(audio_ops.join(chunks)))
-            print(f"voice:    {out} ({sum(c.seconds for c in chunks):.1f} s of speech)")
+        if written:
+            print(written)
     finally:
         await services.close()
     return 0
@@ -92,18 +135,15 @@ async def cmd_voices(args) -> int:
     services = await _services(args)
     try:
         if args.voices_cmd == "add":
-            files = [(p, Path(p).read_bytes()) for p in args.files]
+            files = [(p, _read(p)) for p in args.files]
             texts = [args.transcript] * len(files) if args.transcript else None
             added = await add_voice(services, args.name, files, texts, engine=VoiceEngine(args.engine))
             for name, text, source in added.clips:
                 print(f"{name}: {text!r} ({source})")
             print(f"voice '{added.name}': {len(added.clips)} clip(s), {added.seconds:.1f} s"
                   + (f"; training job {added.job.id} queued" if added.job else ""))
-        elif args.voices_cmd == "list":
-            from bot.common.voices import quality_summary, voice_state
-
-            for v in await services.voices.list():
-                print("\t".join(x for x in (v.name, v.engine.value, v.language, voice_state(v), quality_summary(v)) if x))
+        elif args.voices_cmd in LIFECYCLE:
+            await _lifecycle(services, "voice", args)
         elif args.voices_cmd == "subtitles":
             for clip in await services.voices.clips(args.name):
                 print(Path(clip.path).with_suffix("." + args.format).read_text(encoding="utf-8"))
@@ -112,11 +152,74 @@ async def cmd_voices(args) -> int:
     return 0
 
 
+LIFECYCLE = ("list", "delete", "restore", "rename")
+
+
+async def _lifecycle(services, kind: str, args) -> None:
+    from bot.common import lifecycle
+
+    command = getattr(args, f"{kind}s_cmd")
+    if command == "list":
+        from bot.common.voices import quality_summary
+
+        quality = {v.name: quality_summary(v) for v in await services.voices.list()} if kind == "voice" else {}
+        for entry in await lifecycle.entries(services, kind):
+            print(" · ".join(x for x in (lifecycle.describe(entry), quality.get(entry.name, "")) if x))
+    elif command == "delete":
+        print(await lifecycle.delete(services, kind, args.name))
+    elif command == "restore":
+        print(await lifecycle.restore(services, kind, args.name, _version(args.version)))
+    elif command == "rename":
+        print(await lifecycle.rename(services, kind, args.name, args.new_name))
+
+
+def _version(text: str) -> int:
+    digits = text.lower().removeprefix("v")
+    if not digits.isdigit():
+        raise SystemExit(f"doppel: a version is a number like 2 or v2, not {text!r}")
+    return int(digits)
+
+
+def _lifecycle_parsers(sub, kind: str) -> None:
+    sub.add_parser("list", help=f"every {kind} with its versions, the one serving, and its training")
+    a = sub.add_parser("delete", help=f"delete a {kind} with its files (its training is cancelled)")
+    a.add_argument("name")
+    a = sub.add_parser("restore", help=f"serve an earlier version of a {kind} again")
+    a.add_argument("name")
+    a.add_argument("version", help="e.g. 1 or v1")
+    a = sub.add_parser("rename", help=f"rename a {kind}; chats that use it follow")
+    a.add_argument("name")
+    a.add_argument("new_name")
+
+
+async def cmd_voices_add_rvc(args) -> int:
+    """`doppel voices add-rvc NAME model.pth [--index F] [--pitch N] ...`: checked in full, then ready at once."""
+    from bot.common.rvc_voices import add_rvc_voice
+    from core.errors import BadInput
+
+    settings = {k: v for k, v in (("pitch_shift", args.pitch), ("f0_method", args.f0_method), ("index_rate", args.index_rate),
+                                  ("protect", args.protect), ("rms_mix_rate", args.rms_mix), ("speaker_id", args.speaker))
+                if v is not None}
+    model = Path(args.model)
+    index = Path(args.index) if args.index else None
+    for path in (model, index):
+        if path is not None and not path.is_file():
+            raise BadInput(f"There is no file '{path}'.")
+    services = await _services(args)
+    try:
+        added = await add_rvc_voice(services, args.name, (model.name, model.read_bytes()),
+                                    (index.name, index.read_bytes()) if index else None, settings, language=args.language)
+        print(f"voice '{added.voice.name}': RVC {added.version}, {added.sample_rate} Hz, {added.speakers} speaker(s); "
+              f"test sentence converted ({added.test_seconds:.1f} s); ready")
+    finally:
+        await services.close()
+    return 0
+
+
 async def cmd_db(args) -> int:
-    from bot.settings import Settings
     from storage.db import create_engine, current_revision, upgrade
 
-    settings = Settings(**({"database_url": args.database_url} if args.database_url else {}))
+    settings = _settings(args, checked=False)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.db_url)
     try:
@@ -132,7 +235,13 @@ async def cmd_jobs(args) -> int:
     try:
         if args.cancel:
             job = await services.jobs.cancel(args.cancel)
-            print(f"job {job.id}: {job.status.value}")
+            print(f"job {job.id}: {job.status.value}" + (" (stopping)" if job.status.value == "running" else ""))
+            return 0
+        if args.retry:
+            from bot.common.lifecycle import retry
+
+            job = await retry(services, args.retry)
+            print(f"job {job.id} queued: {job.kind} '{job.target}' again (retry of job {args.retry})")
             return 0
         for job in await services.jobs.list():
             eta = f" eta {job.eta_seconds:.0f}s" if job.eta_seconds else ""
@@ -146,24 +255,24 @@ async def cmd_jobs(args) -> int:
 
 
 async def cmd_avatars(args) -> int:
-    from bot.common.avatars import add_photo_avatar, list_avatars, submit_avatar_training
+    from bot.common.avatars import add_photo_avatar, submit_avatar_training
 
     services = await _services(args)
     try:
         if args.avatars_cmd == "add-video":
-            job = await submit_avatar_training(services, args.name, Path(args.file).read_bytes(), Path(args.file).name,
+            job = await submit_avatar_training(services, args.name, _read(args.file), Path(args.file).name,
                                                engine=args.engine, max_steps=args.max_steps, gpu=args.gpu, config=args.config)
             print(f"avatar '{args.name}': video accepted; training job {job.id} queued (run `doppel worker`)")
         elif args.avatars_cmd == "add-photo":
-            avatar = await add_photo_avatar(services, args.name, Path(args.file).read_bytes())
+            avatar = await add_photo_avatar(services, args.name, _read(args.file))
             print(f"avatar '{avatar.name}': ready (photo)")
-        elif args.avatars_cmd == "list":
-            for a in await list_avatars(services):
-                print(f"{a.name}\t{a.engine}\t{'ready' if a.ready else 'training'}")
+        elif args.avatars_cmd in LIFECYCLE:
+            await _lifecycle(services, "avatar", args)
         elif args.avatars_cmd == "render":
             from adapters.media import decode_audio
 
-            audio = decode_audio(Path(args.audio).read_bytes())
+            # a clip to render is no chat message, but it is bounded all the same, and decoded off the loop
+            audio = await asyncio.to_thread(decode_audio, _read(args.audio), max_seconds=600)
             mp4 = await services.renderer.render(audio, args.name, args.text or "")
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_bytes(mp4)
@@ -173,11 +282,35 @@ async def cmd_avatars(args) -> int:
     return 0
 
 
+async def cmd_geneface(args) -> int:
+    """Admin tools for the GeneFace++ engine: its run-time downloads fetched once, into the mounted assets folder."""
+    from bot.settings import Settings
+    from geneface import assets
+
+    settings = Settings()
+    root = Path(args.dir) if args.dir else assets.default_root(settings.data_dir, settings.geneface_assets_dir)
+    if args.geneface_cmd == "fetch-assets":
+        try:
+            fetched = await asyncio.to_thread(assets.fetch, root, mirror=args.mirror or "")
+        except (assets.AssetError, OSError) as exc:
+            print(f"doppel: {exc}", file=sys.stderr)
+            return 2
+        print(f"{root}: {len(fetched)} file(s) fetched, {len(assets.DOWNLOADS) - len(fetched)} already there and checked")
+    gone = assets.missing(root)
+    if gone:
+        print(f"{root} still lacks {assets.describe_missing(gone)} (README, GeneFace++)")
+        return 1
+    print("all GeneFace++ assets are in place")
+    return 0
+
+
 async def cmd_telegram(args) -> int:
+    from bot.common.warmup import ready
     from bot.telegram.app import run_telegram
 
     services = await _services(args)
     try:
+        await ready(services, "telegram")
         await run_telegram(services)
     finally:
         await services.close()
@@ -185,10 +318,12 @@ async def cmd_telegram(args) -> int:
 
 
 async def cmd_discord(args) -> int:
+    from bot.common.warmup import ready
     from bot.discord.app import run
 
     services = await _services(args)
     try:
+        await ready(services, "discord")
         await run(services)
     finally:
         await services.close()
@@ -196,12 +331,11 @@ async def cmd_discord(args) -> int:
 
 
 async def cmd_worker(args) -> int:
-    from bot.settings import Settings
     from bot.worker import Worker
     from storage.db import create_engine, session_factory, upgrade
     from storage.jobs import JobRepository
 
-    settings = Settings(**({"database_url": args.database_url} if args.database_url else {}))
+    settings = _settings(args, checked=False)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.db_url)
     try:
@@ -218,15 +352,14 @@ async def cmd_worker(args) -> int:
 
 
 async def cmd_web(args) -> int:
-    from bot.settings import Settings
     from bot.web.app import serve
 
-    overrides: dict = {"database_url": args.database_url} if args.database_url else {}
+    overrides: dict = {}
     if args.host:
         overrides["web_host"] = args.host
     if args.port:
         overrides["web_port"] = args.port
-    await serve(Settings(**overrides))
+    await serve(_settings(args, **overrides))
     return 0
 
 
@@ -256,7 +389,19 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("files", nargs="+")
     a.add_argument("--transcript", help="what the recordings say (default: transcribe them)")
     a.add_argument("--engine", default="lite", choices=["lite", "rvc", "cosyvoice", "tts"])
-    vs.add_parser("list")
+    _lifecycle_parsers(vs, "voice")
+    a = vs.add_parser("add-rvc", help="register an RVC model (.pth, optional .index): checked, then ready at once")
+    a.add_argument("name")
+    a.add_argument("model", help="the .pth RVC exported")
+    a.add_argument("--index", help="its retrieval index (.index, or the features as .npy)")
+    a.add_argument("--pitch", type=float, help="pitch shift in semitones (default 0)")
+    a.add_argument("--f0-method", choices=["harvest", "yin", "pyin"], help="default yin; harvest is what RVC trains on")
+    a.add_argument("--index-rate", type=float, help="0..1, default 0.75")
+    a.add_argument("--protect", type=float, help="0..0.5, default 0.33 (0.5: off)")
+    a.add_argument("--rms-mix", type=float, help="0..1, default 0.25 (1: the model's own loudness)")
+    a.add_argument("--speaker", type=int, help="speaker id in a multi-speaker model (default 0)")
+    a.add_argument("--language", default="en")
+    a.set_defaults(run=cmd_voices_add_rvc)
     s = vs.add_parser("subtitles", help="print a voice's clip transcripts as SRT or WebVTT")
     s.add_argument("name")
     s.add_argument("--format", default="srt", choices=["srt", "vtt"])
@@ -266,8 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade"])
     p.set_defaults(run=cmd_db)
 
-    p = sub.add_parser("jobs", help="list training jobs, or cancel one")
+    p = sub.add_parser("jobs", help="list training jobs, cancel one, or retry a failed or cancelled one")
     p.add_argument("--cancel", type=int)
+    p.add_argument("--retry", type=int)
     p.set_defaults(run=cmd_jobs)
 
     p = sub.add_parser("telegram", help="run the Telegram bot (long polling, or a webhook if DOPPEL_TELEGRAM_WEBHOOK_URL is set)")
@@ -288,13 +434,23 @@ def build_parser() -> argparse.ArgumentParser:
     a = av.add_parser("add-photo", help="an avatar from one portrait photo, ready at once")
     a.add_argument("name")
     a.add_argument("file")
-    av.add_parser("list")
+    _lifecycle_parsers(av, "avatar")
     a = av.add_parser("render", help="render an avatar speaking an audio file to MP4")
     a.add_argument("name")
     a.add_argument("--audio", required=True)
     a.add_argument("--text", help="burned in as subtitles when DOPPEL_AVATAR_SUBTITLES is on")
     a.add_argument("--out", required=True)
     p.set_defaults(run=cmd_avatars)
+
+    p = sub.add_parser("geneface", help="GeneFace++ engine administration")
+    gf = p.add_subparsers(dest="geneface_cmd", required=True)
+    for name, text in (("fetch-assets", "download HuBERT, vgg19 and VGG-Face once (checksums checked) into the assets folder"),
+                       ("check-assets", "say what the assets folder still lacks")):
+        a = gf.add_parser(name, help=text)
+        a.add_argument("--dir", help="default: DOPPEL_GENEFACE_ASSETS_DIR or DATA_DIR/geneface-assets")
+        if name == "fetch-assets":
+            a.add_argument("--mirror", help="a base URL serving the same relative paths, instead of the upstream URLs")
+    p.set_defaults(run=cmd_geneface)
 
     p = sub.add_parser("worker", help="run training jobs (voices, avatars) until stopped")
     p.add_argument("--kind", action="append", choices=["voice", "avatar"])
@@ -318,6 +474,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - settings, files and the database fail with one line, not a traceback
+        message = _one_line(exc)
+        if message is None:
+            raise
+        print(f"doppel: {message}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: Exception) -> str | None:
+    """What a user can act on, for the failures that come from outside the code: None for anything else."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import DBAPIError
+
+    from bot.startup import from_validation
+
+    if isinstance(exc, ValidationError):
+        return from_validation(exc).message
+    if isinstance(exc, DBAPIError):
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        return (f"the database cannot be used: {reason} (DOPPEL_DATABASE_URL, or doppel.db in DOPPEL_DATA_DIR; "
+                "see the README, \"How it works\")")
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return None
 
 
 if __name__ == "__main__":

@@ -24,13 +24,17 @@ class Settings(BaseSettings):
     # dialogue
     persona: str = "default"
     personas_dir: Path | None = None  # extra persona files beside the shipped ones
-    language: str = "en"  # the user's language for ASR; "auto" detects it
+    language: str = "en"  # the users' language until they choose (/language); "auto" detects it
+    # the languages users here speak: detection picks among these only (a short clip is not taken for Hindi)
+    languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["en", "zh", "fr", "es", "de", "it", "pt", "ru"])
     max_input_seconds: float = 120.0
+    max_text_chars: int = 2000  # a typed message longer than this is refused
     history_token_budget: int = 1200
     threads: int = 2
 
     # speech recognition
-    asr_beam_size: int = 1  # greedy: as accurate as beam 5 on the test speech (WER 2.9 % vs 3.8 %), less CPU
+    asr_beam_size: int = 1  # tiny.en; greedy: as accurate as beam 5 on the test speech (WER 2.9 % vs 3.8 %), less CPU
+    asr_multilingual_beam_size: int = 5  # Whisper base, every other language (bench/language.py)
     asr_multilingual: bool = True
 
     # language models: local | openai | zhipu | gemini; fallbacks are tried in order when one fails
@@ -41,6 +45,8 @@ class Settings(BaseSettings):
     llm_max_tokens: int = 160
     llm_timeout: float = 60.0
     llm_retries: int = 2
+    # languages the model writes well, preferred first; empty: the bundled model writes English only, others any
+    llm_languages: Annotated[list[str], NoDecode] = Field(default_factory=list)
     local_model_path: Path | None = None  # a GGUF file; empty: the bundled SmolLM2
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr = SecretStr("")
@@ -58,6 +64,8 @@ class Settings(BaseSettings):
     voice_docker_image: str = "doppel-voice:latest"  # built from RVC/Dockerfile
     voice_docker_port: int = 10300  # published on 127.0.0.1 only
     voice_gpus: str = "all"  # GPUs the container gets: all, none (""), or ids "0,1"
+    # lite training: "full" (needs 30 s of speech) or "tiny" (2 s; quick, for trying things out and tests)
+    voice_train_profile: str = "full"
 
     # avatars
     avatar: str = ""
@@ -65,6 +73,10 @@ class Settings(BaseSettings):
     avatar_gpu: int | None = None  # render on this CUDA device when there is one; None: CPU
     avatar_subtitles: bool = False  # burn the answer text into the video
     geneface_image: str = "doppel/geneface:latest"  # built from geneface/Dockerfile
+    # -- GeneFace++ containers (geneface/) --
+    geneface_assets_dir: Path | None = None  # HuBERT, vgg19, VGG-Face, BFM, audio2motion_vae; empty: data_dir/geneface-assets
+    geneface_gpus: str = "0"  # GPU ids: training jobs without --gpu use the first; one render container per id
+    geneface_render_port: int = 10400  # the render container of the i-th GPU listens on 127.0.0.1:port+i
     docker_url: str = ""  # empty: the local Docker engine (DOCKER_HOST or its socket)
 
     # telegram
@@ -91,6 +103,7 @@ class Settings(BaseSettings):
     discord_max_waiting: int = 5  # a user's messages that may wait behind their running reply
     discord_progress_interval: float = 5.0  # seconds between job status edits
     discord_sync_guild: int = 0  # sync slash commands to this guild only (instant while developing); 0: global
+    discord_replies_at_once: int = 3  # answers made at the same time, all users together (0: no cap)
 
     # access
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
@@ -105,13 +118,26 @@ class Settings(BaseSettings):
     web_secret: SecretStr = SecretStr("")  # signs session cookies; empty: a random one per start (logins end on restart)
     web_max_audio_bytes: int = 20 * 1024 * 1024  # one chat recording or voice reference clip
     web_max_video_bytes: int = 200 * 1024 * 1024  # one avatar training video
+    web_max_model_bytes: int = 300 * 1024 * 1024  # one RVC model or index file
+    web_replies_at_once: int = 2  # answers made at the same time, all visitors together (0: no cap)
+    web_max_in_line: int = 100  # answers waiting for a turn; past it a visitor is told the bot is busy
+    web_rate_limit_per_address: int = 30  # turns a minute from one client address, whatever its cookies
+    web_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)  # their X-Forwarded-For is believed
+    web_secure_cookie: bool = False  # always mark the session cookie Secure (it is anyway over https)
 
     @field_validator("admin_ids", "allowed_ids", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
         return _id_list(value)
 
-    @field_validator("llm_fallback", mode="before")
+    @field_validator("languages", "llm_languages", mode="before")
+    @classmethod
+    def _codes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip().lower() for v in value.replace(";", ",").split(",") if v.strip()]
+        return value
+
+    @field_validator("llm_fallback", "web_trusted_proxies", mode="before")
     @classmethod
     def _names(cls, value: object) -> object:
         if isinstance(value, str):
@@ -121,6 +147,10 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'doppel.db'}"
+
+    @property
+    def geneface_gpu_list(self) -> list[int]:
+        return [int(g) for g in self.geneface_gpus.replace(";", ",").split(",") if g.strip()] or [0]
 
     @property
     def cache_dir(self) -> Path:

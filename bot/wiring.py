@@ -7,8 +7,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.personas import PersonaBook
 from bot.settings import Settings
+from core.errors import BadInput
+from core.languages import UnknownLanguage, is_known
 from core.pipeline import PipelineConfig, ReplyPipeline
-from core.ports import AvatarRenderer, ChatModel, SpeechSynthesizer, VoiceConverter
+from core.ports import AvatarRenderer, ChatModel, LanguageDetector, SpeechSynthesizer, VoiceConverter
 from core.types import VoiceEngine
 from storage.db import create_engine, session_factory, upgrade
 from storage.history import HistoryRepository
@@ -47,16 +49,52 @@ def build_recognizer(settings: Settings):
     from adapters.whisper_models import english_tiny_dir, multilingual_base_dir
 
     multi = (lambda: multilingual_base_dir(settings.cache_dir)) if settings.asr_multilingual else None
-    return WhisperRecognizer(english_tiny_dir(), multi, threads=settings.threads, beam_size=settings.asr_beam_size)
+    return WhisperRecognizer(english_tiny_dir(), multi, threads=settings.threads, beam_size=settings.asr_beam_size,
+                             multilingual_beam_size=settings.asr_multilingual_beam_size)
 
 
 def build_synthesizers(settings: Settings) -> list[SpeechSynthesizer]:
     from adapters.tts_espeak import EspeakSynthesizer
+    from adapters.tts_kokoro import KokoroSynthesizer
+    from adapters.tts_mandarin import MandarinSynthesizer
     from adapters.tts_piper import PiperSynthesizer, bundled_voice
 
     model, config = bundled_voice()
-    # Piper first: it is the better voice wherever it has one
-    return [PiperSynthesizer(model, config, threads=settings.threads), EspeakSynthesizer()]
+    espeak = EspeakSynthesizer()
+    # the first that speaks a language speaks it: Piper for English, the neural Mandarin voice, Kokoro for Spanish,
+    # eSpeak NG for the rest (bench/language.py measures each by what Whisper hears)
+    return [PiperSynthesizer(model, config, threads=settings.threads), MandarinSynthesizer(threads=settings.threads),
+            KokoroSynthesizer(settings.cache_dir, espeak, threads=settings.threads), espeak]
+
+
+def build_text_languages(settings: Settings) -> LanguageDetector:
+    from adapters.lang_text import LinguaDetector
+
+    return LinguaDetector(settings.languages)
+
+
+def model_languages(settings: Settings) -> tuple[str, ...] | None:
+    """What the configured chat model writes well (DOPPEL_LLM_LANGUAGES); None: any language."""
+    if settings.llm_languages:
+        return tuple(settings.llm_languages)
+    if settings.llm_provider.strip().lower() == "local" and not settings.llm_model and settings.local_model_path is None:
+        return ("en",)  # the bundled SmolLM2-135M: asked in Italian or Russian, it answers in English or gibberish
+    return None
+
+
+def check_language_settings(settings: Settings) -> None:
+    """Refuses, in one line naming the setting, a language code that nothing here knows."""
+    for code in settings.languages:
+        if not is_known(code):
+            raise UnknownLanguage(code, "DOPPEL_LANGUAGES")
+    for code in settings.llm_languages:
+        if not is_known(code):
+            raise UnknownLanguage(code, "DOPPEL_LLM_LANGUAGES")
+    language = settings.language.strip().lower()
+    if language != "auto" and not is_known(language):
+        raise UnknownLanguage(settings.language, "DOPPEL_LANGUAGE")
+    if language != "auto" and settings.languages and language not in settings.languages:
+        raise BadInput(f"DOPPEL_LANGUAGE: '{language}' is not among DOPPEL_LANGUAGES ({', '.join(settings.languages)}).")
 
 
 def build_chat_model(settings: Settings) -> ChatModel:
@@ -108,12 +146,12 @@ def build_converters(settings: Settings) -> dict[VoiceEngine, VoiceConverter]:
 
 def build_renderer(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> AvatarRenderer | None:
     """Avatars live in the database (which engine, ready or not), so the renderer is built with it, per Services."""
-    from geneface.docker_engine import GeneFaceDocker
+    from geneface.docker_engine import engine_from_settings
     from geneface.renderer import AvatarStudio
     from storage.avatars import AvatarRepository
 
     return AvatarStudio(AvatarRepository(sessions), gpu=settings.avatar_gpu, subtitles=settings.avatar_subtitles,
-                        geneface=GeneFaceDocker(settings.geneface_image, settings.data_dir, docker_url=settings.docker_url))
+                        geneface=engine_from_settings(settings))
 
 
 @dataclass
@@ -125,6 +163,7 @@ class Engines:
     synthesizers: list[SpeechSynthesizer]
     converters: dict[VoiceEngine, VoiceConverter]
     renderer: AvatarRenderer | None
+    text_languages: LanguageDetector | None = None
 
     async def close(self) -> None:
         """Lets go of what the engines hold open: the LLM's HTTP connections, the voice worker's process or container."""
@@ -141,11 +180,14 @@ def build_engines(settings: Settings) -> Engines:
     return Engines(
         recognizer=build_recognizer(settings), chat_model=build_chat_model(settings),
         synthesizers=build_synthesizers(settings), converters=build_converters(settings), renderer=None,
+        text_languages=build_text_languages(settings),
     )
 
 
 async def build_services(settings: Settings | None = None, *, engines: Engines | None = None, migrate: bool = True) -> Services:
     settings = settings or Settings()
+    check_language_settings(settings)
+    personas = PersonaBook(settings.personas_dir)  # a broken persona file stops the start, naming the file
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.db_url)
     if migrate:
@@ -159,12 +201,14 @@ async def build_services(settings: Settings | None = None, *, engines: Engines |
     converters, renderer = engines.converters, engines.renderer or build_renderer(settings, sessions)
     pipeline = ReplyPipeline(
         recognizer=recognizer, chat_model=chat_model, synthesizers=synthesizers, history=history, voices=voices,
-        converters=converters, renderer=renderer,
-        config=PipelineConfig(max_input_seconds=settings.max_input_seconds, history_token_budget=settings.history_token_budget),
+        converters=converters, renderer=renderer, text_languages=engines.text_languages or build_text_languages(settings),
+        config=PipelineConfig(max_input_seconds=settings.max_input_seconds, history_token_budget=settings.history_token_budget,
+                              max_input_chars=settings.max_text_chars,
+                              languages=tuple(settings.languages), model_languages=model_languages(settings)),
     )
     return Services(
         settings=settings, engine=engine, sessions=sessions, history=history, voices=voices, jobs=JobRepository(sessions),
-        users=UserRepository(sessions), chats=ChatSettingsRepository(sessions), personas=PersonaBook(settings.personas_dir),
+        users=UserRepository(sessions), chats=ChatSettingsRepository(sessions), personas=personas,
         recognizer=recognizer, chat_model=chat_model, synthesizers=synthesizers, pipeline=pipeline,
         converters=converters, renderer=renderer, owned_engines=owned,
     )

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import threading
 import traceback
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from core.jobs import JobCancelled, JobHandler
 from core.types import Job, JobStatus
@@ -37,8 +39,24 @@ class RunningJob:
     jobs: JobRepository
     # the database, for handlers that record their result (a voice or avatar marked ready)
     sessions: object = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    _hooks: list[Callable[[], None]] = field(default_factory=list)
     _started: float = field(default_factory=time.monotonic)
     _first_progress: float | None = None
+
+    def check(self) -> None:
+        if self.stop.is_set():
+            raise JobCancelled()
+
+    def on_cancel(self, hook: Callable[[], None]) -> None:
+        self._hooks.append(hook)
+
+    def run_cancel_hooks(self) -> None:
+        for hook in list(self._hooks):
+            try:
+                hook()
+            except Exception:
+                log.exception("a cancel hook of job %s failed", self.job.id)
 
     async def report(self, *, step: int, progress: float, eta_seconds: float | None = None,
                      checkpoint: str | None = None, log_line: str | None = None) -> None:
@@ -49,6 +67,7 @@ class RunningJob:
         keep_going = await self.jobs.report(self.job.id, step=step, progress=progress, eta_seconds=eta_seconds,
                                             checkpoint=checkpoint, log_line=log_line)
         if not keep_going:
+            self.stop.set()
             raise JobCancelled()
 
     def _eta(self, progress: float) -> float | None:
@@ -70,13 +89,15 @@ def load_handler(kind: str, handlers: dict[str, str] | None = None) -> JobHandle
 
 class Worker:
     def __init__(self, jobs: JobRepository, data_dir: Path, handlers: dict[str, str] | None = None,
-                 kinds: list[str] | None = None, poll_seconds: float = 1.0, sessions: object = None) -> None:
+                 kinds: list[str] | None = None, poll_seconds: float = 1.0, sessions: object = None,
+                 cancel_poll_seconds: float = 0.5) -> None:
         self.jobs = jobs
         self.sessions = sessions if sessions is not None else jobs.sessions
         self.data_dir = data_dir
         self.handlers = handlers or HANDLERS
         self.kinds = kinds
         self.poll_seconds = poll_seconds
+        self.cancel_poll_seconds = cancel_poll_seconds
         self._recovered = False
 
     async def run_once(self) -> Job | None:
@@ -96,14 +117,39 @@ class Worker:
         ctx = RunningJob(job, params, checkpoint, str(work_dir), self.jobs, self.sessions)
         try:
             handler = load_handler(job.kind, self.handlers)
-            message = await handler(ctx)
+            task = asyncio.create_task(handler(ctx))
+            watcher = asyncio.create_task(self._watch(ctx, task))
+            try:
+                message = await task
+            finally:
+                watcher.cancel()
             return await self.jobs.finish(job.id, JobStatus.SUCCEEDED, message)
         except JobCancelled:
+            return await self.jobs.finish(job.id, JobStatus.CANCELLED, "cancelled")
+        except asyncio.CancelledError:
+            if not ctx.stop.is_set():
+                raise  # the worker itself is stopping: the job stays 'running' and is resumed after a restart
             return await self.jobs.finish(job.id, JobStatus.CANCELLED, "cancelled")
         except Exception as exc:
             log.error("job %s failed:\n%s", job.id, traceback.format_exc())
             text = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             return await self.jobs.finish(job.id, JobStatus.FAILED, text)
+
+    async def _watch(self, ctx: RunningJob, task: asyncio.Task) -> None:
+        """Polls the job's cancel flag, so a cancel lands within a second whatever the handler is doing.
+
+        The handler's task is cancelled at once (the job is marked cancelled and nothing it made is
+        recorded); work it left in a thread stops at that thread's next `check()`, and its hooks stop
+        containers or processes.
+        """
+        while not task.done():
+            await asyncio.sleep(self.cancel_poll_seconds)
+            if await self.jobs.cancel_requested(ctx.job.id):
+                log.info("job %s: cancel requested", ctx.job.id)
+                ctx.stop.set()
+                task.cancel()
+                await asyncio.to_thread(ctx.run_cancel_hooks)
+                return
 
     async def run_forever(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()

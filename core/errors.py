@@ -31,8 +31,10 @@ class UnreadableAudio(BadInput):
 class AudioTooLong(BadInput):
     code = "audio_too_long"
 
-    def __init__(self, seconds: float, limit: float) -> None:
-        super().__init__(f"That recording is {seconds:.0f} s long; the limit is {limit:.0f} s. Please send a shorter one.")
+    def __init__(self, seconds: float | None, limit: float) -> None:
+        # None: the file states no length and decoding stopped at the limit
+        said = f"is {seconds:.0f} s long; the limit is" if seconds is not None else "runs past the limit of"
+        super().__init__(f"That recording {said} {limit:.0f} s. Please send a shorter one.")
         self.seconds = seconds
         self.limit = limit
 
@@ -40,6 +42,15 @@ class AudioTooLong(BadInput):
 class NoSpeech(BadInput):
     code = "no_speech"
     default_message = "I could not hear any speech in that recording."
+
+
+class TextTooLong(BadInput):
+    code = "text_too_long"
+
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(f"That message is {length} characters long; the limit is {limit}. Please send a shorter one.")
+        self.length = length
+        self.limit = limit
 
 
 class FileTooLarge(BadInput):
@@ -102,6 +113,18 @@ class ProviderAuthError(ProviderError):
 class ContentRefused(ProviderError):
     code = "content_refused"
     default_message = "The language model refused to answer that."
+
+
+class AnswerCut(ProviderError):
+    """The provider ended its answer unfinished: the stream stopped without a finish reason (cut off), or at the
+    output token limit (`at_limit`), which is also how a thinking model that spent its budget on thought ends."""
+
+    code = "answer_cut"
+    default_message = "The language model's answer was cut off. Please try again."
+
+    def __init__(self, message: str | None = None, *, detail: str | None = None, at_limit: bool = False) -> None:
+        super().__init__(message, detail=detail)
+        self.at_limit = at_limit
 
 
 class EngineError(DoppelError):

@@ -22,6 +22,15 @@ class JobContext(Protocol):
         """Record progress; raises JobCancelled when the job was cancelled."""
         ...
 
+    def check(self) -> None:
+        """Raises JobCancelled once a cancel was requested. Long loops in worker threads (feature extraction,
+        face tracking, training steps) call it at every item, so they stop within one item of a cancel."""
+        ...
+
+    def on_cancel(self, hook: Callable[[], None]) -> None:
+        """`hook` runs (in a thread) as soon as a cancel is requested: stop a container, kill a process."""
+        ...
+
 
 # returns a one-line result for the user ("voice 'anna' is ready")
 JobHandler = Callable[[JobContext], Awaitable[str]]

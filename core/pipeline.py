@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Sequence
 
 from core import audio as audio_ops
-from core.errors import AudioTooLong, DoppelError, EngineError, NoSpeech, VoiceNotReady
-from core.ports import AvatarRenderer, ChatModel, HistoryStore, SpeechRecognizer, SpeechSynthesizer, VoiceCatalog, VoiceConverter
+from core.errors import AnswerCut, AudioTooLong, DoppelError, EngineError, NoSpeech, TextTooLong, VoiceNotReady
+from core.languages import AnswerLanguage, choose_language, persona_prompt, plan_answer
+from core.ports import (AvatarRenderer, ChatModel, HistoryStore, LanguageDetector, SpeechRecognizer, SpeechSynthesizer,
+                        VoiceCatalog, VoiceConverter)
 from core.speakable import spoken_form
 from core.splitter import SentenceSplitter, SplitterConfig
+from core.tokens import MESSAGE_OVERHEAD, token_bound
 from core.types import (
     Audio,
     AudioFrame,
@@ -46,15 +49,24 @@ class ReplyRequest:
     text: str | None = None
     voice: str | None = None  # None: the persona's voice, else the base synthesizer
     avatar: str | None = None
-    language: str | None = None  # of the user's speech; None: detect
+    language: str | None = None  # the user's language (their /language or the deployment's); None: detect
     speak: bool = True
+    last_language: str | None = None  # what this user spoke last time: breaks near-ties in detection
+    noticed: frozenset[str] = frozenset()  # languages this chat was already told the model cannot write
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
     max_input_seconds: float = 120.0
     history_token_budget: int = 1200
+    max_input_chars: int = 2000  # a typed message longer than this is refused
     splitter: SplitterConfig = field(default_factory=SplitterConfig)
+    languages: tuple[str, ...] = ()  # the languages users here are expected to speak; empty: any
+    # what the chat model writes well, in order of preference; None: any language
+    model_languages: tuple[str, ...] | None = None
+    # a transcript in the expected language below this confidence is checked against the other languages
+    # (tiny.en writes "Thank you for watching!" for French speech, at a mean word probability under 0.4)
+    recheck_confidence: float = 0.45
 
 
 class Stopwatch:
@@ -93,6 +105,7 @@ class ReplyPipeline:
         converters: dict[VoiceEngine, VoiceConverter] | None = None,
         renderer: AvatarRenderer | None = None,
         config: PipelineConfig | None = None,
+        text_languages: LanguageDetector | None = None,
     ) -> None:
         self.recognizer = recognizer
         self.chat_model = chat_model
@@ -102,6 +115,7 @@ class ReplyPipeline:
         self.converters = converters or {}
         self.renderer = renderer
         self.config = config or PipelineConfig()
+        self.text_languages = text_languages
 
     async def run(self, request: ReplyRequest) -> AsyncIterator[Frame]:
         watch = Stopwatch()
@@ -110,11 +124,15 @@ class ReplyPipeline:
         user_text, language = await self._user_text(request, watch)
         if request.audio is not None:
             yield TranscriptFrame(Transcript(user_text, language, request.audio.seconds))
-        answer_language = request.persona.language if request.persona.language != "auto" else language
+        plan = plan_answer(language, request.persona, self.config.model_languages)
+        answer_language = plan.answer
         synthesizer = self._synthesizer_for(answer_language) if request.speak else None
 
-        messages = await self._messages(request, user_text)
+        messages = await self._messages(request, user_text, plan)
+        notice = plan.notice if plan.user not in request.noticed else ""
         sentences: asyncio.Queue = asyncio.Queue()
+        if notice:
+            await sentences.put(notice)  # said once per chat, before the answer, in the answer's voice
         producer = asyncio.create_task(self._write_answer(messages, request.persona, sentences, watch))
         spoken: list[Audio] = []
         answer: list[str] = []
@@ -157,14 +175,15 @@ class ReplyPipeline:
         # both turns are stored together only once the reply is whole: a failed or cancelled run leaves no trace
         await self.history.append_exchange(request.key, user_text, text)
         watch.mark("total")
-        yield ReplyDone(text, tuple(_summarize(watch)))
+        yield ReplyDone(text, tuple(_summarize(watch)), user_language=language, language=answer_language,
+                        notice_given=bool(notice))
 
     async def speak(self, request: ReplyRequest) -> AsyncIterator[AudioFrame]:
         """Say `request.text` itself in the request's voice (a /say command): the speech stages without the LLM,
         so a voice sounds the same here as in a reply. Nothing is stored in the history."""
         watch = Stopwatch()
         voice = await self._resolve_voice(request)
-        language = request.persona.language if request.persona.language != "auto" else (request.language or "en")
+        language = await self._text_language(request.text or "", request)
         synthesizer = self._synthesizer_for(language)
         splitter = SentenceSplitter(self.config.splitter)
         for index, sentence in enumerate(splitter.feed(request.text or "") + splitter.flush()):
@@ -172,22 +191,58 @@ class ReplyPipeline:
             yield AudioFrame(index, sentence, chunk)
 
     async def _user_text(self, request: ReplyRequest, watch: Stopwatch) -> tuple[str, str]:
+        """What the user said and in which language (see core.languages.choose_language)."""
         if request.audio is None:
             text = (request.text or "").strip()
             if not text:
                 raise NoSpeech("Please send a message with some words in it.")
-            return text, request.language or request.persona.language
+            if len(text) > self.config.max_input_chars:
+                raise TextTooLong(len(text), self.config.max_input_chars)
+            return text, await self._text_language(text, request)
         if request.audio.seconds > self.config.max_input_seconds:
             raise AudioTooLong(request.audio.seconds, self.config.max_input_seconds)
         async with watch.stage("asr"):
-            transcript = await self.recognizer.transcribe(request.audio, request.language)
+            transcript = await self._transcribe(request)
         if not transcript.text.strip():
             raise NoSpeech()
         return transcript.text.strip(), transcript.language
 
-    async def _messages(self, request: ReplyRequest, user_text: str) -> list[ChatMessage]:
-        past = await self.history.load(request.key, self.config.history_token_budget)
-        return [ChatMessage("system", request.persona.system_prompt), *past, ChatMessage("user", user_text)]
+    async def _transcribe(self, request: ReplyRequest) -> Transcript:
+        """In the user's language when one is set, unless the transcript is doubtful and the speech is clearly
+        in another expected language; otherwise in the language detected among the expected ones."""
+        audio, expected = request.audio, request.language
+        assert audio is not None
+        if expected:
+            transcript = await self.recognizer.transcribe(audio, expected)
+            if transcript.confidence >= self.config.recheck_confidence:
+                return transcript
+        scores = await self.recognizer.detect_language(audio)
+        heard = choose_language(scores, allowed=self.config.languages, fixed=expected, last=request.last_language,
+                                default=request.persona.language if request.persona.language != "auto" else "en")
+        if expected and heard == expected:
+            return transcript
+        return await self.recognizer.transcribe(audio, heard)
+
+    async def _text_language(self, text: str, request: ReplyRequest) -> str:
+        scores = {}
+        if self.text_languages is not None:  # off the event loop: the first call loads the detector's models
+            scores = await asyncio.to_thread(self.text_languages.scores, text, self.config.languages)
+        return choose_language(scores, allowed=self.config.languages, fixed=request.language, last=request.last_language,
+                               default=request.persona.language if request.persona.language != "auto" else "en")
+
+    async def _messages(self, request: ReplyRequest, user_text: str, plan: AnswerLanguage) -> list[ChatMessage]:
+        system = persona_prompt(request.persona, plan.answer)
+        past = await self.history.load(request.key, self.history_budget(request.persona, user_text, system))
+        return [ChatMessage("system", system), *past, ChatMessage("user", user_text)]
+
+    def history_budget(self, persona: Persona, user_text: str, system: str | None = None) -> int:
+        """The configured budget, cut so that prompt + history + the longest answer fit the model's context."""
+        budget = self.config.history_token_budget
+        context = getattr(self.chat_model, "context_tokens", None)
+        if context:
+            fixed = token_bound(persona.system_prompt if system is None else system) + token_bound(user_text) + 2 * MESSAGE_OVERHEAD + persona.max_tokens
+            budget = min(budget, context - fixed)
+        return max(0, budget)
 
     async def _write_answer(self, messages: list[ChatMessage], persona: Persona, out: asyncio.Queue, watch: Stopwatch) -> None:
         splitter = SentenceSplitter(self.config.splitter)
@@ -208,6 +263,15 @@ class ReplyPipeline:
                 count = await self._emit(sentence, count, out, watch, t0)
                 if count >= persona.max_sentences:
                     return
+        except AnswerCut as exc:
+            if not exc.at_limit:
+                await out.put(exc)  # cut off mid-answer: it must be neither spoken on nor stored as if whole
+            elif count == 0:
+                # stopped at its token limit before a sentence was complete: what there is goes out marked unfinished
+                rest = _join_sentences(splitter.flush()).rstrip(" .,;:")
+                if rest:
+                    await self._emit(rest + "\u2026", count, out, watch, t0)
+            # else: the complete sentences stand, the unfinished last one is dropped
         except DoppelError as exc:
             await out.put(exc)
         except Exception as exc:  # an engine's own error: wrap it so the user gets a clear message

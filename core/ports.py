@@ -1,7 +1,7 @@
 """Ports: what the pipeline needs from the outside world. Adapters implement them; core never imports an adapter."""
 from __future__ import annotations
 
-from typing import AsyncIterator, Protocol, Sequence, runtime_checkable
+from typing import AsyncIterator, Collection, Protocol, Sequence, runtime_checkable
 
 from core.types import (
     Audio,
@@ -19,6 +19,19 @@ from core.types import (
 class SpeechRecognizer(Protocol):
     async def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
         """language=None means detect it."""
+        ...
+
+    async def detect_language(self, audio: Audio) -> dict[str, float]:
+        """How likely the speech is in each language: code → probability."""
+        ...
+
+
+@runtime_checkable
+class LanguageDetector(Protocol):
+    """The language of typed text."""
+
+    def scores(self, text: str, languages: Collection[str] = ()) -> dict[str, float]:
+        """code → confidence among `languages` (empty: all it knows); empty when the text gives no clue."""
         ...
 
 

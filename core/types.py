@@ -43,6 +43,11 @@ class Transcript:
     audio_seconds: float = 0.0
     # (start, end, text) in seconds, for subtitles
     segments: tuple[tuple[float, float, str], ...] = ()
+    # how sure the recognizer was (Whisper: mean token log-probability, probability of no speech); None: unknown
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    # the recognizer's mean probability of the words it wrote (1.0 when it does not say)
+    confidence: float = 1.0
 
 
 Role = Literal["system", "user", "assistant"]
@@ -65,12 +70,14 @@ class ConversationKey:
 @dataclass(frozen=True)
 class Persona:
     name: str
-    system_prompt: str
-    language: str = "en"
+    system_prompt: str  # the text in the persona's own language (English for an `auto` persona)
+    language: str = "en"  # what it answers in; "auto": the user's language
     max_sentences: int = 3
     max_tokens: int = 160
     voice: str | None = None
     avatar: str | None = None
+    # the same persona written in other languages: language code → text
+    prompts: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,9 @@ class ReplyDone(Frame):
 
     text: str
     timings: tuple[StageTiming, ...]
+    user_language: str = ""  # what the user wrote or spoke
+    language: str = ""  # what the answer was written and spoken in
+    notice_given: bool = False  # the answer starts by saying the model cannot write the user's language
 
     def timing(self, stage: str) -> float | None:
         for t in self.timings:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
-from adapters.media import decode_audio
+from adapters.media import Source, decode_audio
 from adapters.video import read_frames, read_info
-from core.errors import BadReference, UnreadableAudio
+from core.errors import AudioTooLong, BadReference, UnreadableAudio
 from core.types import Audio
 from geneface import landmarks as lm
 
@@ -38,7 +38,7 @@ class Footage:
     Frames are decoded again when needed (`frames()`) rather than held: three minutes at 512 px would be 3.5 GB.
     """
 
-    data: bytes
+    data: Source
     audio: Audio
     points: list[np.ndarray | None]
     idle: list[np.ndarray]
@@ -53,10 +53,13 @@ class Footage:
         return itertools.islice(read_frames(self.data, max_side=self.max_side, fps=self.fps), len(self.points))
 
 
-def check_video(data: bytes, rules: IntakeRules = IntakeRules()) -> dict:
-    """Refuse a video that can't make an avatar (BadReference with the reason); return what was measured."""
+def check_video(data: Source, rules: IntakeRules = IntakeRules()) -> dict:
+    """Refuse a video that can't make an avatar (BadReference with the reason); return what was measured.
+
+    The length comes from the container, or from its packets' timestamps (never past the limit) where it
+    states none, so a long video is refused before a frame is decoded."""
     try:
-        info = read_info(data)
+        info = read_info(data, measure_up_to=rules.max_seconds + 1)
     except UnreadableAudio as exc:
         raise BadReference("I could not read that video. Please send an MP4, MOV or WebM file.", detail=exc.detail) from exc
     if info.seconds < rules.min_seconds:
@@ -89,7 +92,7 @@ def check_video(data: bytes, rules: IntakeRules = IntakeRules()) -> dict:
     return {"seconds": info.seconds, "fps": info.fps, "width": info.width, "height": info.height, "face_share": share}
 
 
-def _face_counts(data: bytes, total: int, rules: IntakeRules) -> list[tuple[int, float]]:
+def _face_counts(data: Source, total: int, rules: IntakeRules) -> list[tuple[int, float]]:
     wanted = set(np.linspace(0, max(total - 1, 0), rules.samples).astype(int).tolist())
     out = []
     for i, frame in enumerate(read_frames(data, max_side=640)):
@@ -104,20 +107,33 @@ def _face_counts(data: bytes, total: int, rules: IntakeRules) -> list[tuple[int,
     return out
 
 
-def load_footage(data: bytes, max_side: int = 512, rules: IntakeRules = IntakeRules(), idle_seconds: float = 8.0) -> Footage:
-    """Check, then decode at 25 fps and track the face through every frame, keeping only the first seconds' pixels."""
+def load_footage(data: Source, max_side: int = 512, rules: IntakeRules = IntakeRules(), idle_seconds: float = 8.0,
+                 check: Callable[[], None] | None = None) -> Footage:
+    """Check, then decode at 25 fps and track the face through every frame, keeping only the first seconds' pixels.
+
+    `check` is called at every frame and may raise to stop (a cancelled job).
+    """
     check_video(data, rules)
     idle: list[np.ndarray] = []
     keep = int(idle_seconds * FPS)
+    # a container may state less than it holds: tracking and sound stop at the limit all the same
+    limit = int(rules.max_seconds * FPS) + 1
 
     def frames() -> Iterator[np.ndarray]:
-        for frame in read_frames(data, max_side=max_side, fps=FPS):
+        for frame in itertools.islice(read_frames(data, max_side=max_side, fps=FPS), limit):
+            if check is not None:
+                check()
             if len(idle) < keep:
                 idle.append(frame)
             yield frame
 
     points = lm.track(frames())
-    audio = decode_audio(data)
+    if len(points) >= limit:
+        raise BadReference(f"The video runs past the limit of {rules.max_seconds / 60:.0f} min.")
+    try:
+        audio = decode_audio(data, max_seconds=rules.max_seconds)
+    except AudioTooLong:
+        raise BadReference(f"The video's sound runs past the limit of {rules.max_seconds / 60:.0f} min.") from None
     found = sum(p is not None for p in points)
     if found < rules.min_face_share * len(points):
         raise BadReference(f"The face was lost in {1 - found / len(points):.0%} of the frames; please send a steadier "

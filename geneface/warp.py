@@ -1,7 +1,9 @@
 """Opening a face's mouth by warping one image: the photo engine's whole trick, and how the test clips are made.
 
 The lower lip, chin and jaw are pulled down by a smooth displacement field; the gap that opens between
-the lips is painted as the inside of a mouth. The amount per frame comes from the speech's loudness.
+the lips is painted as the inside of a mouth (mouth_inside): upper teeth with their gaps and the shade
+where they recede, a tongue, lower teeth when it is wide open, all lit and tinted from the person's own
+lips and face so a dim photo does not get glowing teeth. The amount per frame comes from the speech's loudness.
 """
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from scipy.ndimage import map_coordinates
 from core.types import Audio
 from geneface.landmarks import INNER_LOWER, INNER_UPPER
 
-MOUTH_DARK = np.array([52, 18, 24], np.float32)
-TEETH = np.array([214, 206, 196], np.float32)
+TEETH = np.array([236, 230, 216], np.float32)
+# where one tooth meets the next, across the upper arch from the middle (in half mouth widths)
+TOOTH_GAPS = (0.0, 0.2, 0.37, 0.52, 0.65, 0.77)
 
 
 def loudness_track(audio: Audio, fps: float, floor_db: float = -42.0, smooth: float = 0.5) -> np.ndarray:
@@ -68,23 +71,71 @@ def open_mouth(image: np.ndarray, pts: np.ndarray, amount: float, max_open: floa
     down = 1 - t * t * (3 - 2 * t)
     near = np.clip(below / max(0.35 * fall, 1.0), 0, 1)
     profile = lip_profile * (1 - near) + jaw_profile * near
-    shift = gap * profile * down
+    # the jaw's pull fades out before the edges of the region, so no seam shows where it ends
+    side = np.clip(np.minimum(gx - x0, x1 - 1 - gx) / max(0.18 * (x1 - x0), 1.0), 0, 1)
+    shift = gap * profile * down * side * side * (3 - 2 * side)
     shift = np.where(below < 0, 0.0, shift)
     opening = gap * lip_profile
     inside = (below >= 0) & (below < opening)
     src_y = np.where(inside, seam, gy - shift)
     warped = np.stack([map_coordinates(image[..., c].astype(np.float32), [src_y, gx], order=1, mode="nearest")
                        for c in range(image.shape[2])], axis=-1)
-    # inside of the mouth: dark, with a band of upper teeth when it is open enough
     depth = np.where(inside, below / np.maximum(opening, 1e-3), 0)
-    teeth = (depth < 0.28) & (opening > 0.12 * mouth_w)
-    color = np.where(teeth[..., None], TEETH, MOUTH_DARK * (0.7 + 0.6 * np.abs(depth - 0.5))[..., None])
+    color = mouth_inside(image, pts, u, depth, opening, mouth_w)
     # soft edge so the lips' outline stays anti-aliased
     edge = np.clip(np.minimum(below, opening - below), 0, 1.0)[..., None] * inside[..., None]
     out_region = warped * (1 - edge) + color * edge
     out = image.copy()
     out[y0:y1, x0:x1] = np.clip(out_region, 0, 255).astype(np.uint8)
     return out
+
+
+def _smooth(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def mouth_inside(image: np.ndarray, pts: np.ndarray, u: np.ndarray, depth: np.ndarray, opening: np.ndarray,
+                 mouth_w: float) -> np.ndarray:
+    """The colour of the open mouth at each pixel, from `u` (-1..1 across, corner to corner) and `depth`
+    (0 at the upper lip .. 1 at the lower lip); `opening` is the gap's height in pixels there."""
+    # tint and light from the person: the lips' colour and the face's brightness
+    lips = np.concatenate([pts[48:60], (pts[48:60] + pts[[60, 61, 62, 63, 64, 64, 64, 65, 66, 67, 60, 60]]) / 2])
+    ys = np.clip(lips[:, 1].round().astype(int), 0, image.shape[0] - 1)
+    xs = np.clip(lips[:, 0].round().astype(int), 0, image.shape[1] - 1)
+    lip = np.median(image[ys, xs].astype(np.float32), axis=0)
+    face = image[int(max(pts[27, 1], 0)):int(pts[33, 1]) + 1, int(pts[31, 0]):int(pts[35, 0]) + 1].reshape(-1, 3)
+    light = np.clip(face.astype(np.float32).mean() / 160.0 if face.size else 1.0, 0.45, 1.15)
+    au = np.abs(u)
+    # the cavity: dark red, darkest at the back and middle, lighter where the lips turn inwards
+    rim = 1 - _smooth(np.minimum.reduce([depth, 1 - depth, (1 - au) * 1.6]), 0.0, 0.35)
+    cavity = lip * (0.16 + 0.3 * rim)[..., None]
+    # the tongue: a low rounded shape behind the lower teeth, lit from above
+    tongue_top = 0.68 + 0.2 * au ** 2
+    tongue = _smooth(depth, tongue_top, tongue_top + 0.15) * (1 - _smooth(au, 0.5, 0.75))
+    tongue_color = lip * np.array([0.78, 0.5, 0.54]) * (0.4 + 0.3 * (1 - _smooth(depth, tongue_top, 1.0)))[..., None]
+    color = cavity * (1 - tongue[..., None]) + tongue_color * tongue[..., None]
+    # the upper teeth, as tall as a real front tooth shows, receding into shade towards the corners;
+    # each tooth's edge is rounded (shorter where it meets the next) and the joins are faintly darker
+    px = u * mouth_w / 2  # pixels across
+    near_gap = np.zeros_like(u)
+    join = np.zeros_like(u)
+    for g in TOOTH_GAPS:
+        for x in {g, -g}:
+            d = (px - x * mouth_w / 2) / max(mouth_w, 1.0)
+            near_gap = np.maximum(near_gap, np.exp(-0.5 * (d / 0.03) ** 2))
+            join = np.maximum(join, np.exp(-0.5 * (d * max(mouth_w, 1.0) / 0.6) ** 2))
+    height = np.minimum(0.5, 0.12 * mouth_w / np.maximum(opening, 1.0)) * (1 - 0.18 * near_gap) * (1 - 0.25 * au)
+    front = 1 - _smooth(depth, height * 0.8, height)
+    shade = (1 - 0.45 * au ** 2) * (1 - 0.15 * join) * (0.8 + 0.2 * _smooth(depth, 0.0, 0.3 * height + 1e-3))
+    upper = front * (1 - _smooth(au, 0.8, 0.97))
+    # lower teeth just show along the lower lip when the mouth is wide
+    wide = _smooth(opening / max(mouth_w, 1.0), 0.3, 0.45)
+    lower = wide * _smooth(depth, 0.9, 0.96) * (1 - _smooth(au, 0.45, 0.7))
+    teeth = TEETH * light * shade[..., None]
+    color = color * (1 - upper[..., None]) + teeth * upper[..., None]
+    color = color * (1 - lower[..., None]) + teeth * 0.6 * lower[..., None]
+    return color
 
 
 def shift_frame(image: np.ndarray, dx: float, dy: float, angle_deg: float) -> np.ndarray:

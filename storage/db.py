@@ -1,9 +1,13 @@
 """Engine, sessions and schema upgrades."""
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import zlib
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -32,7 +36,11 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Apply Alembic migrations on this engine's database; running it again changes nothing."""
+    """Apply Alembic migrations on this engine's database; running it again changes nothing.
+
+    Several processes may start on a fresh database at once (a bot, the worker, `doppel db upgrade`): each
+    migrates under a lock, so the second finds the schema made instead of failing on "table already exists".
+    """
     from alembic import command
 
     def _run(sync_conn) -> None:
@@ -40,8 +48,44 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         cfg.attributes["connection"] = sync_conn
         command.upgrade(cfg, revision)
 
-    async with engine.begin() as conn:
-        await conn.run_sync(_run)
+    url = engine.url
+    if url.drivername.startswith("sqlite"):
+        async with _file_lock(url.database):
+            async with engine.begin() as conn:
+                await conn.run_sync(_run)
+    elif url.drivername.startswith("postgresql"):
+        async with engine.connect() as conn:
+            # a session-level advisory lock, held by this connection until it is released below
+            await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            try:
+                async with conn.begin():
+                    await conn.run_sync(_run)
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                await conn.commit()
+    else:
+        async with engine.begin() as conn:
+            await conn.run_sync(_run)
+
+
+# one fixed number names doppel's migration lock among a PostgreSQL server's advisory locks
+MIGRATION_LOCK_KEY = zlib.crc32(b"doppel:migrations")
+
+
+@asynccontextmanager
+async def _file_lock(database: str | None):
+    """An exclusive lock on `<database>.lock` beside a SQLite file (no lock needed in memory)."""
+    if database in (None, "", ":memory:"):
+        yield
+        return
+    path = Path(database + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

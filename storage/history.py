@@ -6,27 +6,40 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.errors import UnknownUser
+from core.tokens import MESSAGE_OVERHEAD, token_bound
 from core.types import ChatMessage, ConversationKey
 from storage.models import Chat, Message, User
 
 
-def estimate_tokens(text: str) -> int:
-    # about four characters a token for Latin scripts; one a token for CJK
-    cjk = sum(1 for c in text if "\u3000" <= c <= "\u9fff")
-    return cjk + (len(text) - cjk + 3) // 4 + 1
+async def insert_missing(session: AsyncSession, model: type, **values: object) -> None:
+    """Insert a row unless one with its key is already there. A new chat's or user's first messages arrive at
+    once from several requests (and processes): whoever comes second must find the row, not fail on it."""
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        module = __import__(f"sqlalchemy.dialects.{dialect}", fromlist=["insert"])
+        await session.execute(module.insert(model).values(**values).on_conflict_do_nothing())
+        return
+    try:
+        async with session.begin_nested():
+            session.add(model(**values))
+    except IntegrityError:
+        pass
 
 
 async def ensure_user(session: AsyncSession, user_id: str, display_name: str = "") -> User:
     user = await session.get(User, user_id)
     if user is None:
-        try:
-            # a new user's first two messages can race here; the savepoint lets the loser read the winner's row
-            async with session.begin_nested():
-                user = User(id=user_id, display_name=display_name)
-                session.add(user)
-        except IntegrityError:
-            user = await session.get(User, user_id, populate_existing=True)
+        await insert_missing(session, User, id=user_id, display_name=display_name)
+        user = await session.get(User, user_id, populate_existing=True)
     return user
+
+
+async def ensure_chat(session: AsyncSession, chat_id: str) -> Chat:
+    chat = await session.get(Chat, chat_id)
+    if chat is None:
+        await insert_missing(session, Chat, id=chat_id, settings={})
+        chat = await session.get(Chat, chat_id, populate_existing=True)
+    return chat
 
 
 class HistoryRepository:
@@ -43,10 +56,12 @@ class HistoryRepository:
             picked: list[Message] = []
             used = 0
             async for row in rows:
-                if used + row.tokens > token_budget:
+                # counted again from the text: rows stored by older versions carry an estimate that undercounts
+                cost = max(row.tokens, token_bound(row.content)) + MESSAGE_OVERHEAD
+                if used + cost > token_budget:
                     break
                 picked.append(row)
-                used += row.tokens
+                used += cost
         # never start the window on an answer whose question fell outside it
         while picked and picked[-1].role == "assistant":
             picked.pop()
@@ -55,12 +70,11 @@ class HistoryRepository:
     async def append_exchange(self, key: ConversationKey, user_text: str, assistant_text: str) -> None:
         async with self.sessions.begin() as session:
             await ensure_user(session, key.user_id)
-            if await session.get(Chat, key.chat_id) is None:
-                session.add(Chat(id=key.chat_id, settings={}))
+            await ensure_chat(session, key.chat_id)
             session.add_all([
-                Message(user_id=key.user_id, chat_id=key.chat_id, role="user", content=user_text, tokens=estimate_tokens(user_text)),
+                Message(user_id=key.user_id, chat_id=key.chat_id, role="user", content=user_text, tokens=token_bound(user_text)),
                 Message(user_id=key.user_id, chat_id=key.chat_id, role="assistant", content=assistant_text,
-                        tokens=estimate_tokens(assistant_text)),
+                        tokens=token_bound(assistant_text)),
             ])
 
     async def reset(self, key: ConversationKey) -> int:

@@ -9,7 +9,7 @@ from typing import Sequence
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.errors import JobNotFound
+from core.errors import BadInput, JobNotFound
 from core.types import Job, JobStatus
 from storage.models import JobRecord
 
@@ -94,6 +94,52 @@ class JobRepository:
                 # the worker sees the flag at its next progress report and stops cleanly
                 rec.cancel_requested = True
             return _to_job(rec)
+
+    async def cancel_requested(self, job_id: int) -> bool:
+        """Whether someone asked to stop the job: the worker's watcher polls this, so a cancel lands within a second."""
+        async with self.sessions() as session:
+            rec = await session.get(JobRecord, job_id)
+            return rec is None or rec.cancel_requested or rec.status == JobStatus.CANCELLED.value
+
+    async def latest(self, kind: str, target: str) -> Job | None:
+        async with self.sessions() as session:
+            rec = await session.scalar(select(JobRecord).where(JobRecord.kind == kind, JobRecord.target == target)
+                                       .order_by(JobRecord.id.desc()).limit(1))
+            return _to_job(rec) if rec else None
+
+    async def for_target(self, kind: str, target: str) -> list[Job]:
+        async with self.sessions() as session:
+            recs = await session.scalars(select(JobRecord).where(JobRecord.kind == kind, JobRecord.target == target)
+                                         .order_by(JobRecord.id))
+            return [_to_job(r) for r in recs.all()]
+
+    async def resubmit(self, job_id: int) -> Job:
+        """A failed or cancelled job queued again as a new job with the same parameters (its own fresh start)."""
+        async with self.sessions.begin() as session:
+            old = await session.get(JobRecord, job_id)
+            if old is None:
+                raise JobNotFound()
+            if old.status not in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
+                raise BadInput(f"Job {job_id} is {old.status}; only a failed or cancelled job can be retried.")
+            rec = JobRecord(kind=old.kind, target=old.target, engine=old.engine, max_steps=old.max_steps, gpu=old.gpu,
+                            params=dict(old.params or {}), notify_chat=old.notify_chat, status=JobStatus.QUEUED.value,
+                            message=f"retry of job {job_id}")
+            session.add(rec)
+            await session.flush()
+            return _to_job(rec)
+
+    async def retarget(self, kind: str, old: str, new: str, params: dict[int, dict]) -> None:
+        """After a rename: the jobs follow the new name, with their parameters' paths moved (`params` by job id)."""
+        async with self.sessions.begin() as session:
+            for rec in (await session.scalars(select(JobRecord).where(JobRecord.kind == kind, JobRecord.target == old))).all():
+                rec.target = new
+                if rec.id in params:
+                    rec.params = params[rec.id]
+
+    async def params_of(self, kind: str, target: str) -> dict[int, dict]:
+        async with self.sessions() as session:
+            recs = await session.scalars(select(JobRecord).where(JobRecord.kind == kind, JobRecord.target == target))
+            return {r.id: dict(r.params or {}) for r in recs.all()}
 
     async def claim_next(self, kinds: Sequence[str] | None = None, worker: str | None = None) -> Job | None:
         """Take the oldest queued job for `worker` ("host:pid"). A job left 'running' by a dead worker is requeued by `recover()`."""

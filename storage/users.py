@@ -7,7 +7,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.history import ensure_user
+from storage.history import ensure_chat, ensure_user
 from storage.models import Chat, HandledUpdate, JobRecord, Message, User, VoiceRecord
 
 
@@ -64,10 +64,7 @@ class ChatSettingsRepository:
 
     async def set(self, chat_id: str, **values: object) -> Chat:
         async with self.sessions.begin() as session:
-            chat = await session.get(Chat, chat_id)
-            if chat is None:
-                chat = Chat(id=chat_id, settings={})
-                session.add(chat)
+            chat = await ensure_chat(session, chat_id)
             extra = dict(chat.settings or {})
             for name, value in values.items():
                 if name in self.FIELDS:

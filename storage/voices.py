@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from core.errors import UnknownVoice
 from core.types import Voice, VoiceEngine
-from storage.models import VoiceClip, VoiceRecord
+from storage.models import Chat, VoiceClip, VoiceRecord
+from storage.versions import add_version, moved_paths, pick_version
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,49 @@ class VoiceRepository:
             if params is not None:
                 rec.params = {**(rec.params or {}), **params}
 
+    async def add_version(self, name: str, artifact: str, info: dict | None = None, number: int | None = None) -> int:
+        """A trained artifact becomes the voice's next version and serves from now on; returns its number."""
+        async with self.sessions.begin() as session:
+            rec = await session.get(VoiceRecord, name)
+            if rec is None:
+                raise UnknownVoice(name)
+            rec.params, number = add_version(rec.params or {}, "artifact", artifact, info or {}, number)
+            rec.ready = True
+            return number
+
+    async def restore(self, name: str, version: int) -> Voice:
+        """Serve an earlier (or later) kept version again."""
+        async with self.sessions.begin() as session:
+            rec = await session.get(VoiceRecord, name)
+            if rec is None:
+                raise UnknownVoice(name)
+            rec.params = pick_version(rec.params or {}, "artifact", version)
+            rec.ready = True
+            return _to_voice(rec)
+
+    async def rename(self, old: str, new: str, old_dir: str, new_dir: str) -> Voice:
+        """The record, its clips and every chat that chose it move to the new name; paths under `old_dir` follow the folder."""
+        async with self.sessions.begin() as session:
+            rec = await session.scalar(select(VoiceRecord).where(VoiceRecord.name == old).options(selectinload(VoiceRecord.clips)))
+            if rec is None:
+                raise UnknownVoice(old)
+            moved = VoiceRecord(name=new, engine=rec.engine, language=rec.language, ready=rec.ready,
+                                params=moved_paths(rec.params or {}, old_dir, new_dir), created_at=rec.created_at)
+            session.add(moved)
+            await session.flush()
+            for clip in rec.clips:
+                session.add(VoiceClip(voice_name=new, path=moved_paths(clip.path, old_dir, new_dir), seconds=clip.seconds,
+                                      transcript=clip.transcript, transcript_source=clip.transcript_source))
+            await session.delete(rec)
+            await session.execute(update(Chat).where(Chat.voice == old).values(voice=new))
+            await session.flush()
+            return _to_voice(moved)
+
     async def delete(self, name: str) -> None:
+        """The record and its clips; chats that chose it fall back to their persona's voice."""
         async with self.sessions.begin() as session:
             rec = await session.get(VoiceRecord, name)
             if rec is None:
                 raise UnknownVoice(name)
             await session.delete(rec)
+            await session.execute(update(Chat).where(Chat.voice == name).values(voice=None))

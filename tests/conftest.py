@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
 
 from bot.settings import Settings
 from bot.wiring import Engines, build_engines, build_services
+
+# voices are trained with the quick profile in tests (its intake minimum is 2 s of speech, not 30);
+# set before any Settings is made, and inherited by the subprocesses tests start
+os.environ.setdefault("DOPPEL_VOICE_TRAIN_PROFILE", "tiny")
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT.parent / "shared" / "data" / "speech"

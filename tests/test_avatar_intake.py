@@ -14,7 +14,7 @@ from geneface import landmarks as lm
 from geneface.intake import IntakeRules, check_video, load_footage
 from geneface.photo import PhotoAvatar, check_photo
 from geneface.testclip import portrait
-from geneface.warp import loudness_track
+from geneface.warp import loudness_track, mouth_inside, open_mouth
 from tests.avatar_clips import held_out_audio, training_clip
 
 RULES = IntakeRules(min_seconds=2.0)
@@ -86,6 +86,25 @@ def test_photo_engine_mouth_follows_the_speech(tmp_path):
     opening = lm.opening_series(frames)
     drive = loudness_track(speech, 25)[:len(frames)]
     assert np.corrcoef(opening, drive)[0, 1] > 0.8
+
+
+def test_the_open_mouth_has_teeth_and_shading_lit_like_the_face():
+    base, pts = portrait(256)
+    mouth_w = float(np.linalg.norm(pts[54] - pts[48]))
+    u, depth = np.meshgrid(np.linspace(-0.95, 0.95, 61), np.linspace(0, 0.999, 41))
+    opening = np.full_like(u, 0.45 * mouth_w)
+    lum = mouth_inside(base, pts, u, depth, opening, mouth_w).mean(-1)
+    teeth, inside = lum[:4, 25:36].mean(), lum[16:26, 25:36].mean()
+    assert teeth > 150 and teeth > 3 * inside  # upper teeth over a dark inside, not one dark hole
+    assert teeth > 1.3 * lum[:4, :3].mean()  # teeth recede into shade towards the corners
+    assert lum[10:38, 10:51].std() > 6  # the inside is shaded (rim, tongue), not one flat colour
+    dim = (base * 0.5).astype(np.uint8)
+    assert mouth_inside(dim, pts, u, depth, opening, mouth_w).mean(-1)[:4, 25:36].mean() < 0.75 * teeth
+    # in the frame: the lips are kept and the gap between them holds both teeth and shadow
+    opened = open_mouth(base, pts, 0.8).astype(np.float32)
+    gap = opened[int(pts[62, 1]):int(pts[66, 1] + 0.3 * mouth_w), int(pts[60, 0]):int(pts[64, 0])].mean(-1)
+    assert (gap > 170).mean() > 0.08 and (gap < 70).mean() > 0.15
+    assert np.abs(opened[int(pts[51, 1]) - 2, int(pts[51, 0])] - base[int(pts[51, 1]) - 2, int(pts[51, 0])]).max() < 1
 
 
 async def test_a_photo_avatar_answers_with_video_through_the_pipeline(services):

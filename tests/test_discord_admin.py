@@ -66,3 +66,25 @@ async def test_jobs_and_cancel(world):
     await fake.invoke("cancel", world.admin, world.channel, job=job.id)
     await fake.wait_for(lambda m: m.by_bot and "cancelled" in m.content)
     assert (await jobs.get(job.id)).status is JobStatus.CANCELLED
+
+
+async def test_versions_restore_rename_retry_and_delete_from_discord(world):
+    from tests.lifecycle_fixtures import voice_with_versions
+
+    fake, services = world.fake, world.services
+    failed = await voice_with_versions(services, "anna")
+    steps = [("versions", {}, "anna: ready v2 (kept v1, v2)"),
+             ("restore", {"kind": "voice", "name": "anna", "version": 1}, "Voice 'anna' now uses v1"),
+             ("restore", {"kind": "voice", "name": "anna", "version": 9}, "There is no version v9 (kept: v1, v2)"),
+             ("rename", {"kind": "voice", "name": "anna", "new_name": "hanna"}, "Voice 'anna' is now 'hanna'"),
+             ("retry", {"job": failed}, "**hanna**: training again as job"),
+             ("delete", {"kind": "voice", "name": "hanna"}, "Voice 'hanna' deleted, with its files")]
+    for command, options, answer in steps:
+        await fake.invoke(command, world.admin, world.channel, **options)
+        try:
+            await fake.wait_for(lambda m, a=answer: m.by_bot and a in m.content, timeout=30)
+        except TimeoutError:
+            raise AssertionError(f"/{command}: {[m.content for m in fake.messages.values() if m.by_bot]}") from None
+    assert "hanna" not in await services.voices.names()
+    assert not (services.settings.data_dir / "voices" / "hanna").exists()
+    assert [j.status for j in await services.jobs.list()] == [JobStatus.CANCELLED, JobStatus.FAILED]

@@ -32,3 +32,10 @@ def test_storage_and_adapters_do_not_import_front_ends():
     for folder in ("storage", "adapters", "core"):
         for path in (ROOT / folder).rglob("*.py"):
             assert "bot" not in imported_roots(path), path
+
+
+def test_workers_import_nothing_from_the_front_ends():
+    # the voice and avatar workers get their settings with each job or request, so they run without bot/
+    offenders = [str(path.relative_to(ROOT)) for folder in ("RVC", "geneface") for path in (ROOT / folder).rglob("*.py")
+                 if "bot" in imported_roots(path)]
+    assert offenders == []

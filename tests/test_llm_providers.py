@@ -82,8 +82,8 @@ async def test_request_carries_history_roles_system_prompt_and_sampling(tmp_path
     if dialect == "gemini":
         assert request.path == f"/v1/models/{MODELS[dialect]}:streamGenerateContent" and request.query == {"alt": "sse"}
         assert request.headers["x-goog-api-key"] == KEYS[dialect]
-        # settings' max tokens (90) is below the request's (120): the smaller wins
-        assert body["generationConfig"] == {"temperature": 0.3, "maxOutputTokens": 90}
+        # settings' max tokens (90) is below the request's (120): the smaller wins; 2.5 Flash is told not to think
+        assert body["generationConfig"] == {"temperature": 0.3, "maxOutputTokens": 90, "thinkingConfig": {"thinking_budget": 0}}
     else:
         assert body["model"] == MODELS[dialect] and body["stream"] is True
         assert request.headers["Authorization"] == f"Bearer {KEYS[dialect]}"

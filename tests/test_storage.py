@@ -90,3 +90,54 @@ async def test_old_handled_updates_are_pruned(services):
     assert await handled.prune() == 1
     assert not await handled.seen(1) and await handled.seen(2)
     assert await HandledUpdates(services.sessions, "discord").seen(1)  # another platform's ids are its own
+
+
+MIGRATE_AT = """
+import asyncio, sys, time
+from storage.db import create_engine, upgrade
+
+async def main():
+    engine = create_engine(sys.argv[1])
+    time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process starts migrating at the same moment
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+asyncio.run(main())
+"""
+
+
+async def test_processes_starting_together_on_a_fresh_database_all_migrate_it(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+    start = time.time() + 4.0
+    procs = [subprocess.Popen([sys.executable, "-c", MIGRATE_AT, url, str(start)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    results = [(p.wait(120), p.stderr.read()) for p in procs]
+    assert [code for code, _ in results] == [0] * 8, [err[-400:] for _, err in results if err]
+    engine = create_engine(url)
+    try:
+        assert await current_revision(engine) is not None
+    finally:
+        await engine.dispose()
+
+
+async def test_a_new_chats_first_messages_at_once_are_all_kept(services):
+    import asyncio
+
+    from core.types import ConversationKey
+
+    # a group chat nobody has written in yet: twenty members' first exchanges and a settings change land together
+    work = [services.history.append_exchange(ConversationKey(f"tg:{u}", "tg:-500"), f"hi from {u}", "hello") for u in range(20)]
+    work.append(services.chats.set("tg:-500", persona="default"))
+    results = await asyncio.gather(*work, return_exceptions=True)
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    counts = [await services.history.count(ConversationKey(f"tg:{u}", "tg:-500")) for u in range(20)]
+    assert counts == [2] * 20
+    assert (await services.chats.get("tg:-500")).persona == "default"

@@ -130,3 +130,27 @@ async def test_train_avatar_from_a_video_with_the_command_as_caption(fake_tg, tm
         fake_tg.text_update(ADMIN, "/jobs")
         await fake_tg.wait_for(lambda: any(t.startswith("Avatar 'bob'") and "\n" not in t and "cancelled" in t
                                            for t in texts_to(fake_tg, ADMIN)[-1:]), 30)
+
+
+async def test_versions_restore_rename_retry_and_delete_from_telegram(fake_tg, tmp_path, engines):
+    from tests.lifecycle_fixtures import voice_with_versions
+
+    async with running_bot(bot_settings(tmp_path, fake_tg), engines) as (_app, services):
+        failed = await voice_with_versions(services, "anna")
+        fake_tg.text_update(STRANGER, "/delete voice anna")
+        await fake_tg.wait_for(lambda: texts_to(fake_tg, STRANGER), 30)
+        assert "only the bot's admins" in texts_to(fake_tg, STRANGER)[0]
+
+        expected = [("/versions", "voice anna: ready v2 (kept v1, v2)"), ("/restore voice anna v1", "voice 'anna' now uses v1."),
+                    ("/rename voice anna hanna", "voice 'anna' is now 'hanna'."),
+                    (f"/retry {failed}", "'hanna': training again as job"),
+                    ("/restore voice hanna v9", "There is no version v9 (kept: v1, v2)"),
+                    ("/delete voice hanna", "voice 'hanna' deleted, with its files."),
+                    ("/versions", "No voices or avatars yet.")]
+        for command, answer in expected:
+            fake_tg.text_update(ADMIN, command)
+            await fake_tg.wait_for(lambda a=answer: any(a in t for t in texts_to(fake_tg, ADMIN)), 30)
+        assert any(f"retry: job {failed}" in t for t in texts_to(fake_tg, ADMIN))
+        assert "hanna" not in await services.voices.names()
+        assert not (services.settings.data_dir / "voices" / "hanna").exists()
+        assert [j.status for j in await services.jobs.list()] == [JobStatus.CANCELLED, JobStatus.FAILED]

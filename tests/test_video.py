@@ -70,6 +70,27 @@ def test_to_video_note_keeps_the_sound():
     assert (s["w"], s["h"], s["a"]) == (256, 256, "aac")
 
 
+def test_a_video_note_is_framed_on_the_face():
+    """A small face in a wide picture fills the circle, head and shoulders, instead of a centre crop of the scene."""
+    from PIL import Image
+    from skimage import data
+
+    from geneface.landmarks import detect
+
+    scene = np.full((360, 640, 3), 60, np.uint8)
+    scene[30:330, 320:620] = np.asarray(Image.fromarray(data.astronaut()).resize((300, 300)))  # off to the right
+    mp4 = encode_mp4([scene] * 30, 25)
+    for framed, width in ((False, (0.0, 0.2)), (True, (0.3, 0.6))):
+        frame = next(read_frames(to_video_note(mp4, side=256, frame_face=framed)))
+        faces = detect(frame)
+        assert len(faces) == 1 and width[0] <= faces[0].width / 256 <= width[1]
+    x0, y0, x1, y1 = faces[0].box
+    assert abs((x0 + x1) / 2 - 128) < 0.12 * 256 and abs((y0 + y1) / 2 - 128) < 0.12 * 256
+    # no face: the centre square, as before
+    blank = encode_mp4([np.full((120, 160, 3), 90, np.uint8)] * 10, 25)
+    assert read_info(to_video_note(blank, side=64)).width == 64
+
+
 def test_burned_subtitles_change_the_bottom_of_the_frame_only():
     frames = [np.full((120, 160, 3), 90, np.uint8)] * 25
     mp4 = encode_mp4(frames, 25, cues=timed_cues("hello there, general", 1.0))

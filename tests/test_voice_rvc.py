@@ -11,6 +11,7 @@ from core.errors import EngineError
 from RVC.engines.rvc import FeatureIndex, RvcEngine, coarse_f0
 from RVC.hubert import load_hubert
 from RVC.rvc_model import load_checkpoint
+from RVC.safe_load import load_weights
 from tests.voice_fixtures import tiny_rvc_config, write_tiny_hubert, write_tiny_rvc
 
 
@@ -28,9 +29,11 @@ def models(tmp_path):
 
 
 def test_checkpoint_layout_loads_with_weight_norm_folded(models):
-    net, ckpt = load_checkpoint(models / "tiny.pth")
+    net, info = load_checkpoint(models / "tiny.pth")
+    ckpt = load_weights(models / "tiny.pth")
     assert ckpt["version"] == "v2" and any(k.endswith(".weight_g") for k in ckpt["weight"])
     assert net.cfg == tiny_rvc_config() and net.cfg.sample_rate == 40000
+    assert (info.version, info.sample_rate, info.speakers) == ("v2", 40000, 2)
     # the folded generator weight equals g * v / |v|
     g, v = ckpt["weight"]["dec.ups.0.weight_g"].float(), ckpt["weight"]["dec.ups.0.weight_v"].float()
     expected = g * v / v.norm(dim=(1, 2), keepdim=True)
@@ -51,8 +54,10 @@ def test_convert_shapes_rate_and_speed(models):
     out, rate = engine.convert(audio, 22050, {"model": "tiny.pth"})
     took = time.perf_counter() - t0
     assert rate == 40000 and out.dtype == np.float32
-    frames = 2 * (int(2.0 * 16000) // 320)
-    assert out.shape == (frames * 400,)  # 100 frames a second, 400 samples each at 40 kHz
+    # one second of mirrored context each side; HuBERT's frames (2 per 320 samples, edges trimmed) bound the length
+    padded = 2 * 16000 + 2 * 16000
+    frames = min(padded // 160, 2 * ((padded - 400) // 320 + 1))
+    assert out.shape == (frames * 400 - 2 * 40000,)  # 400 samples a frame at 40 kHz, the context trimmed off
     assert np.isfinite(out).all() and 0 < np.abs(out).max() <= 1
     assert took < 10.0, f"a tiny model took {took:.1f} s for 2 s of speech"
 
@@ -98,3 +103,32 @@ def test_index_blend_without_faiss(models):
     assert np.allclose(index.blend(query, 0.0), query)
     out, _ = RvcEngine(models).convert(_voiced(), 22050, {"model": "tiny.pth", "index": "voice.npy", "index_rate": 0.5})
     assert out.size
+
+
+def test_a_v1_model_reads_layer_nine_through_the_projection(tmp_path):
+    write_tiny_rvc(tmp_path / "old.pth", version="v1")
+    write_tiny_hubert(tmp_path / "hubert_base.pt", final_proj=True)
+    write_tiny_hubert(tmp_path / "no_proj.pt")
+    net, info = load_checkpoint(tmp_path / "old.pth")
+    assert (info.version, net.enc_p.emb_phone.in_features) == ("v1", 256)
+    out, rate = RvcEngine(tmp_path).convert(_voiced(1.0), 22050, {"model": "old.pth"})
+    assert rate == 40000 and out.size and np.isfinite(out).all()
+    with pytest.raises(EngineError, match="final projection"):
+        RvcEngine(tmp_path).convert(_voiced(1.0), 22050, {"model": "old.pth", "content_model": "no_proj.pt"})
+    # a file that calls itself v2 but carries v1's content layer is refused, not guessed at
+    ckpt = load_weights(tmp_path / "old.pth")
+    torch.save({**ckpt, "version": "v2"}, tmp_path / "mislabelled.pth")
+    with pytest.raises(EngineError, match="says it is an RVC v2 model"):
+        load_checkpoint(tmp_path / "mislabelled.pth")
+
+
+def test_speaker_and_settings_are_checked_with_clear_errors(models):
+    from core.errors import BadInput
+
+    engine = RvcEngine(models)
+    with pytest.raises(BadInput, match="speaker ids 0 to 1; 2 is not one of them"):
+        engine.convert(_voiced(), 22050, {"model": "tiny.pth", "speaker_id": 2})
+    with pytest.raises(BadInput, match="index_rate must be between 0 and 1"):
+        engine.convert(_voiced(), 22050, {"model": "tiny.pth", "index_rate": 1.5})
+    with pytest.raises(BadInput, match="needs a 'model'"):
+        engine.convert(_voiced(), 22050, {})

@@ -107,7 +107,7 @@ async def test_joined_chunks_are_loudness_matched_without_clicks(models, tmp_pat
         assert steps[max(0, s - 50): s + 50].max() <= inside + 1e-3
 
 
-async def test_docker_worker_runs_the_image_with_gpus_and_talks_tcp(models, tmp_path):
+async def test_docker_worker_runs_the_image_with_gpus_and_talks_tcp(models, tmp_path, caplog):
     opts = DockerOptions(image="doppel-voice:test", host_port=0, models_dir=models, data_dir=tmp_path / "var", gpus="all")
     config = run_config(opts)
     assert config["device_requests"][0]["Capabilities"] == [["gpu"]] and config["device_requests"][0]["Count"] == -1
@@ -116,8 +116,10 @@ async def test_docker_worker_runs_the_image_with_gpus_and_talks_tcp(models, tmp_
     assert run_config(DockerOptions(gpus=""))["device_requests"] == []
     assert run_config(DockerOptions(gpus="1,2"))["device_requests"][0]["DeviceIDs"] == ["1", "2"]
 
-    # the container's side: a real worker on a TCP port; the Docker Engine API: a fake one on 127.0.0.1
-    service = VoiceService(ServiceConfig(tmp_path / "cache", models))
+    # the container's side: a real worker on a TCP port, asked for the GPU as the image's command asks (this machine
+    # has none, like a container started without its GPUs); the Docker Engine API: a fake one on 127.0.0.1
+    service = VoiceService(ServiceConfig(tmp_path / "cache", models, device="cuda"))
+    assert service.health()["device"] == "cpu" and "running on the CPU" in service.health()["device_warning"]
     server = await asyncio.start_server(__import__("RVC.server", fromlist=["VoiceServer"]).VoiceServer(service).handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     with FakeDocker(lambda body: []) as fake:
@@ -131,6 +133,10 @@ async def test_docker_worker_runs_the_image_with_gpus_and_talks_tcp(models, tmp_
         assert created["HostConfig"]["PortBindings"]["10300/tcp"][0]["HostIp"] == "127.0.0.1"
         assert any(b.endswith(":/app/RVC/models:ro") for b in created["HostConfig"]["Binds"])
     server.close()
+    # said loudly on both sides: in the worker's log and in the bot's
+    loud = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert any("VOICE WORKER ON THE WRONG DEVICE" in r.getMessage() for r in loud)
+    assert any("given GPUs (all)" in r.getMessage() for r in loud)
 
 
 async def test_text_requests_are_spoken_by_the_base_tts_then_converted(models, tmp_path):

@@ -301,7 +301,7 @@ async def test_uploads_are_size_limited_type_checked_and_forms_are_protected(sit
             return form
 
         r = await http.post(site.url + "/chat/turn", data=upload("q.ogg", b"x" * (3 * 1024 * 1024)), headers=headers)
-        assert r.status == 413 and "the limit is 2 MB" in (await r.json())["message"]
+        assert r.status == 413 and "the limit is 2 MiB" in (await r.json())["message"]
         r = await http.post(site.url + "/chat/turn", data=upload("q.exe", b"MZ\x90\x00"), headers=headers)
         assert r.status == 400 and "'q.exe' is not an audio file" in (await r.json())["message"]
         r = await http.post(site.url + "/chat/turn", data=upload("q.ogg", b"OggS but not really"), headers=headers)

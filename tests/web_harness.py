@@ -32,6 +32,7 @@ CHROMIUM_FLAGS = (
 class LiveServer:
     url: str
     services: Services
+    app: object = None
 
 
 @asynccontextmanager
@@ -40,8 +41,9 @@ async def live_server(services: Services, *, job_poll_seconds: float = 0.2) -> A
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(services, job_poll_seconds=job_poll_seconds), log_level="warning",
-                            lifespan="off", timeout_graceful_shutdown=1)
+    app = create_app(services, job_poll_seconds=job_poll_seconds)
+    config = uvicorn.Config(app, log_level="warning",
+                            lifespan="off", timeout_graceful_shutdown=1, proxy_headers=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -50,7 +52,7 @@ async def live_server(services: Services, *, job_poll_seconds: float = 0.2) -> A
                 break
             await asyncio.sleep(0.05)
         assert server.started, "uvicorn did not start"
-        yield LiveServer(f"http://127.0.0.1:{port}", services)
+        yield LiveServer(f"http://127.0.0.1:{port}", services, app)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)

@@ -1,13 +1,14 @@
 """One conversation turn, the same for every channel: resolve the chat's settings, run the pipeline."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import AsyncIterator
 
 from adapters.media import decode_audio
 from bot.wiring import Services
 from core.pipeline import ReplyRequest
-from core.types import ConversationKey, Frame
+from core.types import ConversationKey, Frame, ReplyDone
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,12 @@ class Dialogue:
         s = self.services
         chat = await s.chats.get(msg.chat_id)
         persona = s.personas.get(chat.persona or s.settings.persona)
-        language = chat.language or s.settings.language
-        audio = decode_audio(msg.audio) if msg.audio is not None else None
+        language = (chat.language or s.settings.language).lower()
+        extra = chat.settings or {}
+        audio = None
+        if msg.audio is not None:
+            # off the event loop, and bounded by the limit: a long file stops costing at the limit
+            audio = await asyncio.to_thread(decode_audio, msg.audio, max_seconds=s.settings.max_input_seconds)
         return ReplyRequest(
             key=ConversationKey(msg.user_id, msg.chat_id),
             persona=persona,
@@ -40,10 +45,24 @@ class Dialogue:
             avatar=chat.avatar or s.settings.avatar or persona.avatar,
             language=None if language == "auto" else language,
             speak=speak,
+            last_language=extra.get("last_language"),
+            noticed=frozenset(extra.get("language_notices", ())),
         )
 
     async def reply(self, msg: Incoming, *, speak: bool = True) -> AsyncIterator[Frame]:
         await self.services.users.touch(msg.user_id, msg.display_name)
         request = await self.request_for(msg, speak=speak)
         async for frame in self.services.pipeline.run(request):
+            if isinstance(frame, ReplyDone):
+                await self._remember_language(msg.chat_id, request, frame)
             yield frame
+
+    async def _remember_language(self, chat_id: str, request: ReplyRequest, done: ReplyDone) -> None:
+        """The user's language breaks the next detection's near-ties; a notice given is not given again."""
+        values: dict[str, object] = {}
+        if done.user_language and done.user_language != request.last_language:
+            values["last_language"] = done.user_language
+        if done.notice_given:
+            values["language_notices"] = sorted(request.noticed | {done.user_language})
+        if values:
+            await self.services.chats.set(chat_id, **values)

@@ -1,19 +1,20 @@
 """One lane per user: a user's messages are answered in order, different users at the same time.
 
 A user can stop their own running reply (/cancel); what waits behind it then runs. An optional cap on
-replies running at once (all users together) keeps a burst first-come-first-served: with the engines
-CPU-bound, twenty replies sharing the cores all finish late, while a few at a time finish in turn.
+replies running at once (all users together, `ReplySlots`) keeps a burst first-come-first-served, and
+`on_wait` lets the channel tell a user their place in line.
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, TypeVar
 
+from bot.common.slots import ReplySlots
 from core.errors import BadInput, DoppelError
 
 T = TypeVar("T")
+OnWait = Callable[[int], Awaitable[None]]
 
 
 class ReplyCancelled(DoppelError):
@@ -36,20 +37,22 @@ class _Lane:
 
 
 class UserQueue:
-    def __init__(self, max_waiting: int = 5, max_running: int | None = None) -> None:
+    def __init__(self, max_waiting: int = 5, max_running: int | None = None, *, max_in_line: int = 100) -> None:
         self.max_waiting = max_waiting
-        self._slots = asyncio.Semaphore(max_running) if max_running else None
+        self.slots = ReplySlots(max_running or 0, max_in_line)
         self._lanes: dict[str, _Lane] = {}
 
-    async def run(self, user: str, work: Callable[[], Awaitable[T]]) -> T:
-        """Run `work` after the user's earlier work. Raises ReplyCancelled if the user cancelled it."""
+    async def run(self, user: str, work: Callable[[], Awaitable[T]], on_wait: OnWait | None = None) -> T:
+        """Run `work` after the user's earlier work. Raises ReplyCancelled if the user cancelled it, Busy if the
+        line for a slot is full. `on_wait(place)` is called when the work has to wait for a slot, and each time
+        its place in line changes."""
         lane = self._lanes.setdefault(user, _Lane())
         if lane.waiting >= self.max_waiting:
             raise QueueFull(lane.waiting)
         lane.waiting += 1
         try:
             async with lane.lock:
-                task = asyncio.ensure_future(self._in_slot(work))
+                task = asyncio.ensure_future(self._in_slot(work, on_wait))
                 lane.running = task
                 try:
                     # shield: a user's /cancel cancels `task`; cancelling the caller still cancels it below
@@ -66,10 +69,16 @@ class UserQueue:
             if lane.waiting == 0 and self._lanes.get(user) is lane:
                 del self._lanes[user]
 
-    async def _in_slot(self, work: Callable[[], Awaitable[T]]) -> T:
+    async def _in_slot(self, work: Callable[[], Awaitable[T]], on_wait: OnWait | None) -> T:
         # waiting for a free slot is part of the user's running work, so /cancel stops it there too
-        async with self._slots if self._slots is not None else contextlib.nullcontext():
+        ticket = self.slots.join()
+        try:
+            async for place in ticket.places():
+                if on_wait is not None:
+                    await on_wait(place)
             return await work()
+        finally:
+            ticket.leave()
 
     def cancel(self, user: str) -> bool:
         """Stop the user's running work; True if there was some."""

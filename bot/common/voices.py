@@ -6,13 +6,19 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.media import decode_audio, encode_wav
+from adapters.media import Source, decode_audio, encode_wav
 from bot.wiring import Services
 from core.errors import BadInput
 from core.subtitles import to_srt, to_vtt
-from core.types import Job, Voice, VoiceEngine
+from core.types import Audio, Job, Transcript, Voice, VoiceEngine
 
+UNSURE_LOGPROB = -1.0  # Whisper's own "compression/logprob" fallback threshold
+UNSURE_NO_SPEECH = 0.6
+# the multilingual model's probability of the expected language: English clips scored 0.97-0.99,
+# French and Spanish ones 0.00-0.16, on 12 shared clips each
+UNSURE_LANGUAGE = 0.5
 _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+MAX_CLIP_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -56,25 +62,54 @@ def voice_state(voice: Voice) -> str:
     return "refused by the quality check" if isinstance(q, dict) and q.get("passed") is False else "training"
 
 
+def is_confident(transcript: Transcript, language: str | None) -> bool:
+    """Whether an automatic transcript can be trusted as what was said; an unsure one is flagged for the admin
+    ("asr-unsure") rather than stored as the truth. Whisper invents stock phrases ("Thank you for watching")
+    for speech it does not follow: those come with a low average log-probability, a high no-speech
+    probability, or a language other than the one it was asked for (and add_voice also asks the
+    multilingual model which language it hears)."""
+    if not transcript.text.strip():
+        return False
+    if language and transcript.language and transcript.language != language:
+        return False
+    if transcript.avg_logprob is not None and transcript.avg_logprob < UNSURE_LOGPROB:
+        return False
+    return not (transcript.no_speech_prob is not None and transcript.no_speech_prob > UNSURE_NO_SPEECH)
+
+
 def voice_dir(services: Services, name: str) -> Path:
     return services.settings.data_dir / "voices" / name
 
 
-async def add_voice(services: Services, name: str, files: list[tuple[str, bytes]], transcripts: list[str | None] | None = None,
+def _check_set(new: list[Audio], existing: list[Path], profile: str) -> None:
+    """The training job's own rules, run on everything it will train on: the clips kept so far and the new ones."""
+    from RVC.reference import check_reference, limits_for
+
+    kept = [decode_audio(p.read_bytes()) for p in existing]
+    check_reference(kept + new, limits_for(profile), new_from=len(kept))
+
+
+async def add_voice(services: Services, name: str, files: list[tuple[str, Source]], transcripts: list[str | None] | None = None,
                     *, engine: VoiceEngine = VoiceEngine.LITE, notify_chat: str | None = None, max_steps: int = 0,
                     gpu: int | None = None) -> AddedVoice:
-    """Every clip is checked before anything is written, so a bad file leaves no half-made voice behind."""
+    """Every clip is checked before anything is written, so a bad file leaves no half-made voice behind.
+
+    Adding clips to a voice that is ready keeps it serving its current version while the next one trains.
+    """
     if not _NAME.match(name):
         raise BadInput("A voice name may use letters, digits, '-' and '_' (up to 64).")
     if not files:
         raise BadInput("Send at least one recording of the voice.")
     transcripts = list(transcripts or [None] * len(files))
-    decoded = [decode_audio(data) for _, data in files]
+    # off the event loop, each clip bounded: a reference recording longer than this is not a clip
+    decoded = [await asyncio.to_thread(decode_audio, data, max_seconds=MAX_CLIP_SECONDS) for _, data in files]
+    folder = voice_dir(services, name)
+    existing = sorted(folder.glob("clip-*.wav"))
+    profile = services.settings.voice_train_profile
     if engine is not VoiceEngine.TTS:
-        # silent, clipped, music or several speakers: refused here, before anything is stored or trained
-        from RVC.reference import check_reference
-
-        await asyncio.to_thread(check_reference, decoded)
+        # silent, clipped, music, too little speech or several speakers: refused here, before anything is
+        # stored or trained, by the same rules the training job applies
+        await asyncio.to_thread(_check_set, decoded, existing, profile)
     language = None if services.settings.language == "auto" else services.settings.language
     texts = []
     for audio, given in zip(decoded, transcripts):
@@ -82,15 +117,18 @@ async def add_voice(services: Services, name: str, files: list[tuple[str, bytes]
             texts.append((given.strip(), "given", [(0.0, audio.seconds, given.strip())]))
         else:
             transcript = await services.recognizer.transcribe(audio, language)
-            texts.append((transcript.text, "asr", list(transcript.segments)))
+            sure = is_confident(transcript, language)
+            if sure and language and hasattr(services.recognizer, "language_probability"):
+                heard = await asyncio.to_thread(services.recognizer.language_probability, audio, language)
+                sure = heard is None or heard >= UNSURE_LANGUAGE
+            source = "asr" if sure else "asr-unsure"
+            texts.append((transcript.text, source, list(transcript.segments)))
 
-    folder = voice_dir(services, name)
     folder.mkdir(parents=True, exist_ok=True)
-    existing = len(list(folder.glob("clip-*.wav")))
     made: list[tuple[str, str, str]] = []
     entries = []
     for i, (audio, (text, source, segments)) in enumerate(zip(decoded, texts)):
-        path = folder / f"clip-{existing + i:03d}.wav"
+        path = folder / f"clip-{len(existing) + i:03d}.wav"
         path.write_bytes(encode_wav(audio))
         _write_transcript_files(path, text, segments)
         entries.append((path, audio.seconds, text, source))
@@ -103,7 +141,11 @@ async def add_voice(services: Services, name: str, files: list[tuple[str, bytes]
         await services.voices.add_clip(name, str(path), seconds, text, source)
     job = None
     if not ready:
-        await services.voices.set_ready(name, False)
+        from RVC.reference import limits_for
+
         job = await services.jobs.submit("voice", name, engine=engine.value, max_steps=max_steps, gpu=gpu,
-                                         params={"dir": str(folder)}, notify_chat=notify_chat)
+                                         params={"dir": str(folder), "profile": profile,
+                                                 "min_seconds": limits_for(profile).min_speech_seconds,
+                                                 "cache_dir": str(services.settings.cache_dir)},
+                                         notify_chat=notify_chat)
     return AddedVoice(name, made, sum(e[1] for e in entries), job)

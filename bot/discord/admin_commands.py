@@ -1,4 +1,5 @@
-"""Admin slash commands: /add_voice, /train_avatar, /jobs, /cancel.
+"""Admin slash commands: /add_voice, /train_avatar, /jobs, /cancel, and the versions of voices and avatars:
+/versions, /restore, /rename, /delete, /retry.
 
 Training runs in the worker for minutes or hours, longer than an interaction token lives (15 min), so its
 status is an ordinary channel message that the bot keeps editing until the job ends.
@@ -6,11 +7,12 @@ status is an ordinary channel message that the bot keeps editing until the job e
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import discord
 from discord import app_commands
 
+from bot.common import lifecycle
 from bot.common.avatars import add_photo_avatar, submit_avatar_training
 from bot.common.progress import describe, follow_job
 from bot.common.voices import add_voice as add_voice_clips
@@ -103,4 +105,57 @@ async def cancel(interaction: discord.Interaction, job: int) -> None:
     await interaction.response.send_message(describe(cancelled), ephemeral=True)
 
 
-COMMANDS = (add_voice, train_avatar, jobs, cancel)
+KINDS = [app_commands.Choice(name=k, value=k) for k in lifecycle.KINDS]
+
+
+async def _answer(interaction: discord.Interaction, work: Callable[[], Awaitable[str]]) -> None:
+    """Deferred first: a delete waits for its training to stop, which may take longer than Discord's 3 s."""
+    await require_admin(interaction.client, interaction.user)
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    text = await work()
+    await interaction.edit_original_response(content=(text[0].upper() + text[1:])[:2000])
+
+
+@app_commands.command(name="versions", description="Admin: voices and avatars, their versions and training")
+async def versions(interaction: discord.Interaction) -> None:
+    async def work() -> str:
+        listed = await lifecycle.entries(interaction.client.services)
+        return "\n".join(lifecycle.describe(e) for e in listed) or "No voices or avatars yet."
+
+    await _answer(interaction, work)
+
+
+@app_commands.command(name="restore", description="Admin: serve an earlier version of a voice or avatar again")
+@app_commands.describe(kind="Voice or avatar", name="Its name", version="The version's number (see /versions)")
+@app_commands.choices(kind=KINDS)
+async def restore(interaction: discord.Interaction, kind: str, name: str, version: int) -> None:
+    await _answer(interaction, lambda: lifecycle.restore(interaction.client.services, kind, name, version))
+
+
+@app_commands.command(name="rename", description="Admin: rename a voice or avatar (chats that use it follow)")
+@app_commands.describe(kind="Voice or avatar", name="Its name now", new_name="Its new name")
+@app_commands.choices(kind=KINDS)
+async def rename(interaction: discord.Interaction, kind: str, name: str, new_name: str) -> None:
+    await _answer(interaction, lambda: lifecycle.rename(interaction.client.services, kind, name, new_name))
+
+
+@app_commands.command(name="delete", description="Admin: delete a voice or avatar with its files")
+@app_commands.describe(kind="Voice or avatar", name="Its name")
+@app_commands.choices(kind=KINDS)
+async def delete(interaction: discord.Interaction, kind: str, name: str) -> None:
+    await _answer(interaction, lambda: lifecycle.delete(interaction.client.services, kind, name))
+
+
+@app_commands.command(name="retry", description="Admin: train a failed or cancelled job again")
+@app_commands.describe(job="The job's number (see /jobs or /versions)")
+async def retry(interaction: discord.Interaction, job: int) -> None:
+    bot = interaction.client
+    await require_admin(bot, interaction.user)
+    await interaction.response.defer(thinking=True)
+    again = await lifecycle.retry(bot.services, job)
+    await interaction.edit_original_response(content=f"{again.kind.capitalize()} **{again.target}**: training again as "
+                                                     f"job {again.id}; what serves now keeps serving. Status below.")
+    await _watch(bot, interaction, again)
+
+
+COMMANDS = (add_voice, train_avatar, jobs, cancel, versions, restore, rename, delete, retry)

@@ -14,11 +14,12 @@ from discord import app_commands
 
 from bot.common.access import AccessPolicy
 from bot.common.dialogue import Dialogue
-from bot.common.ratelimit import RateLimiter
+from bot.common.ratelimit import RateLimiter, error_replies
 from bot.common.userqueue import UserQueue
-from bot.discord import admin_commands, chat_commands, inbox, settings_commands
+from bot.discord import admin_commands, chat_commands, inbox, rvc_commands, settings_commands
 from bot.discord.endpoints import discover_gateway, point_at
 from bot.discord.errors import on_app_command_error
+from bot.startup import StartupError
 from bot.wiring import Services
 from storage.users import HandledUpdates
 
@@ -45,11 +46,13 @@ class DoppelDiscord(discord.Client):
         self.dialogue = Dialogue(services)
         self.access = AccessPolicy(settings, services.users, "dc")
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
-        self.queue = UserQueue(settings.discord_max_waiting)
+        self.error_replies = error_replies()
+        self.queue = UserQueue(settings.discord_max_waiting, settings.discord_replies_at_once or None)
         self.handled = HandledUpdates(services.sessions, "discord")
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = on_app_command_error
-        for command in (*chat_commands.COMMANDS, *settings_commands.COMMANDS, *admin_commands.COMMANDS):
+        for command in (*chat_commands.COMMANDS, *settings_commands.COMMANDS, *admin_commands.COMMANDS,
+                        *rvc_commands.COMMANDS):
             self.tree.add_command(command)
         self._tasks: set[asyncio.Task] = set()
 
@@ -84,6 +87,18 @@ class DoppelDiscord(discord.Client):
 async def run(services: Services) -> None:
     token = services.settings.discord_token.get_secret_value()
     if not token:
-        raise SystemExit("Set DOPPEL_DISCORD_TOKEN (in .env) to the bot token from the Discord developer portal.")
-    async with DoppelDiscord(services) as client:
-        await client.start(token)
+        raise StartupError("not set; put the bot token from the Discord developer portal in .env",
+                           setting="DOPPEL_DISCORD_TOKEN", section="Discord")
+    await start(DoppelDiscord(services), token)
+
+
+async def start(client: DoppelDiscord, token: str) -> None:
+    """Run the client until it closes; the platform's refusals at login come back as one-line StartupErrors."""
+    try:
+        async with client:
+            await client.start(token)
+    except discord.LoginFailure:
+        raise StartupError("Discord rejected the bot token", setting="DOPPEL_DISCORD_TOKEN", section="Discord") from None
+    except discord.PrivilegedIntentsRequired:
+        raise StartupError("Discord refused the Message Content intent: turn it on in the developer portal under "
+                           "Bot > Privileged Gateway Intents", setting="Message Content intent", section="Discord") from None

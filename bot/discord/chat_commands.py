@@ -30,7 +30,10 @@ async def ask(interaction: discord.Interaction, text: str) -> None:
     await interaction.response.defer(thinking=True)
     await delivery.run_turn(bot, _incoming(interaction, text), speak=True,
                             on_speech=lambda reply: delivery.interaction_speech(bot, interaction, reply),
-                            on_video=lambda reply: delivery.interaction_video(interaction, reply))
+                            on_video=lambda reply: delivery.interaction_video(interaction, reply),
+                            # the deferred "thinking…" placeholder says the place; the answer's text replaces it
+                            busy=delivery.BusyNote(lambda text: interaction.edit_original_response(content=text),
+                                                   remove=False))
 
 
 @app_commands.command(name="say", description="Speak a text in a voice")

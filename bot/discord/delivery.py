@@ -14,6 +14,7 @@ from discord.http import Route
 
 from bot.common.dialogue import Incoming
 from bot.common.replies import ReplyAssembler, split_text
+from bot.common.slots import busy_note
 from bot.discord.voice_message import VoiceNote, send_voice_message, to_channel, to_followup
 from core.types import SpeechDone, VideoFrame
 
@@ -31,13 +32,15 @@ Post = Callable[[ReplyAssembler], Awaitable[None]]
 
 
 async def run_turn(bot: "DoppelDiscord", msg: Incoming, *, speak: bool = True, on_speech: Post | None = None,
-                   on_video: Post | None = None) -> ReplyAssembler:
+                   on_video: Post | None = None, busy: BusyNote | None = None) -> ReplyAssembler:
     """The user's turns run one after another (bot.queue); the dialogue does the rest.
 
     `on_speech` posts the text and voice as soon as they are whole, before a talking head is rendered;
-    `on_video` posts the video when it comes."""
+    `on_video` posts the video when it comes; `busy` tells the user their place in line while the bot is busy."""
 
     async def work() -> ReplyAssembler:
+        if busy is not None:
+            await busy.clear()
         reply = ReplyAssembler()
         async for frame in bot.dialogue.reply(msg, speak=speak):
             reply.feed(frame)
@@ -47,7 +50,34 @@ async def run_turn(bot: "DoppelDiscord", msg: Incoming, *, speak: bool = True, o
                 await on_video(reply)
         return reply
 
-    return await bot.queue.run(msg.user_id, work)
+    return await bot.queue.run(msg.user_id, work, on_wait=busy.show if busy is not None else None)
+
+
+class BusyNote:
+    """One message saying the user's place in line while every reply slot is taken, edited as the line moves
+    and removed when the answer starts. `post` sends it; a failure to post never stops the answer."""
+
+    def __init__(self, post: Callable[[str], Awaitable[discord.Message | None]], *, remove: bool = True) -> None:
+        self.post = post
+        self.remove = remove
+        self.message: discord.Message | None = None
+
+    async def show(self, place: int) -> None:
+        try:
+            if self.message is None:
+                self.message = await self.post(busy_note(place))
+            else:
+                await self.message.edit(content=busy_note(place))
+        except discord.HTTPException as exc:
+            log.info("could not show the place in line: %s", exc)
+
+    async def clear(self) -> None:
+        if self.message is not None and self.remove:
+            try:
+                await self.message.delete()
+            except discord.HTTPException as exc:
+                log.info("could not remove the place-in-line note: %s", exc)
+        self.message = None
 
 
 def voice_note(reply: ReplyAssembler) -> VoiceNote:

@@ -6,6 +6,7 @@ import logging
 import discord
 from discord import app_commands
 
+from bot.common.ratelimit import RateLimiter
 from core.errors import DoppelError
 
 log = logging.getLogger("doppel.discord")
@@ -36,8 +37,12 @@ async def on_app_command_error(interaction: discord.Interaction, error: app_comm
         log.warning("could not tell the user about an error", exc_info=True)
 
 
-async def tell(message: discord.Message, error: BaseException) -> None:
+async def tell(message: discord.Message, error: BaseException, throttle: RateLimiter | None = None) -> None:
+    text = user_message(error)
+    if throttle is not None and not throttle.allow(f"dc:{message.channel.id}"):
+        log.info("channel %s: error reply held back (too many at once): %s", message.channel.id, text)
+        return
     try:
-        await message.reply(user_message(error), mention_author=False)
+        await message.reply(text, mention_author=False)
     except discord.HTTPException:
         log.warning("could not tell the user about an error", exc_info=True)

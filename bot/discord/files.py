@@ -40,6 +40,11 @@ async def read_face(attachment: discord.Attachment, limit: int) -> bytes:
     return await _read(attachment, limit)
 
 
+async def read_any(attachment: discord.Attachment, limit: int) -> bytes:
+    """A file whose content the caller checks itself (model weights): only the size limit applies here."""
+    return await _read(attachment, limit)
+
+
 async def _read(attachment: discord.Attachment, limit: int) -> bytes:
     if attachment.size > limit:
         raise FileTooLarge(attachment.size, limit)

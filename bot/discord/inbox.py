@@ -56,6 +56,7 @@ async def on_message(bot: "DoppelDiscord", message: discord.Message) -> None:
         async with message.channel.typing():
             await delivery.run_turn(bot, incoming, speak=speak,
                                     on_speech=lambda reply: delivery.message_speech(bot, message, reply, with_text=audio is None),
-                                    on_video=lambda reply: delivery.message_video(message, reply))
+                                    on_video=lambda reply: delivery.message_video(message, reply),
+                                    busy=delivery.BusyNote(lambda text: message.reply(text, mention_author=False)))
     except Exception as exc:  # noqa: BLE001 — every failure becomes one reply; errors.tell logs what is unexpected
-        await tell(message, exc)
+        await tell(message, exc, bot.error_replies)

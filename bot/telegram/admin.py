@@ -1,4 +1,5 @@
-"""Admin commands: enrol a voice, train an avatar, watch and stop jobs, let users in or out, usage figures."""
+"""Admin commands: enrol a voice, train an avatar, their versions (list, restore, rename, delete, retry),
+watch and stop jobs, let users in or out, usage figures."""
 from __future__ import annotations
 
 from aiogram import Bot, F, Router
@@ -8,6 +9,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
 from aiogram.utils.chat_action import ChatActionSender
 
+from bot.common import lifecycle
 from bot.common.access import AccessPolicy
 from bot.common.avatars import add_photo_avatar, submit_avatar_training
 from bot.common.progress import describe
@@ -77,7 +79,8 @@ async def _enrol(message: Message, bot: Bot, services: Services, statuses: JobSt
                       for i, ref in enumerate(refs)]
         added = await add_voice(services, name, recordings, notify_chat=notify_target(message.chat.id))
     lines = [f"Voice '{added.name}': {len(added.clips)} recording(s), {added.seconds:.1f} s."]
-    lines += [f"- {file}: {text or '(no words heard)'}" for file, text, _source in added.clips]
+    lines += [f"- {file}: {text or '(no words heard)'}" + (" (unsure: please check it)" if source == "asr-unsure" else "")
+              for file, text, source in added.clips]
     await message.answer("\n".join(lines), parse_mode=None)
     if added.job is not None:
         statuses.follow(message.chat.id, added.job)
@@ -156,9 +159,56 @@ async def cancel_job(message: Message, arg: str, services: Services, is_admin: b
         raise BadInput("Usage: /cancel JOB, with the job's number from /jobs.")
     job = await services.jobs.cancel(int(arg))
     if job.status is JobStatus.RUNNING:
-        await message.answer(f"Job {job.id} will stop at its next progress report.", parse_mode=None)
+        await message.answer(f"Job {job.id} is stopping (within a few seconds); what serves now keeps serving.",
+                             parse_mode=None)
     else:
         await message.answer(describe(job), parse_mode=None)
+
+
+# ---- versions: list, restore, rename, delete, retry ----
+
+_KIND_USAGE = "voice or avatar"
+
+
+async def versions(message: Message, services: Services) -> None:
+    listed = await lifecycle.entries(services)
+    text = "\n".join(lifecycle.describe(e) for e in listed) if listed else "No voices or avatars yet."
+    await message.answer(text, parse_mode=None)
+
+
+async def restore(message: Message, command: CommandObject, services: Services) -> None:
+    kind, name, version = _args(command, 3, f"/restore {_KIND_USAGE} NAME VERSION (e.g. /restore voice anna v1)")
+    digits = version.lower().removeprefix("v")
+    if not digits.isdigit():
+        raise BadInput("A version is a number like 1 or v1; /versions lists them.")
+    await message.answer(await lifecycle.restore(services, kind, name, int(digits)) + ".", parse_mode=None)
+
+
+async def rename(message: Message, command: CommandObject, services: Services) -> None:
+    kind, old, new = _args(command, 3, f"/rename {_KIND_USAGE} NAME NEW_NAME")
+    await message.answer(await lifecycle.rename(services, kind, old, new) + ".", parse_mode=None)
+
+
+async def delete(message: Message, command: CommandObject, services: Services) -> None:
+    kind, name = _args(command, 2, f"/delete {_KIND_USAGE} NAME")
+    await message.answer(await lifecycle.delete(services, kind, name) + ".", parse_mode=None)
+
+
+async def retry(message: Message, command: CommandObject, services: Services, statuses: JobStatusMessages) -> None:
+    (arg,) = _args(command, 1, "/retry JOB, with a failed or cancelled job's number from /jobs or /versions")
+    if not arg.isdigit():
+        raise BadInput("Usage: /retry JOB, with the job's number from /jobs.")
+    job = await lifecycle.retry(services, int(arg))
+    await message.answer(f"{job.kind.capitalize()} '{job.target}': training again as job {job.id}; "
+                         "what serves now keeps serving until it is done.", parse_mode=None)
+    statuses.follow(message.chat.id, job)
+
+
+def _args(command: CommandObject, count: int, usage: str) -> list[str]:
+    words = (command.args or "").split()
+    if len(words) != count:
+        raise BadInput(f"Usage: {usage}.")
+    return words
 
 
 async def allow(message: Message, command: CommandObject, access: AccessPolicy) -> None:
@@ -219,6 +269,11 @@ def make_router() -> Router:
     router.message.register(abort, Collecting.voice_clips, Command("abort"))
     router.message.register(abort, Collecting.avatar_video, Command("abort"))
     router.message.register(jobs, Command("jobs"))
+    router.message.register(versions, Command("versions"))
+    router.message.register(restore, Command("restore"))
+    router.message.register(rename, Command("rename"))
+    router.message.register(delete, Command("delete"))
+    router.message.register(retry, Command("retry"))
     router.message.register(allow, Command("allow"))
     router.message.register(deny, Command("deny"))
     router.message.register(stats, Command("stats"))

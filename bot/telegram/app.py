@@ -13,21 +13,24 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.utils.token import TokenValidationError
 from aiogram.exceptions import TelegramConflictError, TelegramNetworkError, TelegramUnauthorizedError
 from aiohttp import web
 
 from bot.common.access import AccessPolicy
 from bot.common.dialogue import Dialogue
-from bot.common.ratelimit import RateLimiter
+from bot.common.ratelimit import RateLimiter, error_replies
 from bot.common.userqueue import UserQueue
 from bot.settings import Settings
-from bot.telegram import admin, errors, talk, user_commands
+from bot.startup import StartupError
+from bot.telegram import admin, errors, rvc_admin, talk, user_commands
 from bot.telegram.answer import Answerer
 from bot.telegram.delivery import Delivery
 from bot.telegram.fsm_storage import ChatSettingsStorage
 from bot.telegram.job_status import JobStatusMessages
 from bot.telegram.middlewares import AccessMiddleware, RateLimitMiddleware, TouchMiddleware
 from bot.telegram.polling import Poller
+from bot.telegram.sending import SendRetries
 from bot.telegram.webhook import make_app, webhook_secret
 from bot.wiring import Services
 from core.errors import DoppelError
@@ -36,18 +39,18 @@ from storage.users import HandledUpdates
 log = logging.getLogger(__name__)
 
 
-class MissingToken(DoppelError):
-    code = "missing_token"
-    default_message = "Set DOPPEL_TELEGRAM_TOKEN (in .env) to the token @BotFather gave you."
-
-
 def build_bot(settings: Settings) -> Bot:
     token = settings.telegram_token.get_secret_value()
     if not token:
-        raise MissingToken()
+        raise StartupError("not set; put the token @BotFather gave you in .env", setting="DOPPEL_TELEGRAM_TOKEN",
+                           section="Telegram")
     api = TelegramAPIServer.from_base(settings.telegram_api_url, is_local=settings.telegram_api_local)
-    # no default parse_mode: answers go out as plain text, so nothing a model writes can break Markdown parsing
-    return Bot(token, session=AiohttpSession(api=api), default=DefaultBotProperties(parse_mode=None))
+    try:
+        # no default parse_mode: answers go out as plain text, so nothing a model writes can break Markdown parsing
+        return Bot(token, session=AiohttpSession(api=api), default=DefaultBotProperties(parse_mode=None))
+    except TokenValidationError:
+        raise StartupError("this is not a bot token (they look like 123456:ABC-...)", setting="DOPPEL_TELEGRAM_TOKEN",
+                           section="Telegram") from None
 
 
 def build_dispatcher(services: Services, bot: Bot) -> Dispatcher:
@@ -57,7 +60,7 @@ def build_dispatcher(services: Services, bot: Bot) -> Dispatcher:
     queue = UserQueue(max_waiting=settings.telegram_max_waiting, max_running=settings.telegram_replies_at_once or None)
     dialogue = Dialogue(services)
     dp.workflow_data.update(
-        services=services, dialogue=dialogue, access=access, queue=queue,
+        services=services, dialogue=dialogue, access=access, queue=queue, error_replies=error_replies(),
         answerer=Answerer(services, dialogue, queue),
         statuses=JobStatusMessages(bot, services.jobs, settings.telegram_progress_interval),
     )
@@ -65,7 +68,8 @@ def build_dispatcher(services: Services, bot: Bot) -> Dispatcher:
     dp.message.middleware(RateLimitMiddleware(RateLimiter(settings.rate_limit_per_minute)))
     dp.message.middleware(TouchMiddleware(services.users))
     # routers are made per dispatcher (an aiogram router joins one parent), so tests and the benchmark can run several bots
-    dp.include_routers(errors.make_router(), admin.make_router(), user_commands.make_router(), talk.make_router())
+    dp.include_routers(errors.make_router(), admin.make_router(), rvc_admin.make_router(), user_commands.make_router(),
+                       talk.make_router())
     return dp
 
 
@@ -75,8 +79,10 @@ class TelegramBot:
     def __init__(self, services: Services, bot: Bot | None = None) -> None:
         self.services = services
         self.bot = bot or build_bot(services.settings)
+        self.sends = SendRetries()
+        self.bot.session.middleware(self.sends)
         self.dispatcher = build_dispatcher(services, self.bot)
-        self.delivery = Delivery(self.bot, self.dispatcher, HandledUpdates(services.sessions, "telegram"))
+        self.delivery = Delivery(self.bot, self.dispatcher, HandledUpdates(services.sessions, "telegram"), sends=self.sends)
         self.stop_event = asyncio.Event()
 
     @property
@@ -104,9 +110,10 @@ class TelegramBot:
         try:
             me = await self.bot.me()
         except TelegramUnauthorizedError:
-            raise DoppelError("Telegram rejected the bot token: check DOPPEL_TELEGRAM_TOKEN.") from None
+            raise StartupError("Telegram rejected the bot token", setting="DOPPEL_TELEGRAM_TOKEN", section="Telegram") from None
         except TelegramNetworkError as exc:
-            raise DoppelError(f"Could not reach the Telegram Bot API at {settings.telegram_api_url}: {exc.message}") from None
+            raise StartupError(f"could not reach the Telegram Bot API at {settings.telegram_api_url}: {exc.message}",
+                               setting="DOPPEL_TELEGRAM_API_URL", section="Telegram") from None
         log.info("Telegram bot @%s on %s", me.username, settings.telegram_api_url)
 
     async def _run_polling(self) -> None:

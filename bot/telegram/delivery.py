@@ -13,17 +13,20 @@ from aiogram import Bot, Dispatcher
 from aiogram.types import Update
 
 from bot.telegram.errors import RETRYABLE
+from bot.telegram.sending import SendRetries, current_update
 from storage.users import HandledUpdates
 
 log = logging.getLogger(__name__)
 
 
 class Delivery:
-    def __init__(self, bot: Bot, dispatcher: Dispatcher, handled: HandledUpdates, *, max_attempts: int = 3) -> None:
+    def __init__(self, bot: Bot, dispatcher: Dispatcher, handled: HandledUpdates, *, max_attempts: int = 3,
+                 sends: SendRetries | None = None) -> None:
         self.bot = bot
         self.dispatcher = dispatcher
         self.handled = handled
         self.max_attempts = max_attempts
+        self.sends = sends
         self.in_flight: dict[int, asyncio.Task] = {}
         self.retry: set[int] = set()  # failed for a passing reason: must be delivered again, so not acknowledged
         self._attempts: dict[int, int] = {}
@@ -45,12 +48,17 @@ class Delivery:
         """True once the update is handled for good; False if it should be delivered again."""
         if await self.handled.seen(update.update_id):
             return True
+        current_update.set(update.update_id)
         try:
             await self.dispatcher.feed_update(self.bot, update)
         except RETRYABLE as exc:
             attempts = self._attempts.get(update.update_id, 0) + 1
             self._attempts[update.update_id] = attempts
-            if attempts < self.max_attempts:
+            if self.sends is not None and self.sends.has_delivered(update.update_id):
+                # part of the answer is already with the user: handling it again would make a second, different one
+                log.error("update %s: a send failed after its retries, with part of the answer delivered: %s",
+                          update.update_id, exc)
+            elif attempts < self.max_attempts:
                 log.warning("update %s: Telegram unreachable (%s); will retry", update.update_id, exc)
                 self.retry.add(update.update_id)
                 return False
@@ -59,6 +67,8 @@ class Delivery:
             # a bug, not a crash: answering it again would fail again, so it is recorded as done
             log.exception("update %s failed", update.update_id)
         self._attempts.pop(update.update_id, None)
+        if self.sends is not None:
+            self.sends.forget(update.update_id)
         await self.handled.mark(update.update_id)
         return True
 

@@ -8,6 +8,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramR
 from aiogram.filters import ExceptionTypeFilter
 from aiogram.types import ErrorEvent
 
+from bot.common.ratelimit import RateLimiter
 from bot.common.userqueue import ReplyCancelled
 from core.errors import DoppelError
 
@@ -18,28 +19,31 @@ log = logging.getLogger(__name__)
 RETRYABLE = (TelegramNetworkError, TelegramServerError, TelegramRetryAfter)
 
 
-async def cancelled(event: ErrorEvent) -> None:
-    await _tell(event, "Stopped your reply.")
+async def cancelled(event: ErrorEvent, error_replies: RateLimiter) -> None:
+    await _tell(event, "Stopped your reply.", error_replies)
 
 
-async def doppel_error(event: ErrorEvent) -> None:
+async def doppel_error(event: ErrorEvent, error_replies: RateLimiter) -> None:
     exc = event.exception
     assert isinstance(exc, DoppelError)
     if exc.detail:
         log.info("update %s: %s (%s)", event.update.update_id, exc.code, exc.detail)
-    await _tell(event, exc.message)
+    await _tell(event, exc.message, error_replies)
 
 
-async def unexpected(event: ErrorEvent) -> None:
+async def unexpected(event: ErrorEvent, error_replies: RateLimiter) -> None:
     if isinstance(event.exception, RETRYABLE):
         raise event.exception
     log.error("update %s failed", event.update.update_id, exc_info=event.exception)
-    await _tell(event, DoppelError.default_message)
+    await _tell(event, DoppelError.default_message, error_replies)
 
 
-async def _tell(event: ErrorEvent, text: str) -> None:
+async def _tell(event: ErrorEvent, text: str, error_replies: RateLimiter) -> None:
     message = event.update.message
     if message is None:
+        return
+    if not error_replies.allow(f"tg:{message.chat.id}"):
+        log.info("chat %s: error reply held back (too many at once): %s", message.chat.id, text)
         return
     try:
         await message.answer(text, parse_mode=None)

@@ -17,9 +17,10 @@ from bot.telegram.delivery import Delivery
 
 log = logging.getLogger(__name__)
 
-# while some updates are in flight, Telegram answers getUpdates at once (they are still unacknowledged);
-# this pause keeps that from spinning, and bounds how long a new message waits to be picked up
-BUSY_POLL_SECONDS = 0.25
+# while some updates are in flight, Telegram answers getUpdates at once (they are still unacknowledged), so a
+# long poll is impossible: between two polls the loop waits this long, or until an answer finishes. It bounds
+# how long another user's new message waits to be picked up while the bot is busy.
+BUSY_POLL_SECONDS = 1.0
 
 
 class Poller:
@@ -28,6 +29,8 @@ class Poller:
         self.timeout = timeout
         self.allowed_updates = allowed_updates
         self._highest: int | None = None  # the newest update id seen in this run
+        # handled in this run but still handed out again, because an older update in flight holds the offset back
+        self._finished: set[int] = set()
 
     def _offset(self) -> int | None:
         unfinished = self.delivery.unfinished()
@@ -59,13 +62,21 @@ class Poller:
             fresh = 0
             for update in updates:
                 self._highest = max(self._highest or 0, update.update_id)
-                if update.update_id in self.delivery.in_flight:
+                if update.update_id in self.delivery.in_flight or update.update_id in self._finished:
                     continue
-                self.delivery.start(update)
+                self.delivery.start(update).add_done_callback(
+                    lambda task, uid=update.update_id: self._finish(uid, task))
                 fresh += 1
+            offset = self._offset()
+            self._finished = {uid for uid in self._finished if offset is None or uid >= offset}
             if self.delivery.in_flight and not fresh:
                 await self._wait_for_progress(stop)
         await self.acknowledge()
+
+    def _finish(self, update_id: int, task: asyncio.Task) -> None:
+        # an update to be delivered again (a passing failure) is left to be handed out again; a done one is not
+        if not task.cancelled() and task.exception() is None and update_id not in self.delivery.retry:
+            self._finished.add(update_id)
 
     async def _wait_for_progress(self, stop: asyncio.Event) -> None:
         tasks = list(self.delivery.in_flight.values())

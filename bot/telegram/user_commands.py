@@ -12,6 +12,7 @@ from bot.common.userqueue import UserQueue
 from bot.telegram.answer import chat_key, user_key
 from bot.wiring import Services
 from core.errors import BadInput
+from core.languages import UnknownLanguage, is_known
 from core.types import ConversationKey
 
 
@@ -30,6 +31,7 @@ ADMIN_HELP = """
 
 Admin:
 /add_voice NAME – reply to a recording, or send recordings after it and finish with /done
+/add_rvc NAME [pitch=N] – then an RVC model (.pth, and its .index) as files, then /done
 /train_avatar NAME – reply to a video (trained) or a photo (ready at once), or send one after it
 /jobs – training jobs
 /cancel JOB – stop a training job
@@ -115,8 +117,11 @@ async def language(message: Message, command: CommandObject, services: Services)
         await message.answer(f"I expect you to speak '{current}'. /language CODE changes it (en, fr, es ... or auto).",
                              parse_mode=None)
         return
-    if code != "auto" and not (code.isalpha() and 2 <= len(code) <= 3):
-        raise BadInput("A language is a code like en, fr or es, or auto.")
+    expected = services.settings.languages
+    if code != "auto" and not is_known(code):
+        raise UnknownLanguage(code)
+    if code != "auto" and expected and code not in expected:
+        raise BadInput(f"Here I speak {', '.join(expected)}; choose one of them, or auto.")
     await services.chats.set(chat, language=code)
     await message.answer(f"Language set to '{code}'.", parse_mode=None)
 

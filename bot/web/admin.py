@@ -13,10 +13,12 @@ from starlette.routing import Route
 
 from bot.common.avatars import ENGINES as AVATAR_ENGINES
 from bot.common.avatars import add_photo_avatar, list_avatars, submit_avatar_training
-from bot.common.voices import add_voice, edit_transcript, quality_summary, voice_state
+from bot.common import lifecycle
+from bot.common.voices import add_voice, edit_transcript, quality_summary
 from bot.web.context import SSE_HEADERS, WebContext, back_with_notice, sse
-from bot.web.security import CsrfRejected, LoginThrottled, admin_only, check_csrf, log_in, log_out, password_matches
-from bot.web.uploads import AUDIO, PHOTO, VIDEO, read_form, take_file, take_files
+from bot.web.security import (CsrfRejected, address_key, LoginThrottled, admin_only, check_csrf, log_in, log_out, login_throttle_key,
+                               password_matches)
+from bot.web.uploads import AUDIO, PHOTO, VIDEO, read_form, save_files, take_file, upload_folder
 from core.errors import BadInput, UnknownVoice
 from core.types import Job, VoiceEngine
 
@@ -35,6 +37,7 @@ def job_view(job: Job) -> dict:
 class AdminPages:
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx
+        ctx.templates.env.globals["describe"] = lifecycle.describe
 
     def routes(self) -> list[Route]:
         return [
@@ -52,6 +55,9 @@ class AdminPages:
             Route("/admin/jobs", admin_only(self.jobs)),
             Route("/admin/jobs/events", admin_only(self.job_events)),
             Route("/admin/jobs/{job_id:int}/cancel", admin_only(self.cancel_job), methods=["POST"]),
+            Route("/admin/jobs/{job_id:int}/retry", admin_only(self.retry_job), methods=["POST"]),
+            Route("/admin/voices/manage/{name}/{action}", admin_only(self.manage), methods=["POST"]),
+            Route("/admin/avatars/manage/{name}/{action}", admin_only(self.manage), methods=["POST"]),
             Route("/admin/personas", admin_only(self.personas)),
             Route("/admin/users", admin_only(self.users)),
             Route("/admin/users/allowed", admin_only(self.set_allowed), methods=["POST"]),
@@ -68,7 +74,7 @@ class AdminPages:
 
     async def login(self, request: Request) -> Response:
         form = await request.form(max_files=0)
-        client = request.client.host if request.client else "?"
+        client = login_throttle_key(request)
         try:
             check_csrf(request, form)
             self.ctx.throttle.check(client)
@@ -100,23 +106,25 @@ class AdminPages:
     async def voices(self, request: Request) -> Response:
         voices = await self.services.voices.list()
         clips = {v.name: await self.services.voices.clips(v.name) for v in voices}
-        return self.ctx.render(request, "admin_voices.html", section="voices", voices=voices, clips=clips,
-                               states={v.name: voice_state(v) for v in voices},
+        life = {e.name: e for e in await lifecycle.entries(self.services, "voice")}
+        return self.ctx.render(request, "admin_voices.html", section="voices", voices=voices, clips=clips, life=life,
                                quality={v.name: quality_summary(v) for v in voices},
                                engines=[e.value for e in VoiceEngine],
-                               max_mb=self.services.settings.web_max_audio_bytes // (1024 * 1024))
+                               max_mb=self.services.settings.web_max_audio_bytes // (1024 * 1024),
+                               model_mb=self.services.settings.web_max_model_bytes // (1024 * 1024))
 
     async def add_voice(self, request: Request) -> Response:
         limit = self.services.settings.web_max_audio_bytes
         form = await read_form(request, limit, files=_MAX_VOICE_CLIPS)
-        files = await take_files(form, "clips", AUDIO, limit)
         try:
             engine = VoiceEngine(str(form.get("engine") or "lite"))
         except ValueError:
             raise BadInput("Choose one of the listed voice engines.") from None
         given = str(form.get("transcript") or "").strip()
-        added = await add_voice(self.services, str(form.get("name") or "").strip(), files,
-                                [given] * len(files) if given else None, engine=engine)
+        async with upload_folder(self.services.settings.data_dir) as folder:
+            files = await save_files(form, "clips", AUDIO, limit, folder)
+            added = await add_voice(self.services, str(form.get("name") or "").strip(), files,
+                                    [given] * len(files) if given else None, engine=engine)
         job = f"; training job {added.job.id} queued" if added.job else ""
         return back_with_notice(request, f"Voice '{added.name}': {len(added.clips)} clip(s), {added.seconds:.1f} s{job}.",
                      f"/admin/voices#voice-{added.name}")
@@ -138,16 +146,18 @@ class AdminPages:
 
     async def avatars(self, request: Request) -> Response:
         jobs = [job_view(j) for j in await self.services.jobs.list() if j.kind == "avatar"]
-        return self.ctx.render(request, "admin_avatars.html", section="avatars", jobs=jobs, engines=AVATAR_ENGINES,
+        life = {e.name: e for e in await lifecycle.entries(self.services, "avatar")}
+        return self.ctx.render(request, "admin_avatars.html", section="avatars", jobs=jobs, engines=AVATAR_ENGINES, life=life,
                                avatars=await list_avatars(self.services), photo_mb=_MAX_PHOTO_BYTES // (1024 * 1024),
                                max_mb=self.services.settings.web_max_video_bytes // (1024 * 1024))
 
     async def add_avatar(self, request: Request) -> Response:
         limit = self.services.settings.web_max_video_bytes
         form = await read_form(request, limit)
-        filename, video = await take_file(form, "video", VIDEO, limit)  # type: ignore[misc]
-        job = await submit_avatar_training(self.services, str(form.get("name") or "").strip(), video, filename,
-                                           engine=str(form.get("engine") or "lite"))
+        async with upload_folder(self.services.settings.data_dir) as folder:
+            [(filename, video)] = await save_files(form, "video", VIDEO, limit, folder)
+            job = await submit_avatar_training(self.services, str(form.get("name") or "").strip(), video, filename,
+                                               engine=str(form.get("engine") or "lite"))
         return back_with_notice(request, f"Avatar '{job.target}': training job {job.id} queued.", "/admin/avatars")
 
     async def add_photo(self, request: Request) -> Response:
@@ -180,8 +190,34 @@ class AdminPages:
     async def cancel_job(self, request: Request) -> Response:
         check_csrf(request, await request.form(max_files=0))
         job = await self.services.jobs.cancel(request.path_params["job_id"])
-        note = "cancelled" if job.status.finished else "asked to stop; it stops at its next progress report"
+        note = "cancelled" if job.status.finished else "stopping (within a few seconds)"
         return back_with_notice(request, f"Job {job.id} ({job.kind} '{job.target}'): {note}.", _safe_next(request.headers.get("referer")))
+
+    async def retry_job(self, request: Request) -> Response:
+        check_csrf(request, await request.form(max_files=0))
+        job = await lifecycle.retry(self.services, request.path_params["job_id"])
+        return back_with_notice(request, f"{job.kind.capitalize()} '{job.target}': training queued again as job {job.id}.",
+                                _safe_next(request.headers.get("referer")))
+
+    async def manage(self, request: Request) -> Response:
+        """Delete, restore or rename a voice or an avatar (its kind, name and the action are in the path)."""
+        form = await request.form(max_files=0)
+        check_csrf(request, form)
+        name, action = request.path_params["name"], request.path_params["action"]
+        kind = "voice" if request.url.path.startswith("/admin/voices/") else "avatar"
+        page = f"/admin/{kind}s"
+        if action == "delete":
+            note = await lifecycle.delete(self.services, kind, name)
+        elif action == "restore":
+            text = str(form.get("version") or "").lower().removeprefix("v")
+            if not text.isdigit():
+                raise BadInput("Choose a version to restore.")
+            note = await lifecycle.restore(self.services, kind, name, int(text))
+        elif action == "rename":
+            note = await lifecycle.rename(self.services, kind, name, str(form.get("new_name") or "").strip())
+        else:
+            raise BadInput(f"Unknown action '{action}'.")
+        return back_with_notice(request, note[0].upper() + note[1:] + ".", page)
 
     # ---- personas and users ----
 
@@ -201,7 +237,14 @@ class AdminPages:
             raise BadInput("There is no such user.")
         allowed = form.get("allowed") == "1"
         await self.services.users.set_allowed(user_id, allowed)
-        return back_with_notice(request, f"{user_id} is now {'allowed' if allowed else 'denied'}.")
+        also = ""
+        if user_id.startswith("web:"):
+            # a web visitor can drop their cookie: the decision holds for the address they came from too
+            address = (await self.services.chats.get(user_id)).settings.get("address")
+            if address and (not allowed or await self.services.users.get(address_key(address)) is not None):
+                await self.services.users.set_allowed(address_key(address), allowed)
+                also = f" (and their address {address})"
+        return back_with_notice(request, f"{user_id} is now {'allowed' if allowed else 'denied'}{also}.")
 
 
 def _safe_next(target: str | None) -> str:

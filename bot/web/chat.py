@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import AsyncIterator
+import secrets
+from contextlib import aclosing
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from adapters.media import encode_wav
@@ -14,11 +16,15 @@ from bot.common.access import AccessPolicy
 from bot.common.avatars import list_avatars
 from bot.common.dialogue import Incoming
 from bot.common.ratelimit import RateLimiter
-from bot.web.context import SSE_HEADERS, WebContext, back_with_notice, sse
-from bot.web.security import check_csrf, session_id, web_user
+from bot.common.replies import ReplyAssembler
+from bot.common.slots import ReplySlots, Ticket, busy_note
+from bot.web.context import SSE_HEADERS, WebContext, back_with_notice, sse, web_message
+from bot.web.security import address_key, check_csrf, client_address, session_id, web_user
+from bot.web.turns import TURN_ID, Turn, TurnBook
 from bot.web.uploads import AUDIO, read_form, take_file
 from core.errors import BadInput, DoppelError, NotAllowed, UnknownAvatar, VoiceNotReady
-from core.types import AudioFrame, ConversationKey, Frame, NoteFrame, ReplyDone, SentenceFrame, TranscriptFrame, VideoFrame
+from core.types import (AudioFrame, ConversationKey, Frame, NoteFrame, ReplyDone, SentenceFrame, SpeechDone,
+                        TranscriptFrame, VideoFrame)
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +39,17 @@ class ChatPages:
         # the same rules as the bots: an admin's deny holds here too, and a closed bot (an allowlist) stays closed
         self.access = AccessPolicy(settings, ctx.services.users, "web")
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.per_address = RateLimiter(settings.web_rate_limit_per_address)
+        # five new visitors from one address at once, then one every five minutes
+        self.new_visitors = RateLimiter(0.2, burst=5)
+        self.slots = ReplySlots(settings.web_replies_at_once, settings.web_max_in_line)
+        self.turns = TurnBook()
 
     def routes(self) -> list[Route]:
         return [
             Route("/", self.page),
             Route("/chat/turn", self.turn, methods=["POST"]),
+            Route("/chat/turn/{turn_id}", self.resume),
             Route("/chat/forget", self.forget, methods=["POST"]),
             Route("/chat/settings", self.choose, methods=["POST"]),
             Route("/media/{key}", self.media),
@@ -74,45 +86,88 @@ class ChatPages:
         return back_with_notice(request, f"Answering as '{persona.name}' in {said}{shown}.")
 
     async def turn(self, request: Request) -> Response:
+        """A new turn, or (the same turn id posted again) the one already made: it is joined, never made twice."""
         limit = self.ctx.services.settings.web_max_audio_bytes
         form = await read_form(request, limit)
-        upload = await take_file(form, "audio", AUDIO, limit, required=False)
+        user = web_user(request)
+        turn_id = str(form.get("turn") or "") or secrets.token_urlsafe(12)
+        if not TURN_ID.match(turn_id):
+            raise BadInput("That turn id is not one this page makes.")
+        turn = self.turns.get(user, turn_id)
+        if turn is None:
+            turn = await self._start(request, form, user, turn_id)
+        return await self._stream(turn, 0)
+
+    async def resume(self, request: Request) -> Response:
+        """The rest of a turn, for a page whose connection dropped: from the event after the last it read."""
+        turn = self.turns.get(web_user(request), request.path_params["turn_id"])
+        if turn is None:
+            return JSONResponse({"code": "unknown_turn", "message": "That answer is no longer available."}, status_code=404)
+        after = request.query_params.get("after", "0")
+        return await self._stream(turn, int(after) if after.isdigit() else 0)
+
+    async def _start(self, request: Request, form: FormData, user: str, turn_id: str) -> Turn:
+        upload = await take_file(form, "audio", AUDIO, self.ctx.services.settings.web_max_audio_bytes, required=False)
         text = str(form.get("text") or "").strip()
         if upload is None and not text:
             raise BadInput("Record or upload a voice message, or type something.")
-        user = web_user(request)
-        if not (await self.access.decide(session_id(request))).allowed:  # type: ignore[arg-type]
-            raise NotAllowed()
-        self.limiter.check(user)
+        address = client_address(request)
+        await self._admit(request, user, address)
+        await self._remember_address(user, address)
         speak = form.get("speak", "1") != "0"
         msg = Incoming(user_id=user, chat_id=user, audio=upload[1] if upload else None,
-                       text=None if upload else text, display_name="web visitor")
-        frames = self.ctx.dialogue.reply(msg, speak=speak).__aiter__()
-        # wait for the first frame here: a bad recording or an unready voice is refused with a plain
-        # error response instead of a stream that opens and fails at once
-        try:
-            first = await frames.__anext__()
-        except BaseException:
-            await frames.aclose()
-            raise
-        return StreamingResponse(self._events(user, first, frames), media_type="text/event-stream", headers=SSE_HEADERS)
+                       text=None if upload else text, display_name=f"web visitor from {address}")
+        ticket = self.slots.join()  # Busy when the line is full: refused now, not after minutes
+        return self.turns.start(user, turn_id, lambda turn: self._produce(turn, ticket, msg, speak))
 
-    async def _events(self, user: str, first: Frame, frames: AsyncIterator[Frame]) -> AsyncIterator[bytes]:
+    async def _admit(self, request: Request, user: str, address: str) -> None:
+        """The same access rules as the bots, held by the client's address too, since a cookie can be dropped."""
+        users = self.ctx.services.users
+        if not (await self.access.decide(session_id(request))).allowed:  # type: ignore[arg-type]
+            raise NotAllowed()
+        by_address = await users.get(address_key(address))
+        if by_address is not None and not by_address.allowed:
+            raise NotAllowed()
+        self.per_address.check(address)
+        self.limiter.check(user)
+        if await users.get(user) is None:
+            # each new cookie becomes a stored user: a client dropping its cookie every time gets only a few
+            self.new_visitors.check(address)
+
+    async def _remember_address(self, user: str, address: str) -> None:
+        # where an admin's Deny of this visitor reaches: their address as well as their cookie
+        chats = self.ctx.services.chats
+        if (await chats.get(user)).settings.get("address") != address:
+            await chats.set(user, address=address)
+
+    async def _stream(self, turn: Turn, after: int) -> Response:
+        # wait for the first event: a bad recording or an unready voice is refused with a plain error
+        # response instead of a stream that opens and fails at once
+        await self.turns.first_event(turn)
+        if after == 0 and turn.error is not None and len(turn.events) == 1:
+            raise turn.error
+        return StreamingResponse(self.turns.follow(turn, after), media_type="text/event-stream",
+                                 headers={**SSE_HEADERS, "X-Turn-Id": turn.id})
+
+    async def _produce(self, turn: Turn, ticket: Ticket, msg: Incoming, speak: bool) -> None:
         try:
-            yield self._event(user, first)
-            async for frame in frames:
-                yield self._event(user, frame)
+            async for place in ticket.places():
+                turn.add(sse("queued", {"place": place, "message": busy_note(place)}))
+            reply = ReplyAssembler()
+            async with aclosing(self.ctx.dialogue.reply(msg, speak=speak)) as frames:
+                async for frame in frames:
+                    reply.feed(frame)
+                    turn.add(self._event(msg.user_id, frame, reply))
         except DoppelError as exc:
             log.info("web turn failed: %s (%s)", exc.code, exc.detail)
-            yield sse("failed", {"code": exc.code, "message": exc.message})
+            turn.fail(exc, sse("failed", {"code": exc.code, "message": web_message(exc)}))
         except Exception:
             log.exception("web turn crashed")
-            yield sse("failed", {"code": "error", "message": DoppelError.default_message})
+            turn.fail(DoppelError(), sse("failed", {"code": "error", "message": DoppelError.default_message}))
         finally:
-            # a closed tab cancels the rest of the reply
-            await frames.aclose()  # type: ignore[attr-defined]
+            ticket.leave()
 
-    def _event(self, user: str, frame: Frame) -> bytes:
+    def _event(self, user: str, frame: Frame, reply: ReplyAssembler) -> bytes:
         if isinstance(frame, TranscriptFrame):
             t = frame.transcript
             return sse("transcript", {"text": t.text, "language": t.language, "seconds": round(t.audio_seconds, 2)})
@@ -122,6 +177,13 @@ class ChatPages:
             # WAV: every browser plays it, and it costs no encoding time on the reply's critical path
             key = self.ctx.media.put(encode_wav(frame.audio), "audio/wav", user)
             return sse("audio", {"index": frame.index, "url": f"/media/{key}", "seconds": round(frame.audio.seconds, 2)})
+        if isinstance(frame, SpeechDone):
+            if not reply.has_speech:
+                return b": no speech\n\n"
+            # the parts joined, for one player per answer once the parts have played
+            speech = reply.speech()
+            key = self.ctx.media.put(encode_wav(speech), "audio/wav", user)
+            return sse("speech", {"url": f"/media/{key}", "seconds": round(speech.seconds, 2)})
         if isinstance(frame, VideoFrame):
             key = self.ctx.media.put(frame.mp4, "video/mp4", user)
             return sse("video", {"url": f"/media/{key}", "seconds": round(frame.seconds, 2)})

@@ -11,8 +11,9 @@ from starlette.templating import Jinja2Templates
 
 from bot.common.dialogue import Dialogue
 from bot.web.media import MediaStore
-from bot.web.security import LoginThrottle, csrf_token, is_admin
+from bot.web.security import LoginThrottle, Network, csrf_token, is_admin
 from bot.wiring import Services
+from core.errors import DoppelError, UnknownVoice
 
 HERE = Path(__file__).resolve().parent
 
@@ -24,12 +25,24 @@ class WebContext:
     media: MediaStore = field(default_factory=MediaStore)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     job_poll_seconds: float = 1.0
+    proxies: tuple[Network, ...] = ()  # whose X-Forwarded-For and X-Forwarded-Proto are believed
     templates: Jinja2Templates = field(default_factory=lambda: Jinja2Templates(directory=str(HERE / "templates")))
 
     def render(self, request: Request, name: str, status_code: int = 200, **values: object) -> Response:
-        values.setdefault("flash", request.session.pop("flash", None))
+        # an upload's page loaded by its script only to follow the redirect: the browser opens it next, keep the notice
+        peek = request.headers.get("x-doppel-upload") == "1"
+        take = request.session.get if peek else request.session.pop
+        values.setdefault("flash", take("flash", None))
+        values.setdefault("flash_error", take("flash_error", False))
         values.update(csrf=csrf_token(request), admin=is_admin(request))
         return self.templates.TemplateResponse(request, name, values, status_code=status_code)
+
+
+def web_message(exc: DoppelError) -> str:
+    """The error's message in the page's words: the bots' ones name their commands, the page has menus."""
+    if isinstance(exc, UnknownVoice):
+        return f"There is no voice called '{exc.voice}'. Choose one of the voices under the message box."
+    return exc.message
 
 
 def sse(event: str, data: object) -> bytes:
@@ -46,7 +59,9 @@ def section_of(path: str) -> str:
     return "/" + "/".join(parts[:2]) if len(parts) >= 2 and parts[0] == "admin" else "/"
 
 
-def back_with_notice(request: Request, message: str, to: str | None = None) -> Response:
-    """After a form post: back to its page, with one line saying what happened (post/redirect/get)."""
+def back_with_notice(request: Request, message: str, to: str | None = None, *, error: bool = False) -> Response:
+    """After a form post: back to its page, with one line saying what happened (post/redirect/get); an error's
+    line is shown as one."""
     request.session["flash"] = message
+    request.session["flash_error"] = error
     return RedirectResponse(to or section_of(request.url.path), status_code=303)

@@ -35,12 +35,12 @@ def save(folder: Path, model: LipSync, idle: list[np.ndarray], prepared: Prepare
 
 class Loaded:
     def __init__(self, folder: Path, device: torch.device) -> None:
-        blob = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=False)
+        blob = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True)
         self.config = LiteConfig(**blob["config"])
         self.model = LipSync(self.config)
         self.model.load_state_dict(blob["model"])
         self.model.eval().to(device)
-        z = np.load(folder / IDLE_FILE)
+        z = np.load(folder / IDLE_FILE, allow_pickle=False)
         self._jpeg, self._offsets = z["jpeg"], z["offsets"]
         self.boxes = z["boxes"]
         self.fps = int(z["fps"])

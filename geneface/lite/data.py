@@ -179,14 +179,15 @@ class Prepared:
 
     @staticmethod
     def load(path) -> "Prepared":
-        z = np.load(path)
+        z = np.load(path, allow_pickle=False)
         return Prepared(z["crops"], z["windows"], z["boxes"], z["partners"], int(z["size"]))
 
 
-def prepare(footage, size: int, mel_frames: np.ndarray | None = None) -> Prepared:
+def prepare(footage, size: int, mel_frames: np.ndarray | None = None, check=None) -> Prepared:
     """Crops, mel windows and pose partners from a `geneface.intake.Footage` (decoded a second time, frame by frame).
 
-    `mel_frames`: the footage's mel (from `mel()`), when it was computed elsewhere.
+    `mel_frames`: the footage's mel (from `mel()`), when it was computed elsewhere. `check`, when given, is
+    called at every frame and may raise to stop (a cancelled job).
     """
     import torch
 
@@ -200,6 +201,8 @@ def prepare(footage, size: int, mel_frames: np.ndarray | None = None) -> Prepare
         batch.clear()
 
     for frame in footage.frames():
+        if check is not None:
+            check()
         batch.append(frame)
         if len(batch) == 64:
             flush()

@@ -45,7 +45,7 @@ class Trainer:
         self.weight = (1 + 3 * (rows > KEEP_TOP).float())[None, None, :, None]
 
     def load(self, path: str | Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.step = int(state["step"])

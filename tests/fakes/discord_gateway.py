@@ -66,6 +66,7 @@ class Gateway:
         self.current: Session | None = None
         self.log = GatewayLog()
         self.connected = asyncio.Event()
+        self.refused_intents = 0  # intents the application is not granted (privileged ones not enabled in the portal)
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -84,6 +85,9 @@ class Gateway:
             elif op == IDENTIFY:
                 if d.get("token") != self.token:
                     await ws.close(code=4004, message=b"Authentication failed.")
+                    break
+                if int(d.get("intents", 0)) & self.refused_intents:
+                    await ws.close(code=4014, message=b"Disallowed intent(s).")
                     break
                 self.log.identifies += 1
                 session = Session(secrets.token_hex(16), int(d.get("intents", 0)))

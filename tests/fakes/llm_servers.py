@@ -32,6 +32,7 @@ class Reply:
     hold_after: int | None = None  # after this many pieces, wait for `release` before the rest
     release: asyncio.Event | None = None
     abort_after: int | None = None  # after this many pieces, drop the connection mid-answer
+    cut_after: int | None = None  # after this many pieces, end the stream cleanly but with no finish reason (a cut-off answer)
     blocked_prompt: bool = False  # gemini: promptFeedback.blockReason instead of candidates
 
 
@@ -110,6 +111,9 @@ class FakeLLMServer:
             if reply.abort_after is not None and i == reply.abort_after:
                 assert request.transport is not None
                 request.transport.close()
+                return response
+            if reply.cut_after is not None and i == reply.cut_after:
+                await response.write_eof()
                 return response
             if reply.piece_delay:
                 await asyncio.sleep(reply.piece_delay)

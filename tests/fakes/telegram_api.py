@@ -67,6 +67,7 @@ class FakeTelegram:
         self.messages: dict[tuple[int | str, int], dict] = {}
         self.webhook: dict | None = None
         self.held: dict[str, Gate] = {}  # method → gate a test opens
+        self.failures: dict[str, list[tuple[int, int | None]]] = {}  # method → (status, retry_after) to answer next
         self._upload_names: dict[str, str] = {}
         self._update_ids = itertools.count(1000)
         self._message_ids = itertools.count(1)
@@ -196,6 +197,11 @@ class FakeTelegram:
             gate.deliver = deliver
             gate.set()
 
+    def fail(self, method: str, status: int, *, retry_after: int | None = None, times: int = 1) -> None:
+        """Answer the next `times` calls of `method` with an error, as Telegram does under flood control (429 with
+        `parameters.retry_after`) or when it has trouble of its own (5xx); the call has no effect."""
+        self.failures.setdefault(method, []).extend([(status, retry_after)] * times)
+
     def sent_to(self, chat_id: int, *methods: str) -> list[Sent]:
         return [s for s in self.sent if s.chat_id == chat_id and (not methods or s.method in methods)]
 
@@ -234,6 +240,12 @@ class FakeTelegram:
         except ApiError as exc:
             return _error(exc.code, exc.description)
         self.calls.append((method, params))
+        if self.failures.get(method):
+            status, retry_after = self.failures[method].pop(0)
+            if status == 429:
+                return web.json_response({"ok": False, "error_code": 429, "description": f"Too Many Requests: retry after {retry_after}",
+                                          "parameters": {"retry_after": retry_after}}, status=429)
+            return _error(status, "Internal Server Error" if status == 500 else "Bad Gateway")
         gate = self.held.get(method)
         if gate is not None:
             await gate.wait()

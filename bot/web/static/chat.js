@@ -37,7 +37,8 @@
     form.classList.toggle("busy", on);
   }
 
-  // Parts play one after another, each as soon as it arrives and the one before it has finished.
+  // Parts play one after another, each as soon as it arrives and the one before it has finished. They are not
+  // shown: once the answer is spoken, one player holds the whole of it.
   const queue = [];
   let playing = null;
   function enqueue(media) {
@@ -48,7 +49,7 @@
     playing = queue.shift() || null;
     if (!playing) return;
     playing.addEventListener("ended", playNext, { once: true });
-    playing.play().catch(() => playNext()); // autoplay refused: the controls stay for a click
+    playing.play().catch(() => playNext()); // autoplay refused: the whole answer's player stays for a click
   }
 
   function parseEvent(chunk) {
@@ -62,11 +63,19 @@
     return data.length ? { event, data: JSON.parse(data.join("\n")) } : null;
   }
 
+  function status(turn, text) {
+    turn.status.textContent = text;
+    turn.status.hidden = !text;
+  }
+
   function handle(turn, { event, data }) {
-    if (event === "transcript") {
+    if (event === "queued") {
+      status(turn, data.message);
+    } else if (event === "transcript") {
       turn.user.querySelector(".text").textContent = data.text;
       turn.user.classList.remove("pending");
       turn.user.dataset.language = data.language;
+      status(turn, "Thinking…");
     } else if (event === "sentence") {
       const span = document.createElement("span");
       span.className = "sentence";
@@ -74,15 +83,18 @@
       span.textContent = (data.index ? " " : "") + data.text;
       turn.text.append(span);
       turn.bot.classList.remove("pending");
+      status(turn, "");
     } else if (event === "audio") {
+      const part = new Audio(data.url);
+      part.preload = "auto";
+      enqueue(part);
+    } else if (event === "speech") {
       const audio = document.createElement("audio");
       audio.className = "reply-audio";
       audio.controls = true;
       audio.preload = "auto";
-      audio.dataset.index = data.index;
       audio.src = data.url;
       turn.parts.append(audio);
-      enqueue(audio);
     } else if (event === "video") {
       const video = document.createElement("video");
       video.className = "reply-video";
@@ -98,11 +110,46 @@
       note.textContent = data.text;
       turn.bot.append(note);
     } else if (event === "done") {
+      status(turn, "");
       turn.bot.classList.add("done");
       turn.bot.title = Object.entries(data.timings).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(", ");
     } else if (event === "failed") {
       turn.bot.remove();
       showProblem(data.message);
+    }
+  }
+
+  function newTurnId() {
+    const bytes = crypto.getRandomValues(new Uint8Array(12));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  async function errorMessage(response) {
+    let message = `The server answered ${response.status}.`;
+    try { message = (await response.json()).message || message; } catch (_) { /* not JSON */ }
+    return message;
+  }
+
+  // Reads a turn's events; returns how many it has read in all. Throws when the connection drops.
+  async function readEvents(response, turn) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const chunk = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        turn.read += 1; // comments count too: the server numbers every chunk it sends
+        const parsed = parseEvent(chunk);
+        if (parsed) {
+          handle(turn, parsed);
+          if (parsed.event === "done" || parsed.event === "failed") turn.over = true;
+        }
+      }
     }
   }
 
@@ -112,33 +159,35 @@
     setBusy(true);
     const user = bubble("user pending", userText);
     const bot = bubble("bot pending", "");
-    const turn = { user, bot, text: bot.querySelector(".text"), parts: document.createElement("div") };
+    const turn = { id: newTurnId(), user, bot, text: bot.querySelector(".text"), parts: document.createElement("div"),
+                   status: document.createElement("p"), read: 0, over: false };
     turn.parts.className = "parts";
-    bot.append(turn.parts);
+    turn.status.className = "status";
+    status(turn, body.has("audio") ? "Listening…" : "Thinking…");
+    bot.append(turn.status, turn.parts);
     body.append("speak", speak.checked ? "1" : "0");
+    body.append("turn", turn.id);
     try {
       const response = await fetch("/chat/turn", { method: "POST", body, headers: { "X-CSRF-Token": csrf } });
       if (!response.ok) {
-        let message = `The server answered ${response.status}.`;
-        try { message = (await response.json()).message || message; } catch (_) { /* not JSON */ }
         user.remove();
         bot.remove();
-        showProblem(message);
+        showProblem(await errorMessage(response));
         return;
       }
-      const reader = response.body.getReader();
-      const decoder = new TextDecoder();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, { stream: true });
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const parsed = parseEvent(buffer.slice(0, end));
-          buffer = buffer.slice(end + 2);
-          if (parsed) handle(turn, parsed);
+      // A dropped connection loses nothing: the server keeps the turn, and the rest is asked for by its id.
+      let stream = response;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await readEvents(stream, turn);
+          if (turn.over) break;
+        } catch (err) {
+          if (attempt >= 5) throw err;
         }
+        if (turn.over) break;
+        await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+        stream = await fetch(`/chat/turn/${turn.id}?after=${turn.read}`, { headers: { "X-CSRF-Token": csrf } });
+        if (!stream.ok) { bot.remove(); showProblem(await errorMessage(stream)); break; }
       }
     } catch (err) {
       showProblem("The connection to the server was lost. Please try again.");
@@ -150,7 +199,7 @@
 
   function sendAudio(blob, name) {
     if (blob.size > maxBytes) {
-      showProblem(`That file is ${(blob.size / 1e6).toFixed(1)} MB; the limit is ${maxMb} MB.`);
+      showProblem(`That file is ${(blob.size / 1048576).toFixed(1)} MiB; the limit is ${maxMb} MiB.`);
       return;
     }
     const body = new FormData();
@@ -223,6 +272,11 @@
     if ((e.key === " " || e.key === "Enter") && !e.repeat) { e.preventDefault(); holding = true; startRecording(); }
   });
   recordButton.addEventListener("keyup", (e) => { if (e.key === " " || e.key === "Enter") stopRecording(); });
+
+  // forgetting cannot be undone: ask first
+  document.querySelector("form.forget")?.addEventListener("submit", (e) => {
+    if (!window.confirm("Forget this whole conversation? This cannot be undone.")) e.preventDefault();
+  });
 
   // choosing a voice or persona takes effect at once
   const choices = document.getElementById("choices");

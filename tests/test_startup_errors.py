@@ -1,0 +1,109 @@
+"""Mistakes in settings, files and the database end `doppel` with one line naming what to fix, never a traceback,
+and nothing is stored for a reply that could not be delivered."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bot.discord.app import DoppelDiscord, start
+from bot.settings import Settings
+from bot.startup import StartupError
+from bot.wiring import build_services
+from tests.fakes.discord_api import FakeDiscord
+
+BROKEN_PERSONA = 'name = "broken"\nsystem_prompt = "unterminated\n'
+
+
+def doppel(monkeypatch, capsys, where, *args: str, **env: str) -> tuple[int, str]:
+    """`doppel ARGS` as the command line runs it (bot.cli.main), in folder `where` with only these DOPPEL_ settings."""
+    from bot.cli import main
+
+    with monkeypatch.context() as patch:
+        for name in [k for k in os.environ if k.startswith("DOPPEL_")]:
+            patch.delenv(name)
+        patch.setenv("DOPPEL_DATA_DIR", str(where / "var"))
+        for name, value in env.items():
+            patch.setenv(name, value)
+        patch.chdir(where)
+        capsys.readouterr()
+        code = main(list(args))
+    return code, capsys.readouterr().err
+
+
+def _one_line(result: tuple[int, str], *needles: str) -> None:
+    code, err = result
+    err = err.strip()
+    assert code == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err[-1500:]
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_bad_settings_and_files_are_one_line_each(tmp_path, monkeypatch, capsys):
+    personas = tmp_path / "personas"
+    personas.mkdir()
+    (personas / "broken.toml").write_text(BROKEN_PERSONA, encoding="utf-8")
+    (tmp_path / "out").mkdir()
+    cases = [
+        (("reply", "--text", "hi"), {"DOPPEL_LLM_PROVIDER": "gpt5"}, ("DOPPEL_LLM_PROVIDER", "gpt5", "Language models")),
+        (("reply", "--text", "hi"), {"DOPPEL_LLM_FALLBACK": "local,claude"}, ("DOPPEL_LLM_FALLBACK", "claude")),
+        (("reply", "--text", "hi"), {"DOPPEL_VOICE_WORKER": "kubernetes"}, ("DOPPEL_VOICE_WORKER", "Voice cloning")),
+        (("reply", "--text", "hi"), {"DOPPEL_ADMIN_IDS": "12,bob"}, ("DOPPEL_ADMIN_IDS", "Telegram")),
+        (("reply", "--text", "hi"), {"DOPPEL_LOCAL_MODEL_PATH": str(tmp_path / "missing.gguf")},
+         ("DOPPEL_LOCAL_MODEL_PATH", "missing.gguf")),
+        (("reply", "--text", "hi"), {"DOPPEL_PERSONAS_DIR": str(personas)}, ("DOPPEL_PERSONAS_DIR", "broken.toml")),
+        (("reply", "--text", "hi"), {"DOPPEL_PERSONA": "pirate"}, ("DOPPEL_PERSONA", "pirate")),
+        (("reply", "--audio", str(tmp_path / "nowhere.ogg")), {}, ("nowhere.ogg", "no such file")),
+        (("reply", "--audio", str(tmp_path)), {}, ("is a folder",)),
+        (("reply", "--text", "hi", "--out", str(tmp_path / "out")), {}, ("--out", "is a folder")),
+    ]
+    for args, env, needles in cases:
+        _one_line(doppel(monkeypatch, capsys, tmp_path, *args, **env), *needles)
+    # none of those got as far as touching the database
+    assert not (tmp_path / "var" / "doppel.db").exists()
+
+
+@pytest.mark.slow
+def test_a_malformed_telegram_token_is_one_line(tmp_path, monkeypatch, capsys):
+    _one_line(doppel(monkeypatch, capsys, tmp_path, "telegram", DOPPEL_TELEGRAM_TOKEN="not-a-token"),
+              "DOPPEL_TELEGRAM_TOKEN", "Telegram")
+
+
+def test_a_corrupt_or_read_only_database_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "doppel.db").write_bytes(b"this is not a database" * 100)
+    _one_line(doppel(monkeypatch, capsys, tmp_path, "db", "upgrade"), "database", "DOPPEL_DATABASE_URL")
+    # read-only, whoever runs the test (root may write a file without write permission): SQLite's own read-only mode
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert doppel(monkeypatch, capsys, fresh, "db", "upgrade")[0] == 0
+    url = f"sqlite+aiosqlite:///file:{fresh / 'var' / 'doppel.db'}?mode=ro&uri=true"
+    _one_line(doppel(monkeypatch, capsys, fresh, "reply", "--text", "hello", DOPPEL_DATABASE_URL=url), "database", "readonly")
+
+
+async def test_a_typed_message_past_the_limit_is_refused_before_the_model(services):
+    from bot.common.dialogue import Dialogue, Incoming
+    from core.errors import TextTooLong
+
+    with pytest.raises(TextTooLong, match="limit is 2000"):
+        async for _ in Dialogue(services).reply(Incoming("cli:1", "cli:1", text="word " * 1000), speak=False):
+            pass
+    from core.types import ConversationKey
+
+    assert await services.history.count(ConversationKey("cli:1", "cli:1")) == 0
+
+
+@pytest.mark.parametrize("problem", ["token", "intent"])
+async def test_discord_refusing_the_login_is_one_startup_error(tmp_path, engines, problem):
+    async with FakeDiscord() as fake:
+        if problem == "intent":
+            fake.gateway.refused_intents = 1 << 15  # Message Content, not enabled in the portal
+        settings = Settings(_env_file=None, data_dir=tmp_path / "var", discord_api_url=fake.api_url)
+        services = await build_services(settings, engines=engines)
+        try:
+            with pytest.raises(StartupError) as caught:
+                await start(DoppelDiscord(services), fake.token if problem == "intent" else "wrong-token")
+        finally:
+            await services.close()
+    expected = "DOPPEL_DISCORD_TOKEN" if problem == "token" else "Message Content intent"
+    assert expected in caught.value.message and "Discord" in caught.value.message
