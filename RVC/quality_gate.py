@@ -145,19 +145,16 @@ def _score_artifact(folder: Path, artifact: Path, cache: Path) -> VoiceScores:
     from adapters.tts_piper import PiperSynthesizer, bundled_voice
     from adapters.whisper_models import english_tiny_dir
     from RVC.engines.lite import LiteEngine
-    from RVC.features import bundled_content
+    from RVC.features import bundled_content, to_rate
 
     paths = sorted(folder.glob("clip-*.wav"))
     held = held_apart(paths)
     clips = [decode_audio(p.read_bytes()) for p in (held or paths)]
-    from RVC.features import to_rate
-
     engine = LiteEngine(bundled_content(cache), runtime="torch")  # scored once, so no onnxruntime export
     params = {"artifact": str(artifact)}
-    scores = score_voice(lambda x, r: engine.convert(x, r, params), [to_rate(c.samples, c.sample_rate) for c in clips],
-                         tts=PiperSynthesizer(*bundled_voice()), asr=WhisperRecognizer(english_tiny_dir(), None),
-                         held=bool(held))
-    return scores
+    return score_voice(lambda x, r: engine.convert(x, r, params), [to_rate(c.samples, c.sample_rate) for c in clips],
+                       tts=PiperSynthesizer(*bundled_voice()), asr=WhisperRecognizer(english_tiny_dir(), None),
+                       held=bool(held))
 
 
 async def gate_trained_voice(ctx, artifact: Path, step: int, limits: GateLimits | None = None) -> VoiceScores:

@@ -14,6 +14,7 @@ from RVC.client import WorkerConverter
 from RVC.quality_gate import TEST_SENTENCES, GateLimits, held_apart, judge, score_voice, training_clips
 from RVC.speech_check import check_speech
 from tests.conftest import ROOT, SPEECH, speech_clips
+from tests.telegram_support import bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
 
 SPLIT = json.loads((ROOT / "RVC" / "data" / "en_split.json").read_text())
 
@@ -151,3 +152,54 @@ async def test_a_reply_in_an_untrained_voice_is_spoken_in_the_base_voice_with_on
         assert check_speech(frame.audio.samples, frame.audio.sample_rate).is_speech
     heard = [services.recognizer.transcribe_sync(f.audio, "en").text for f in spoken]
     assert wer([f.text for f in spoken], heard) <= 0.35, (heard, [f.text for f in spoken])
+
+
+@pytest.mark.slow
+async def test_the_web_shows_the_note_once_and_the_admin_sees_the_scores(tmp_path, engines, untrained_voice):
+    import re
+
+    import aiohttp
+
+    from bot.settings import Settings
+    from bot.wiring import build_services
+    from tests.web_harness import live_server
+
+    settings = Settings(_env_file=None, data_dir=tmp_path / "var", web_admin_password="pw", web_secret="s")
+    services = await build_services(settings, engines=engines)
+    await services.voices.upsert("hiss", VoiceEngine.LITE, ready=True, params={"artifact": str(untrained_voice)})
+    await services.voices.upsert("refused", VoiceEngine.LITE, ready=False, params={"quality": {
+        "similarity": 0.455, "base_similarity": 0.496, "wer": 1.0, "base_wer": 0.026, "passed": False,
+        "artifact": "lite-v2.pt"}})
+    try:
+        async with live_server(services) as site, aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            page = await (await http.get(site.url + "/")).text()
+            token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+            r = await http.post(site.url + "/chat/settings", data={"csrf": token, "voice": "hiss", "persona": "default"})
+            assert r.status == 200
+            form = aiohttp.FormData({"csrf": token, "text": "Tell me about the weather today."})
+            events = await (await http.post(site.url + "/chat/turn", data=form)).text()
+            assert events.count("event: note") == 1 and "hiss" in events and "event: done" in events
+            assert events.index("event: note") < events.index("event: audio")
+
+            r = await http.post(site.url + "/admin/login", data={"csrf": token, "password": "pw"})
+            admin = await (await http.get(site.url + "/admin/voices")).text()
+            assert "refused by the quality check" in admin
+            assert "Quality check failed (lite-v2.pt): similarity 0.46 (base voice 0.50), WER 100% (base voice 3%)" in admin
+    finally:
+        await services.close()
+
+
+@pytest.mark.slow
+async def test_telegram_sends_the_note_once_beside_a_voice_note_that_is_speech(fake_tg, tmp_path, engines, untrained_voice):
+    user = 777
+    async with running_bot(bot_settings(tmp_path, fake_tg), engines) as (_app, services):
+        await services.voices.upsert("hiss", VoiceEngine.LITE, ready=True, params={"artifact": str(untrained_voice)})
+        fake_tg.text_update(user, "/voice hiss")
+        await fake_tg.wait_for(lambda: texts_to(fake_tg, user), 30)
+        path, _, _ = speech_clips("en", 4.0)[0]
+        fake_tg.voice_update(user, path.read_bytes(), duration=5)
+        voice = (await fake_tg.wait_for(lambda: fake_tg.sent_to(user, "sendVoice"), 120))[0]
+        notes = [t for t in texts_to(fake_tg, user) if "plain voice" in t]
+        assert len(notes) == 1 and "'hiss'" in notes[0]
+        spoken = decode_audio(voice.files["voice"])
+        assert check_speech(spoken.samples, spoken.sample_rate).is_speech
