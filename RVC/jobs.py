@@ -128,11 +128,12 @@ async def train_voice(ctx: JobContext) -> str:
     artifact = export(net, data, next_artifact(folder), steps=state["step"], seconds=time.perf_counter() - t0)
     from RVC.quality_gate import gate_trained_voice
 
-    quality = await gate_trained_voice(ctx, artifact, state["step"])  # below its limits the job fails here, voice not ready
+    # below its limits the job fails here and the version already serving (if any) goes on serving
+    quality = await gate_trained_voice(ctx, artifact, state["step"]) if ctx.params.get("quality_gate", True) else None
     from storage.voices import VoiceRepository
 
     # only now does the new version serve; until here (and after a failure or a cancel) the previous one did
     version = await VoiceRepository(ctx.sessions).add_version(name, str(artifact), {"steps": state["step"], "job": ctx.job.id},
                                                               number=int(artifact.stem.split("-v")[-1]))
     await ctx.report(step=state["step"], progress=1.0, log_line=f"saved {artifact.name}")
-    return f"voice '{name}' is ready: v{version} ({artifact.name}, {state['step']} steps; {quality.summary()})"
+    return f"voice '{name}' is ready: v{version} ({artifact.name}, {state['step']} steps; {quality.summary() if quality else 'quality not checked'})"

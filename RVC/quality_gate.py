@@ -171,7 +171,8 @@ async def gate_trained_voice(ctx, artifact: Path, step: int, limits: GateLimits 
     scores = await asyncio.to_thread(_score_artifact, folder, Path(artifact), cache)
     short = judge(scores, limits)
     scores = VoiceScores(**{**asdict(scores), "passed": not short, "artifact": Path(artifact).name})
-    await VoiceRepository(ctx.sessions).set_ready(ctx.job.target, False, params={"quality": scores.as_params()})
+    # only the scores: whether a version serves is not the gate's business (a refused v2 leaves v1 serving)
+    await VoiceRepository(ctx.sessions).update_params(ctx.job.target, {"quality": scores.as_params()})
     log.info("voice %s: %s (%s)", ctx.job.target, scores.summary(), "passed" if not short else "refused")
     await ctx.report(step=step, progress=0.99, log_line=f"quality: {scores.summary()}")
     if short:

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     voice_gpus: str = "all"  # GPUs the container gets: all, none (""), or ids "0,1"
     # lite training: "full" (needs 30 s of speech) or "tiny" (2 s; quick, for trying things out and tests)
     voice_train_profile: str = "full"
+    # score every trained lite voice and refuse one below the limits (RVC/quality_gate.py); off: voices go live unscored
+    voice_quality_gate: bool = True
 
     # avatars
     avatar: str = ""

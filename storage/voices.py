@@ -91,6 +91,13 @@ class VoiceRepository:
             if params is not None:
                 rec.params = {**(rec.params or {}), **params}
 
+    async def update_params(self, name: str, params: dict) -> None:
+        async with self.sessions.begin() as session:
+            rec = await session.get(VoiceRecord, name)
+            if rec is None:
+                raise UnknownVoice(name)
+            rec.params = {**(rec.params or {}), **params}
+
     async def add_version(self, name: str, artifact: str, info: dict | None = None, number: int | None = None) -> int:
         """A trained artifact becomes the voice's next version and serves from now on; returns its number."""
         async with self.sessions.begin() as session:

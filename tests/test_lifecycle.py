@@ -21,6 +21,13 @@ from tests.conftest import speech_clips
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def settings(settings):
+    """These stories are about versions, not sound: the tiny test network speaks noise, which the quality gate
+    (tested in test_voice_gate.py and test_voice_lite.py) would rightly refuse."""
+    return settings.model_copy(update={"voice_quality_gate": False})
+
+
 def _clips(lang: str, n: int, skip: int = 0) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p, _, _ in speech_clips(lang, 4.0)[skip:skip + n]]
 
@@ -216,12 +223,14 @@ async def test_a_geneface_container_is_stopped_within_5_s_of_a_cancel(services, 
     """A container that prints nothing for a long while (GeneFace++ preprocessing) is stopped by the cancel
     itself, not at its next log line."""
     from tests.fake_docker import FakeDocker
+    from tests.test_geneface_docker import make_assets
 
     folder = services.settings.data_dir / "avatars" / "gene"
+    assets = make_assets(tmp_path / "assets")
     with FakeDocker(lambda body: ["Processing doppel_gene", "still working"], line_delay=120) as fake:
         job = await services.jobs.submit("avatar", "gene", engine="geneface", max_steps=100, gpu=None, params={
             "dir": str(folder), "source": str(tmp_path / "unused.mp4"), "image": "doppel/geneface:test",
-            "docker_url": fake.url, "data_dir": str(services.settings.data_dir)})
+            "docker_url": fake.url, "data_dir": str(services.settings.data_dir), "assets_dir": str(assets)})
         await AvatarRepository(services.sessions).new_source("gene", "geneface", "", {})
         video = folder / f"geneface-job{job.id}" / "data" / "raw" / "videos" / "doppel_gene.mp4"
         video.parent.mkdir(parents=True)

@@ -12,6 +12,7 @@ from adapters.llm_resilience import ResilientChatModel, RetryPolicy
 from bot.settings import Settings
 from bot.wiring import Engines, build_chat_model, build_services
 from core.errors import AnswerCut, ProviderError
+from core.languages import plan_answer
 from core.pipeline import ReplyRequest
 from core.tokens import MESSAGE_OVERHEAD, token_bound
 from core.types import ChatMessage, ConversationKey, LLMOptions, Persona, ReplyDone, SentenceFrame
@@ -104,7 +105,8 @@ async def test_a_chinese_conversation_stays_inside_the_local_models_context(tmp_
         for turn in range(40):
             await services.history.append_exchange(KEY, f"第{turn}个问题：你喜欢大海吗？为什么？😀", "我很喜欢大海，因为它又大又美，海风很舒服。🌊")
         question = "那你喜欢山吗？"
-        messages = await services.pipeline._messages(ReplyRequest(key=KEY, persona=persona, text=question), question)
+        messages = await services.pipeline._messages(ReplyRequest(key=KEY, persona=persona, text=question), question,
+                                                      plan_answer("zh", persona, None))
         assert len(messages) > 4  # some history is kept
         prompt = local_model.prompt(messages)
         used = sum(len(local_model._llm.tokenize(m["content"].encode("utf-8"), add_bos=False, special=False))

@@ -9,6 +9,7 @@ import pytest
 from adapters.media import decode_audio, encode_ogg_opus, probe
 from bot.common.dialogue import Dialogue, Incoming
 from core import audio as audio_ops
+from core.languages import plan_answer
 from core.types import AudioFrame, ConversationKey, ReplyDone, SentenceFrame, SpeechDone, TranscriptFrame
 from tests.conftest import ROOT, speech_clips
 
@@ -64,7 +65,7 @@ async def test_the_model_sees_the_earlier_turns(services):
     key = ConversationKey("tg:5", "tg:5")
     await services.history.append_exchange(key, "Remember the word banana.", "Sure, banana.")
     request = await Dialogue(services).request_for(Incoming("tg:5", "tg:5", text="What word?"))
-    messages = await services.pipeline._messages(request, "What word?")
+    messages = await services.pipeline._messages(request, "What word?", plan_answer("en", request.persona, None))
     assert [m.role for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[1].content == "Remember the word banana."
 

@@ -146,6 +146,7 @@ async def add_voice(services: Services, name: str, files: list[tuple[str, Source
         job = await services.jobs.submit("voice", name, engine=engine.value, max_steps=max_steps, gpu=gpu,
                                          params={"dir": str(folder), "profile": profile,
                                                  "min_seconds": limits_for(profile).min_speech_seconds,
-                                                 "cache_dir": str(services.settings.cache_dir)},
+                                                 "cache_dir": str(services.settings.cache_dir),
+                                                 "quality_gate": services.settings.voice_quality_gate},
                                          notify_chat=notify_chat)
     return AddedVoice(name, made, sum(e[1] for e in entries), job)

@@ -54,8 +54,10 @@ class Trainer:
     def save(self, path: str | Path) -> str:
         path = Path(path)
         tmp = path.with_suffix(".tmp")
-        torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
-                    "config": self.config.to_dict()}, tmp)
+        # plain Python numbers only: the checkpoint is read back by torch's weights-only loader, which refuses numpy's
+        config = {k: (v.item() if hasattr(v, "item") else v) for k, v in self.config.to_dict().items()}
+        torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": int(self.step),
+                    "config": config}, tmp)
         tmp.replace(path)  # a crash mid-write never leaves a broken checkpoint behind
         return str(path)
 
