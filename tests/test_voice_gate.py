@@ -183,7 +183,7 @@ async def test_the_web_shows_the_note_once_and_the_admin_sees_the_scores(tmp_pat
 
             r = await http.post(site.url + "/admin/login", data={"csrf": token, "password": "pw"})
             admin = await (await http.get(site.url + "/admin/voices")).text()
-            assert "refused by the quality check" in admin
+            assert "voice refused: not ready" in admin  # the lifecycle's state line: nothing serves
             assert "Quality check failed (lite-v2.pt): similarity 0.46 (base voice 0.50), WER 100% (base voice 3%)" in admin
     finally:
         await services.close()

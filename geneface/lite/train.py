@@ -92,7 +92,7 @@ class Trainer:
         while self.step < steps:
             # cosine decay over the whole run: late steps refine instead of jumping around
             for g in self.opt.param_groups:
-                g["lr"] = base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * self.step / max(steps, 1))))
+                g["lr"] = float(base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * self.step / max(steps, 1)))))  # no numpy scalar in a checkpoint
             loss = self.train_step()
             smooth = loss if smooth is None else 0.9 * smooth + 0.1 * loss
             saved = None
