@@ -65,3 +65,29 @@ async def test_admin_commands_are_hidden_from_members_and_errors_after_deferral_
         public = [m for m in fake.bot_messages(world.channel) if not m.flags & EPHEMERAL]
     assert refusal.flags & EPHEMERAL
     assert not public, [m.content for m in public]
+
+
+async def test_help_and_the_admins_allow_deny_and_stats(tmp_path, engines):
+    from tests.fakes.discord_api import EPHEMERAL
+
+    async with discord_world(tmp_path, engines, rate_limit_per_minute=0) as world:
+        fake = world.fake
+        await fake.invoke("help", world.alice, world.channel)
+        shown = await fake.wait_for(lambda m: m.by_bot and "/ask" in m.content)
+        assert shown.flags & EPHEMERAL and "/stats" not in shown.content
+        for name in ("allow", "deny", "stats"):
+            assert str(next(c for c in fake.commands[None] if c["name"] == name)["default_member_permissions"]) == str(1 << 5)
+
+        await fake.invoke("deny", world.admin, world.channel, user=f"<@{world.alice['id']}>")
+        await fake.wait_for(lambda m: m.by_bot and "may no longer use the bot" in m.content)
+        dm = fake.dm_channel(world.alice)
+        await fake.send_message(dm, world.alice, "Hello?")
+        refused = await fake.wait_for(lambda m: m.by_bot and m.channel_id == dm)
+        assert "not allowed" in refused.content
+
+        await fake.invoke("stats", world.admin, world.channel)
+        figures = await fake.wait_for(lambda m: m.by_bot and m.content.startswith("Users:"))
+        assert figures.flags & EPHEMERAL and "Answers running now" in figures.content
+        await fake.invoke("allow", world.admin, world.channel, user=world.alice["id"])
+        await fake.wait_for(lambda m: m.by_bot and "may now use the bot" in m.content)
+        assert (await world.services.users.get(f"dc:{world.alice['id']}")).allowed

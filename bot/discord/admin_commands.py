@@ -1,4 +1,4 @@
-"""Admin slash commands: /add_voice, /train_avatar, /jobs, /cancel.
+"""Admin slash commands: /add_voice, /train_avatar, /jobs, /cancel, /allow, /deny, /stats.
 
 Training runs in the worker for minutes or hours, longer than an interaction token lives (15 min), so its
 status is an ordinary channel message that the bot keeps editing until the job ends.
@@ -16,7 +16,8 @@ from bot.common.progress import describe, follow_job
 from bot.common.voices import add_voice as add_voice_clips
 from bot.discord import files
 from bot.discord.gate import chat_key, require_admin
-from core.types import Job, VoiceEngine
+from core.errors import BadInput
+from core.types import Job, JobStatus, VoiceEngine
 
 if TYPE_CHECKING:
     from bot.discord.app import DoppelDiscord
@@ -107,4 +108,49 @@ async def cancel(interaction: discord.Interaction, job: int) -> None:
     await interaction.response.send_message(describe(cancelled), ephemeral=True)
 
 
-COMMANDS = (add_voice, train_avatar, jobs, cancel)
+def _user_id(text: str) -> int:
+    """A Discord user as an admin types them: an id or a mention (<@123>, <@!123>)."""
+    digits = text.strip().removeprefix("<@").removeprefix("!").removesuffix(">")
+    if not digits.isdigit():
+        raise BadInput("Give the user's Discord id, or mention them.")
+    return int(digits)
+
+
+@app_commands.default_permissions(manage_guild=True)
+@app_commands.command(name="allow", description="Admin: let a user talk to the bot")
+@app_commands.describe(user="Their Discord id, or a mention")
+async def allow(interaction: discord.Interaction, user: str) -> None:
+    bot = interaction.client
+    await require_admin(bot, interaction.user)
+    target = _user_id(user)
+    await bot.access.allow(target)
+    await interaction.response.send_message(f"User {target} may now use the bot.", ephemeral=True)
+
+
+@app_commands.default_permissions(manage_guild=True)
+@app_commands.command(name="deny", description="Admin: stop a user from talking to the bot")
+@app_commands.describe(user="Their Discord id, or a mention")
+async def deny(interaction: discord.Interaction, user: str) -> None:
+    bot = interaction.client
+    await require_admin(bot, interaction.user)
+    target = _user_id(user)
+    await bot.access.deny(target)
+    bot.queue.cancel(bot.access.key(target))
+    await interaction.response.send_message(f"User {target} may no longer use the bot.", ephemeral=True)
+
+
+@app_commands.default_permissions(manage_guild=True)
+@app_commands.command(name="stats", description="Admin: usage figures")
+async def stats(interaction: discord.Interaction) -> None:
+    bot = interaction.client
+    await require_admin(bot, interaction.user)
+    figures = await bot.services.users.stats()
+    running = len(await bot.services.jobs.list([JobStatus.QUEUED, JobStatus.RUNNING]))
+    live = bot.queue.stats()
+    await interaction.response.send_message(
+        f"Users: {figures['users']}\nMessages stored: {figures['messages']}\nVoices: {figures['voices']}\n"
+        f"Jobs: {figures['jobs']} ({running} queued or running)\n"
+        f"Answers running now: {live['replies_running']}, waiting: {live['replies_waiting']}", ephemeral=True)
+
+
+COMMANDS = (add_voice, train_avatar, jobs, cancel, allow, deny, stats)
