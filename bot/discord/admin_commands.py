@@ -15,7 +15,7 @@ from bot.common.avatars import add_photo_avatar, submit_avatar_training
 from bot.common.progress import describe, follow_job
 from bot.common.voices import add_voice as add_voice_clips
 from bot.discord import files
-from bot.discord.gate import chat_key, require_admin
+from bot.discord.gate import chat_key, require_admin, user_key
 from core.errors import BadInput
 from core.types import Job, JobStatus, VoiceEngine
 
@@ -98,11 +98,16 @@ async def jobs(interaction: discord.Interaction) -> None:
     await interaction.response.send_message(text[:2000], ephemeral=True)
 
 
-@app_commands.default_permissions(manage_guild=True)
-@app_commands.command(name="cancel", description="Admin: cancel a training job")
-@app_commands.describe(job="The job's number (see /jobs)")
-async def cancel(interaction: discord.Interaction, job: int) -> None:
+# not hidden from members: without a job it stops the caller's own answer, as /cancel does on Telegram
+@app_commands.command(name="cancel", description="Stop the answer I am making for you (admins: cancel a training job)")
+@app_commands.describe(job="Admins: a training job's number (see /jobs)")
+async def cancel(interaction: discord.Interaction, job: int | None = None) -> None:
     bot = interaction.client
+    if job is None:
+        stopped = bot.queue.cancel(user_key(interaction.user))
+        await interaction.response.send_message("Stopped your answer." if stopped else "I am not working on anything for you.",
+                                                ephemeral=True)
+        return
     await require_admin(bot, interaction.user)
     cancelled = await bot.services.jobs.cancel(job)
     await interaction.response.send_message(describe(cancelled), ephemeral=True)

@@ -83,6 +83,7 @@ message and its text; a typed message gets a typed answer.
 /say – speak a text in a voice
 /voice, /persona, /avatar – show or choose them here
 /reset – forget our conversation here
+/cancel – stop the answer I am making for you
 /mydata – everything I store about you, as a file
 /forget – delete it"""
 
