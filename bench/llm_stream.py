@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.settings import Settings  # noqa: E402
 from bot.wiring import Engines, build_chat_model, build_services, build_synthesizers  # noqa: E402
+from core.errors import AnswerCut  # noqa: E402
 from core.pipeline import ReplyRequest  # noqa: E402
 from core.ports import ChatModel  # noqa: E402
 from core.types import AudioFrame, ChatMessage, ConversationKey, LLMOptions, ReplyDone  # noqa: E402
@@ -51,7 +52,16 @@ class WholeAnswer:
         self.name = f"whole:{inner.name}"
 
     async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
-        yield "".join([piece async for piece in self.inner.stream(messages, options)])
+        pieces: list[str] = []
+        try:
+            async for piece in self.inner.stream(messages, options):
+                pieces.append(piece)
+        except AnswerCut as exc:
+            if not exc.at_limit:
+                raise
+            yield "".join(pieces)  # stopped at max_tokens: the whole of what there is, then the same ending
+            raise
+        yield "".join(pieces)
 
 
 async def first_audio(settings: Settings, model: ChatModel, synthesizers, key: str) -> tuple[float, float, str]:

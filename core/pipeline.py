@@ -92,6 +92,7 @@ class Stopwatch:
 
 
 _END = object()
+_SENTENCE_ENDS = (".", "!", "?", "\u2026", "\u3002", "\uff01", "\uff1f", '"', "\u201d", ")")
 
 
 class ReplyPipeline:
@@ -266,12 +267,16 @@ class ReplyPipeline:
         except AnswerCut as exc:
             if not exc.at_limit:
                 await out.put(exc)  # cut off mid-answer: it must be neither spoken on nor stored as if whole
-            elif count == 0:
-                # stopped at its token limit before a sentence was complete: what there is goes out marked unfinished
-                rest = _join_sentences(splitter.flush()).rstrip(" .,;:")
-                if rest:
-                    await self._emit(rest + "\u2026", count, out, watch, t0)
-            # else: the complete sentences stand, the unfinished last one is dropped
+            else:
+                # stopped at its token limit: whole sentences stand, the unfinished last one is dropped, unless it
+                # is all there is, and then it goes out marked as unfinished
+                rest = splitter.flush()
+                tail = rest.pop() if rest and not rest[-1].rstrip().endswith(_SENTENCE_ENDS) else ""
+                for sentence in rest:
+                    if count < persona.max_sentences:
+                        count = await self._emit(sentence, count, out, watch, t0)
+                if count == 0 and tail.strip(" .,;:"):
+                    await self._emit(tail.rstrip(" .,;:") + "\u2026", count, out, watch, t0)
         except DoppelError as exc:
             await out.put(exc)
         except Exception as exc:  # an engine's own error: wrap it so the user gets a clear message

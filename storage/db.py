@@ -55,8 +55,9 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
                 await conn.run_sync(_run)
     elif url.drivername.startswith("postgresql"):
         async with engine.connect() as conn:
-            # a session-level advisory lock, held by this connection until it is released below
+            # a session-level advisory lock: held by this connection across the transactions below until released
             await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            await conn.commit()
             try:
                 async with conn.begin():
                     await conn.run_sync(_run)
@@ -75,9 +76,11 @@ MIGRATION_LOCK_KEY = zlib.crc32(b"doppel:migrations")
 @asynccontextmanager
 async def _file_lock(database: str | None):
     """An exclusive lock on `<database>.lock` beside a SQLite file (no lock needed in memory)."""
-    if database in (None, "", ":memory:"):
+    if database in (None, "", ":memory:") or database.startswith("file::memory:"):
         yield
         return
+    if database.startswith("file:"):  # a URI filename (?uri=true): the path without its scheme and query
+        database = database[len("file:"):].split("?", 1)[0]
     path = Path(database + ".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as handle:

@@ -6,6 +6,7 @@ import asyncio
 
 from bot.settings import Settings
 from bot.wiring import Engines, build_chat_model
+from core.types import ConversationKey
 from tests.fakes.discord_api import Upload
 from tests.fakes.discord_bot import discord_world
 from tests.fakes.llm_servers import FakeLLMServer, Reply
@@ -54,9 +55,10 @@ async def test_admin_commands_are_hidden_from_members_and_errors_after_deferral_
         fake = world.fake
         registered = {c["name"]: c for commands in fake.commands.values() for c in commands}
         manage_guild = str(1 << 5)
-        for name in ("add_voice", "train_avatar", "jobs", "cancel"):
+        for name in ("add_voice", "train_avatar", "jobs"):
             assert str(registered[name]["default_member_permissions"]) == manage_guild, name
         assert registered["ask"]["default_member_permissions"] is None
+        assert registered["cancel"]["default_member_permissions"] is None  # members stop their own answers with it
         # an admin's command that fails after it deferred: the error reaches only the admin
         await fake.invoke("train_avatar", world.admin, world.channel, name="bad",
                           source=Upload("notes.txt", b"just text", "text/plain"))
@@ -65,3 +67,58 @@ async def test_admin_commands_are_hidden_from_members_and_errors_after_deferral_
         public = [m for m in fake.bot_messages(world.channel) if not m.flags & EPHEMERAL]
     assert refusal.flags & EPHEMERAL
     assert not public, [m.content for m in public]
+
+
+async def test_help_and_the_admins_allow_deny_and_stats(tmp_path, engines):
+    from tests.fakes.discord_api import EPHEMERAL
+
+    async with discord_world(tmp_path, engines, rate_limit_per_minute=0) as world:
+        fake = world.fake
+        await fake.invoke("help", world.alice, world.channel)
+        shown = await fake.wait_for(lambda m: m.by_bot and "/ask" in m.content)
+        assert shown.flags & EPHEMERAL and "/stats" not in shown.content
+        await fake.invoke("cancel", world.alice, world.channel)
+        idle = await fake.wait_for(lambda m: m.by_bot and "not working on anything" in m.content)
+        assert idle.flags & EPHEMERAL
+        for name in ("allow", "deny", "stats"):
+            assert str(next(c for c in fake.commands[None] if c["name"] == name)["default_member_permissions"]) == str(1 << 5)
+
+        await fake.invoke("deny", world.admin, world.channel, user=f"<@{world.alice['id']}>")
+        await fake.wait_for(lambda m: m.by_bot and "may no longer use the bot" in m.content)
+        dm = fake.dm_channel(world.alice)
+        await fake.send_message(dm, world.alice, "Hello?")
+        refused = await fake.wait_for(lambda m: m.by_bot and m.channel_id == dm)
+        assert "not allowed" in refused.content
+
+        await fake.invoke("stats", world.admin, world.channel)
+        figures = await fake.wait_for(lambda m: m.by_bot and m.content.startswith("Users:"))
+        assert figures.flags & EPHEMERAL and "Answers running now" in figures.content
+        await fake.invoke("allow", world.admin, world.channel, user=world.alice["id"])
+        await fake.wait_for(lambda m: m.by_bot and "may now use the bot" in m.content)
+        assert (await world.services.users.get(f"dc:{world.alice['id']}")).allowed
+
+
+async def test_a_member_stops_their_own_running_answer_with_cancel(tmp_path, engines):
+    release = asyncio.Event()
+    async with FakeLLMServer("openai", [Reply(pieces=["The sea", " is wide."], hold_after=1, release=release)]) as llm:
+        settings = Settings(_env_file=None, data_dir=tmp_path / "llm", llm_provider="openai", llm_model="gpt-test-mini",
+                            openai_base_url=llm.base_url, openai_api_key=KEYS["openai"], llm_retries=0)
+        mine = Engines(recognizer=engines.recognizer, chat_model=build_chat_model(settings),
+                       synthesizers=engines.synthesizers, converters={}, renderer=None)
+        try:
+            async with discord_world(tmp_path, mine, persona="default") as world:
+                fake = world.fake
+                dm = fake.dm_channel(world.alice)
+                await fake.send_message(dm, world.alice, "Tell me about the sea.")
+                while not llm.pieces_sent:
+                    await asyncio.sleep(0.05)
+                await fake.invoke("cancel", world.alice, dm)
+                await fake.wait_for(lambda m: m.by_bot and m.content == "Stopped your answer.", 30)
+                release.set()
+                await asyncio.sleep(0.5)
+                said = [m.content for m in fake.bot_messages(dm)]
+                key = ConversationKey(f"dc:{world.alice['id']}", f"dc:{dm}")
+                assert await world.services.history.count(key) == 0
+        finally:
+            await mine.chat_model.aclose()
+    assert "The sea is wide." not in said

@@ -175,3 +175,15 @@ async def test_a_timed_out_local_generation_stops_and_its_retries_do_not_pile_up
         assert spy.calls == 1, f"{spy.calls - 1} abandoned runs went on to generate"
         assert lock.acquire(timeout=1.0)
         lock.release()
+
+
+async def test_a_whole_sentence_at_the_token_limit_stands_and_a_lone_fragment_is_marked(tmp_path):
+    async with FakeLLMServer("openai", [Reply(pieces=["The sea is wide."], finish_reason="length"),
+                                        Reply(pieces=["The sea is", " wide and"], finish_reason="length")]) as server:
+        services, engines = await _services(tmp_path, "openai", server.base_url)
+        try:
+            assert (await _reply(services))[-1].text == "The sea is wide."
+            assert (await _reply(services))[-1].text == "The sea is wide and\u2026"
+        finally:
+            await services.close()
+            await engines.close()

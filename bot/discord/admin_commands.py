@@ -1,5 +1,5 @@
-"""Admin slash commands: /add_voice, /train_avatar, /jobs, /cancel, and the versions of voices and avatars:
-/versions, /restore, /rename, /delete, /retry.
+"""Admin slash commands: /add_voice, /train_avatar, /jobs, /cancel, /allow, /deny, /stats, and the versions of
+voices and avatars: /versions, /restore, /rename, /delete, /retry.
 
 Training runs in the worker for minutes or hours, longer than an interaction token lives (15 min), so its
 status is an ordinary channel message that the bot keeps editing until the job ends.
@@ -17,8 +17,9 @@ from bot.common.avatars import add_photo_avatar, submit_avatar_training
 from bot.common.progress import describe, follow_job
 from bot.common.voices import add_voice as add_voice_clips
 from bot.discord import files
-from bot.discord.gate import chat_key, require_admin
-from core.types import Job, VoiceEngine
+from bot.discord.gate import chat_key, require_admin, user_key
+from core.errors import BadInput
+from core.types import Job, JobStatus, VoiceEngine
 
 if TYPE_CHECKING:
     from bot.discord.app import DoppelDiscord
@@ -99,11 +100,16 @@ async def jobs(interaction: discord.Interaction) -> None:
     await interaction.response.send_message(text[:2000], ephemeral=True)
 
 
-@app_commands.default_permissions(manage_guild=True)
-@app_commands.command(name="cancel", description="Admin: cancel a training job")
-@app_commands.describe(job="The job's number (see /jobs)")
-async def cancel(interaction: discord.Interaction, job: int) -> None:
+# not hidden from members: without a job it stops the caller's own answer, as /cancel does on Telegram
+@app_commands.command(name="cancel", description="Stop the answer I am making for you (admins: cancel a training job)")
+@app_commands.describe(job="Admins: a training job's number (see /jobs)")
+async def cancel(interaction: discord.Interaction, job: int | None = None) -> None:
     bot = interaction.client
+    if job is None:
+        stopped = bot.queue.cancel(user_key(interaction.user))
+        await interaction.response.send_message("Stopped your answer." if stopped else "I am not working on anything for you.",
+                                                ephemeral=True)
+        return
     await require_admin(bot, interaction.user)
     cancelled = await bot.services.jobs.cancel(job)
     await interaction.response.send_message(describe(cancelled), ephemeral=True)
@@ -120,6 +126,7 @@ async def _answer(interaction: discord.Interaction, work: Callable[[], Awaitable
     await interaction.edit_original_response(content=(text[0].upper() + text[1:])[:2000])
 
 
+@app_commands.default_permissions(manage_guild=True)
 @app_commands.command(name="versions", description="Admin: voices and avatars, their versions and training")
 async def versions(interaction: discord.Interaction) -> None:
     async def work() -> str:
@@ -129,6 +136,7 @@ async def versions(interaction: discord.Interaction) -> None:
     await _answer(interaction, work)
 
 
+@app_commands.default_permissions(manage_guild=True)
 @app_commands.command(name="restore", description="Admin: serve an earlier version of a voice or avatar again")
 @app_commands.describe(kind="Voice or avatar", name="Its name", version="The version's number (see /versions)")
 @app_commands.choices(kind=KINDS)
@@ -136,6 +144,7 @@ async def restore(interaction: discord.Interaction, kind: str, name: str, versio
     await _answer(interaction, lambda: lifecycle.restore(interaction.client.services, kind, name, version))
 
 
+@app_commands.default_permissions(manage_guild=True)
 @app_commands.command(name="rename", description="Admin: rename a voice or avatar (chats that use it follow)")
 @app_commands.describe(kind="Voice or avatar", name="Its name now", new_name="Its new name")
 @app_commands.choices(kind=KINDS)
@@ -143,6 +152,7 @@ async def rename(interaction: discord.Interaction, kind: str, name: str, new_nam
     await _answer(interaction, lambda: lifecycle.rename(interaction.client.services, kind, name, new_name))
 
 
+@app_commands.default_permissions(manage_guild=True)
 @app_commands.command(name="delete", description="Admin: delete a voice or avatar with its files")
 @app_commands.describe(kind="Voice or avatar", name="Its name")
 @app_commands.choices(kind=KINDS)
@@ -150,6 +160,7 @@ async def delete(interaction: discord.Interaction, kind: str, name: str) -> None
     await _answer(interaction, lambda: lifecycle.delete(interaction.client.services, kind, name))
 
 
+@app_commands.default_permissions(manage_guild=True)
 @app_commands.command(name="retry", description="Admin: train a failed or cancelled job again")
 @app_commands.describe(job="The job's number (see /jobs or /versions)")
 async def retry(interaction: discord.Interaction, job: int) -> None:
@@ -162,4 +173,50 @@ async def retry(interaction: discord.Interaction, job: int) -> None:
     await _watch(bot, interaction, again)
 
 
-COMMANDS = (add_voice, train_avatar, jobs, cancel, versions, restore, rename, delete, retry)
+
+def _user_id(text: str) -> int:
+    """A Discord user as an admin types them: an id or a mention (<@123>, <@!123>)."""
+    digits = text.strip().removeprefix("<@").removeprefix("!").removesuffix(">")
+    if not digits.isdigit():
+        raise BadInput("Give the user's Discord id, or mention them.")
+    return int(digits)
+
+
+@app_commands.default_permissions(manage_guild=True)
+@app_commands.command(name="allow", description="Admin: let a user talk to the bot")
+@app_commands.describe(user="Their Discord id, or a mention")
+async def allow(interaction: discord.Interaction, user: str) -> None:
+    bot = interaction.client
+    await require_admin(bot, interaction.user)
+    target = _user_id(user)
+    await bot.access.allow(target)
+    await interaction.response.send_message(f"User {target} may now use the bot.", ephemeral=True)
+
+
+@app_commands.default_permissions(manage_guild=True)
+@app_commands.command(name="deny", description="Admin: stop a user from talking to the bot")
+@app_commands.describe(user="Their Discord id, or a mention")
+async def deny(interaction: discord.Interaction, user: str) -> None:
+    bot = interaction.client
+    await require_admin(bot, interaction.user)
+    target = _user_id(user)
+    await bot.access.deny(target)
+    bot.queue.cancel(bot.access.key(target))
+    await interaction.response.send_message(f"User {target} may no longer use the bot.", ephemeral=True)
+
+
+@app_commands.default_permissions(manage_guild=True)
+@app_commands.command(name="stats", description="Admin: usage figures")
+async def stats(interaction: discord.Interaction) -> None:
+    bot = interaction.client
+    await require_admin(bot, interaction.user)
+    figures = await bot.services.users.stats()
+    running = len(await bot.services.jobs.list([JobStatus.QUEUED, JobStatus.RUNNING]))
+    live = bot.queue.stats()
+    await interaction.response.send_message(
+        f"Users: {figures['users']}\nMessages stored: {figures['messages']}\nVoices: {figures['voices']}\n"
+        f"Jobs: {figures['jobs']} ({running} queued or running)\n"
+        f"Answers running now: {live['replies_running']}, waiting: {live['replies_waiting']}", ephemeral=True)
+
+
+COMMANDS = (add_voice, train_avatar, jobs, cancel, allow, deny, stats, versions, restore, rename, delete, retry)

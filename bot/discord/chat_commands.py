@@ -1,4 +1,4 @@
-"""Slash commands for talking: /ask, /say, /reset, /mydata, /forget."""
+"""Slash commands for talking: /ask, /say, /reset, /mydata, /forget, /help."""
 from __future__ import annotations
 
 import io
@@ -80,4 +80,25 @@ async def forget(interaction: discord.Interaction) -> None:
     await interaction.response.send_message(f"Deleted your data ({removed} message(s)).", ephemeral=True)
 
 
-COMMANDS = (ask, say, reset, mydata, forget)
+HELP = """Send me a voice message (in a DM, or mentioning me or replying to me in a server) and I answer with a voice \
+message and its text; a typed message gets a typed answer.
+/ask – ask something, answered with text and a voice message
+/say – speak a text in a voice
+/voice, /persona, /avatar – show or choose them here
+/reset – forget our conversation here
+/cancel – stop the answer I am making for you
+/mydata – everything I store about you, as a file
+/forget – delete it"""
+
+ADMIN_HELP = """
+Admin: /add_voice, /train_avatar, /jobs, /cancel JOB, /allow USER, /deny USER, /stats; /roles for a server's managers"""
+
+
+@app_commands.command(name="help", description="What I understand")
+async def help_(interaction: discord.Interaction) -> None:
+    bot = interaction.client
+    admin = (await bot.access.decide(interaction.user.id)).admin
+    await interaction.response.send_message(HELP + (ADMIN_HELP if admin else ""), ephemeral=True)
+
+
+COMMANDS = (ask, say, reset, mydata, forget, help_)
