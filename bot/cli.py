@@ -298,24 +298,14 @@ async def cmd_avatars(args) -> int:
 
 async def cmd_geneface(args) -> int:
     """Admin tools for the GeneFace++ engine: its run-time downloads fetched once, into the mounted assets folder."""
+    from bot.common.geneface_assets import assets_root, fetch_and_check
     from bot.settings import Settings
-    from geneface import assets
 
-    settings = Settings()
-    root = Path(args.dir) if args.dir else assets.default_root(settings.data_dir, settings.geneface_assets_dir)
-    if args.geneface_cmd == "fetch-assets":
-        try:
-            fetched = await asyncio.to_thread(assets.fetch, root, mirror=args.mirror or "")
-        except (assets.AssetError, OSError) as exc:
-            print(f"doppel: {exc}", file=sys.stderr)
-            return 2
-        print(f"{root}: {len(fetched)} file(s) fetched, {len(assets.DOWNLOADS) - len(fetched)} already there and checked")
-    gone = assets.missing(root)
-    if gone:
-        print(f"{root} still lacks {assets.describe_missing(gone)} (README, GeneFace++)")
-        return 1
-    print("all GeneFace++ assets are in place")
-    return 0
+    code, lines = await fetch_and_check(assets_root(Settings(), args.dir), fetch=args.geneface_cmd == "fetch-assets",
+                                        mirror=getattr(args, "mirror", None) or "")
+    for line in lines:
+        print(line, file=sys.stderr if code == 2 else sys.stdout)
+    return code
 
 
 async def cmd_telegram(args) -> int:
