@@ -17,6 +17,8 @@ from core.errors import BadReference
 from core.jobs import JobContext
 
 PROFILES = ("full", "tiny")
+# windows per step and whether the discriminators train, when a voice is fine-tuned on the CPU (bench/lite_cpu_steps.py)
+CPU_FINE_TUNE = (8, True)
 
 
 def _profile(ctx: JobContext) -> str:
@@ -41,6 +43,7 @@ async def train_voice(ctx: JobContext) -> str:
     import torch
 
     from RVC.features import bundled_content
+    from RVC.lite_base import base_projection, load_base
     from RVC.lite_data import build_dataset
     from RVC.lite_model import LiteConfig
     from RVC.lite_train import export, train
@@ -51,11 +54,16 @@ async def train_voice(ctx: JobContext) -> str:
     work = Path(ctx.work_dir)
     name = ctx.job.target
     profile = _profile(ctx)
-    cfg = LiteConfig.tiny() if profile == "tiny" else LiteConfig()
-    min_seconds = float(ctx.params.get("min_seconds", 2.0 if profile == "tiny" else 30.0))
     gpu = torch.cuda.is_available()
-    max_steps = ctx.job.max_steps or (20 if profile == "tiny" else (100_000 if gpu else 3_000))
-    max_seconds = float(ctx.params.get("max_seconds", 20 if profile == "tiny" else 540))
+    # every full voice starts from the shipped base (RVC/lite_base.py): on two CPU cores the budget buys a few
+    # hundred steps, enough to move a speaking network's timbre, far too few to teach a blank one to speak
+    base = None if profile == "tiny" else load_base()
+    cfg = LiteConfig.tiny() if profile == "tiny" else (LiteConfig.from_dict(base["config"]) if base else LiteConfig())
+    if base is not None and not gpu:
+        cfg.batch_size, cfg.adversarial = CPU_FINE_TUNE
+    min_seconds = float(ctx.params.get("min_seconds", 2.0 if profile == "tiny" else 30.0))
+    max_steps = ctx.job.max_steps or (20 if profile == "tiny" else (100_000 if gpu else 20_000))
+    max_seconds = float(ctx.params.get("max_seconds", 20 if profile == "tiny" else (540 if gpu else 1500)))
     loop = asyncio.get_running_loop()
 
     dataset_path = work / "dataset.npz"
@@ -68,13 +76,14 @@ async def train_voice(ctx: JobContext) -> str:
         await ctx.report(step=0, progress=0.0, log_line=f"{len(clips)} recording(s) checked; computing features")
         cache = Path(ctx.params.get("cache_dir") or folder.parents[1] / "cache")
         content = bundled_content(cache)
-        data = await asyncio.to_thread(build_dataset, clips, content, cfg.content_dims)
+        projection = base_projection(base) if base is not None else None
+        data = await asyncio.to_thread(build_dataset, clips, content, cfg.content_dims, None, projection)
         np.savez(dataset_path, **data)
 
     resume = None
     if ctx.checkpoint and Path(ctx.checkpoint).is_file():
         resume = torch.load(ctx.checkpoint, map_location="cpu", weights_only=True)
-    checkpoint_every = max(50, max_steps // 10)
+    checkpoint_every = max(50, max_steps // 10) if gpu else 50  # a CPU step takes seconds
 
     def progress(step: int, total: int, elapsed: float, losses: dict) -> None:
         """Runs in the training thread; a cancel raised by report stops training there."""
@@ -93,7 +102,7 @@ async def train_voice(ctx: JobContext) -> str:
 
     def run():
         return train(data, cfg, max_steps=max_steps, max_seconds=max_seconds, progress=progress,
-                     report_every=max(10, checkpoint_every // 5), resume=resume, state_hook=current)
+                     report_every=max(10, checkpoint_every // 5) if gpu else 10, resume=resume, state_hook=current, base=base)
 
     net, state = await asyncio.to_thread(run)
     artifact = export(net, data, next_artifact(folder), steps=state["step"], seconds=time.perf_counter() - t0)
