@@ -25,13 +25,22 @@ async def cmd_reply(args) -> int:
     from adapters.media import encode_ogg_opus
     from bot.common.dialogue import Dialogue, Incoming
     from core import audio as audio_ops
-    from core.types import AudioFrame, ReplyDone, SentenceFrame, TranscriptFrame
+    from core.types import AudioFrame, ReplyDone, SentenceFrame, TranscriptFrame, VideoFrame
 
     services = await _services(args)
     try:
-        msg = Incoming(user_id=f"cli:{args.user}", chat_id=f"cli:{args.chat or args.user}",
+        chat_id = f"cli:{args.chat or args.user}"
+        if getattr(args, "demo", False):
+            from bot.common.demo import install_demo
+
+            args.voice = args.avatar = await install_demo(services)
+        choices = {k: v for k, v in (("voice", args.voice), ("avatar", args.avatar)) if v}
+        if choices:  # kept for the chat, as /voice and /avatar keep them
+            await services.chats.set(chat_id, **choices)
+        msg = Incoming(user_id=f"cli:{args.user}", chat_id=chat_id,
                        audio=Path(args.audio).read_bytes() if args.audio else None, text=args.text)
         chunks = []
+        video = None
         async for frame in Dialogue(services).reply(msg):
             if isinstance(frame, TranscriptFrame):
                 print(f"you said: {frame.transcript.text}  [{frame.transcript.language}]")
@@ -39,6 +48,8 @@ async def cmd_reply(args) -> int:
                 print(f"  sentence {frame.index}: {frame.text}")
             elif isinstance(frame, AudioFrame):
                 chunks.append(frame.audio)
+            elif isinstance(frame, VideoFrame):
+                video = frame
             elif isinstance(frame, ReplyDone):
                 print(f"answer:   {frame.text}")
                 print("timings:  " + "  ".join(f"{t.stage}={t.seconds:.2f}s" for t in frame.timings))
@@ -47,6 +58,13 @@ async def cmd_reply(args) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(encode_ogg_opus(audio_ops.join(chunks)))
             print(f"voice:    {out} ({sum(c.seconds for c in chunks):.1f} s of speech)")
+        if args.video and video is not None:
+            out = Path(args.video)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(video.mp4)
+            print(f"video:    {out} ({video.seconds:.1f} s, the talking head)")
+        elif args.video:
+            print("video:    none (no avatar is set for this chat, or it is not ready)")
     finally:
         await services.close()
     return 0
@@ -239,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", default="local")
     p.add_argument("--chat", default=None)
     p.add_argument("--out", help="where to write the OGG/Opus voice reply")
+    p.add_argument("--video", help="where to write the talking-head MP4 (when the chat has an avatar)")
+    p.add_argument("--voice", help="answer in this voice from now on in this chat")
+    p.add_argument("--avatar", help="answer with this avatar's face from now on in this chat")
+    p.add_argument("--demo", action="store_true", help="use the shipped demo voice and face (assets/demo)")
     p.set_defaults(run=cmd_reply)
 
     p = sub.add_parser("chat", help="a text conversation in the terminal")
