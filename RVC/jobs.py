@@ -17,8 +17,10 @@ from core.errors import BadReference
 from core.jobs import JobContext
 
 PROFILES = ("full", "tiny")
-# windows per step and whether the discriminators train, when a voice is fine-tuned on the CPU (bench/lite_cpu_steps.py)
-CPU_FINE_TUNE = (8, True)
+# windows per step and whether the discriminators train, when a voice is fine-tuned on the CPU: 25 min on 2 cores
+# give about 1,140 mel-only steps or 330 with discriminators (bench/lite_cpu_steps.py), and the mel-only voice
+# came out closer to the speaker on both scores (bench/results/lite_voice_goals.txt)
+CPU_FINE_TUNE = (8, False)
 
 
 def _profile(ctx: JobContext) -> str:
