@@ -95,7 +95,7 @@ async def run_mode(services, clips, synthesizers=None, voice: str | None = None)
 
 def table(title: str, stats: dict[str, list[float]]) -> list[str]:
     lines = [title, f"  {'stage':<20}{'p50 s':>9}{'p95 s':>9}"]
-    for stage in ("asr", "llm_first_token", "llm_first_sentence", "llm", "tts", "tts_per_sentence", "first_audio", "total"):
+    for stage in ("asr", "llm_first_token", "llm_first_sentence", "llm", "tts", "tts_per_sentence", "convert", "first_audio", "total"):
         if stage in stats:
             lines.append(f"  {stage:<20}{pct(stats[stage], .5):>9.3f}{pct(stats[stage], .95):>9.3f}")
     lines.append(f"  sentences per reply: {statistics.mean(stats['sentences']):.1f}")
