@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 	touch $@
 
 demo: setup
-	$(BIN)/doppel reply --audio assets/question.ogg --user demo --out out/demo-reply.ogg
+	$(BIN)/doppel reply --demo --audio assets/question.ogg --user demo --out out/demo-reply.ogg --video out/demo-reply.mp4
 
 test: setup browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -20,6 +20,10 @@ PROFILES = ("full", "tiny")
 CHECKPOINT_STEPS = 50
 CHECKPOINT_SECONDS = 30.0  # a run killed between step checkpoints loses at most this much
 REPORT_SECONDS = 1.0  # progress reaches the database at most this often (every step is checked for a cancel)
+# windows per step and whether the discriminators train, when a voice is fine-tuned on the CPU: 25 min on 2 cores
+# give about 1,140 mel-only steps or 330 with discriminators (bench/lite_cpu_steps.py), and the mel-only voice
+# came out closer to the speaker on both scores (bench/results/lite_voice_goals.txt)
+CPU_FINE_TUNE = (8, False)
 
 
 def _profile(ctx: JobContext) -> str:
@@ -49,6 +53,7 @@ async def train_voice(ctx: JobContext) -> str:
     import torch
 
     from RVC.features import bundled_content
+    from RVC.lite_base import base_projection, load_base
     from RVC.lite_data import build_dataset
     from RVC.lite_model import LiteConfig
     from RVC.lite_train import export, train
@@ -59,11 +64,16 @@ async def train_voice(ctx: JobContext) -> str:
     work = Path(ctx.work_dir)
     name = ctx.job.target
     profile = _profile(ctx)
-    cfg = LiteConfig.tiny() if profile == "tiny" else LiteConfig()
-    limits = limits_for(profile, ctx.params.get("min_seconds"))
     gpu = torch.cuda.is_available()
-    max_steps = ctx.job.max_steps or (20 if profile == "tiny" else (100_000 if gpu else 3_000))
-    max_seconds = float(ctx.params.get("max_seconds", 20 if profile == "tiny" else 540))
+    # every full voice starts from the shipped base (RVC/lite_base.py): on two CPU cores the budget buys a few
+    # hundred steps, enough to move a speaking network's timbre, far too few to teach a blank one to speak
+    base = None if profile == "tiny" else load_base()
+    cfg = LiteConfig.tiny() if profile == "tiny" else (LiteConfig.from_dict(base["config"]) if base else LiteConfig())
+    if base is not None and not gpu:
+        cfg.batch_size, cfg.adversarial = CPU_FINE_TUNE
+    limits = limits_for(profile, ctx.params.get("min_seconds"))
+    max_steps = ctx.job.max_steps or (20 if profile == "tiny" else (100_000 if gpu else 20_000))
+    max_seconds = float(ctx.params.get("max_seconds", 20 if profile == "tiny" else (540 if gpu else 1500)))
     checkpoint_steps = int(ctx.params.get("checkpoint_steps", CHECKPOINT_STEPS))
     checkpoint_seconds = float(ctx.params.get("checkpoint_seconds", CHECKPOINT_SECONDS))
     loop = asyncio.get_running_loop()
@@ -85,7 +95,8 @@ async def train_voice(ctx: JobContext) -> str:
                 ctx.report(step=0, progress=0.01 + 0.04 * done / total, log_line=f"features: clip {done}/{total}"),
                 loop).result()
 
-        data = await asyncio.to_thread(build_dataset, clips, content, cfg.content_dims, features_done)
+        projection = base_projection(base) if base is not None else None
+        data = await asyncio.to_thread(build_dataset, clips, content, cfg.content_dims, features_done, projection)
         tmp = work / "dataset.tmp.npz"
         np.savez(tmp, **data)
         tmp.replace(dataset_path)  # a run killed while saving leaves no half-written set to resume from
@@ -122,7 +133,7 @@ async def train_voice(ctx: JobContext) -> str:
 
     def run():
         return train(data, cfg, max_steps=max_steps, max_seconds=max_seconds, progress=progress,
-                     report_every=1, resume=resume, state_hook=current)
+                     report_every=1, resume=resume, state_hook=current, base=base)
 
     net, state = await asyncio.to_thread(run)
     artifact = export(net, data, next_artifact(folder), steps=state["step"], seconds=time.perf_counter() - t0)

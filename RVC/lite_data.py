@@ -57,10 +57,14 @@ def quantize(feats: np.ndarray) -> np.ndarray:
 
 
 def build_dataset(clips: list[np.ndarray], content: WhisperContent, dims: int = 128,
-                  progress=None) -> dict[str, np.ndarray]:
+                  progress=None, projection: Projection | None = None,
+                  perturbations: tuple[float, ...] = PERTURBATIONS) -> dict[str, np.ndarray]:
     """16 kHz clips → {audio int16, content [N/2, dims] and content_low [copies, N/2, dims] int8 (× content_scale),
-    f0 [N], projection, f0 stats}."""
-    audio, f0s, feats, lows = [], [], [], []
+    f0 [N], projection, f0 stats, clip_frames (each kept clip's length in 10-ms frames)}.
+
+    `projection`: the base model's (a voice fine-tuned from it must see content in the same coordinates);
+    None fits one on these clips."""
+    audio, f0s, feats, lows, kept = [], [], [], [], []
     for i, samples in enumerate(clips):
         n50 = len(samples) // CONTENT_HOP
         if n50 < 8:
@@ -73,7 +77,8 @@ def build_dataset(clips: list[np.ndarray], content: WhisperContent, dims: int = 
         if len(f0) < 2 * n50:
             f0 = np.pad(f0, (0, 2 * n50 - len(f0)))
         feats.append(c)
-        lows.append(np.stack([perturbed_content(content, samples, n50, f) for f in PERTURBATIONS]))
+        lows.append(np.stack([perturbed_content(content, samples, n50, f) for f in perturbations]))
+        kept.append(2 * n50)
         f0s.append(f0)
         audio.append(np.clip(samples * 32767, -32768, 32767).astype(np.int16))
         if progress is not None:
@@ -81,7 +86,7 @@ def build_dataset(clips: list[np.ndarray], content: WhisperContent, dims: int = 
     if not audio:
         raise ValueError("no clip is long enough to learn from")
     all_feats, all_lows = np.concatenate(feats), np.concatenate(lows, axis=1)
-    proj = Projection.fit(np.concatenate([all_feats, *all_lows]), min(dims, all_feats.shape[1]))
+    proj = projection or Projection.fit(np.concatenate([all_feats, *all_lows]), min(dims, all_feats.shape[1]))
     f0 = np.concatenate(f0s)
     mu, sd = log_f0_stats(f0)
     assert len(f0) * HOP == sum(len(a) for a in audio)
@@ -93,4 +98,60 @@ def build_dataset(clips: list[np.ndarray], content: WhisperContent, dims: int = 
         "f0": f0.astype(np.float32),
         "pca_mean": proj.mean, "pca_basis": proj.basis,
         "f0_stats": np.array([mu, sd], np.float32),
+        "clip_frames": np.array(kept, np.int64),
     }
+
+
+def compact(data: dict[str, np.ndarray], oggs: list[bytes]) -> dict[str, np.ndarray]:
+    """The set with its audio as each clip's Ogg/Opus file instead of PCM: about an eighth of the size, which is
+    what lets a set travel to a GPU machine. `oggs` are the kept clips' files, in order."""
+    if len(oggs) != len(data["clip_frames"]):
+        raise ValueError(f"{len(oggs)} files for {len(data['clip_frames'])} clips")
+    out = {k: v for k, v in data.items() if k != "audio"}
+    out["ogg"] = np.frombuffer(b"".join(oggs), np.uint8)
+    out["ogg_sizes"] = np.array([len(o) for o in oggs], np.int64)
+    return out
+
+
+def _decode(ogg: bytes) -> np.ndarray:
+    try:
+        from adapters.media import decode_audio
+    except ImportError:  # a bare GPU machine: soundfile's bundled libsndfile reads Ogg/Opus
+        import io
+
+        import soundfile
+
+        samples, rate = soundfile.read(io.BytesIO(ogg), dtype="float32", always_2d=True)
+        return to_rate(samples.mean(axis=1), rate, RATE)
+    return decode_audio(ogg, RATE).samples
+
+
+def expand(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A compact set back to PCM, each clip cut or padded to the frames its features were computed on."""
+    if "ogg" not in data:
+        return data
+    blob = data["ogg"].tobytes()
+    ends = np.cumsum(data["ogg_sizes"])
+    parts = []
+    for end, size, frames in zip(ends, data["ogg_sizes"], data["clip_frames"]):
+        x = _decode(blob[end - size:end])[: frames * HOP]
+        x = np.pad(x, (0, frames * HOP - len(x)))
+        parts.append(np.clip(x * 32767, -32768, 32767).astype(np.int16))
+    out = {k: v for k, v in data.items() if k not in ("ogg", "ogg_sizes")}
+    out["audio"] = np.concatenate(parts)
+    return out
+
+
+def first_clips(data: dict[str, np.ndarray], minutes: float) -> dict[str, np.ndarray]:
+    """The set cut to its first clips, at least `minutes` of speech (to measure how little a voice can learn from)."""
+    frames = data["clip_frames"]
+    k = int(np.searchsorted(np.cumsum(frames), minutes * 6000)) + 1
+    n = int(frames[:k].sum())
+    out = dict(data)
+    out["clip_frames"] = frames[:k]
+    out["f0"] = data["f0"][:n]
+    out["content"] = data["content"][: n // 2]
+    out["content_low"] = data["content_low"][:, : n // 2]
+    out["audio"] = data["audio"][: n * HOP]
+    out["f0_stats"] = np.array(log_f0_stats(out["f0"]), np.float32)
+    return out

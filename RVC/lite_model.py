@@ -35,6 +35,7 @@ class LiteConfig:
     batch_size: int = 24
     learning_rate: float = 2e-4
     mel_weight: float = 45.0
+    adversarial: bool = True  # False: the mel loss alone (a CPU fine-tune's steps are too dear to spend on discriminators)
 
     @staticmethod
     def tiny() -> "LiteConfig":

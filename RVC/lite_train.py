@@ -57,8 +57,12 @@ class Batches:
 def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_seconds: float | None = None,
           device: str | None = None, progress: Progress | None = None, report_every: int = 50,
           resume: dict | None = None, seed: int = 0, bf16: bool = False,
-          state_hook: dict | None = None) -> tuple[LiteNet, dict]:
-    """Returns the trained network and a state to resume from; `state_hook["state_fn"](step)` gives that state mid-run."""
+          state_hook: dict | None = None, base: dict | None = None) -> tuple[LiteNet, dict]:
+    """Returns the trained network and a state to resume from; `state_hook["state_fn"](step)` gives that state mid-run.
+
+    `base`: the pretrained base (RVC/lite_base.py) to start from; its config decides the network's shape.
+    `max_seconds` is a budget, not a cue: a step that would end past it is not started. Progress is reported
+    after the first step, every `report_every` steps and at the last one."""
     torch.manual_seed(seed)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cuda":
@@ -67,6 +71,9 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
         torch.backends.cudnn.benchmark = True
     net = LiteNet(cfg, wn=True).to(dev)
     disc = Discriminators(cfg.disc_channels).to(dev)
+    if base is not None and not resume:
+        net.load_state_dict({k: v.float() for k, v in base["net"].items()})
+        disc.load_state_dict({k: v.float() for k, v in base["disc"].items()})
     mel = LogMel().to(dev)
     opt_g = torch.optim.AdamW(net.parameters(), cfg.learning_rate, betas=(0.8, 0.99))
     opt_d = torch.optim.AdamW(disc.parameters(), cfg.learning_rate, betas=(0.8, 0.99))
@@ -92,21 +99,38 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
     # A run of non-finite losses turns it off for good.
     mixed = bf16 and dev.type == "cuda" and torch.cuda.is_bf16_supported()
     bad_steps = 0
+    zero = torch.zeros((), device=dev)
+    first_step = step
+    first_seconds = slowest = 0.0  # the first step also builds kernels, so it is kept apart from the others
+
+    def report() -> None:
+        nonlocal losses
+        losses = {"mel": mel_loss.item(), "adv": float(adv.detach()), "fm": float(fm.detach()), "disc": loss_d.item()}
+        if progress is not None:
+            progress(step, max_steps, time.perf_counter() - t0, losses)
+
     while step < max_steps:
+        if max_seconds is not None and step > first_step:
+            # a step that would end past the budget is not started: the slowest one so far stands for the next
+            upcoming = slowest if step > first_step + 1 else first_seconds
+            if time.perf_counter() - t0 + upcoming > max_seconds:
+                break
+        step_start = time.perf_counter()
         content, f0, real = batches.sample(cfg.batch_size)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mixed):
             fake = net(content, f0).float()
             n = min(fake.shape[-1], real.shape[-1])
             fake, real = fake[..., :n], real[..., :n]
-            loss_d = discriminator_loss(disc(real), disc(fake.detach()))
-        opt_d.zero_grad(set_to_none=True)
-        if torch.isfinite(loss_d):
-            loss_d.backward()
-            opt_d.step()
+            loss_d = discriminator_loss(disc(real), disc(fake.detach())) if cfg.adversarial else zero
+        if cfg.adversarial:
+            opt_d.zero_grad(set_to_none=True)
+            if torch.isfinite(loss_d):
+                loss_d.backward()
+                opt_d.step()
 
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mixed):
             mel_loss = F.l1_loss(mel(fake), mel(real))
-            adv, fm = generator_losses(disc(real), disc(fake))
+            adv, fm = generator_losses(disc(real), disc(fake)) if cfg.adversarial else (zero, zero)
             loss_g = cfg.mel_weight * mel_loss + adv + 2 * fm
         opt_g.zero_grad(set_to_none=True)
         if torch.isfinite(loss_g):
@@ -119,15 +143,15 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
                 mixed = False
                 print("non-finite losses under bf16: continuing in float32", flush=True)
         step += 1
-
-        elapsed = time.perf_counter() - t0
-        out_of_time = max_seconds is not None and elapsed >= max_seconds
-        if step % report_every == 0 or step == max_steps or out_of_time:
-            losses = {"mel": mel_loss.item(), "adv": float(adv.detach()), "fm": float(fm.detach()), "disc": loss_d.item()}
-            if progress is not None:
-                progress(step, max_steps, elapsed, losses)
-        if out_of_time:
-            break
+        if step == first_step + 1 or step % report_every == 0 or step == max_steps:
+            report()  # inside the step's time: a report may write a checkpoint
+        seconds = time.perf_counter() - step_start  # the isfinite checks wait for the GPU, so this is the step's real time
+        if step == first_step + 1:
+            first_seconds = seconds
+        else:
+            slowest = max(slowest, seconds)
+    if step > first_step and not (step == first_step + 1 or step % report_every == 0 or step == max_steps):
+        report()  # stopped by the budget between two reports: the last step is reported too
     return net, {**snapshot(step), "losses": losses}
 
 
@@ -157,31 +181,84 @@ def export(net: LiteNet, data: dict[str, np.ndarray], path: Path, *, steps: int,
     return path
 
 
+def export_base(net: LiteNet, disc_state: dict, data: dict[str, np.ndarray], path: Path, *, steps: int,
+                seconds: float) -> Path:
+    """The pretrained base (RVC/lite_base.py): generator and discriminators as trained (weight norm unfolded, so
+    fine-tuning resumes them as they were), float16, and the content projection every voice must share."""
+    from RVC.lite_base import BASE_FORMAT
+
+    half = lambda sd: {k: v.detach().cpu().to(torch.float16) for k, v in sd.items()}  # noqa: E731
+    artifact = {
+        "format": BASE_FORMAT,
+        "version": ARTIFACT_VERSION,
+        "config": net.cfg.to_dict(),
+        "net": half(net.state_dict()),
+        "disc": half(disc_state),
+        "pca_mean": torch.from_numpy(np.asarray(data["pca_mean"], np.float32)),
+        "pca_basis": torch.from_numpy(np.asarray(data["pca_basis"], np.float32)),
+        "trained_steps": steps,
+        "trained_seconds": seconds,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(artifact, tmp)
+    tmp.replace(path)
+    return path
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", required=True)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="a set from lite_data.build_dataset (.npz, compact or not)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=100_000)
-    ap.add_argument("--seconds", type=float, default=480)
+    ap.add_argument("--seconds", type=float, default=480, help="the training budget")
+    ap.add_argument("--base", default="", help="fine-tune from this base (RVC/base/lite-base.pt)")
+    ap.add_argument("--as-base", action="store_true", help="write a base (generator and discriminators) to fine-tune from")
+    ap.add_argument("--minutes", type=float, default=0, help="train on the set's first clips only, this much speech")
+    ap.add_argument("--batch", type=int, default=0, help="windows per step (default: the config's)")
+    ap.add_argument("--mel-only", action="store_true", help="train without the discriminators")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--bf16", action="store_true")
     args = ap.parse_args()
-    data = dict(np.load(args.data, allow_pickle=False))
-    data = {k: v for k, v in data.items()}
-    cfg = LiteConfig.tiny() if args.tiny else LiteConfig()
+    from RVC.lite_base import load_base
+    from RVC.lite_data import expand, first_clips
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = expand(dict(np.load(args.data, allow_pickle=False)))
+    if args.minutes:
+        data = first_clips(data, args.minutes)
+    base = load_base(Path(args.base)) if args.base else None
+    if args.base and base is None:
+        raise SystemExit(f"no base model at {args.base}")
+    cfg = LiteConfig.from_dict(base["config"]) if base else (LiteConfig.tiny() if args.tiny else LiteConfig())
     cfg.content_dims = int(data["content"].shape[1])
+    if args.batch:
+        cfg.batch_size = args.batch
+    if args.mel_only:
+        cfg.adversarial = False
+    if base is not None and not np.allclose(base["pca_basis"].numpy(), data["pca_basis"]):
+        raise SystemExit("the set was not projected with this base's projection (RVC/lite_base.py prepare)")
     t0 = time.perf_counter()
 
     def show(step: int, total: int, elapsed: float, losses: dict) -> None:
         print(f"step {step} {elapsed:.0f}s " + " ".join(f"{k}={v:.3f}" for k, v in losses.items()), flush=True)
 
-    print(f"training on {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}: "
-          f"{len(data['f0']) / 6000:.1f} min of speech", flush=True)
-    net, state = train(data, cfg, max_steps=args.steps, max_seconds=args.seconds, progress=show, report_every=250, bf16=args.bf16)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    where = torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"training on {where}: {len(data['f0']) / 6000:.1f} min of speech, batch {cfg.batch_size}"
+          + (f", from the base {args.base}" if base else ""), flush=True)
+    net, state = train(data, cfg, max_steps=args.steps, max_seconds=args.seconds, progress=show, report_every=250,
+                       bf16=args.bf16, base=base, device=device, seed=args.seed)
     seconds = time.perf_counter() - t0
-    export(net, data, Path(args.out), steps=state["step"], seconds=seconds)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    print(f"trained {state['step']} steps in {seconds:.0f} s on {device}", flush=True)
+    if args.as_base:
+        export_base(net, state["disc"], data, Path(args.out), steps=state["step"], seconds=seconds)
+    else:
+        export(net, data, Path(args.out), steps=state["step"], seconds=seconds)
+    print(f"trained {state['step']} steps in {seconds:.0f} s on {where}", flush=True)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def pct(values: list[float], q: float) -> float:
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
-async def run_mode(services, clips, synthesizers=None) -> dict[str, list[float]]:
+async def run_mode(services, clips, synthesizers=None, voice: str | None = None) -> dict[str, list[float]]:
     pipeline = services.pipeline
     if synthesizers is not None:
         pipeline.synthesizers = synthesizers
@@ -78,7 +78,8 @@ async def run_mode(services, clips, synthesizers=None) -> dict[str, list[float]]
     persona = services.personas.get("default")
     for i, (path, seconds, _) in enumerate(clips):
         audio = decode_audio(path.read_bytes())
-        request = ReplyRequest(key=ConversationKey(f"bench:{i}", f"bench:{i}"), persona=persona, audio=audio, language="en")
+        request = ReplyRequest(key=ConversationKey(f"bench:{i}", f"bench:{i}"), persona=persona, audio=audio, language="en",
+                               voice=voice)
         sentences = 0
         async for frame in pipeline.run(request):
             if isinstance(frame, AudioFrame):
@@ -94,7 +95,7 @@ async def run_mode(services, clips, synthesizers=None) -> dict[str, list[float]]
 
 def table(title: str, stats: dict[str, list[float]]) -> list[str]:
     lines = [title, f"  {'stage':<20}{'p50 s':>9}{'p95 s':>9}"]
-    for stage in ("asr", "llm_first_token", "llm_first_sentence", "llm", "tts", "tts_per_sentence", "first_audio", "total"):
+    for stage in ("asr", "llm_first_token", "llm_first_sentence", "llm", "tts", "tts_per_sentence", "convert", "first_audio", "total"):
         if stage in stats:
             lines.append(f"  {stage:<20}{pct(stats[stage], .5):>9.3f}{pct(stats[stage], .95):>9.3f}")
     lines.append(f"  sentences per reply: {statistics.mean(stats['sentences']):.1f}")
@@ -105,7 +106,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clips", type=int, default=10)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latency.txt"))
+    parser.add_argument("--demo-voice", action="store_true",
+                        help="the shipped demo voice (make demo) against the base TTS alone, side by side")
     args = parser.parse_args()
+    if args.demo_voice:
+        return await demo_voice(args)
 
     clips = [c for c in speech_clips("en") if 4.0 <= c[1] <= 7.0][: args.clips]
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,6 +150,39 @@ async def main() -> None:
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text + "\n")
+
+
+async def demo_voice(args) -> None:
+    from bot.common.demo import install_demo
+
+    clips = [c for c in speech_clips("en") if 4.0 <= c[1] <= 7.0][: args.clips]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(_env_file=None, data_dir=Path(tmp))
+        engines = build_engines(settings)
+        engines.recognizer.warm_up()
+        engines.chat_model.warm_up()
+        engines.synthesizers[0].warm_up()
+        services = await build_services(settings, engines=engines)
+        try:
+            voice = await install_demo(services)
+            await run_mode(services, clips[:1], voice=voice)  # loads the voice (a server has it loaded)
+            base, cloned = {}, {}
+            for clip in clips:  # interleaved, so both see the same machine load
+                for stats, v in ((base, None), (cloned, voice)):
+                    for k, vals in (await run_mode(services, [clip], voice=v)).items():
+                        stats.setdefault(k, []).extend(vals)
+        finally:
+            await services.close()
+    lines = [
+        f"doppel reply latency with the demo voice, {len(clips)} real voice questions, {os.cpu_count()} CPU cores",
+        "", *table("base TTS (Piper) alone:", base), "", *table("demo voice (lite, converted per sentence):", cloned), "",
+        f"first audio p50: demo voice {pct(cloned['first_audio'], .5):.2f} s, base TTS {pct(base['first_audio'], .5):.2f} s"
+        f" (goal <= 1.5 s); ratio {pct(cloned['first_audio'], .5) / pct(base['first_audio'], .5):.2f}x",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.out != str(ROOT / "bench" / "results" / "latency.txt"):
+        Path(args.out).write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -69,7 +69,15 @@ async def cmd_reply(args) -> int:
     video_out = _writable(args.video_out, "--video-out") if args.video_out else None
     services = await _services(args)
     try:
-        msg = Incoming(user_id=f"cli:{args.user}", chat_id=f"cli:{args.chat or args.user}", audio=audio, text=args.text)
+        chat_id = f"cli:{args.chat or args.user}"
+        if getattr(args, "demo", False):
+            from bot.common.demo import install_demo
+
+            args.voice = args.avatar = await install_demo(services)
+        choices = {k: v for k, v in (("voice", args.voice), ("avatar", args.avatar)) if v}
+        if choices:  # kept for the chat, as /voice and /avatar keep them
+            await services.chats.set(chat_id, **choices)
+        msg = Incoming(user_id=f"cli:{args.user}", chat_id=chat_id, audio=audio, text=args.text)
         chunks = []
         written = ""
         async for frame in Dialogue(services).reply(msg):
@@ -93,10 +101,12 @@ async def cmd_reply(args) -> int:
                     video_out.write_bytes(frame.mp4)
                 except OSError as exc:
                     raise FileProblem(f"--video-out {video_out} cannot be written: {exc.strerror or exc}; nothing was stored") from None
-                written += f"\nvideo:    {video_out} ({frame.seconds:.1f} s)"
+                written += f"\nvideo:    {video_out} ({frame.seconds:.1f} s, the talking head)"
             elif isinstance(frame, ReplyDone):
                 print(f"answer:   {frame.text}")
                 print("timings:  " + "  ".join(f"{t.stage}={t.seconds:.2f}s" for t in frame.timings))
+        if video_out is not None and "video:" not in written:
+            written += "\nvideo:    none (no avatar is set for this chat, or it is not ready)"
         if written:
             print(written.strip("\n"))
     finally:
@@ -380,7 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", default="local")
     p.add_argument("--chat", default=None)
     p.add_argument("--out", help="where to write the OGG/Opus voice reply")
-    p.add_argument("--video-out", help="where to write the talking-head MP4, when the chat has a trained avatar")
+    p.add_argument("--video-out", "--video", dest="video_out",
+                   help="where to write the talking-head MP4 (when the chat has an avatar)")
+    p.add_argument("--voice", help="answer in this voice from now on in this chat")
+    p.add_argument("--avatar", help="answer with this avatar's face from now on in this chat")
+    p.add_argument("--demo", action="store_true", help="use the shipped demo voice and face (assets/demo)")
     p.set_defaults(run=cmd_reply)
 
     p = sub.add_parser("chat", help="a text conversation in the terminal")

@@ -1,0 +1,31 @@
+"""The demo voice and face that ship with the project, so `make demo` shows a cloned voice and a talking head offline.
+
+The voice was fine-tuned from the lite base (RVC/lite_base.py) on the shared en speaker's recordings (Allison
+Smith, CC-BY-SA-3.0, see README); the face is a public-domain NASA portrait (scikit-image's "astronaut").
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.wiring import Services
+from core.errors import BadInput
+from core.types import VoiceEngine
+
+DEMO_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo"
+DEMO_VOICE = DEMO_DIR / "voice.lite.pt"
+DEMO_PORTRAIT = DEMO_DIR / "portrait.jpg"
+NAME = "demo"
+
+
+async def install_demo(services: Services) -> str:
+    """Registers the shipped voice and avatar under the name "demo" (again each time: the checkout may have moved)."""
+    from bot.common.avatars import add_photo_avatar, find_avatar
+
+    for path in (DEMO_VOICE, DEMO_PORTRAIT):
+        if not path.is_file():
+            raise BadInput(f"The demo file {path.name} is missing from assets/demo; check out the repository again.")
+    await services.voices.upsert(NAME, VoiceEngine.LITE, "en", ready=True, params={"artifact": str(DEMO_VOICE)})
+    avatar = await find_avatar(services, NAME)
+    if avatar is None or not avatar.ready:
+        await add_photo_avatar(services, NAME, DEMO_PORTRAIT.read_bytes())
+    return NAME
