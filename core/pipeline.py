@@ -219,9 +219,10 @@ class ReplyPipeline:
         return choose_language(scores, allowed=self.config.languages, fixed=request.language, last=request.last_language,
                                default=request.persona.language if request.persona.language != "auto" else "en")
 
-    async def _messages(self, request: ReplyRequest, user_text: str, plan: AnswerLanguage) -> list[ChatMessage]:
+    async def _messages(self, request: ReplyRequest, user_text: str, plan: AnswerLanguage | None = None) -> list[ChatMessage]:
         past = await self.history.load(request.key, self.config.history_token_budget)
-        system = persona_prompt(request.persona, plan.answer)
+        language = plan.answer if plan else (request.language or request.persona.language)
+        system = persona_prompt(request.persona, "en" if language == "auto" else language)
         return [ChatMessage("system", system), *past, ChatMessage("user", user_text)]
 
     async def _write_answer(self, messages: list[ChatMessage], persona: Persona, out: asyncio.Queue, watch: Stopwatch) -> None:
