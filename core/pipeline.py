@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Sequence
 
 from core import audio as audio_ops
-from core.errors import AudioTooLong, DoppelError, EngineError, NoSpeech, VoiceNotReady
-from core.languages import AnswerLanguage, choose_language, persona_prompt, plan_answer
+from core.errors import AudioTooLong, BadInput, DoppelError, EngineError, NoSpeech, VoiceNotReady
+from core.languages import AnswerLanguage, choose_language, english_name, persona_prompt, plan_answer
 from core.ports import (AvatarRenderer, ChatModel, HistoryStore, LanguageDetector, SpeechRecognizer, SpeechSynthesizer,
                         VoiceCatalog, VoiceConverter)
 from core.speakable import spoken_form
@@ -197,8 +197,8 @@ class ReplyPipeline:
         return transcript.text.strip(), transcript.language
 
     async def _transcribe(self, request: ReplyRequest) -> Transcript:
-        """In the user's language when one is set, unless the transcript is doubtful and the speech is clearly
-        in another expected language; otherwise in the language detected among the expected ones."""
+        """In the user's language when one is set, unless its transcript is doubtful and the speech sounds more
+        like another expected language; otherwise in the language detected among the expected ones."""
         audio, expected = request.audio, request.language
         assert audio is not None
         if expected:
@@ -206,9 +206,16 @@ class ReplyPipeline:
             if transcript.confidence >= self.config.recheck_confidence:
                 return transcript
         scores = await self.recognizer.detect_language(audio)
-        heard = choose_language(scores, allowed=self.config.languages, fixed=expected, last=request.last_language,
+        # the expected language has been put in doubt by its own transcript: the best expected language wins,
+        # and the one set only breaks near-ties (as the last language does in `auto`)
+        heard = choose_language(scores, allowed=self.config.languages, last=expected or request.last_language,
                                 default=request.persona.language if request.persona.language != "auto" else "en")
         if expected and heard == expected:
+            outside = max(scores, key=scores.get) if scores else expected
+            if self.config.languages and outside not in self.config.languages and scores[outside] >= 0.5:
+                # an unsure transcript of speech in a language nobody expects here: say so rather than answer noise
+                names = ", ".join(english_name(code) for code in self.config.languages)
+                raise BadInput(f"That sounded like {english_name(outside)}; here I understand {names}.")
             return transcript
         return await self.recognizer.transcribe(audio, heard)
 
