@@ -206,16 +206,14 @@ class ReplyPipeline:
             if transcript.confidence >= self.config.recheck_confidence:
                 return transcript
         scores = await self.recognizer.detect_language(audio)
-        # the expected language has been put in doubt by its own transcript: the best expected language wins,
-        # and the one set only breaks near-ties (as the last language does in `auto`)
-        heard = choose_language(scores, allowed=self.config.languages, last=expected or request.last_language,
-                                default=request.persona.language if request.persona.language != "auto" else "en")
+        # the expected language has been put in doubt by its own transcript: the best expected language wins
+        heard = choose_language(scores, allowed=self.config.languages, last=request.last_language,
+                                default=expected or (request.persona.language if request.persona.language != "auto" else "en"))
+        if scores and self.config.languages and sum(scores.get(code, 0.0) for code in self.config.languages) < 0.25:
+            # speech in a language nobody expects here: say so rather than answer a transcript of noise
+            names = ", ".join(english_name(code) for code in self.config.languages)
+            raise BadInput(f"That sounded like {english_name(max(scores, key=scores.get))}; here I understand {names}.")
         if expected and heard == expected:
-            outside = max(scores, key=scores.get) if scores else expected
-            if self.config.languages and outside not in self.config.languages and scores[outside] >= 0.5:
-                # an unsure transcript of speech in a language nobody expects here: say so rather than answer noise
-                names = ", ".join(english_name(code) for code in self.config.languages)
-                raise BadInput(f"That sounded like {english_name(outside)}; here I understand {names}.")
             return transcript
         return await self.recognizer.transcribe(audio, heard)
 
