@@ -15,8 +15,9 @@ from bot.common.dialogue import Dialogue, Incoming
 from bot.settings import Settings
 from bot.wiring import Engines, build_chat_model, build_services, model_languages
 from core import audio as audio_ops
+from core.errors import BadInput
 from core.languages import AnswerLanguage, choose_language, plan_answer
-from core.types import AudioFrame, Persona, ReplyDone, SentenceFrame, TranscriptFrame
+from core.types import AudioFrame, ConversationKey, Persona, ReplyDone, SentenceFrame, TranscriptFrame
 from tests.conftest import ROOT, speech_clips
 from tests.fakes.polyglot_llm import ANSWERS, PolyglotServer
 from tests.test_llm_providers import KEYS, MODELS
@@ -176,3 +177,18 @@ async def test_where_the_model_cannot_write_the_language_it_answers_in_english_a
     assert done.user_language == "it" and done.language == "en" and done.notice_given
     assert "Italian" in sentences[0] and sentences[1] in ANSWERS["English"]
     assert not done2.notice_given and "Italian" not in done2.text
+
+
+@pytest.mark.slow
+async def test_speech_in_a_language_nobody_expects_here_gets_a_clear_reply_not_an_answer_to_noise(tmp_path, engines):
+    settings = Settings(_env_file=None, data_dir=tmp_path / "var", languages="en,zh")
+    own = Engines(recognizer=engines.recognizer, chat_model=engines.chat_model, synthesizers=engines.synthesizers,
+                  converters={}, renderer=None, text_languages=engines.text_languages)
+    services = await build_services(settings, engines=own)
+    try:
+        path, _, _ = speech_clips("fr", min_seconds=3.0)[0]
+        with pytest.raises(BadInput, match="That sounded like French; here I understand English, Chinese"):
+            await _reply(services, Incoming("tg:5", "tg:5", audio=path.read_bytes()))
+        assert await services.history.load(ConversationKey("tg:5", "tg:5"), 10_000) == []
+    finally:
+        await services.close()
