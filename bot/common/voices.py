@@ -55,13 +55,6 @@ def quality_summary(voice: Voice) -> str:
             f"(base voice {q.get('base_similarity', 0.0):.2f}), WER {q['wer']:.0%} (base voice {q.get('base_wer', 0.0):.0%})")
 
 
-def voice_state(voice: Voice) -> str:
-    if voice.ready:
-        return "ready"
-    q = voice.params.get("quality")
-    return "refused by the quality check" if isinstance(q, dict) and q.get("passed") is False else "training"
-
-
 def is_confident(transcript: Transcript, language: str | None) -> bool:
     """Whether an automatic transcript can be trusted as what was said; an unsure one is flagged for the admin
     ("asr-unsure") rather than stored as the truth. Whisper invents stock phrases ("Thank you for watching")
