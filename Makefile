@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-nodeps.txt |
 # llama.cpp compiles from source once; use both cores
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: setup browser demo test bench clean
+.PHONY: setup browser postgres demo test bench clean
 
 setup: $(STAMP)
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 demo: setup
 	$(BIN)/doppel reply --demo --audio assets/question.ogg --user demo --out out/demo-reply.ogg --video out/demo-reply.mp4
 
-test: setup browser
+test: setup browser postgres
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # the web tests drive Debian's headless Chromium: installed here when missing and we are root
@@ -31,6 +31,13 @@ browser:
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	else echo "chromium and chromium-driver are missing: the web tests will fail (apt-get install chromium chromium-driver)"; fi
+
+# the storage tests start a throwaway PostgreSQL server (tests/postgres.py): installed here when missing and we are root
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	else echo "postgresql is missing: the PostgreSQL storage tests will fail (apt-get install postgresql)"; fi
 
 bench: setup
 	$(BIN)/python bench/latency.py

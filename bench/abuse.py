@@ -12,8 +12,13 @@ reverse proxy do; otherwise every client would share one address and its limits.
 2. crowd: CROWD clients post a typed question 20 ms apart; the first one's time to its first reply audio
    against one client alone (SINGLES questions one after another, same question), with the default cap on
    answers made at once and, side by side, with no cap (goal: capped <= 2x single).
+3. deliveries (bench/abuse_deliveries.py): Telegram, Discord and the web chat with every send failing first or
+   the event stream dropped: answers delivered and model requests per message (goal: exactly 1 each).
 
-    .venv/bin/python bench/abuse.py [--uploaders 5] [--rounds 2] [--crowd 50] [--singles 5] [--out bench/results/abuse.txt]
+    .venv/bin/python bench/abuse.py [--uploaders 5] [--rounds 2] [--crowd 50] [--singles 5]
+                                    [--users 3] [--per-user 2] [--only deliveries] [--write]
+
+--write puts the report in bench/results/abuse.txt; with --only deliveries, the file's sections 1 and 2 are kept.
 """
 from __future__ import annotations
 
@@ -266,6 +271,10 @@ def mean_ci(values: list[float]) -> str:
 
 
 async def main(args) -> str:
+    from bench.abuse_deliveries import section
+
+    if args.only == "deliveries":
+        return await section(args.users, args.per_user)
     lines = ["Web abuse: doppel web (default engines: faster-whisper tiny.en, bundled SmolLM2 GGUF, Piper) on 127.0.0.1, "
              "in its own process, warmed before traffic",
              f"machine: {os.cpu_count()} CPU cores, shared with other work while measuring "
@@ -313,7 +322,7 @@ async def main(args) -> str:
         told = f"; {run['queued']} told their place in line (last: {run['last_place']})" if run["queued"] else ""
         lines.append(f"   {args.crowd} at once, {name}: first client's first audio after {figure}{told}")
     lines.append("   goal: capped <= 2x single")
-    lines.append(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    lines += ["", await section(args.users, args.per_user), f"load average at the end: {os.getloadavg()[0]:.1f}"]
     return "\n".join(lines)
 
 
@@ -326,9 +335,17 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--crowd", type=int, default=50)
     parser.add_argument("--singles", type=int, default=5)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "abuse.txt"))
+    parser.add_argument("--users", type=int, default=3, help="deliveries: users on each channel")
+    parser.add_argument("--per-user", type=int, default=2, help="deliveries: questions from each user")
+    parser.add_argument("--only", choices=["deliveries"], help="run section 3 alone")
+    parser.add_argument("--write", action="store_true", help="write the report to bench/results/abuse.txt")
     args = parser.parse_args()
     report = asyncio.run(main(args))
     print(report)
-    Path(args.out).write_text(report + "\n", encoding="utf-8")
-    print(json.dumps({"written": args.out}))
+    if args.write:
+        out = ROOT / "bench" / "results" / "abuse.txt"
+        if args.only == "deliveries":
+            kept = out.read_text(encoding="utf-8").split("\n3. deliveries")[0].rstrip("\n") if out.exists() else ""
+            report = (kept + "\n\n" if kept else "") + report + f"\n(section 3: python bench/abuse.py {' '.join(sys.argv[1:])})"
+        out.write_text(report + "\n", encoding="utf-8")
+        print(json.dumps({"written": str(out)}))

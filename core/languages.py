@@ -81,6 +81,19 @@ def is_known(language: str) -> bool:
     return language in NAMES
 
 
+def chosen_language(code: str, expected: Collection[str]) -> str:
+    """A user's choice of the language they speak (a /language command): a known code among the deployment's
+    `expected` ones (any known code where that list is empty), or auto."""
+    code = code.strip().lower()
+    if code == "auto":
+        return code
+    if not is_known(code):
+        raise UnknownLanguage(code)
+    if expected and code not in expected:
+        raise BadInput(f"Here I speak {', '.join(expected)}; choose one of them, or auto.")
+    return code
+
+
 def english_name(language: str) -> str:
     return NAMES.get(language, (language, language))[0]
 

@@ -1,9 +1,37 @@
-"""Schema migrations and repositories on a real SQLite file."""
+"""Schema migrations and repositories on a real SQLite file and, for the races and the schema, on a real
+PostgreSQL server (tests/postgres.py)."""
 import sqlite3
+from types import SimpleNamespace
 
+import pytest
 from sqlalchemy import inspect
 
-from storage.db import create_engine, current_revision, upgrade
+from storage.db import create_engine, current_revision, session_factory, upgrade
+from tests.postgres import postgres  # noqa: F401  (fixture)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request, tmp_path) -> str:
+    """A fresh, empty database on each backend doppel supports."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+    return await request.getfixturevalue("postgres").fresh_database()
+
+
+@pytest.fixture
+async def store(database_url):
+    """The repositories that the races below go through, on a migrated database."""
+    from storage.history import HistoryRepository
+    from storage.users import ChatSettingsRepository, UserRepository
+
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    sessions = session_factory(engine)
+    try:
+        yield SimpleNamespace(users=UserRepository(sessions), chats=ChatSettingsRepository(sessions),
+                              history=HistoryRepository(sessions))
+    finally:
+        await engine.dispose()
 
 
 async def test_migrations_upgrade_an_empty_database_and_are_idempotent(tmp_path):
@@ -53,20 +81,20 @@ async def test_jobs_are_claimed_once_and_requeued_after_a_crash(services):
     assert await services.jobs.report(job.id, step=11, progress=0.11) is False
 
 
-async def test_a_new_users_first_messages_at_once_make_one_user(services):
+async def test_a_new_users_first_messages_at_once_make_one_user(store):
     import asyncio
 
-    await asyncio.gather(*(services.users.touch("tg:77", "Ann") for _ in range(8)))
-    assert [u.id for u in await services.users.list()].count("tg:77") == 1
+    await asyncio.gather(*(store.users.touch("tg:77", "Ann") for _ in range(8)))
+    assert [u.id for u in await store.users.list()].count("tg:77") == 1
 
 
-async def test_the_migrations_build_exactly_the_models_schema(tmp_path):
+async def test_the_migrations_build_exactly_the_models_schema(database_url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     from storage.models import Base
 
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+    engine = create_engine(database_url)
     try:
         await upgrade(engine)
         async with engine.connect() as conn:
@@ -108,14 +136,14 @@ asyncio.run(main())
 """
 
 
-async def test_processes_starting_together_on_a_fresh_database_all_migrate_it(tmp_path):
+async def test_processes_starting_together_on_a_fresh_database_all_migrate_it(database_url):
     import subprocess
     import sys
     import time
 
     from tests.conftest import ROOT
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+    url = database_url
     start = time.time() + 4.0
     procs = [subprocess.Popen([sys.executable, "-c", MIGRATE_AT, url, str(start)], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
@@ -128,16 +156,16 @@ async def test_processes_starting_together_on_a_fresh_database_all_migrate_it(tm
         await engine.dispose()
 
 
-async def test_a_new_chats_first_messages_at_once_are_all_kept(services):
+async def test_a_new_chats_first_messages_at_once_are_all_kept(store):
     import asyncio
 
     from core.types import ConversationKey
 
     # a group chat nobody has written in yet: twenty members' first exchanges and a settings change land together
-    work = [services.history.append_exchange(ConversationKey(f"tg:{u}", "tg:-500"), f"hi from {u}", "hello") for u in range(20)]
-    work.append(services.chats.set("tg:-500", persona="default"))
+    work = [store.history.append_exchange(ConversationKey(f"tg:{u}", "tg:-500"), f"hi from {u}", "hello") for u in range(20)]
+    work.append(store.chats.set("tg:-500", persona="default"))
     results = await asyncio.gather(*work, return_exceptions=True)
     assert [r for r in results if isinstance(r, BaseException)] == []
-    counts = [await services.history.count(ConversationKey(f"tg:{u}", "tg:-500")) for u in range(20)]
+    counts = [await store.history.count(ConversationKey(f"tg:{u}", "tg:-500")) for u in range(20)]
     assert counts == [2] * 20
-    assert (await services.chats.get("tg:-500")).persona == "default"
+    assert (await store.chats.get("tg:-500")).persona == "default"

@@ -19,6 +19,7 @@ from bot.common.userqueue import UserQueue
 from bot.discord import admin_commands, chat_commands, inbox, rvc_commands, settings_commands
 from bot.discord.endpoints import discover_gateway, point_at
 from bot.discord.errors import on_app_command_error
+from bot.discord.retries import retry_dropped_calls
 from bot.startup import StartupError
 from bot.wiring import Services
 from storage.users import HandledUpdates
@@ -42,6 +43,7 @@ class DoppelDiscord(discord.Client):
         settings = services.settings
         point_at(settings.discord_api_url, settings.discord_gateway_url)
         super().__init__(intents=intents(), allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True))
+        retry_dropped_calls(self.http)
         self.services = services
         self.dialogue = Dialogue(services)
         self.access = AccessPolicy(settings, services.users, "dc")

@@ -85,6 +85,7 @@ message and its text; a typed message gets a typed answer.
 /ask – ask something, answered with text and a voice message
 /say – speak a text in a voice
 /voice, /persona, /avatar – show or choose them here
+/language [code|auto] – the language you speak to me here (en, fr, es ... or auto)
 /reset – forget our conversation here
 /cancel – stop the answer I am making for you
 /mydata – everything I store about you, as a file

@@ -1,4 +1,4 @@
-"""Per-server settings (a DM is its own "server"): /voice, /avatar, /persona, /roles.
+"""Per-server settings (a DM is its own "server"): /voice, /avatar, /persona, /language, /roles.
 
 Anyone may look; changing needs a server manager or a bot admin (gate.require_manager).
 """
@@ -10,6 +10,7 @@ from discord import app_commands
 from bot.common.avatars import find_avatar, list_avatars
 from bot.discord.gate import ALLOWED_ROLES, admit, chat_key, require_manager
 from core.errors import BadInput
+from core.languages import chosen_language
 
 RESET_WORDS = ("default", "none", "reset")
 
@@ -86,6 +87,24 @@ async def persona(interaction: discord.Interaction, name: str | None = None) -> 
     await interaction.response.send_message(f"I am **{chosen.name}** here now.")
 
 
+@app_commands.command(name="language", description="Show or choose the language spoken to me here (en, fr, es ... or auto)")
+@app_commands.describe(code="A language code such as en, fr or es; auto to recognise it from each message")
+async def language(interaction: discord.Interaction, code: str | None = None) -> None:
+    bot = interaction.client
+    services = bot.services
+    await admit(bot, interaction.user, interaction.guild_id, rate=False)
+    if code is None:
+        current = (await services.chats.get(_chat(interaction))).language or services.settings.language
+        await interaction.response.send_message(
+            f"I expect **{current}** here. `/language CODE` changes it: {', '.join(services.settings.languages) or 'any code'}"
+            ", or auto.", ephemeral=True)
+        return
+    await require_manager(bot, interaction)
+    chosen = chosen_language(code, services.settings.languages)  # UnknownLanguage, or BadInput naming the choices
+    await services.chats.set(_chat(interaction), language=chosen)
+    await interaction.response.send_message(f"Language here: **{chosen}**.")
+
+
 @app_commands.command(name="roles", description="Show or change which roles may talk to me in this server")
 @app_commands.describe(role="The role to allow (or to remove, with remove=True)", remove="Take the role off the list")
 @app_commands.guild_only()
@@ -103,4 +122,4 @@ async def roles(interaction: discord.Interaction, role: discord.Role | None = No
     await interaction.response.send_message(text, ephemeral=role is None, allowed_mentions=discord.AllowedMentions.none())
 
 
-COMMANDS = (voice, avatar, persona, roles)
+COMMANDS = (voice, avatar, persona, language, roles)

@@ -12,7 +12,7 @@ from bot.common.userqueue import UserQueue
 from bot.telegram.answer import chat_key, user_key
 from bot.wiring import Services
 from core.errors import BadInput
-from core.languages import UnknownLanguage, is_known
+from core.languages import chosen_language
 from core.types import ConversationKey
 
 
@@ -134,11 +134,7 @@ async def language(message: Message, command: CommandObject, services: Services)
         await message.answer(f"I expect you to speak '{current}'. /language CODE changes it (en, fr, es ... or auto).",
                              parse_mode=None)
         return
-    expected = services.settings.languages
-    if code != "auto" and not is_known(code):
-        raise UnknownLanguage(code)
-    if code != "auto" and expected and code not in expected:
-        raise BadInput(f"Here I speak {', '.join(expected)}; choose one of them, or auto.")
+    code = chosen_language(code, services.settings.languages)
     await services.chats.set(chat, language=code)
     await message.answer(f"Language set to '{code}'.", parse_mode=None)
 

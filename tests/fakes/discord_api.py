@@ -11,9 +11,10 @@ as a user: send a message (with a voice-message attachment), or invoke a slash c
 """
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from aiohttp import web
 
@@ -39,7 +40,9 @@ from tests.fakes.discord_state import (
     timestamp,
 )
 
-__all__ = ["FakeDiscord", "Posted", "Upload", "IS_VOICE_MESSAGE", "EPHEMERAL"]
+__all__ = ["FakeDiscord", "Posted", "Upload", "IS_VOICE_MESSAGE", "EPHEMERAL", "DROP", "DROP_AFTER"]
+DROP = 0  # a failure that is no answer at all: the connection closes before Discord does anything
+DROP_AFTER = 1  # Discord does what was asked, then the connection closes before the answer
 
 class FakeDiscord(DiscordState):
     def __init__(self, token: str = "fake-bot-token", *, upload_limit: int = 10 * 1024 * 1024, ack_deadline: float = 3.0) -> None:
@@ -53,6 +56,9 @@ class FakeDiscord(DiscordState):
         self.errors: list[dict] = []
         self.deleted: list[Posted] = []  # messages the bot deleted
         self.failures: list[tuple[str, str, int, float | None]] = []  # (method, path suffix, status, retry_after) to answer next
+        self.flaky: dict[str, Iterator[tuple[int, float | None]]] = {}  # method → failures, one before each success
+        self.failed_sends = 0  # calls failed by fail_every_send
+        self._flaky_failed: set[tuple[str, str]] = set()  # (method, path) whose last flaky call failed
         self.gateway = Gateway(token, self._ready, self._guild_creates)
         self._runner: web.AppRunner | None = None
 
@@ -148,8 +154,26 @@ class FakeDiscord(DiscordState):
         return interaction
 
     def fail(self, method: str, path_suffix: str, status: int, *, retry_after: float | None = None, times: int = 1) -> None:
-        """Answer the next `times` requests matching method and path suffix with a 429 (`retry_after`) or a 5xx."""
+        """Answer the next `times` requests matching method and path suffix with a 429 (`retry_after`), a 5xx,
+        DROP or DROP_AFTER."""
         self.failures.extend([(method, path_suffix, status, retry_after)] * times)
+
+    def fail_every_send(self, method: str, failures: list[tuple[int, float | None]]) -> None:
+        """Every `method` call on a channel's messages (or one message) that follows a success there fails, with the next of `failures`
+        in turn: each send succeeds only when retried."""
+        self.flaky[method] = itertools.cycle(failures)
+
+    def _flaky_failure(self, request: web.Request) -> tuple[int, float | None] | None:
+        if request.method not in self.flaky or not request.path.startswith("/api/v10/channels/") \
+                or "/messages" not in request.path:
+            return None
+        key = (request.method, request.path)
+        if key in self._flaky_failed:
+            self._flaky_failed.discard(key)
+            return None
+        self._flaky_failed.add(key)
+        self.failed_sends += 1
+        return next(self.flaky[request.method])
 
     # ---- REST ----
 
@@ -159,16 +183,30 @@ class FakeDiscord(DiscordState):
         needs_auth = request.path.startswith("/api/v10/") and "/webhooks/" not in request.path and "/interactions/" not in request.path
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
             return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+        failure = self._flaky_failure(request)
         for i, (method, suffix, status, retry_after) in enumerate(self.failures):
-            if request.method == method and request.path.endswith(suffix):
+            if failure is None and request.method == method and request.path.endswith(suffix):
                 del self.failures[i]
-                await request.read()
-                if status == 429:  # Discord's rate limit answer; "Via" tells discord.py it is not a Cloudflare ban
-                    limited = json_response({"message": "You are being rate limited.", "retry_after": retry_after,
-                                             "global": False}, status=429)
-                    limited.headers.update({"Via": "1.1 google", "X-RateLimit-Scope": "user"})
-                    return limited
-                return json_response({"message": "500: Internal Server Error", "code": 0}, status=status)
+                failure = status, retry_after
+                break
+        if failure is not None:
+            status, retry_after = failure
+            if status == DROP_AFTER:
+                await handler(request)
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response()
+            await request.read()
+            if status == DROP:
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response()
+            if status == 429:  # Discord's rate limit answer; "Via" tells discord.py it is not a Cloudflare ban
+                limited = json_response({"message": "You are being rate limited.", "retry_after": retry_after,
+                                         "global": False}, status=429)
+                limited.headers.update({"Via": "1.1 google", "X-RateLimit-Scope": "user"})
+                return limited
+            return json_response({"message": "500: Internal Server Error", "code": 0}, status=status)
         try:
             return await handler(request)
         except ApiError as exc:
@@ -299,7 +337,15 @@ class FakeDiscord(DiscordState):
 
     async def _create_message(self, request: web.Request) -> web.Response:
         cid, _ = self._channel(request)
-        posted = await self._build(await read_draft(request), cid)
+        draft = await read_draft(request)
+        nonce = str(draft.payload.get("nonce") or "")
+        if nonce and draft.payload.get("enforce_nonce"):
+            for earlier in self.messages.values():
+                if earlier.by_bot and earlier.channel_id == cid and earlier.payload.get("nonce") == nonce:
+                    return json_response(earlier.payload)  # Discord's answer to a nonce it has seen: that message
+        posted = await self._build(draft, cid)
+        if nonce:
+            posted.payload["nonce"] = nonce
         if self.gateway.current is not None:  # the bot hears its own messages, as on Discord
             await self.gateway.dispatch("MESSAGE_CREATE", self._with_guild(posted.payload, self.bot))
         return json_response(posted.payload)

@@ -17,7 +17,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import aiohttp
 from aiohttp import web
@@ -25,6 +25,9 @@ from aiohttp import web
 CHAT_ACTIONS = {"typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice",
                 "upload_document", "choose_sticker", "find_location", "record_video_note", "upload_video_note"}
 MARKDOWN_V2_RESERVED = set("_*[]()~`>#+-=|{}.!")
+
+
+DROP = 0  # a failure that is no answer at all: the connection closes
 
 
 class ApiError(Exception):
@@ -69,6 +72,9 @@ class FakeTelegram:
         self.held: dict[str, Gate] = {}  # method → gate a test opens
         self.menus: dict[str, list[str]] = {}  # setMyCommands: scope (as JSON) → command names
         self.failures: dict[str, list[tuple[int, int | None]]] = {}  # method → (status, retry_after) to answer next
+        self.flaky: dict[str, Iterator[tuple[int, int | None]]] = {}  # method → failures, one before each success
+        self.failed_sends = 0  # calls failed by fail_every_send
+        self._flaky_failed: set[tuple[str, str]] = set()  # (method, chat) whose last flaky call failed
         self._upload_names: dict[str, str] = {}
         self._update_ids = itertools.count(1000)
         self._message_ids = itertools.count(1)
@@ -203,6 +209,11 @@ class FakeTelegram:
         `parameters.retry_after`) or when it has trouble of its own (5xx); the call has no effect."""
         self.failures.setdefault(method, []).extend([(status, retry_after)] * times)
 
+    def fail_every_send(self, method: str, failures: list[tuple[int, int | None]]) -> None:
+        """Every call of `method` to a chat that follows a success there fails, with the next of `failures` in
+        turn: each send succeeds only when retried. A status of DROP closes the connection without an answer."""
+        self.flaky[method] = itertools.cycle(failures)
+
     def sent_to(self, chat_id: int, *methods: str) -> list[Sent]:
         return [s for s in self.sent if s.chat_id == chat_id and (not methods or s.method in methods)]
 
@@ -241,8 +252,23 @@ class FakeTelegram:
         except ApiError as exc:
             return _error(exc.code, exc.description)
         self.calls.append((method, params))
+        failure = None
         if self.failures.get(method):
-            status, retry_after = self.failures[method].pop(0)
+            failure = self.failures[method].pop(0)
+        elif method in self.flaky:
+            key = (method, str(params.get("chat_id")))
+            if key not in self._flaky_failed:
+                failure = next(self.flaky[method])
+                self.failed_sends += 1
+                self._flaky_failed.add(key)
+            else:
+                self._flaky_failed.discard(key)
+        if failure is not None:
+            status, retry_after = failure
+            if status == DROP:
+                assert request.transport is not None
+                request.transport.close()  # the connection drops before Telegram did anything
+                return web.Response()
             if status == 429:
                 return web.json_response({"ok": False, "error_code": 429, "description": f"Too Many Requests: retry after {retry_after}",
                                           "parameters": {"retry_after": retry_after}}, status=429)
