@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from typing import Awaitable, Callable
 
 import numpy as np
 
@@ -63,6 +64,25 @@ def encode_message(message: Message) -> bytes:
 async def write_message(writer: asyncio.StreamWriter, message: Message) -> None:
     writer.write(encode_message(message))
     await writer.drain()
+
+
+async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                           answer: Callable[[Message, asyncio.StreamWriter], Awaitable[None]]) -> None:
+    """One client's requests, answered in order until it hangs up; a malformed one ends the connection with an error."""
+    try:
+        while True:
+            try:
+                message = await read_message(reader)
+            except ProtocolError as exc:
+                await write_message(writer, Message("error", {"code": "protocol", "message": str(exc)}))
+                break
+            if message is None:
+                break
+            await answer(message, writer)
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
 
 
 def pcm_from_float(samples: np.ndarray) -> bytes:

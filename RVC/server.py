@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import DoppelError
-from RVC.protocol import CHUNK_SAMPLES, Message, ProtocolError, float_from_pcm, pcm_from_float, read_message, write_message
+from RVC.protocol import CHUNK_SAMPLES, Message, ProtocolError, float_from_pcm, pcm_from_float, serve_connection, write_message
 from RVC.service import ServiceConfig, VoiceService
 
 log = logging.getLogger(__name__)
@@ -25,20 +25,7 @@ class VoiceServer:
         self.service = service
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                try:
-                    message = await read_message(reader)
-                except ProtocolError as exc:
-                    await write_message(writer, Message("error", {"code": "protocol", "message": str(exc)}))
-                    break
-                if message is None:
-                    break
-                await self._answer(message, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+        await serve_connection(reader, writer, self._answer)
 
     async def _answer(self, message: Message, writer: asyncio.StreamWriter) -> None:
         if message.type == "describe":

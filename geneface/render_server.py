@@ -27,7 +27,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Optional
 
-from RVC.protocol import Message, ProtocolError, read_message, write_message
+from RVC.protocol import Message, serve_connection, write_message
 
 log = logging.getLogger("geneface.render")
 GENEFACE_ROOT = Path(os.environ.get("GENEFACE_ROOT", "/opt/GeneFacePlusPlus"))
@@ -100,20 +100,7 @@ class RenderServer:
         self.gpu = asyncio.Lock()  # one reply at a time on the GPU; others wait on their connections
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                try:
-                    message = await read_message(reader)
-                except ProtocolError as exc:
-                    await write_message(writer, Message("error", {"code": "protocol", "message": str(exc)}))
-                    break
-                if message is None:
-                    break
-                await self._answer(message, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+        await serve_connection(reader, writer, self._answer)
 
     async def _answer(self, message: Message, writer: asyncio.StreamWriter) -> None:
         if message.type == "describe":
