@@ -5,7 +5,6 @@ frames' length so sound and picture end together.
 """
 from __future__ import annotations
 
-import io
 import itertools
 import os
 import re
