@@ -53,7 +53,7 @@ def checked(path: Path) -> Path:
         if stamp in _checked:
             return path
         size, digest = PINNED[key]
-        actual = _sha256(path) if stat.st_size == size else f"a file of {stat.st_size} bytes"
+        actual = sha256(path) if stat.st_size == size else f"a file of {stat.st_size} bytes"
         if actual != digest:
             raise ModelFileMismatch(f"The bundled model file {key} is not the one doppel was tested with "
                                     f"(SHA-256 {actual[:16]}…, expected {digest[:16]}…): reinstall it with `make setup`.")
@@ -61,7 +61,7 @@ def checked(path: Path) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

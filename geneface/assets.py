@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from adapters.model_files import sha256  # one file hash for the project; callers use assets.sha256
+
 # the revision GeneFace++'s extract_hubert.py names in its cache path; Hugging Face serves it unchanged
 HUBERT_REPO = "facebook/hubert-large-ls960-ft"
 HUBERT_REVISION = "ece5fabbf034c1073acae96d5401b25be96709d8"
@@ -64,16 +66,9 @@ BY_HAND = {
 }
 
 
+
 class AssetError(RuntimeError):
     pass
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_sums(root: Path) -> dict[str, str]:
