@@ -112,13 +112,7 @@ async def main() -> None:
 
     clips = [c for c in speech_clips("en") if 4.0 <= c[1] <= 7.0][: args.clips]
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(_env_file=None, data_dir=Path(tmp))
-        engines = build_engines(settings)
-        # load every model before timing: a long-lived server has them loaded
-        engines.recognizer.warm_up()
-        engines.chat_model.warm_up()
-        engines.synthesizers[0].warm_up()
-        services = await build_services(settings, engines=engines)
+        engines, services = await warm_services(Path(tmp))
         try:
             persistent = await run_mode(services, clips)
             reloaded = await run_mode(services, clips, [ReloadEachSentence()])
@@ -150,17 +144,22 @@ async def main() -> None:
     Path(args.out).write_text(text + "\n")
 
 
+async def warm_services(data_dir: Path):
+    """Engines with every model loaded before timing, as a long-lived server has them."""
+    settings = Settings(_env_file=None, data_dir=data_dir)
+    engines = build_engines(settings)
+    engines.recognizer.warm_up()
+    engines.chat_model.warm_up()
+    engines.synthesizers[0].warm_up()
+    return engines, await build_services(settings, engines=engines)
+
+
 async def demo_voice(args) -> None:
     from bot.common.demo import install_demo
 
     clips = [c for c in speech_clips("en") if 4.0 <= c[1] <= 7.0][: args.clips]
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(_env_file=None, data_dir=Path(tmp))
-        engines = build_engines(settings)
-        engines.recognizer.warm_up()
-        engines.chat_model.warm_up()
-        engines.synthesizers[0].warm_up()
-        services = await build_services(settings, engines=engines)
+        engines, services = await warm_services(Path(tmp))
         try:
             voice = await install_demo(services)
             await run_mode(services, clips[:1], voice=voice)  # loads the voice (a server has it loaded)
