@@ -344,16 +344,27 @@ async def cmd_discord(args) -> int:
 
 
 async def cmd_worker(args) -> int:
+    from bot.startup import check_jobs
     from bot.worker import Worker
     from storage.db import create_engine, session_factory, upgrade
     from storage.jobs import JobRepository
 
     settings = _settings(args, checked=False)
+    check_jobs(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.db_url)
     try:
         await upgrade(engine)
-        worker = Worker(JobRepository(session_factory(engine)), settings.data_dir, kinds=args.kind or None)
+        jobs = JobRepository(session_factory(engine))
+        if settings.jobs == "ray":
+            from bot.ray_worker import RayWorker, connect
+
+            await asyncio.to_thread(connect, settings.ray_address)
+            worker = RayWorker(jobs, settings.data_dir, db_url=settings.db_url, artifacts=settings.artifacts,
+                               num_cpus=settings.ray_job_cpus, num_gpus=settings.ray_job_gpus,
+                               retries=settings.ray_job_retries, kinds=args.kind or None)
+        else:
+            worker = Worker(jobs, settings.data_dir, kinds=args.kind or None)
         if args.once:
             job = await worker.run_once()
             print(f"job {job.id}: {job.status.value} {job.message}" if job else "no job queued")

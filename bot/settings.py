@@ -107,6 +107,16 @@ class Settings(BaseSettings):
     discord_sync_guild: int = 0  # sync slash commands to this guild only (instant while developing); 0: global
     discord_replies_at_once: int = 3  # answers made at the same time, all users together (0: no cap)
 
+    # training jobs: "local" runs them in `doppel worker`; "ray" runs each in an actor on the Ray cluster
+    jobs: str = "local"
+    ray_address: str = ""  # the Ray cluster to join (as for `ray.init`); empty: a Ray instance on this machine
+    # where jobs keep checkpoints and prepared data: a folder every node shares, or a URL (s3://bucket/doppel ...);
+    # empty: DATA_DIR (jobs/N under it, as a local worker keeps them)
+    artifacts: str = ""
+    ray_job_cpus: float = 1.0  # CPUs each training actor reserves
+    ray_job_gpus: float = 1.0  # GPUs a job that asked for one (--gpu) reserves; 0 trains those on CPUs too
+    ray_job_retries: int = 3  # times a job moves to another node after losing its own, before it fails
+
     # access
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     allowed_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)  # empty: everyone

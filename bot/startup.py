@@ -11,6 +11,7 @@ from core.errors import DoppelError
 
 PROVIDERS = ("local", "openai", "zhipu", "gemini")
 VOICE_WORKERS = ("inprocess", "subprocess", "docker")
+JOB_RUNNERS = ("local", "ray")
 
 
 class StartupError(DoppelError):
@@ -55,7 +56,23 @@ def check_settings(settings) -> None:
     if settings.voice_worker not in VOICE_WORKERS:
         raise StartupError(f"unknown voice worker mode '{settings.voice_worker}'; use one of {', '.join(VOICE_WORKERS)}",
                            setting=setting_name("voice_worker"), section="Voice cloning")
+    check_jobs(settings)
     _personas(settings)
+
+
+def check_jobs(settings) -> None:
+    """Where training jobs run and keep their files (also checked by `doppel worker`, which needs nothing else)."""
+    if settings.jobs not in JOB_RUNNERS:
+        raise StartupError(f"unknown job runner '{settings.jobs}'; use one of {', '.join(JOB_RUNNERS)}",
+                           setting=setting_name("jobs"), section="Training on the cluster")
+    if settings.artifacts:
+        from storage.artifacts import ArtifactStore
+
+        try:
+            ArtifactStore(settings.artifacts)
+        except (ValueError, ImportError) as exc:
+            raise StartupError(f"'{settings.artifacts}' cannot be used: {exc}", setting=setting_name("artifacts"),
+                               section="Training on the cluster") from None
 
 
 def _model_file(path: Path, setting: str) -> None:

@@ -115,29 +115,40 @@ class Worker:
         job = await self.jobs.claim_next(self.kinds)
         if job is None:
             return None
-        params, checkpoint = await self.jobs.params(job.id)
+        status, message = await self.run_job(job)
+        return await self.jobs.finish(job.id, status, message)
+
+    async def context(self, job: Job, params: dict, checkpoint: str) -> RunningJob:
+        """What the handler gets: here, a folder of its own under the data folder."""
         work_dir = self.data_dir / "jobs" / str(job.id)
         work_dir.mkdir(parents=True, exist_ok=True)
-        ctx = RunningJob(job, params, checkpoint, str(work_dir), self.jobs, self.sessions)
+        return RunningJob(job, params, checkpoint, str(work_dir), self.jobs, self.sessions)
+
+    async def run_job(self, job: Job) -> tuple[JobStatus, str]:
+        """Run a claimed job's handler in this process: (SUCCEEDED, its message), (CANCELLED, ...) or (FAILED, why).
+
+        When this process itself is stopping, CancelledError goes through: the job stays 'running' and is
+        resumed after a restart.
+        """
+        params, checkpoint = await self.jobs.params(job.id)
+        ctx = await self.context(job, params, checkpoint)
         try:
             handler = load_handler(job.kind, self.handlers)
             task = asyncio.create_task(handler(ctx))
             watcher = asyncio.create_task(self._watch(ctx, task))
             try:
-                message = await task
+                return JobStatus.SUCCEEDED, await task
             finally:
                 watcher.cancel()
-            return await self.jobs.finish(job.id, JobStatus.SUCCEEDED, message)
         except JobCancelled:
-            return await self.jobs.finish(job.id, JobStatus.CANCELLED, "cancelled")
+            return JobStatus.CANCELLED, "cancelled"
         except asyncio.CancelledError:
             if not ctx.stop.is_set():
-                raise  # the worker itself is stopping: the job stays 'running' and is resumed after a restart
-            return await self.jobs.finish(job.id, JobStatus.CANCELLED, "cancelled")
+                raise
+            return JobStatus.CANCELLED, "cancelled"
         except Exception as exc:
             log.error("job %s failed:\n%s", job.id, traceback.format_exc())
-            text = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            return await self.jobs.finish(job.id, JobStatus.FAILED, text)
+            return JobStatus.FAILED, getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
 
     async def _watch(self, ctx: RunningJob, task: asyncio.Task) -> None:
         """Polls the job's cancel flag, so a cancel lands within a second whatever the handler is doing.

@@ -1,0 +1,112 @@
+"""Training on a Ray cluster (DOPPEL_JOBS=ray), on a real local Ray instance: a voice queued as an admin queues it
+trains in a Ray actor that reports into the jobs table; a cancel in the jobs table stops it within 5 s; an actor
+killed mid-training (what losing its node does) is replaced, and the job resumes from its checkpoint, read back
+from the artifact store, and finishes."""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from bot.common.voices import add_voice  # noqa: E402
+from bot.ray_worker import RayWorker, actor_name  # noqa: E402
+from core.types import JobStatus  # noqa: E402
+from storage.models import JobRecord  # noqa: E402
+from tests.conftest import speech_clips  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture
+def settings(settings):
+    # the tiny test network speaks noise, which the quality gate (tested elsewhere) would rightly refuse
+    return settings.model_copy(update={"voice_quality_gate": False})
+
+
+def _clips(n: int) -> list[tuple[str, bytes]]:
+    return [(p.name, p.read_bytes()) for p, _, _ in speech_clips("en", 4.0)[:n]]
+
+
+async def _queue_voice(services, name: str, max_steps: int, **params):
+    """Through the same intake as /add_voice; `params` stand for an operator's training settings."""
+    added = await add_voice(services, name, _clips(3), ["words"] * 3, max_steps=max_steps)
+    async with services.sessions.begin() as session:
+        rec = await session.get(JobRecord, added.job.id)
+        rec.params = {**rec.params, **params}
+    return added.job
+
+
+async def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := await predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+    return value
+
+
+def _worker(services, store: str) -> RayWorker:
+    return RayWorker(services.jobs, services.settings.data_dir, db_url=services.settings.db_url, artifacts=store,
+                     kinds=["voice"], cancel_poll_seconds=0.2)
+
+
+async def test_a_voice_trains_on_an_actor_and_resumes_elsewhere_when_its_actor_is_lost(cluster, services, tmp_path):
+    store = f"file://{tmp_path / 'store'}"
+    job = await _queue_voice(services, "anna", max_steps=40, checkpoint_steps=5, max_seconds=300)
+    run = asyncio.create_task(_worker(services, store).run_once())
+
+    async def checkpointed():
+        current = await services.jobs.get(job.id)
+        _, checkpoint = await services.jobs.params(job.id)
+        assert not run.done(), run.result()
+        return current.step >= 10 and checkpoint.startswith(f"{store}/jobs/{job.id}/") and current
+
+    reached = await _wait_for(checkpointed, 180, "the first checkpoints")
+    assert reached.status is JobStatus.RUNNING and 0.05 < reached.progress < 1 and "step" in reached.log_tail
+    stored = tmp_path / "store" / "jobs" / str(job.id)
+    assert {"checkpoint.pt", "dataset.npz"} <= {p.name for p in stored.iterdir()}
+    first = ray.get_actor(actor_name(job.id))
+    ray.kill(first)  # the node is gone: no chance to save or report anything
+
+    done = await asyncio.wait_for(run, 240)
+    assert done.status is JobStatus.SUCCEEDED, done.message
+    assert done.step == 40 and done.progress == 1.0
+    lines = done.log_tail.splitlines()
+    lost = [i for i, line in enumerate(lines) if line.startswith("worker lost at step")]
+    resumed = [i for i, line in enumerate(lines) if "resumed from the checkpoint at step" in line]
+    assert lost and resumed and lost[0] < resumed[0], done.log_tail
+    assert int(lines[resumed[0]].rsplit(" ", 1)[1]) >= 10  # the step count went on, not from 0
+    assert not any("features" in line for line in lines[lost[0]:])  # the prepared data came back from the store
+    voice = await services.voices.get("anna")
+    assert voice.ready and voice.params["version"] == 1 and Path(voice.params["artifact"]).is_file()
+
+
+async def test_a_cancel_in_the_jobs_table_stops_the_actor_within_5_s(cluster, services, tmp_path):
+    job = await _queue_voice(services, "bea", max_steps=5000, max_seconds=600)
+    run = asyncio.create_task(_worker(services, str(tmp_path / "store")).run_once())
+
+    async def training():
+        assert not run.done(), run.result()
+        return (await services.jobs.get(job.id)).step >= 1
+
+    await _wait_for(training, 180, "training to start")
+    asked = time.monotonic()
+    await services.jobs.cancel(job.id)
+    finished = await asyncio.wait_for(run, 5)
+    assert time.monotonic() - asked < 5
+    assert finished.status is JobStatus.CANCELLED and finished.step < 5000
+    with pytest.raises(ValueError):
+        ray.get_actor(actor_name(job.id))  # no actor goes on training
+    assert not (await services.voices.get("bea")).ready
