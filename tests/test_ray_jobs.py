@@ -12,6 +12,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from bot.common import lifecycle  # noqa: E402
 from bot.common.voices import add_voice  # noqa: E402
 from bot.ray_worker import RayWorker, actor_name  # noqa: E402
 from core.types import JobStatus  # noqa: E402
@@ -57,15 +58,16 @@ async def _wait_for(predicate, timeout: float, what: str):
     return value
 
 
-def _worker(services, store: str) -> RayWorker:
-    return RayWorker(services.jobs, services.settings.data_dir, db_url=services.settings.db_url, artifacts=store,
-                     kinds=["voice"], cancel_poll_seconds=0.2)
+def _worker(services) -> RayWorker:
+    s = services.settings
+    return RayWorker(services.jobs, s.data_dir, db_url=s.db_url, artifacts=s.artifacts, kinds=["voice"],
+                     cancel_poll_seconds=0.2)
 
 
 async def test_a_voice_trains_on_an_actor_and_resumes_elsewhere_when_its_actor_is_lost(cluster, services, tmp_path):
-    store = f"file://{tmp_path / 'store'}"
+    store = services.settings.artifacts = f"file://{tmp_path / 'store'}"
     job = await _queue_voice(services, "anna", max_steps=40, checkpoint_steps=5, max_seconds=300)
-    run = asyncio.create_task(_worker(services, store).run_once())
+    run = asyncio.create_task(_worker(services).run_once())
 
     async def checkpointed():
         current = await services.jobs.get(job.id)
@@ -80,22 +82,31 @@ async def test_a_voice_trains_on_an_actor_and_resumes_elsewhere_when_its_actor_i
     first = ray.get_actor(actor_name(job.id))
     ray.kill(first)  # the node is gone: no chance to save or report anything
 
+    async def resumed():
+        assert not run.done(), run.result()
+        lines = (await services.jobs.get(job.id)).log_tail.splitlines()
+        lost = [i for i, line in enumerate(lines) if line.startswith("worker lost at step")]
+        again = [i for i, line in enumerate(lines) if "resumed from the checkpoint at step" in line]
+        return lost and again and lines[lost[-1]:again[-1] + 1]
+
+    # watched as it happens: the 20-line log tail moves on as training goes on
+    after_loss = await _wait_for(resumed, 180, "the job to resume in a new actor")
+    assert int(after_loss[-1].rsplit(" ", 1)[1]) >= 10  # the step count went on from the checkpoint, not from 0
+    assert not any("features" in line for line in after_loss)  # the prepared data came back from the store
+
     done = await asyncio.wait_for(run, 240)
     assert done.status is JobStatus.SUCCEEDED, done.message
     assert done.step == 40 and done.progress == 1.0
-    lines = done.log_tail.splitlines()
-    lost = [i for i, line in enumerate(lines) if line.startswith("worker lost at step")]
-    resumed = [i for i, line in enumerate(lines) if "resumed from the checkpoint at step" in line]
-    assert lost and resumed and lost[0] < resumed[0], done.log_tail
-    assert int(lines[resumed[0]].rsplit(" ", 1)[1]) >= 10  # the step count went on, not from 0
-    assert not any("features" in line for line in lines[lost[0]:])  # the prepared data came back from the store
     voice = await services.voices.get("anna")
     assert voice.ready and voice.params["version"] == 1 and Path(voice.params["artifact"]).is_file()
+    await lifecycle.delete(services, "voice", "anna")
+    assert not stored.exists()  # the job's files in the store go with the voice
 
 
 async def test_a_cancel_in_the_jobs_table_stops_the_actor_within_5_s(cluster, services, tmp_path):
+    services.settings.artifacts = str(tmp_path / "store")
     job = await _queue_voice(services, "bea", max_steps=5000, max_seconds=600)
-    run = asyncio.create_task(_worker(services, str(tmp_path / "store")).run_once())
+    run = asyncio.create_task(_worker(services).run_once())
 
     async def training():
         assert not run.done(), run.result()

@@ -56,6 +56,9 @@ def test_bad_settings_and_files_are_one_line_each(tmp_path, monkeypatch, capsys)
         (("reply", "--audio", str(tmp_path / "nowhere.ogg")), {}, ("nowhere.ogg", "no such file")),
         (("reply", "--audio", str(tmp_path)), {}, ("is a folder",)),
         (("reply", "--text", "hi", "--out", str(tmp_path / "out")), {}, ("--out", "is a folder")),
+        (("worker", "--once"), {"DOPPEL_JOBS": "kubernetes"}, ("DOPPEL_JOBS", "kubernetes", "Training on the cluster")),
+        (("worker", "--once"), {"DOPPEL_JOBS": "ray", "DOPPEL_ARTIFACTS": "s4://bucket/doppel"},
+         ("DOPPEL_ARTIFACTS", "s4")),
     ]
     for args, env, needles in cases:
         _one_line(doppel(monkeypatch, capsys, tmp_path, *args, **env), *needles)

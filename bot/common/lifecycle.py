@@ -15,6 +15,7 @@ from pathlib import Path
 from bot.wiring import Services
 from core.errors import BadInput, UnknownAvatar, UnknownVoice
 from core.types import Job, JobStatus
+from storage.artifacts import ArtifactStore
 from storage.avatars import AvatarRepository
 from storage.versions import kept, moved_paths
 
@@ -125,8 +126,11 @@ async def delete(services: Services, kind: str, name: str) -> str:
         await services.voices.delete(name)
     else:
         await AvatarRepository(services.sessions).delete(name)
+    store = ArtifactStore(services.settings.artifacts) if services.settings.artifacts else None
     for job in await services.jobs.for_target(kind, name):
         shutil.rmtree(services.settings.data_dir / "jobs" / str(job.id), ignore_errors=True)
+        if store is not None:  # where cluster jobs kept their checkpoints (bot/ray_worker.py)
+            await asyncio.to_thread(store.remove, job.id)
     shutil.rmtree(_folder(services, kind, name), ignore_errors=True)
     return f"{kind} '{name}' deleted, with its files"
 
