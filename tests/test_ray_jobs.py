@@ -9,22 +9,23 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 
-ray = pytest.importorskip("ray")
-
-from bot.common import lifecycle  # noqa: E402
-from bot.common.voices import add_voice  # noqa: E402
-from bot.ray_worker import RayWorker, actor_name  # noqa: E402
-from core.types import JobStatus  # noqa: E402
-from storage.models import JobRecord  # noqa: E402
-from tests.conftest import speech_clips  # noqa: E402
+from bot.common import lifecycle
+from bot.common.voices import add_voice
+from bot.ray_worker import RayWorker, actor_name
+from core.types import JobStatus
+from storage.models import JobRecord
+from tests.conftest import ROOT, speech_clips
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2)
+    # the actors import this checkout (its handlers, and tests/ray_handlers.py), whatever else is installed
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     try:
         yield
     finally:
@@ -58,10 +59,11 @@ async def _wait_for(predicate, timeout: float, what: str):
     return value
 
 
-def _worker(services) -> RayWorker:
+def _worker(services, kind: str = "voice", **options) -> RayWorker:
     s = services.settings
-    return RayWorker(services.jobs, s.data_dir, db_url=s.db_url, artifacts=s.artifacts, kinds=["voice"],
-                     cancel_poll_seconds=0.2)
+    handlers = {"stuck": "tests.ray_handlers:stuck", "crash": "tests.ray_handlers:crash"}
+    return RayWorker(services.jobs, s.data_dir, db_url=s.db_url, artifacts=s.artifacts, kinds=[kind],
+                     handlers=handlers if kind in handlers else None, cancel_poll_seconds=0.2, **options)
 
 
 async def test_a_voice_trains_on_an_actor_and_resumes_elsewhere_when_its_actor_is_lost(cluster, services, tmp_path):
@@ -121,3 +123,28 @@ async def test_a_cancel_in_the_jobs_table_stops_the_actor_within_5_s(cluster, se
     with pytest.raises(ValueError):
         ray.get_actor(actor_name(job.id))  # no actor goes on training
     assert not (await services.voices.get("bea")).ready
+
+
+async def test_an_actor_stuck_past_a_cancel_is_killed_within_5_s(cluster, services):
+    job = await services.jobs.submit("stuck", "x", engine="lite", max_steps=10, gpu=None, params={})
+    run = asyncio.create_task(_worker(services, "stuck").run_once())
+
+    async def started():
+        assert not run.done(), run.result()
+        return (await services.jobs.get(job.id)).step == 1
+
+    await _wait_for(started, 60, "the job to start")
+    asked = time.monotonic()
+    await services.jobs.cancel(job.id)
+    finished = await asyncio.wait_for(run, 5)
+    assert finished.status is JobStatus.CANCELLED and time.monotonic() - asked < 5
+    with pytest.raises(ValueError):
+        ray.get_actor(actor_name(job.id))
+
+
+async def test_a_job_that_keeps_losing_its_actor_fails_saying_so(cluster, services):
+    job = await services.jobs.submit("crash", "x", engine="lite", max_steps=10, gpu=None, params={})
+    finished = await asyncio.wait_for(_worker(services, "crash", retries=1).run_once(), 120)
+    assert finished.id == job.id and finished.status is JobStatus.FAILED
+    assert finished.message.startswith("lost its worker 2 times"), finished.message
+    assert "worker lost at step 1; resuming on another node" in finished.log_tail
