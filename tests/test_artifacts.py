@@ -2,7 +2,6 @@
 and by file:// URL: a node pushes only what changed, a node resuming pulls the job's files back whole."""
 from __future__ import annotations
 
-
 import pytest
 
 from storage.artifacts import ArtifactStore
