@@ -359,7 +359,7 @@ async def cmd_worker(args) -> int:
         if settings.jobs == "ray":
             from bot.ray_worker import RayWorker, connect
 
-            await asyncio.to_thread(connect, settings.ray_address)
+            connect(settings.ray_address)
             worker = RayWorker(jobs, settings.data_dir, db_url=settings.db_url, artifacts=settings.artifacts,
                                num_cpus=settings.ray_job_cpus, num_gpus=settings.ray_job_gpus,
                                retries=settings.ray_job_retries, kinds=args.kind or None)

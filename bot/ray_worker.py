@@ -37,7 +37,8 @@ NAMESPACE = "doppel"
 def connect(address: str) -> None:
     """Join the cluster at `address` (DOPPEL_RAY_ADDRESS); empty starts a Ray instance on this machine."""
     if not ray.is_initialized():
-        ray.init(address=address or None, namespace=NAMESPACE, include_dashboard=False)
+        # a worker needs no dashboard of its own; one joining a cluster uses the cluster's
+        ray.init(address=address or None, namespace=NAMESPACE, **({} if address else {"include_dashboard": False}))
 
 
 def actor_name(job_id: int) -> str:
