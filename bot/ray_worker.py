@@ -111,9 +111,6 @@ class TrainingActor:
         self.db_url, self.artifacts, self.handlers = db_url, artifacts, handlers
         self.cancel_poll_seconds = cancel_poll_seconds
 
-    def node(self) -> str:
-        return socket.gethostname()
-
     async def run(self, job_id: int) -> tuple[str, str]:
         from storage.db import create_engine, session_factory
 
@@ -159,8 +156,12 @@ class RayWorker(Worker):
 
     async def run_job(self, job: Job) -> tuple[JobStatus, str]:
         lost = 0
+        await self._say_if_waiting(job)
         while True:
-            actor = await self._start(job)
+            try:
+                actor = await self._start(job)
+            except ActorAlreadyExistsError:
+                return JobStatus.FAILED, f"another actor ({actor_name(job.id)}) is still running this job"
             try:
                 status, message = await self._follow(job, actor)
                 return JobStatus(status), message
@@ -181,13 +182,25 @@ class RayWorker(Worker):
     async def _start(self, job: Job):
         options = dict(num_cpus=self.num_cpus, num_gpus=self.num_gpus if job.gpu is not None else 0,
                        name=actor_name(job.id), max_restarts=0, max_concurrency=4)
-        for _ in range(50):
+        for attempt in range(50):
             try:
                 return _ACTOR.options(**options).remote(
                     self.db_url, self.artifacts, self.handlers, self.cancel_poll_seconds)
             except ActorAlreadyExistsError:
+                if attempt == 49:
+                    raise
                 await asyncio.sleep(0.1)  # the cluster has not yet forgotten the previous, dead actor of this job
-        raise RuntimeError(f"another actor named {actor_name(job.id)} is still running this job")
+
+    async def _say_if_waiting(self, job: Job) -> None:
+        """A job asking for more than the cluster has waits (an autoscaler may add the node); the admin is told why."""
+        wanted = {"CPU": self.num_cpus, "GPU": self.num_gpus if job.gpu is not None else 0}
+        have = await asyncio.to_thread(ray.cluster_resources)
+        short = [f"{amount:g} {kind}" for kind, amount in wanted.items() if amount and have.get(kind, 0) < amount]
+        if short:
+            current = await self.jobs.get(job.id)
+            await self.jobs.report(job.id, step=current.step, progress=current.progress,
+                                   log_line=f"waiting for the cluster to offer {' and '.join(short)} (DOPPEL_RAY_JOB_CPUS, "
+                                            "DOPPEL_RAY_JOB_GPUS)")
 
     async def _follow(self, job: Job, actor) -> tuple[str, str]:
         """Wait for the actor's result; on a cancel give its own watcher `cancel_grace` seconds, then kill it."""

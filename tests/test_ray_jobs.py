@@ -42,9 +42,9 @@ def _clips(n: int) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p, _, _ in speech_clips("en", 4.0)[:n]]
 
 
-async def _queue_voice(services, name: str, max_steps: int, **params):
+async def _queue_voice(services, name: str, clips: int, max_steps: int, **params):
     """Through the same intake as /add_voice; `params` stand for an operator's training settings."""
-    added = await add_voice(services, name, _clips(3), ["words"] * 3, max_steps=max_steps)
+    added = await add_voice(services, name, _clips(clips), ["words"] * clips, max_steps=max_steps)
     async with services.sessions.begin() as session:
         rec = await session.get(JobRecord, added.job.id)
         rec.params = {**rec.params, **params}
@@ -68,7 +68,7 @@ def _worker(services, kind: str = "voice", **options) -> RayWorker:
 
 async def test_a_voice_trains_on_an_actor_and_resumes_elsewhere_when_its_actor_is_lost(cluster, services, tmp_path):
     store = services.settings.artifacts = f"file://{tmp_path / 'store'}"
-    job = await _queue_voice(services, "anna", max_steps=40, checkpoint_steps=5, max_seconds=300)
+    job = await _queue_voice(services, "anna", 3, max_steps=30, checkpoint_steps=5, max_seconds=300)
     run = asyncio.create_task(_worker(services).run_once())
 
     async def checkpointed():
@@ -98,7 +98,7 @@ async def test_a_voice_trains_on_an_actor_and_resumes_elsewhere_when_its_actor_i
 
     done = await asyncio.wait_for(run, 240)
     assert done.status is JobStatus.SUCCEEDED, done.message
-    assert done.step == 40 and done.progress == 1.0
+    assert done.step == 30 and done.progress == 1.0
     voice = await services.voices.get("anna")
     assert voice.ready and voice.params["version"] == 1 and Path(voice.params["artifact"]).is_file()
     await lifecycle.delete(services, "voice", "anna")
@@ -107,7 +107,7 @@ async def test_a_voice_trains_on_an_actor_and_resumes_elsewhere_when_its_actor_i
 
 async def test_a_cancel_in_the_jobs_table_stops_the_actor_within_5_s(cluster, services, tmp_path):
     services.settings.artifacts = str(tmp_path / "store")
-    job = await _queue_voice(services, "bea", max_steps=5000, max_seconds=600)
+    job = await _queue_voice(services, "bea", 2, max_steps=5000, max_seconds=600)
     run = asyncio.create_task(_worker(services).run_once())
 
     async def training():
@@ -148,3 +148,18 @@ async def test_a_job_that_keeps_losing_its_actor_fails_saying_so(cluster, servic
     assert finished.id == job.id and finished.status is JobStatus.FAILED
     assert finished.message.startswith("lost its worker 2 times"), finished.message
     assert "worker lost at step 1; resuming on another node" in finished.log_tail
+
+
+async def test_a_job_asking_for_a_gpu_the_cluster_lacks_says_so_and_can_still_be_cancelled(cluster, services):
+    job = await services.jobs.submit("stuck", "x", engine="lite", max_steps=10, gpu=0, params={})
+    run = asyncio.create_task(_worker(services, "stuck").run_once())
+
+    async def told():
+        assert not run.done(), run.result()
+        return "waiting for the cluster to offer 1 GPU" in (await services.jobs.get(job.id)).log_tail
+
+    await _wait_for(told, 30, "the job to say what it waits for")
+    asked = time.monotonic()
+    await services.jobs.cancel(job.id)
+    finished = await asyncio.wait_for(run, 5)
+    assert finished.status is JobStatus.CANCELLED and time.monotonic() - asked < 5
