@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     history_token_budget: int = 1200
     threads: int = 2
 
+    # where the engines run: "local" (in this process) or "ray" (Ray Serve deployments, deploy/)
+    engines: str = "local"
+    ray_address: str = ""  # ray://host:10001 or auto; empty: a Ray of this machine, started with the bot, on 127.0.0.1
+    ray_config: Path | None = None  # replicas, autoscaling and resources per deployment; empty: deploy/engines.yaml
+
     # speech recognition
     asr_beam_size: int = 1  # tiny.en; greedy: as accurate as beam 5 on the test speech (WER 2.9 % vs 3.8 %), less CPU
     asr_multilingual_beam_size: int = 5  # Whisper base, every other language (bench/language.py)

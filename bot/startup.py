@@ -11,6 +11,7 @@ from core.errors import DoppelError
 
 PROVIDERS = ("local", "openai", "zhipu", "gemini")
 VOICE_WORKERS = ("inprocess", "subprocess", "docker")
+ENGINE_PLACES = ("local", "ray")
 
 
 class StartupError(DoppelError):
@@ -55,6 +56,9 @@ def check_settings(settings) -> None:
     if settings.voice_worker not in VOICE_WORKERS:
         raise StartupError(f"unknown voice worker mode '{settings.voice_worker}'; use one of {', '.join(VOICE_WORKERS)}",
                            setting=setting_name("voice_worker"), section="Voice cloning")
+    if settings.engines not in ENGINE_PLACES:
+        raise StartupError(f"unknown engines mode '{settings.engines}'; use one of {', '.join(ENGINE_PLACES)}",
+                           setting=setting_name("engines"), section="Running on a cluster")
     _personas(settings)
 
 

@@ -1,0 +1,109 @@
+"""Reaching the Ray cluster (DOPPEL_RAY_ADDRESS), deploying the engine graph on it, and the engines a bot gets from it."""
+from __future__ import annotations
+
+import threading
+
+from bot.startup import StartupError
+from deploy.config import DEPLOYMENTS, EnginesConfig, load_config
+
+SECTION = "Running on a cluster"
+
+
+def connect(settings) -> bool:
+    """Joins the cluster at DOPPEL_RAY_ADDRESS (`ray://host:10001`, `auto`), or with none starts a Ray of this
+    machine on 127.0.0.1 that lives as long as this process. True when this process started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = settings.ray_address.strip()
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+            return False
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+        return True
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise StartupError(f"no Ray cluster could be reached at '{address or 'local'}': {str(exc).splitlines()[0]}",
+                           setting="DOPPEL_RAY_ADDRESS", section=SECTION) from None
+
+
+def config_of(settings) -> EnginesConfig:
+    return load_config(settings.ray_config)
+
+
+def deploy(settings, config: EnginesConfig) -> None:
+    """Deploys (or updates in place) the engine graph; returns when every deployment has its replicas running."""
+    from ray import serve
+
+    from deploy.graph import build_app
+
+    serve.start(proxy_location="Disabled")  # the engines are reached through handles only: no HTTP ingress
+    serve.run(build_app(settings, config), name=config.app, route_prefix=None)
+
+
+def running(app: str) -> bool:
+    from ray import serve
+
+    return app in serve.status().applications
+
+
+def handles(app: str) -> dict:
+    from ray import serve
+
+    return {name: serve.get_deployment_handle(name, app_name=app) for name in DEPLOYMENTS}
+
+
+def _blocking(call):
+    """A handle's blocking `.result()` may not run on an event loop's thread; start-up may be on one."""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller below
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, name="ray-describe")
+    worker.start()
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def ray_engines(settings):
+    """The bot's Engines, every one a client of a deployment. With no DOPPEL_RAY_ADDRESS the graph is deployed on
+    a Ray started here; on a cluster it must be deployed already (`doppel engines serve`)."""
+    from bot.wiring import Engines, build_synthesizers, build_text_languages
+    from core.types import VoiceEngine
+    from deploy.clients import RayChatModel, RaySpeechRecognizer, RaySpeechSynthesizer, RayVoiceConverter
+    from deploy.wire import arrived
+    from RVC.engines.cosyvoice import available as cosyvoice_available
+
+    config = config_of(settings)
+    if connect(settings):
+        deploy(settings, config)
+    elif not running(config.app):
+        raise StartupError(f"the Ray cluster has no '{config.app}' application; deploy it first with `doppel engines serve`",
+                           setting="DOPPEL_RAY_ADDRESS", section=SECTION)
+    h = handles(config.app)
+    try:
+        info = _blocking(lambda: h["ChatModel"].describe.remote().result())
+    except Exception as exc:
+        raise arrived(exc) from exc
+    converter = RayVoiceConverter(h["VoiceConversion"])
+    engines = [VoiceEngine.LITE, VoiceEngine.RVC] + ([VoiceEngine.COSYVOICE] if cosyvoice_available() else [])
+    return Engines(
+        recognizer=RaySpeechRecognizer(h["SpeechRecognition"]), chat_model=RayChatModel(h["ChatModel"], info),
+        synthesizers=[RaySpeechSynthesizer(h["SpeechSynthesis"], build_synthesizers(settings))],
+        converters={engine: converter for engine in engines}, renderer=None, text_languages=build_text_languages(settings),
+    )
+
+
+def ray_renderer(settings, avatars, local):
+    """The avatar renderer on the AvatarRendering deployment (built per Services, as it reads the avatars' records)."""
+    from deploy.clients import RayAvatarRenderer
+
+    connect(settings)
+    return RayAvatarRenderer(avatars, handles(config_of(settings).app)["AvatarRendering"], local)

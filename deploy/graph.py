@@ -1,0 +1,46 @@
+"""The deployment graph: five engine deployments behind one small entry deployment, as one Serve application.
+
+    EngineGraph (entry, no CPU) ─┬─ SpeechRecognition        Whisper
+                                 ├─ ChatModel                streams tokens
+                                 ├─ SpeechSynthesis          base TTS by language
+                                 ├─ VoiceConversion          multiplexed per voice
+                                 └─ AvatarRendering          multiplexed per avatar, num_gpus per replica
+
+Bots call each engine deployment through its own handle (deploy/clients.py), so no request passes the entry.
+"""
+from __future__ import annotations
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from deploy.asr import SpeechRecognition
+from deploy.avatars import AvatarRendering
+from deploy.config import EnginesConfig
+from deploy.llm import ChatModel
+from deploy.speech import SpeechSynthesis
+from deploy.voices import VoiceConversion
+from deploy.wire import settings_values
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class EngineGraph:
+    """Serve's entry for the application; `describe` tells what the chat model is (bots ask it at start)."""
+
+    def __init__(self, chat_model: DeploymentHandle, *engines: DeploymentHandle) -> None:
+        self.chat_model = chat_model
+        self.engines = engines  # held so the graph names every deployment
+
+    async def describe(self) -> dict:
+        return await self.chat_model.describe.remote()
+
+
+def build_app(settings, config: EnginesConfig):
+    values = settings_values(settings)
+    asr = SpeechRecognition.options(**config.options("SpeechRecognition")).bind(values)
+    llm = ChatModel.options(**config.options("ChatModel")).bind(values)
+    tts = SpeechSynthesis.options(**config.options("SpeechSynthesis")).bind(values)
+    voices = VoiceConversion.options(**config.options("VoiceConversion")).bind(
+        values, config.models_per_replica("VoiceConversion"))
+    avatars = AvatarRendering.options(**config.options("AvatarRendering")).bind(
+        values, config.models_per_replica("AvatarRendering"))
+    return EngineGraph.bind(llm, asr, tts, voices, avatars)
