@@ -376,6 +376,22 @@ async def cmd_web(args) -> int:
     return 0
 
 
+async def cmd_engines(args) -> int:
+    from deploy.cluster import config_lines, deploy, load_config, remote_cluster, status_lines
+
+    settings = _settings(args)
+    remote_cluster(settings)
+    if args.engines_cmd == "serve":
+        config = load_config(Path(args.config) if args.config else settings.ray_config)
+        await asyncio.to_thread(deploy, settings, config)  # returns once every deployment has its replicas
+        print("\n".join([f"deployed '{config.app}' on {settings.ray_address}:", *config_lines(config)]))
+    else:
+        from deploy.cluster import config_of
+
+        print("\n".join(status_lines(config_of(settings).app)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="doppel", description=__doc__)
     parser.add_argument("--database-url", help="any SQLAlchemy async URL (default: sqlite in the data dir)")
@@ -471,6 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "fetch-assets":
             a.add_argument("--mirror", help="a base URL serving the same relative paths, instead of the upstream URLs")
     p.set_defaults(run=cmd_geneface)
+
+    p = sub.add_parser("engines", help="the reply engines on a Ray cluster (DOPPEL_RAY_ADDRESS): deploy them, or show them")
+    en = p.add_subparsers(dest="engines_cmd", required=True)
+    a = en.add_parser("serve", help="deploy (or update) the engine deployments; bots with DOPPEL_ENGINES=ray then use them")
+    a.add_argument("--config", help="replicas, autoscaling and resources per deployment (default: DOPPEL_RAY_CONFIG "
+                                    "or deploy/engines.yaml)")
+    en.add_parser("status", help="each deployment's state and replicas")
+    p.set_defaults(run=cmd_engines)
 
     p = sub.add_parser("worker", help="run training jobs (voices, avatars) until stopped")
     p.add_argument("--kind", action="append", choices=["voice", "avatar"])

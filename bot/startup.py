@@ -59,6 +59,14 @@ def check_settings(settings) -> None:
     if settings.engines not in ENGINE_PLACES:
         raise StartupError(f"unknown engines mode '{settings.engines}'; use one of {', '.join(ENGINE_PLACES)}",
                            setting=setting_name("engines"), section="Running on a cluster")
+    if settings.engines == "ray":
+        from deploy.config import load_config
+
+        try:
+            load_config(settings.ray_config)
+        except DoppelError as exc:
+            raise StartupError(exc.message.removeprefix("DOPPEL_RAY_CONFIG: ").rstrip("."), setting=setting_name("ray_config"),
+                               section="Running on a cluster") from None
     _personas(settings)
 
 

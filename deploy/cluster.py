@@ -107,3 +107,44 @@ def ray_renderer(settings, avatars, local):
 
     connect(settings)
     return RayAvatarRenderer(avatars, handles(config_of(settings).app)["AvatarRendering"], local)
+
+
+def config_lines(config: EnginesConfig) -> list[str]:
+    """Each deployment's replicas and resources, as `doppel engines serve` prints them."""
+    lines = []
+    for name in DEPLOYMENTS:
+        options = config.options(name)
+        scaling = options.get("autoscaling_config")
+        replicas = (f"{scaling.get('min_replicas', 1)}-{scaling.get('max_replicas', 1)} replicas "
+                    f"(target {scaling.get('target_ongoing_requests', 2)} ongoing)") if scaling else \
+            f"{options.get('num_replicas', 1)} replica(s)"
+        actor = options.get("ray_actor_options", {})
+        models = f", {config.models_per_replica(name)} models each" if name in ("VoiceConversion", "AvatarRendering") else ""
+        lines.append(f"  {name:<18} {replicas}, {actor.get('num_cpus', 1)} CPU, {actor.get('num_gpus', 0)} GPU{models}")
+    return lines
+
+
+def status_lines(app: str) -> list[str]:
+    """The application's deployments as Serve reports them: status and replicas by state."""
+    from ray import serve
+
+    found = serve.status().applications.get(app)
+    if found is None:
+        return [f"no '{app}' application on this cluster (deploy it with `doppel engines serve`)"]
+    lines = [f"{app}: {_word(found.status)}"]
+    for name, deployment in sorted(found.deployments.items()):
+        states = ", ".join(f"{count} {_word(state).lower()}" for state, count in deployment.replica_states.items() if count)
+        lines.append(f"  {name:<18} {_word(deployment.status).lower()}: {states or 'no replicas'}")
+    return lines
+
+
+def _word(status) -> str:
+    return str(getattr(status, "value", status))
+
+
+def remote_cluster(settings) -> None:
+    """`doppel engines serve|status` talk to a cluster that outlives them: with no address there is none."""
+    if not settings.ray_address.strip():
+        raise StartupError("empty: name the cluster to deploy on (`auto` on a node of it, after `ray start --head`, "
+                           "or ray://HEAD:10001)", setting="DOPPEL_RAY_ADDRESS", section=SECTION)
+    connect(settings)

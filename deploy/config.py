@@ -55,12 +55,14 @@ def load_config(path: Path | None = None) -> EnginesConfig:
         raise BadInput(f"DOPPEL_RAY_CONFIG: {path} cannot be read ({exc.strerror or exc}).") from None
     except yaml.YAMLError as exc:
         raise BadInput(f"DOPPEL_RAY_CONFIG: {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    deployments = data.get("deployments") or {}
-    if not isinstance(data, dict) or not isinstance(deployments, dict):
+    deployments = data.get("deployments") if isinstance(data, dict) else None
+    if not isinstance(deployments, dict):
         raise BadInput(f"DOPPEL_RAY_CONFIG: {path} needs a 'deployments' mapping.")
     for name, entry in deployments.items():
         if name not in DEPLOYMENTS:
             raise BadInput(f"DOPPEL_RAY_CONFIG: {path}: unknown deployment '{name}'; use {', '.join(DEPLOYMENTS)}.")
+        if entry is not None and not isinstance(entry, dict):
+            raise BadInput(f"DOPPEL_RAY_CONFIG: {path}: {name} needs a mapping of options.")
         unknown = set(entry or {}) - SERVE_OPTIONS - OURS
         if unknown:
             raise BadInput(f"DOPPEL_RAY_CONFIG: {path}: {name} has unknown option(s) {', '.join(sorted(unknown))}.")

@@ -147,3 +147,22 @@ async def test_the_shipped_config_is_refused_when_it_names_an_unknown_option(tmp
     bad.write_text("deployments:\n  ChatModel:\n    num_replica: 2\n")
     with pytest.raises(BadInput, match="num_replica"):
         load_config(bad)
+
+
+async def test_the_cluster_commands_show_the_deployments_and_need_an_address(ray_services, monkeypatch):
+    from bot.cli import build_parser, cmd_engines
+    from bot.startup import StartupError
+    from deploy.cluster import config_lines, status_lines
+    from deploy.config import load_config
+
+    lines = status_lines("doppel-engines")
+    assert lines[0] == "doppel-engines: RUNNING"
+    assert sorted(line.split()[0] for line in lines[1:]) == sorted(
+        ["ChatModel", "SpeechRecognition", "SpeechSynthesis", "VoiceConversion", "AvatarRendering", "EngineGraph"])
+    assert all(line.endswith("healthy: 1 running") for line in lines[1:])
+    assert "1-16 replicas (target 2 ongoing), 2 CPU, 0 GPU, 4 models each" in "\n".join(config_lines(load_config()))
+
+    monkeypatch.delenv("DOPPEL_RAY_ADDRESS", raising=False)
+    monkeypatch.chdir(ray_services.settings.data_dir)  # no .env here
+    with pytest.raises(StartupError, match="DOPPEL_RAY_ADDRESS: empty"):
+        await cmd_engines(build_parser().parse_args(["engines", "serve"]))
