@@ -33,6 +33,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# the deployments run their OpenMP builds (llama.cpp, CTranslate2) with waiting threads asleep (deploy/graph.py); the
+# in-process engines get the same here, before those libraries load, so both modes run the same engines the same way
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from adapters.media import decode_audio  # noqa: E402
 from bench.latency import pct  # noqa: E402
@@ -69,6 +72,9 @@ def bench_settings(data_dir: Path, **overrides) -> Settings:
 def start_ray(cpus: int | None) -> None:
     import ray
 
+    from deploy.cluster import local_ray_environment
+
+    local_ray_environment()  # replicas at the same priority as the in-process engines they are compared with
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, object_store_memory=200 * 1024**2,
              _node_ip_address="127.0.0.1", log_to_driver=False)
 
@@ -77,10 +83,11 @@ async def one_reply(services, audio, key: str) -> dict[str, float]:
     persona = services.personas.get("default")
     request = ReplyRequest(key=ConversationKey(key, key), persona=persona, audio=audio, language="en")
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
+    timings: dict = {}
     async for frame in services.pipeline.run(request):
         if isinstance(frame, ReplyDone):
             timings = {t.stage: t.seconds for t in frame.timings}
+            timings["answer"] = frame.text
     timings["wall"] = time.perf_counter() - t0
     await services.history.reset(request.key)
     return timings
@@ -109,8 +116,8 @@ async def local(args) -> list[str]:
             for i, audio in enumerate(audios):
                 modes = [("in-process", here), ("ray", there)]
                 for name, services in (modes if i % 2 == 0 else modes[::-1]):
-                    for stage, seconds in (await one_reply(services, audio, f"{name}:{i}")).items():
-                        stages[name].setdefault(stage, []).append(seconds)
+                    for stage, value in (await one_reply(services, audio, f"{name}:{i}")).items():
+                        stages[name].setdefault(stage, []).append(value)
         finally:
             await there.close()
             await here.close()
@@ -121,8 +128,8 @@ async def local(args) -> list[str]:
     lo, hi = bootstrap_ratio(a, b)
     lines = [f"doppel on Ray Serve vs in-process: voice in -> first audio, one user, {len(clips)} real questions of "
              f"{min(c[1] for c in clips):.1f}-{max(c[1] for c in clips):.1f} s each asked in both modes (interleaved), "
-             f"default offline engines at temperature 0, {os.cpu_count()} CPU cores, Ray {ray_version()} on 127.0.0.1 "
-             "(one replica per engine)", ""]
+             f"default offline engines at temperature 0, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} in both, "
+             f"{os.cpu_count()} CPU cores, Ray {ray_version()} on 127.0.0.1 (one replica per engine)", ""]
     for name in ("in-process", "ray"):
         mlo, mhi = bootstrap_median(first[name])
         lines.append(f"  {name:<11} first audio p50 {statistics.median(first[name]):.3f} s (95 % CI {mlo:.3f}-{mhi:.3f}), "
@@ -132,7 +139,12 @@ async def local(args) -> list[str]:
                                                  if stage in stages[name]))
     lines += ["", f"ratio ray / in-process, p50 first audio: {ratio:.3f}x (95 % CI {lo:.3f}-{hi:.3f}); goal <= 1.15x: "
               f"{'met' if ratio <= 1.15 else 'NOT met'}",
-              "  per clip (in-process, ray): " + ", ".join(f"{x:.2f}/{y:.2f}" for x, y in zip(b, a))]
+              "  per clip (in-process, ray): " + ", ".join(f"{x:.2f}/{y:.2f}" for x, y in zip(b, a)),
+              f"same answer in both modes (the same work): {sum(x == y for x, y in zip(*(stages[n]['answer'] for n in stages)))} "
+              f"of {len(audios)}"]
+    for x, y in zip(*(stages[n]["answer"] for n in stages)):
+        if x != y:
+            lines.append(f"  differs: in-process {x!r} / ray {y!r}")
     return lines
 
 

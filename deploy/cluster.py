@@ -1,6 +1,7 @@
 """Reaching the Ray cluster (DOPPEL_RAY_ADDRESS), deploying the engine graph on it, and the engines a bot gets from it."""
 from __future__ import annotations
 
+import os
 import threading
 
 from bot.startup import StartupError
@@ -21,11 +22,19 @@ def connect(settings) -> bool:
         if address:
             ray.init(address=address, log_to_driver=False)
             return False
+        local_ray_environment()
         ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
         return True
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise StartupError(f"no Ray cluster could be reached at '{address or 'local'}': {str(exc).splitlines()[0]}",
                            setting="DOPPEL_RAY_ADDRESS", section=SECTION) from None
+
+
+def local_ray_environment() -> None:
+    """Ray starts its worker processes at nice 15, below everything else on the machine: on a shared machine the
+    replicas, which make every reply, would wait behind any other process (bench/scale.py measured 5x slower first
+    audio that way). A Ray started here runs them at the bot's own priority; `ray start` takes the same variable."""
+    os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 def config_of(settings) -> EnginesConfig:

@@ -34,13 +34,29 @@ class EngineGraph:
         return await self.chat_model.describe.remote()
 
 
+def _options(config: EnginesConfig, name: str, threads: int) -> dict:
+    """Serve's options from the config, and the replicas' OpenMP settings. A replica computes with DOPPEL_THREADS
+    threads, as the engines do in-process (Ray would set OMP_NUM_THREADS to the replica's CPU reservation, 1 when it
+    reserves none). Waiting OpenMP threads sleep instead of spinning: llama.cpp's spinning threads burnt 15-30
+    CPU-seconds on one reply when the cores were shared with other processes (bench/scale.py, 2 loaded cores),
+    against about 1 s asleep."""
+    options = config.options(name)
+    actor = options.setdefault("ray_actor_options", {})
+    env = actor.setdefault("runtime_env", {}).setdefault("env_vars", {})
+    env.setdefault("OMP_NUM_THREADS", str(threads))
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return options
+
+
 def build_app(settings, config: EnginesConfig):
     values = settings_values(settings)
-    asr = SpeechRecognition.options(**config.options("SpeechRecognition")).bind(values)
-    llm = ChatModel.options(**config.options("ChatModel")).bind(values)
-    tts = SpeechSynthesis.options(**config.options("SpeechSynthesis")).bind(values)
-    voices = VoiceConversion.options(**config.options("VoiceConversion")).bind(
-        values, config.models_per_replica("VoiceConversion"))
-    avatars = AvatarRendering.options(**config.options("AvatarRendering")).bind(
-        values, config.models_per_replica("AvatarRendering"))
+
+    def options(name: str) -> dict:
+        return _options(config, name, settings.threads)
+
+    asr = SpeechRecognition.options(**options("SpeechRecognition")).bind(values)
+    llm = ChatModel.options(**options("ChatModel")).bind(values)
+    tts = SpeechSynthesis.options(**options("SpeechSynthesis")).bind(values)
+    voices = VoiceConversion.options(**options("VoiceConversion")).bind(values, config.models_per_replica("VoiceConversion"))
+    avatars = AvatarRendering.options(**options("AvatarRendering")).bind(values, config.models_per_replica("AvatarRendering"))
     return EngineGraph.bind(llm, asr, tts, voices, avatars)

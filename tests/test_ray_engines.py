@@ -36,6 +36,9 @@ ANSWER = ["I keep", " my notes", " in the inbox.", " Then I sort", " them", " ev
 def ray_local():
     import ray
 
+    from deploy.cluster import local_ray_environment
+
+    local_ray_environment()
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2,
              _node_ip_address="127.0.0.1", log_to_driver=False)
     try:
