@@ -32,8 +32,8 @@ def connect(settings) -> bool:
 
 def local_ray_environment() -> None:
     """Ray starts its worker processes at nice 15, below everything else on the machine: on a shared machine the
-    replicas, which make every reply, would wait behind any other process (bench/scale.py measured 5x slower first
-    audio that way). A Ray started here runs them at the bot's own priority; `ray start` takes the same variable."""
+    replicas, which make every reply, would wait behind any other process while the in-process engines would not.
+    A Ray started here runs them at the bot's own priority; `ray start` takes the same variable."""
     os.environ.setdefault("RAY_worker_niceness", "0")
 
 
