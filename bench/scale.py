@@ -137,8 +137,8 @@ async def local(args) -> list[str]:
         lines.append("    stage p50 s: " + ", ".join(f"{stage} {pct(stages[name][stage], .5):.3f}" for stage in
                                                  ("asr", "llm_first_token", "llm_first_sentence", "tts", "first_audio", "total")
                                                  if stage in stages[name]))
-    lines += ["", f"ratio ray / in-process, p50 first audio: {ratio:.3f}x (95 % CI {lo:.3f}-{hi:.3f}); goal <= 1.15x: "
-              f"{'met' if ratio <= 1.15 else 'NOT met'}",
+    verdict = ("met" if hi <= 1.15 else f"met at the median, though the interval reaches {hi:.2f}x") if ratio <= 1.15 else "NOT met"
+    lines += ["", f"ratio ray / in-process, p50 first audio: {ratio:.3f}x (95 % CI {lo:.3f}-{hi:.3f}); goal <= 1.15x: {verdict}",
               "  per clip (in-process, ray): " + ", ".join(f"{x:.2f}/{y:.2f}" for x, y in zip(b, a)),
               f"same answer in both modes (the same work): {sum(x == y for x, y in zip(*(stages[n]['answer'] for n in stages)))} "
               f"of {len(audios)}"]
