@@ -218,8 +218,9 @@ def load_report(results: dict, replicas: list[int], users: list[int], args) -> l
     if 1 in users and top > 1:
         ratio = results[(most, top)]["p95_total"] / results[(most, 1)]["p95_total"]
         first = results[(most, top)]["p95_first"] / results[(most, 1)]["p95_first"]
-        lines.append(f"p95 whole reply, {top} users vs 1 at {most} replicas: {ratio:.2f}x (goal <= 3x: "
-                     f"{'met' if ratio <= 3 else 'NOT met'}); p95 first audio {first:.2f}x")
+        judged = f"goal <= 3x: {'met' if ratio <= 3 else 'NOT met'}" if top >= 20 else "the goal is for 20 users: not judged"
+        lines.append(f"p95 whole reply, {top} users vs 1 at {most} replicas: {ratio:.2f}x ({judged}); "
+                     f"p95 first audio {first:.2f}x")
     errors = sum(s["errors"] for s in results.values())
     lines.append(f"errors: {errors} (goal 0)")
     return lines

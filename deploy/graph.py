@@ -24,14 +24,10 @@ from deploy.wire import settings_values
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
 class EngineGraph:
-    """Serve's entry for the application; `describe` tells what the chat model is (bots ask it at start)."""
+    """Serve's entry for the application: an application has one, and binding the engines to it deploys them."""
 
-    def __init__(self, chat_model: DeploymentHandle, *engines: DeploymentHandle) -> None:
-        self.chat_model = chat_model
-        self.engines = engines  # held so the graph names every deployment
-
-    async def describe(self) -> dict:
-        return await self.chat_model.describe.remote()
+    def __init__(self, *engines: DeploymentHandle) -> None:
+        self.engines = engines
 
 
 def _options(config: EnginesConfig, name: str, threads: int) -> dict:
@@ -59,4 +55,4 @@ def build_app(settings, config: EnginesConfig):
     tts = SpeechSynthesis.options(**options("SpeechSynthesis")).bind(values)
     voices = VoiceConversion.options(**options("VoiceConversion")).bind(values, config.models_per_replica("VoiceConversion"))
     avatars = AvatarRendering.options(**options("AvatarRendering")).bind(values, config.models_per_replica("AvatarRendering"))
-    return EngineGraph.bind(llm, asr, tts, voices, avatars)
+    return EngineGraph.bind(asr, llm, tts, voices, avatars)
