@@ -114,6 +114,17 @@ async def test_the_first_sentence_is_spoken_while_the_model_is_still_writing(ray
     assert isinstance(frames[-1], ReplyDone)
 
 
+async def test_an_answer_cut_short_by_the_bot_stops_the_model_on_its_replica(ray_services, llm_server):
+    # a spoken answer keeps three sentences (the default persona): the model's other five are never asked for
+    long = [f" Sentence {n} is here." for n in range(1, 9)]
+    llm_server.script(Reply(pieces=long, piece_delay=0.3))
+    sent, finished = llm_server.pieces_sent, llm_server.finished_streams
+    frames = [f async for f in ray_services.pipeline.run(_request(ray_services, "cut", text="Tell me everything."))]
+    assert [f.text for f in frames if isinstance(f, SentenceFrame)] == [p.strip() for p in long[:3]]
+    await asyncio.sleep(8 * 0.3)  # longer than the rest of the stream would take
+    assert llm_server.finished_streams == finished and llm_server.pieces_sent - sent < len(long)
+
+
 async def test_three_voices_share_one_replica_through_multiplexing(ray_services):
     services = ray_services
     for name in ("anna", "ben", "cleo"):  # three trained voices, each its own model file
