@@ -1,8 +1,10 @@
 """Reaching the Ray cluster (DOPPEL_RAY_ADDRESS), deploying the engine graph on it, and the engines a bot gets from it."""
 from __future__ import annotations
 
+import math
 import os
 import threading
+import time
 
 from bot.startup import StartupError
 from deploy.config import DEPLOYMENTS, EnginesConfig, load_config
@@ -10,9 +12,12 @@ from deploy.config import DEPLOYMENTS, EnginesConfig, load_config
 SECTION = "Running on a cluster"
 
 
-def connect(settings) -> bool:
+def connect(settings, config: EnginesConfig | None = None) -> bool:
     """Joins the cluster at DOPPEL_RAY_ADDRESS (`ray://host:10001`, `auto`), or with none starts a Ray of this
-    machine on 127.0.0.1 that lives as long as this process. True when this process started it."""
+    machine on 127.0.0.1 that lives as long as this process. True when this process started it.
+
+    A Ray of this machine counts at least the CPUs the config's replicas reserve: they share its cores, as the
+    engines do in one process, rather than wait for cores it does not have."""
     import ray
 
     if ray.is_initialized():
@@ -23,7 +28,9 @@ def connect(settings) -> bool:
             ray.init(address=address, log_to_driver=False)
             return False
         local_ray_environment()
-        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+        cpus = max(float(os.cpu_count() or 1), config.cpus_needed() if config is not None else 0.0)
+        ray.init(address="local", num_cpus=math.ceil(cpus), _node_ip_address="127.0.0.1", include_dashboard=False,
+                 log_to_driver=False)
         return True
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise StartupError(f"no Ray cluster could be reached at '{address or 'local'}': {str(exc).splitlines()[0]}",
@@ -41,14 +48,36 @@ def config_of(settings) -> EnginesConfig:
     return load_config(settings.ray_config)
 
 
-def deploy(settings, config: EnginesConfig) -> None:
+def deploy(settings, config: EnginesConfig, timeout: float = 600.0) -> None:
     """Deploys (or updates in place) the engine graph; returns when every deployment has its replicas running."""
     from ray import serve
 
     from deploy.graph import build_app
 
     serve.start(proxy_location="Disabled")  # the engines are reached through handles only: no HTTP ingress
-    serve.run(build_app(settings, config), name=config.app, route_prefix=None)
+    app = build_app(settings, config)
+    # serve.run waits for every replica however long that takes (for ever, for a GPU the cluster does not have):
+    # it runs aside, and a deployment still not running after the deadline is reported with Serve's own reason
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            serve.run(app, name=config.app, route_prefix=None)
+            outcome["done"] = True
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = exc
+
+    threading.Thread(target=run, name="serve-run", daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while "done" not in outcome and "error" not in outcome and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if "error" in outcome:
+        raise StartupError(f"the engines could not be deployed: {str(outcome['error']).splitlines()[0]}",
+                           setting="DOPPEL_RAY_CONFIG", section=SECTION)
+    if "done" not in outcome:
+        waiting = [line for line in status_lines(config.app, messages=True)[1:] if " healthy:" not in line]
+        raise StartupError(f"the engines were not running after {timeout:.0f} s: " + "; ".join(w.strip() for w in waiting),
+                           setting="DOPPEL_RAY_CONFIG", section=SECTION)
 
 
 def running(app: str) -> bool:
@@ -91,7 +120,7 @@ def ray_engines(settings):
     from RVC.engines.cosyvoice import available as cosyvoice_available
 
     config = config_of(settings)
-    if connect(settings):
+    if connect(settings, config):
         deploy(settings, config)
     elif not running(config.app):
         raise StartupError(f"the Ray cluster has no '{config.app}' application; deploy it first with `doppel engines serve`",
@@ -133,8 +162,8 @@ def config_lines(config: EnginesConfig) -> list[str]:
     return lines
 
 
-def status_lines(app: str) -> list[str]:
-    """The application's deployments as Serve reports them: status and replicas by state."""
+def status_lines(app: str, messages: bool = False) -> list[str]:
+    """The application's deployments as Serve reports them: status and replicas by state (and why, with messages)."""
     from ray import serve
 
     found = serve.status().applications.get(app)
@@ -143,7 +172,8 @@ def status_lines(app: str) -> list[str]:
     lines = [f"{app}: {_word(found.status)}"]
     for name, deployment in sorted(found.deployments.items()):
         states = ", ".join(f"{count} {_word(state).lower()}" for state, count in deployment.replica_states.items() if count)
-        lines.append(f"  {name:<18} {_word(deployment.status).lower()}: {states or 'no replicas'}")
+        why = f" ({deployment.message.splitlines()[0]})" if messages and deployment.message else ""
+        lines.append(f"  {name:<18} {_word(deployment.status).lower()}: {states or 'no replicas'}{why}")
     return lines
 
 

@@ -30,6 +30,15 @@ class EnginesConfig:
     def models_per_replica(self, name: str) -> int:
         return int(self.deployments.get(name, {}).get("max_models_per_replica", 3))
 
+    def cpus_needed(self) -> float:
+        """Logical CPUs the deployments reserve at their starting replica counts."""
+        total = 0.0
+        for name in DEPLOYMENTS:
+            options = self.options(name)
+            replicas = (options.get("autoscaling_config") or {}).get("min_replicas", options.get("num_replicas", 1))
+            total += replicas * float(options.get("ray_actor_options", {}).get("num_cpus", 1))
+        return total
+
     def with_replicas(self, replicas: int) -> "EnginesConfig":
         """Every engine at a fixed replica count, autoscaling off: what bench/scale.py compares."""
         fixed = {}
