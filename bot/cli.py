@@ -357,9 +357,10 @@ async def cmd_worker(args) -> int:
         await upgrade(engine)
         jobs = JobRepository(session_factory(engine))
         if settings.jobs == "ray":
-            from bot.ray_worker import RayWorker, connect
+            from bot.ray_worker import RayWorker
+            from deploy.cluster import connect
 
-            connect(settings.ray_address)
+            connect(settings)
             worker = RayWorker(jobs, settings.data_dir, db_url=settings.db_url, artifacts=settings.artifacts,
                                num_cpus=settings.ray_job_cpus, num_gpus=settings.ray_job_gpus,
                                retries=settings.ray_job_retries, kinds=args.kind or None)
@@ -384,6 +385,22 @@ async def cmd_web(args) -> int:
     if args.port:
         overrides["web_port"] = args.port
     await serve(_settings(args, **overrides))
+    return 0
+
+
+async def cmd_engines(args) -> int:
+    from deploy.cluster import config_lines, deploy, load_config, remote_cluster, status_lines
+
+    settings = _settings(args)
+    remote_cluster(settings)
+    if args.engines_cmd == "serve":
+        config = load_config(Path(args.config) if args.config else settings.ray_config)
+        await asyncio.to_thread(deploy, settings, config)  # returns once every deployment has its replicas
+        print("\n".join([f"deployed '{config.app}' on {settings.ray_address}:", *config_lines(config)]))
+    else:
+        from deploy.cluster import config_of
+
+        print("\n".join(status_lines(config_of(settings).app)))
     return 0
 
 
@@ -482,6 +499,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "fetch-assets":
             a.add_argument("--mirror", help="a base URL serving the same relative paths, instead of the upstream URLs")
     p.set_defaults(run=cmd_geneface)
+
+    p = sub.add_parser("engines", help="the reply engines on a Ray cluster (DOPPEL_RAY_ADDRESS): deploy them, or show them")
+    en = p.add_subparsers(dest="engines_cmd", required=True)
+    a = en.add_parser("serve", help="deploy (or update) the engine deployments; bots with DOPPEL_ENGINES=ray then use them")
+    a.add_argument("--config", help="replicas, autoscaling and resources per deployment (default: DOPPEL_RAY_CONFIG "
+                                    "or deploy/engines.yaml)")
+    en.add_parser("status", help="each deployment's state and replicas")
+    p.set_defaults(run=cmd_engines)
 
     p = sub.add_parser("worker", help="run training jobs (voices, avatars) until stopped")
     p.add_argument("--kind", action="append", choices=["voice", "avatar"])

@@ -24,31 +24,12 @@ import ray
 from ray.exceptions import ActorAlreadyExistsError, RayActorError
 from sqlalchemy.engine import make_url
 
-from bot.startup import StartupError
 from bot.worker import RunningJob, Worker
 from core.types import Job, JobStatus
 from storage.artifacts import ArtifactStore
 from storage.jobs import JobRepository
 
 log = logging.getLogger(__name__)
-
-NAMESPACE = "doppel"
-
-
-def connect(address: str) -> None:
-    """Join the cluster at `address` (DOPPEL_RAY_ADDRESS: `auto` on a node of it, `ray://host:10001`), or with none
-    start a Ray of this machine on 127.0.0.1 that lives as long as this process."""
-    if ray.is_initialized():
-        return
-    try:
-        if address.strip():
-            ray.init(address=address.strip(), namespace=NAMESPACE)
-        else:
-            ray.init(address="local", _node_ip_address="127.0.0.1", namespace=NAMESPACE, include_dashboard=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise StartupError(f"no Ray cluster could be reached at '{address or 'local'}': {str(exc).splitlines()[0]}",
-                           setting="DOPPEL_RAY_ADDRESS", section="Training on the cluster") from None
-
 
 def actor_name(job_id: int) -> str:
     return f"doppel-job-{job_id}"

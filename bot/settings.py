@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     history_token_budget: int = 1200
     threads: int = 2
 
+    # where the engines run: "local" (in this process) or "ray" (Ray Serve deployments, deploy/)
+    engines: str = "local"
+    ray_address: str = ""  # ray://host:10001 or auto; empty: a Ray of this machine, started with the bot, on 127.0.0.1
+    ray_config: Path | None = None  # replicas, autoscaling and resources per deployment; empty: deploy/engines.yaml
+
     # speech recognition
     asr_beam_size: int = 1  # tiny.en; greedy: as accurate as beam 5 on the test speech (WER 2.9 % vs 3.8 %), less CPU
     asr_multilingual_beam_size: int = 5  # Whisper base, every other language (bench/language.py)
@@ -109,7 +114,6 @@ class Settings(BaseSettings):
 
     # training jobs: "local" runs them in `doppel worker`; "ray" runs each in an actor on the Ray cluster
     jobs: str = "local"
-    ray_address: str = ""  # the Ray cluster to join (as for `ray.init`); empty: a Ray instance on this machine
     # where jobs keep checkpoints and prepared data: a folder every node shares, or a URL (s3://bucket/doppel ...);
     # empty: DATA_DIR (jobs/N under it, as a local worker keeps them)
     artifacts: str = ""

@@ -12,6 +12,7 @@ from core.errors import DoppelError
 PROVIDERS = ("local", "openai", "zhipu", "gemini")
 VOICE_WORKERS = ("inprocess", "subprocess", "docker")
 JOB_RUNNERS = ("local", "ray")
+ENGINE_PLACES = ("local", "ray")
 
 
 class StartupError(DoppelError):
@@ -57,6 +58,17 @@ def check_settings(settings) -> None:
         raise StartupError(f"unknown voice worker mode '{settings.voice_worker}'; use one of {', '.join(VOICE_WORKERS)}",
                            setting=setting_name("voice_worker"), section="Voice cloning")
     check_jobs(settings)
+    if settings.engines not in ENGINE_PLACES:
+        raise StartupError(f"unknown engines mode '{settings.engines}'; use one of {', '.join(ENGINE_PLACES)}",
+                           setting=setting_name("engines"), section="Running on a cluster")
+    if settings.engines == "ray":
+        from deploy.config import load_config
+
+        try:
+            load_config(settings.ray_config)
+        except DoppelError as exc:
+            raise StartupError(exc.message.removeprefix("DOPPEL_RAY_CONFIG: ").rstrip("."), setting=setting_name("ray_config"),
+                               section="Running on a cluster") from None
     _personas(settings)
 
 

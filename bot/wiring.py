@@ -150,8 +150,14 @@ def build_renderer(settings: Settings, sessions: async_sessionmaker[AsyncSession
     from geneface.renderer import AvatarStudio
     from storage.avatars import AvatarRepository
 
-    return AvatarStudio(AvatarRepository(sessions), gpu=settings.avatar_gpu, subtitles=settings.avatar_subtitles,
-                        geneface=engine_from_settings(settings))
+    avatars = AvatarRepository(sessions)
+    studio = AvatarStudio(avatars, gpu=settings.avatar_gpu, subtitles=settings.avatar_subtitles,
+                          geneface=engine_from_settings(settings))
+    if settings.engines == "ray":
+        from deploy.cluster import ray_renderer
+
+        return ray_renderer(settings, avatars, studio)
+    return studio
 
 
 @dataclass
@@ -177,6 +183,10 @@ class Engines:
 
 
 def build_engines(settings: Settings) -> Engines:
+    if settings.engines == "ray":  # the same ports, served by Ray Serve deployments (deploy/)
+        from deploy.cluster import ray_engines
+
+        return ray_engines(settings)
     return Engines(
         recognizer=build_recognizer(settings), chat_model=build_chat_model(settings),
         synthesizers=build_synthesizers(settings), converters=build_converters(settings), renderer=None,
