@@ -157,6 +157,9 @@ class ReplyPipeline:
                 yield SentenceFrame(index, item)
                 if synthesizer is not None:
                     chunk, note = await self._speak(item, answer_language, synthesizer, voice, watch)
+                    if not chunk.samples.size:  # a piece with nothing to say ("...", a dash): no audio to send
+                        index += 1
+                        continue
                     if not spoken:
                         watch.mark("first_audio")
                     spoken.append(chunk)
@@ -311,7 +314,7 @@ class ReplyPipeline:
         """The sentence's audio, and a note when the converter fell back to the base voice ("" otherwise)."""
         async with watch.stage("tts"):
             speech = await synthesizer.synthesize(spoken_form(text), language)
-        if voice is not None and voice.engine is not VoiceEngine.TTS:
+        if voice is not None and voice.engine is not VoiceEngine.TTS and speech.samples.size:
             converter = self.converters.get(voice.engine)
             if converter is None:
                 raise EngineError(f"The voice engine '{voice.engine.value}' is not available on this server.")

@@ -20,7 +20,7 @@ class Tone:
         return True
 
     async def synthesize(self, text: str, language: str) -> Audio:
-        t = np.arange(int(0.02 * len(text) * 16000)) / 16000
+        t = np.arange(int(0.02 * sum(c.isalnum() for c in text) * 16000)) / 16000  # like Piper: no letters, no sound
         return Audio((0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
 
 
@@ -65,3 +65,13 @@ async def test_a_converted_voice_speaks_its_first_clause_first_and_still_says_wh
     assert cloned[-1].text == plain[-1].text == "Well, the folder called Work, or maybe Archive, is the right place. Save it there."
     assert isinstance(cloned[-1], ReplyDone) and len([f for f in cloned if isinstance(f, AudioFrame)]) == 3
     assert len(converter.seconds) == 3 and converter.seconds[0] < converter.seconds[1]
+
+
+async def test_a_piece_with_nothing_to_say_is_skipped_not_sent_to_the_converter(tmp_path):
+    # Piper says nothing for "..." (no samples): that piece is skipped, where it used to fail the whole reply
+    async with FakeLLMServer("openai", [Reply(pieces=["Save it in the folder called Work, or in Archive.", " ..."])]) as server:
+        converter = Converted()
+        frames = await _answer(tmp_path, server.base_url, "cloned", converter)
+    assert [f.text for f in frames if isinstance(f, SentenceFrame)][-1] == "..."
+    assert isinstance(frames[-1], ReplyDone) and len([f for f in frames if isinstance(f, AudioFrame)]) == 2
+    assert len(converter.seconds) == 2
