@@ -137,10 +137,12 @@ async def train_voice(ctx: JobContext) -> str:
 
     net, state = await asyncio.to_thread(run)
     artifact = export(net, data, next_artifact(folder), steps=state["step"], seconds=time.perf_counter() - t0)
-    from RVC.quality_gate import gate_trained_voice
+    from RVC.quality_gate import CPU_LIMITS, gate_trained_voice
 
-    # below its limits the job fails here and the version already serving (if any) goes on serving
-    quality = await gate_trained_voice(ctx, artifact, state["step"]) if ctx.params.get("quality_gate", True) else None
+    # below its limits the job fails here and the version already serving (if any) goes on serving; a voice
+    # fine-tuned from the base on a CPU is held to the CPU goal
+    limits = CPU_LIMITS if base is not None and not gpu else None
+    quality = await gate_trained_voice(ctx, artifact, state["step"], limits) if ctx.params.get("quality_gate", True) else None
     from storage.voices import VoiceRepository
 
     # only now does the new version serve; until here (and after a failure or a cancel) the previous one did

@@ -36,6 +36,7 @@ class LiteConfig:
     learning_rate: float = 2e-4
     mel_weight: float = 45.0
     adversarial: bool = True  # False: the mel loss alone (a CPU fine-tune's steps are too dear to spend on discriminators)
+    own_content: float = 0.0  # share of training windows fed the clip's own content; 0: own and lowered copies alike
 
     @staticmethod
     def tiny() -> "LiteConfig":

@@ -27,7 +27,7 @@ Progress = Callable[[int, int, float, dict], None]
 class Batches:
     """Random fixed-length windows over the concatenated clips, all on the training device."""
 
-    def __init__(self, data: dict[str, np.ndarray], frames: int, device: torch.device) -> None:
+    def __init__(self, data: dict[str, np.ndarray], frames: int, device: torch.device, own_share: float = 0.0) -> None:
         n = (len(data["f0"]) // 2) * 2
         self.audio = torch.from_numpy(data["audio"][: n * HOP].astype(np.float32) / 32767).to(device)
         self.f0 = torch.from_numpy(data["f0"][:n]).to(device)
@@ -39,6 +39,7 @@ class Batches:
         self.streams = torch.from_numpy(streams.astype(np.float32) * scale).to(device)
         self.frames = frames
         self.device = device
+        self.own_share = own_share
         self.half_frames = n // 2
         if self.half_frames <= frames // 2:
             raise ValueError("not enough audio to train on")
@@ -51,6 +52,9 @@ class Batches:
         a_idx = 2 * HOP * start[:, None] + torch.arange(self.frames * HOP, device=self.device)
         # most windows see a lowered copy's content: the timbre must come from the network, not the input
         pick = torch.randint(0, len(self.streams), (batch, 1), device=self.device)
+        if self.own_share > 0 and len(self.streams) > 1:
+            lowered = torch.randint(1, len(self.streams), (batch, 1), device=self.device)
+            pick = torch.where(torch.rand(batch, 1, device=self.device) < self.own_share, 0, lowered)
         return self.streams[pick, c_idx], self.f0[f_idx], self.audio[a_idx]
 
 
@@ -84,7 +88,7 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
         opt_g.load_state_dict(resume["opt_g"])
         opt_d.load_state_dict(resume["opt_d"])
         step = int(resume["step"])
-    batches = Batches(data, cfg.segment_frames, dev)
+    batches = Batches(data, cfg.segment_frames, dev, cfg.own_content)
 
     def snapshot(at: int) -> dict:
         return {"net": net.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
@@ -217,6 +221,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=0, help="train on the set's first clips only, this much speech")
     ap.add_argument("--batch", type=int, default=0, help="windows per step (default: the config's)")
     ap.add_argument("--mel-only", action="store_true", help="train without the discriminators")
+    ap.add_argument("--mel-weight", type=float, default=0, help="weight of the mel loss (default: the config's)")
+    ap.add_argument("--own-content", type=float, default=None,
+                    help="share of windows fed the clip's own content rather than a lowered copy's (default: the config's)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -240,6 +247,10 @@ def main() -> None:
         cfg.batch_size = args.batch
     if args.mel_only:
         cfg.adversarial = False
+    if args.mel_weight:
+        cfg.mel_weight = args.mel_weight
+    if args.own_content is not None:
+        cfg.own_content = args.own_content
     if base is not None and not np.allclose(base["pca_basis"].numpy(), data["pca_basis"]):
         raise SystemExit("the set was not projected with this base's projection (RVC/lite_base.py prepare)")
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import AsyncIterator, Sequence
 
 from core import audio as audio_ops
@@ -61,6 +61,9 @@ class PipelineConfig:
     history_token_budget: int = 1200
     max_input_chars: int = 2000  # a typed message longer than this is refused
     splitter: SplitterConfig = field(default_factory=SplitterConfig)
+    # a converted voice's first piece may be a clause of at least this many characters (0: whole sentences):
+    # conversion costs time per piece, so a shorter first piece is heard sooner (bench/latency.py --demo-voice)
+    converted_first_clause: int = 24
     languages: tuple[str, ...] = ()  # the languages users here are expected to speak; empty: any
     # what the chat model writes well, in order of preference; None: any language
     model_languages: tuple[str, ...] | None = None
@@ -135,7 +138,10 @@ class ReplyPipeline:
         sentences: asyncio.Queue = asyncio.Queue()
         if notice:
             await sentences.put(notice)  # said once per chat, before the answer, in the answer's voice
-        producer = asyncio.create_task(self._write_answer(messages, request.persona, sentences, watch))
+        converted = voice is not None and voice.engine is not VoiceEngine.TTS
+        splitter = replace(self.config.splitter, first_clause_chars=self.config.converted_first_clause) if converted \
+            else self.config.splitter
+        producer = asyncio.create_task(self._write_answer(messages, request.persona, sentences, watch, splitter))
         spoken: list[Audio] = []
         answer: list[str] = []
         noted = False  # a fallback's note is shown once per answer, however many sentences needed it
@@ -151,6 +157,9 @@ class ReplyPipeline:
                 yield SentenceFrame(index, item)
                 if synthesizer is not None:
                     chunk, note = await self._speak(item, answer_language, synthesizer, voice, watch)
+                    if not chunk.samples.size:  # a piece with nothing to say ("...", a dash): no audio to send
+                        index += 1
+                        continue
                     if not spoken:
                         watch.mark("first_audio")
                     spoken.append(chunk)
@@ -252,8 +261,9 @@ class ReplyPipeline:
             budget = min(budget, context - fixed)
         return max(0, budget)
 
-    async def _write_answer(self, messages: list[ChatMessage], persona: Persona, out: asyncio.Queue, watch: Stopwatch) -> None:
-        splitter = SentenceSplitter(self.config.splitter)
+    async def _write_answer(self, messages: list[ChatMessage], persona: Persona, out: asyncio.Queue, watch: Stopwatch,
+                            config: SplitterConfig) -> None:
+        splitter = SentenceSplitter(config)
         options = LLMOptions(max_tokens=persona.max_tokens)
         t0 = time.perf_counter()
         count = 0
@@ -265,11 +275,11 @@ class ReplyPipeline:
                     first_token = False
                 for sentence in splitter.feed(piece):
                     count = await self._emit(sentence, count, out, watch, t0)
-                    if count >= persona.max_sentences:
-                        return  # a spoken answer stays short; the rest would never be heard
+                    if count - splitter.clauses >= persona.max_sentences:
+                        return  # a spoken answer stays short; the rest would never be heard (a first clause is no sentence)
             for sentence in splitter.flush():
                 count = await self._emit(sentence, count, out, watch, t0)
-                if count >= persona.max_sentences:
+                if count - splitter.clauses >= persona.max_sentences:
                     return
         except AnswerCut as exc:
             if not exc.at_limit:
@@ -280,7 +290,7 @@ class ReplyPipeline:
                 rest = splitter.flush()
                 tail = rest.pop() if rest and not rest[-1].rstrip().endswith(_SENTENCE_ENDS) else ""
                 for sentence in rest:
-                    if count < persona.max_sentences:
+                    if count - splitter.clauses < persona.max_sentences:
                         count = await self._emit(sentence, count, out, watch, t0)
                 if count == 0 and tail.strip(" .,;:"):
                     await self._emit(tail.rstrip(" .,;:") + "\u2026", count, out, watch, t0)
@@ -304,7 +314,7 @@ class ReplyPipeline:
         """The sentence's audio, and a note when the converter fell back to the base voice ("" otherwise)."""
         async with watch.stage("tts"):
             speech = await synthesizer.synthesize(spoken_form(text), language)
-        if voice is not None and voice.engine is not VoiceEngine.TTS:
+        if voice is not None and voice.engine is not VoiceEngine.TTS and speech.samples.size:
             converter = self.converters.get(voice.engine)
             if converter is None:
                 raise EngineError(f"The voice engine '{voice.engine.value}' is not available on this server.")

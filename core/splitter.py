@@ -24,6 +24,9 @@ _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
 class SplitterConfig:
     min_chars: int = 12  # shorter pieces ("Yes.") are merged with the next one
     max_chars: int = 220  # longer ones are cut at a soft break
+    # > 0: the answer's first piece may end at a comma (colon, dash) once it has this many characters, so the first
+    # audio is made from a clause instead of a whole sentence (a converted voice pays per piece; see ReplyPipeline)
+    first_clause_chars: int = 0
 
 
 class SentenceSplitter:
@@ -33,6 +36,8 @@ class SentenceSplitter:
         self.config = config or SplitterConfig()
         self._buf = ""
         self._pending = ""  # a closed sentence too short to speak alone
+        self._emitted = 0
+        self.clauses = 0  # pieces that end a clause, not a sentence (at most the first)
 
     def feed(self, piece: str) -> list[str]:
         self._buf += piece
@@ -49,6 +54,10 @@ class SentenceSplitter:
     def _drain(self, final: bool) -> Iterator[str]:
         while True:
             cut = self._find_boundary(final)
+            early = self._first_clause_cut()
+            clause = early is not None and (cut is None or early < cut)
+            if clause:
+                cut = early
             if cut is None:
                 cut = self._forced_cut()
                 if cut is None:
@@ -61,6 +70,8 @@ class SentenceSplitter:
                 self._pending = merged
                 continue
             self._pending = ""
+            self._emitted += 1
+            self.clauses += clause
             yield merged
 
     def _find_boundary(self, final: bool) -> int | None:
@@ -98,6 +109,17 @@ class SentenceSplitter:
             return True
         # an initial such as "J. Smith"
         return len(word) == 1 and m.group(1).isupper()
+
+    def _first_clause_cut(self) -> int | None:
+        """Where the first piece may end early: after a soft break followed by a space, once it is long enough."""
+        if self.config.first_clause_chars <= 0 or self._emitted:
+            return None
+        buf = self._buf
+        for i, ch in enumerate(buf[:-1]):
+            if ch in SOFT_BREAKS and buf[i + 1].isspace() and \
+                    _spoken_length(_join(self._pending, buf[: i + 1])) >= self.config.first_clause_chars:
+                return i + 1
+        return None
 
     def _forced_cut(self) -> int | None:
         buf = self._buf

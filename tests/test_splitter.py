@@ -55,3 +55,13 @@ def test_streaming_yields_each_sentence_as_soon_as_it_is_closed():
     # the first sentence came out before the third token was produced
     assert result[0] == ("The first one is done.", 1)
     assert [s for s, _ in result] == ["The first one is done.", "Now the second one is here!", "End"]
+
+
+def test_a_first_clause_leaves_as_soon_as_its_comma_is_followed_by_more_text():
+    splitter = SentenceSplitter(SplitterConfig(first_clause_chars=24))
+    assert splitter.feed("Well, the folder called Work,") == []  # "Well," is too short; the comma may be "3,000"
+    assert splitter.feed(" or maybe Archive, is the right place. Save it there, please. ") == [
+        "Well, the folder called Work,", "or maybe Archive, is the right place.", "Save it there, please."]
+    assert splitter.clauses == 1  # only the first piece is ever a clause
+    assert split_text("It costs 3,000 dollars, more or less.", SplitterConfig(first_clause_chars=24)) == [
+        "It costs 3,000 dollars, more or less."]

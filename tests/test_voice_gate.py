@@ -203,3 +203,17 @@ async def test_telegram_sends_the_note_once_beside_a_voice_note_that_is_speech(f
         assert len(notes) == 1 and "'hiss'" in notes[0]
         spoken = decode_audio(voice.files["voice"])
         assert check_speech(spoken.samples, spoken.sample_rate).is_speech
+
+
+def test_a_voice_fine_tuned_on_a_cpu_is_held_to_the_cpu_goal_and_told_it_needs_a_gpu():
+    from RVC.quality_gate import CPU_LIMITS, VoiceScores, refusal
+
+    def scores(similarity: float, wer: float) -> VoiceScores:
+        return VoiceScores(similarity=similarity, base_similarity=0.5, wer=wer, base_wer=0.03, sentences=8,
+                           centroid_clips=4, held_apart=True, seconds=1.0)
+
+    assert judge(scores(0.79, 0.07), CPU_LIMITS) == []  # within the goal: served
+    short = judge(scores(0.79, 0.09), CPU_LIMITS)  # the CPU path as measured: 6 points above
+    assert judge(scores(0.79, 0.09), GateLimits()) == [] and len(short) == 1 and short[0].startswith("WER")
+    assert "needs a GPU" in refusal(scores(0.79, 0.09), short, CPU_LIMITS)
+    assert "needs a GPU" not in refusal(scores(0.79, 0.09), short, GateLimits())
