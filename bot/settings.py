@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     web_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)  # their X-Forwarded-For is believed
     web_secure_cookie: bool = False  # always mark the session cookie Secure (it is anyway over https)
 
+    # live talk on the web page (WebRTC)
+    live_max_sessions: int = 4  # live conversations at once; past it a new one is refused
+    live_end_of_utterance: float = 0.5  # seconds of silence that end what the person says
+    live_partial_seconds: float = 1.0  # a partial transcript at most this often while they speak (0: none)
+    live_idle_seconds: float = 3.0  # no audio from the browser this long ends the session
+
     @field_validator("admin_ids", "allowed_ids", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:

@@ -1,0 +1,134 @@
+"""Live talk over WebRTC: a scripted aiortc client speaks real clips to the real server and hears the answer."""
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import pytest
+
+from adapters.asr_whisper import speech_only
+from adapters.media import decode_audio
+from bot.settings import Settings
+from bot.wiring import Engines, build_chat_model, build_services
+from core.heard import CUT_MARK, heard_answer, heard_part
+from core.types import Audio, ConversationKey
+from tests.conftest import speech_clips
+from tests.fakes.llm_servers import FakeLLMServer, Reply
+from tests.live_client import LiveClient
+from tests.test_llm_providers import KEYS
+from tests.web_harness import live_server
+
+LONG_ANSWER = ["The harbour opens at seven every morning and the first boats leave soon after that.",
+               " Most of the fishermen come back before noon with whatever the sea has given them.",
+               " In the afternoon the market by the water sells the catch to anyone who walks by."]
+
+
+def clip(name: str) -> tuple[Audio, str]:
+    """A shared clip, cut to its speech: it starts and ends with words, so timings are from speech itself."""
+    path, _, truth = next(c for c in speech_clips("en") if c[0].stem == name)
+    audio = decode_audio(path.read_bytes())
+    return Audio(speech_only(audio.samples, pad_s=0.05), audio.sample_rate), truth
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z']+", text.lower()))
+
+
+def test_an_answer_cut_mid_sentence_keeps_the_words_heard():
+    sentences = ["The sea is wide.", "It is deep and very cold."]
+    assert heard_answer(sentences, [1.0, 1.0]) == "The sea is wide. It is deep and very cold."
+    assert heard_answer(sentences, [1.0, 0.5]) == "The sea is wide. It is deep" + CUT_MARK
+    assert heard_answer(sentences, [0.3, 0.0]) == "The" + CUT_MARK
+    assert heard_part("Hello there.", 0.01) == ""
+    assert heard_answer(sentences, []) == ""
+
+
+@pytest.fixture
+async def fake_llm():
+    async with FakeLLMServer("openai", [Reply(pieces=LONG_ANSWER), Reply(pieces=["Sure, ask me anything."])]) as llm:
+        yield llm
+
+
+@pytest.fixture
+async def site(tmp_path, engines, fake_llm):
+    settings = Settings(_env_file=None, data_dir=tmp_path / "var", web_secret="live-test-secret", llm_provider="openai",
+                        llm_model="gpt-test-mini", openai_base_url=fake_llm.base_url, openai_api_key=KEYS["openai"],
+                        llm_retries=0, live_max_sessions=1, language="en")
+    mine = Engines(recognizer=engines.recognizer, chat_model=build_chat_model(settings),
+                   synthesizers=engines.synthesizers, converters={}, renderer=None)
+    services = await build_services(settings, engines=mine)
+    try:
+        async with live_server(services) as server:
+            yield server
+    finally:
+        await services.close()
+        await mine.close()
+
+
+async def wait_for(check, timeout: float) -> float:
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout, "timed out"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+async def test_a_spoken_question_is_answered_and_an_interruption_cuts_the_answer(site):
+    live = site.app.state.live
+    question, truth = clip("agent-alreadyon")
+    interruption, second_truth = clip("conf-getpin")
+    client = LiveClient(site.url)
+    try:
+        await client.connect()
+        said = client.say(question)
+        await said.done.wait()
+        final = await client.event("transcript", timeout=30)
+        assert len(words(final["text"]) & words(truth)) >= len(words(truth)) // 2, (final, truth)
+        assert client.said_events("partial"), "no partial transcript while the person spoke"
+        first_sound = await client.first_sound(after=said.ended, timeout=30)
+
+        # a second visitor while the one session allowed is running is told so, and nothing starts
+        other = LiveClient(site.url)
+        try:
+            refused = await other.connect(expect_status=503)
+            assert refused["code"] == "live_full" and "try again" in refused["message"]
+        finally:
+            await other.close()
+        assert live.sessions.count == 1
+
+        # the person speaks while the first sentence is still being said: the answer stops and is cut there
+        await asyncio.sleep(max(0.0, first_sound + 1.5 - time.monotonic()))
+        cut_in = client.say(interruption)
+        interrupted = await client.event("interrupted", timeout=10)
+        stopped = await client.quiet_from(cut_in.started, hold=1.0, timeout=10)
+        assert stopped - cut_in.started < 1.0, f"the answer went on for {stopped - cut_in.started:.2f} s"
+        whole = "".join(LONG_ANSWER).strip()
+        heard = interrupted["heard"]
+        assert heard and heard.endswith(CUT_MARK) and len(heard) < len(LONG_ANSWER[0]), heard
+        assert whole.startswith(heard[:-1]), heard
+
+        # the interruption itself is answered, and the history holds what was heard, then the second exchange
+        await client.event("done", after=cut_in.started, timeout=30)
+        user = live.sessions.all()[0].user
+        history = site.services.history
+
+        async def exchanges():
+            return await history.load(ConversationKey(user, user), 10_000)
+        await wait_for(lambda: not live.sessions.all()[0].voice.busy and client.said_events("listening"), 30)
+        for _ in range(50):
+            stored = await exchanges()
+            if len(stored) == 4:
+                break
+            await asyncio.sleep(0.1)
+        assert [m.role for m in stored] == ["user", "assistant", "user", "assistant"], stored
+        assert stored[1].content == heard
+        assert words(stored[0].content) & words(truth)
+        assert len(words(stored[2].content) & words(second_truth)) >= 2, (stored[2].content, second_truth)
+        assert stored[3].content == "Sure, ask me anything."
+    finally:
+        await client.close()
+    # the closed client's session is freed within 5 s, and a new visitor gets in again
+    freed = await wait_for(lambda: live.sessions.count == 0, 5.0)
+    assert freed < 5.0
+    assert site.services.settings.live_max_sessions == 1
