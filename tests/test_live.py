@@ -5,10 +5,13 @@ import asyncio
 import re
 import time
 
+import numpy as np
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from adapters.asr_whisper import speech_only
-from adapters.media import decode_audio
+from adapters.media import decode_audio, encode_wav, resample
 from bot.settings import Settings
 from bot.wiring import Engines, build_chat_model, build_services
 from core.heard import CUT_MARK, heard_answer, heard_part
@@ -17,7 +20,7 @@ from tests.conftest import speech_clips
 from tests.fakes.llm_servers import FakeLLMServer, Reply
 from tests.live_client import LiveClient
 from tests.test_llm_providers import KEYS
-from tests.web_harness import live_server
+from tests.web_harness import chromium, in_thread, live_server
 
 LONG_ANSWER = ["The harbour opens at seven every morning and the first boats leave soon after that.",
                " Most of the fishermen come back before noon with whatever the sea has given them.",
@@ -132,3 +135,54 @@ async def test_a_spoken_question_is_answered_and_an_interruption_cuts_the_answer
     freed = await wait_for(lambda: live.sessions.count == 0, 5.0)
     assert freed < 5.0
     assert site.services.settings.live_max_sessions == 1
+
+
+async def test_the_live_page_in_a_browser_hears_a_question_answers_it_and_frees_a_closed_tab(site, tmp_path):
+    question, truth = clip("agent-alreadyon")
+    # the fake microphone: the question once, then silence for longer than the test runs (the file loops)
+    mic = tmp_path / "question.wav"
+    pause = Audio(np.zeros(48_000 * 40, dtype=np.float32), 48_000)
+    mic.write_bytes(encode_wav(Audio(np.concatenate([np.zeros(24_000, np.float32), resample(question, 48_000).samples,
+                                                     pause.samples]), 48_000)))
+    driver = chromium(tmp_path / "profile", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                      f"--use-file-for-fake-audio-capture={mic}")
+    live = site.app.state.live
+    try:
+        def talk() -> tuple[list[str], str, str, float]:
+            driver.get(f"{site.url}/")
+            chat_tab = driver.current_window_handle
+            driver.switch_to.new_window("tab")
+            driver.get(f"{site.url}/live")
+            wait = WebDriverWait(driver, 60, poll_frequency=0.1)
+            wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+            driver.find_element(By.ID, "start").click()
+            partials = []
+
+            def final_or_partial(d):
+                for b in d.find_elements(By.CSS_SELECTOR, ".bubble.user"):
+                    text = b.text.strip()
+                    if "partial" in b.get_attribute("class") and text and text not in partials:
+                        partials.append(text)
+                    if "final" in b.get_attribute("class"):
+                        return text
+                return None
+            final = wait.until(final_or_partial)
+            answer = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".bubble.bot .sentence").text.strip())
+            stage = driver.find_element(By.ID, "stage")
+            peak = wait.until(lambda d: float(stage.get_attribute("data-answer-peak") or 0) > 0.02
+                              and float(stage.get_attribute("data-answer-peak")))
+            driver.close()  # the live tab; the chat tab stays open
+            driver.switch_to.window(chat_tab)
+            return partials, final, answer, peak
+
+        partials, final, answer, peak = await in_thread(talk)
+        closed_at = time.monotonic()
+        assert live.sessions.count == 1  # the closed tab's session, until the server notices
+        assert partials, "no partial transcript was shown while the question was spoken"
+        assert len(words(final) & words(truth)) >= len(words(truth)) // 2, (final, truth)
+        assert answer == LONG_ANSWER[0].strip()
+        assert peak > 0.02
+        await wait_for(lambda: live.sessions.count == 0, 5.0)
+        assert time.monotonic() - closed_at < 5.0
+    finally:
+        await in_thread(driver.quit)
