@@ -82,8 +82,11 @@ class ScriptedMic(MediaStreamTrack):
 
 
 class LiveClient:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, receive_prefetch: int | None = None) -> None:
         self.base_url = base_url
+        # packets aiortc holds before decoding the answer audio: None keeps its default (4, about 100 ms; a
+        # browser's adaptive buffer holds some tens of ms on a quiet network); 0 decodes each once the next is in
+        self.receive_prefetch = receive_prefetch
         self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         self.mic = ScriptedMic()
         self.pc = RTCPeerConnection()
@@ -108,6 +111,13 @@ class LiveClient:
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio":
+                if self.receive_prefetch is not None:
+                    from aiortc.jitterbuffer import JitterBuffer
+
+                    for transceiver in self.pc.getTransceivers():
+                        if transceiver.receiver.track is track:
+                            transceiver.receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(
+                                capacity=16, prefetch=self.receive_prefetch)
                 self._reader = asyncio.create_task(self._listen(track))
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -133,7 +143,8 @@ class LiveClient:
     def say(self, audio: Audio) -> Said:
         return self.mic.say(audio)
 
-    async def _until(self, check, timeout: float):
+    async def until(self, check, timeout: float):
+        """The first non-None result of `check()`, re-checked whenever audio or an event arrives."""
         deadline = time.monotonic() + timeout
         while True:
             found = check()
@@ -150,7 +161,7 @@ class LiveClient:
 
     async def first_sound(self, after: float, timeout: float = 30.0) -> float:
         """When the first audible answer audio after `after` arrived."""
-        return await self._until(lambda: next((t for t, rms in self.heard if t > after and rms > AUDIBLE), None), timeout)
+        return await self.until(lambda: next((t for t, rms in self.heard if t > after and rms > AUDIBLE), None), timeout)
 
     async def quiet_from(self, after: float, hold: float = 1.0, timeout: float = 30.0) -> float:
         """When answer audio went quiet after `after` and stayed quiet for `hold` seconds: the arrival of the first
@@ -165,10 +176,10 @@ class LiveClient:
             if following and following[-1] - following[0] >= hold:
                 return following[0]
             return None
-        return await self._until(check, timeout)
+        return await self.until(check, timeout)
 
     async def event(self, name: str, timeout: float = 30.0, after: float = 0.0) -> dict:
-        return await self._until(lambda: next((e for t, e in self.events if e["event"] == name and t > after), None), timeout)
+        return await self.until(lambda: next((e for t, e in self.events if e["event"] == name and t > after), None), timeout)
 
     def said_events(self, name: str) -> list[dict]:
         return [e for _, e in self.events if e["event"] == name]

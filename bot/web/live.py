@@ -150,6 +150,9 @@ class LivePages:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio" and not session.tasks:
+                for transceiver in pc.getTransceivers():
+                    if transceiver.receiver.track is track:
+                        _hear_at_once(transceiver.receiver)
                 session.tasks.append(asyncio.create_task(self._listen(session, track)))
 
         @pc.on("datachannel")
@@ -221,6 +224,15 @@ class LivePages:
 
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(s, "server stopping") for s in self.sessions.all()), return_exceptions=True)
+
+
+def _hear_at_once(receiver) -> None:
+    """aiortc holds four 20 ms packets of incoming audio before it decodes the first (100 ms, prefetch=4), which
+    would make every barge-in that much later; live talk takes each packet once the next one is in."""
+    from aiortc.jitterbuffer import JitterBuffer
+
+    if hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):  # aiortc 1.16 (pinned); elsewhere its default stays
+        receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=0)
 
 
 async def _read_offer(request: Request) -> RTCSessionDescription:

@@ -1,0 +1,192 @@
+"""Live talk over WebRTC, measured at a scripted client (tests/live_client.py) that speaks real clips.
+
+1. Turn latency: end of the person's speech (the last sample of a clip cut to its speech leaves the client's
+   microphone) → first audible answer audio arriving at the client. Beside it, from the same turns, the
+   pipeline's own voice-in → first-audio time (the server's `done` event), so what live talk adds (the
+   end-of-utterance timeout, WebRTC both ways) is seen apart from how busy the engines were.
+2. Barge-in: the person starts speaking (an interrupting clip's first sample leaves the microphone) while an
+   answer plays → the answer audio stops at the client (first silent frame after the last audible one, with
+   silence holding for a second). A trial where the answer had already ended is not counted.
+
+p50/p95 with 95 % bootstrap intervals. Default engines (tiny.en, SmolLM2 on llama.cpp, Piper), warmed first.
+
+    .venv/bin/python bench/live.py [--turns 10] [--barge-ins 10] [--write]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from adapters.asr_whisper import speech_only  # noqa: E402
+from adapters.media import decode_audio  # noqa: E402
+from bench.latency import pct  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from bot.wiring import build_engines, build_services  # noqa: E402
+from core.types import Audio  # noqa: E402
+from tests.conftest import speech_clips  # noqa: E402
+from tests.live_client import AUDIBLE, LiveClient  # noqa: E402
+from tests.web_harness import live_server  # noqa: E402
+
+
+def speech(path: Path) -> Audio:
+    audio = decode_audio(path.read_bytes())
+    return Audio(speech_only(audio.samples, pad_s=0.05), audio.sample_rate)
+
+
+def interval(values: list[float], q: float, runs: int = 2000) -> tuple[float, float]:
+    """95 % bootstrap interval of the q-quantile."""
+    rng = random.Random(0)
+    stats = sorted(pct([rng.choice(values) for _ in values], q) for _ in range(runs))
+    return stats[int(0.025 * runs)], stats[int(0.975 * runs) - 1]
+
+
+def summary(name: str, values: list[float], goal: str) -> str:
+    if not values:
+        return f"{name}: no samples"
+    p50, p95 = pct(values, 0.5), pct(values, 0.95)
+    (a, b), (c, d) = interval(values, 0.5), interval(values, 0.95)
+    return (f"{name}: n={len(values)}  p50 {p50:.3f} s [{a:.3f}, {b:.3f}]  p95 {p95:.3f} s [{c:.3f}, {d:.3f}]  "
+            f"min {min(values):.3f}  max {max(values):.3f}  (goal {goal})")
+
+
+async def answer_finished(client: LiveClient, after: float) -> None:
+    """The answer to what was said after `after` has been heard to its end (a second of quiet after sound)."""
+    first = await client.first_sound(after=after, timeout=60)
+    await client.quiet_from(first, hold=1.0, timeout=60)
+
+
+async def sound_or_refusal(client: LiveClient, after: float) -> float | None:
+    """When the answer's first sound arrived; None (logged) when the server answered with no speech."""
+    def check():
+        sound = next((t for t, rms in client.heard if t > after and rms > AUDIBLE), None)
+        if sound is not None:
+            return sound
+        refused = next((e for t, e in client.events if t > after and e["event"] in ("failed", "listening")), None)
+        return refused
+    found = await client.until(check, 60)
+    if isinstance(found, dict):
+        print(f"  no answer: {found}")
+        return None
+    return found
+
+
+async def turns(client: LiveClient, clips: list[Audio], log) -> tuple[list[float], list[float]]:
+    live, pipeline = [], []
+    for i, audio in enumerate(clips):
+        said = client.say(audio)
+        await said.done.wait()
+        first = await sound_or_refusal(client, said.ended)
+        if first is None:
+            continue
+        done = await client.event("done", after=said.ended, timeout=60)
+        live.append(first - said.ended)
+        pipeline.append(done["timings"].get("first_audio", float("nan")))  # from the run's start: ASR included
+        log(f"  turn {i + 1:2}: {audio.seconds:4.1f} s said → first answer audio {live[-1]:.3f} s "
+            f"(pipeline voice in → first audio {pipeline[-1]:.3f} s)")
+        await client.quiet_from(first, hold=1.0, timeout=60)
+    return live, pipeline
+
+
+async def barge_ins(client: LiveClient, questions: list[Audio], interruptions: list[Audio],
+                    log) -> tuple[list[float], list[float], int]:
+    stops, notices, skipped = [], [], 0
+    for i, (question, interruption) in enumerate(zip(questions, interruptions)):
+        said = client.say(question)
+        await said.done.wait()
+        first = await sound_or_refusal(client, said.ended)
+        if first is None:
+            continue
+        await asyncio.sleep(max(0.0, first + 0.6 - time.monotonic()))
+        cut = client.say(interruption)
+        while cut.started is None:
+            await asyncio.sleep(0.005)
+        stopped = await client.quiet_from(cut.started, hold=1.0, timeout=30)
+        playing = any(cut.started - 0.1 <= t <= cut.started and rms > AUDIBLE for t, rms in client.heard)
+        if not playing:
+            skipped += 1
+            log(f"  barge-in {i + 1:2}: the answer had already ended; not counted")
+        else:
+            stops.append(stopped - cut.started)
+            told = next((t for t, e in client.events if t > cut.started and e["event"] == "interrupted"), None)
+            if told is not None:
+                notices.append(told - cut.started)
+            log(f"  barge-in {i + 1:2}: answer audio stopped {stops[-1]:.3f} s after the interruption started"
+                + (f" (the server's 'interrupted' event came at {notices[-1]:.3f} s)" if told is not None else ""))
+        await cut.done.wait()
+        await answer_finished(client, cut.ended)
+    return stops, notices, skipped
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--barge-ins", type=int, default=10)
+    parser.add_argument("--client-prefetch", type=int, default=0,
+                        help="answer packets the client holds before decoding (aiortc's default is 4, ~100 ms; "
+                             "the server takes the microphone with 0)")
+    parser.add_argument("--write", action="store_true", help="write bench/results/live.txt")
+    args = parser.parse_args()
+    questions = [speech(p) for p, s, _ in speech_clips("en") if 4.0 <= s <= 7.0]
+    short = [speech(p) for p, s, _ in speech_clips("en") if 1.8 <= s <= 3.0]
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    log(f"live talk, default engines, {os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.1f}; "
+        f"the client decodes answer audio after {args.client_prefetch} packets of prefetch")
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(_env_file=None, data_dir=Path(tmp), web_secret="bench-live", language="en")
+        engines = build_engines(settings)
+        engines.recognizer.warm_up()
+        engines.chat_model.warm_up()
+        engines.synthesizers[0].warm_up()
+        services = await build_services(settings, engines=engines)
+        try:
+            async with live_server(services) as server:
+                client = LiveClient(server.url, receive_prefetch=args.client_prefetch)
+                await client.connect()
+                try:
+                    await answer_finished_or_warm(client, questions[-1])
+                    log("1. end of speech → first answer audio at the client")
+                    live, pipeline = await turns(client, questions[: args.turns], log)
+                    log("2. barge-in: interrupting speech starts → answer audio stops at the client")
+                    stops, notices, skipped = await barge_ins(client, questions[args.turns:][: args.barge_ins] or questions,
+                                                     short[: args.barge_ins], log)
+                finally:
+                    await client.close()
+        finally:
+            await services.close()
+            await engines.close()
+    log(summary("end of speech → first answer audio (live, at the client)", live, "p50 ≤ 1.5 s"))
+    log(summary("  the pipeline alone in the same turns (voice in → first audio)", pipeline, "—"))
+    log(f"  live adds, median of per-turn differences: {pct([a - b for a, b in zip(live, pipeline)], 0.5):.3f} s "
+        f"(end-of-utterance timeout {settings.live_end_of_utterance} s, WebRTC both ways)")
+    log(summary("barge-in: interruption starts → answer audio stops", stops, "p95 ≤ 0.200 s") + f"; {skipped} not counted")
+    log(summary("  the server's 'interrupted' event at the client, same trials", notices, "—"))
+    log(f"load average at the end {os.getloadavg()[0]:.1f}")
+    if args.write:
+        out = ROOT / "bench" / "results" / "live.txt"
+        out.write_text("command: .venv/bin/python bench/live.py " + " ".join(sys.argv[1:]) + "\n" + "\n".join(lines) + "\n")
+        print(f"written to {out}")
+
+
+async def answer_finished_or_warm(client: LiveClient, audio: Audio) -> None:
+    """One untimed turn first: the first WebRTC frames and the first answer in a session carry one-off costs."""
+    said = client.say(audio)
+    await said.done.wait()
+    await answer_finished(client, said.ended)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
