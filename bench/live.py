@@ -5,8 +5,11 @@
    pipeline's own voice-in → first-audio time (the server's `done` event), so what live talk adds (the
    end-of-utterance timeout, WebRTC both ways) is seen apart from how busy the engines were.
 2. Barge-in: the person starts speaking (an interrupting clip's first sample leaves the microphone) while an
-   answer plays → the answer audio stops at the client (first silent frame after the last audible one, with
-   silence holding for a second). A trial where the answer had already ended is not counted.
+   answer's word is being heard → the answer audio stops at the client: the first silent frame after the last
+   audible one, with silence holding for a second, or the server's 'interrupted' event (sent just after it
+   stopped the audio) if that came later, since a quiet frame before it was a pause between words. The clips
+   keep 50 ms of their lead-in before the first word, so the figure is that much on the safe side. A trial
+   where the answer had already ended is not counted.
 
 p50/p95 with 95 % bootstrap intervals. Default engines (tiny.en, SmolLM2 on llama.cpp, Piper), warmed first.
 
@@ -106,6 +109,10 @@ async def barge_ins(client: LiveClient, questions: list[Audio], interruptions: l
         if first is None:
             continue
         await asyncio.sleep(max(0.0, first + 0.6 - time.monotonic()))
+        try:  # cut in while a word is being heard, not in a pause between two
+            await client.until(lambda: True if client.heard and client.heard[-1][1] > AUDIBLE else None, 3.0)
+        except TimeoutError:
+            pass
         cut = client.say(interruption)
         while cut.started is None:
             await asyncio.sleep(0.005)
@@ -115,8 +122,10 @@ async def barge_ins(client: LiveClient, questions: list[Audio], interruptions: l
             skipped += 1
             log(f"  barge-in {i + 1:2}: the answer had already ended; not counted")
         else:
-            stops.append(stopped - cut.started)
             told = next((t for t, e in client.events if t > cut.started and e["event"] == "interrupted"), None)
+            # the server stops the audio, then sends the event: audio gone quiet before the event was a pause
+            # between words, not the stop, so the later of the two counts
+            stops.append(max(stopped, told if told is not None else stopped) - cut.started)
             if told is not None:
                 notices.append(told - cut.started)
             log(f"  barge-in {i + 1:2}: answer audio stopped {stops[-1]:.3f} s after the interruption started"

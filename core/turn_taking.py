@@ -19,6 +19,9 @@ class TurnConfig:
     threshold: float = 0.5  # speech probability that counts as speech
     start_seconds: float = 0.064  # speech this long in a row starts a turn
     end_seconds: float = 0.5  # silence this long ends it (the end-of-utterance timeout)
+    # silence this long within a turn may be its end: the answer can start being made, held until end_seconds
+    # confirm it (and dropped if the person goes on), so the timeout's wait is not added to the answer's time
+    pause_seconds: float = 0.2
     min_speech_seconds: float = 0.25  # a turn with less speech than this was a noise, not an utterance
     pre_roll_seconds: float = 0.3  # kept from before the start
     max_seconds: float = 30.0  # a turn this long is handed over even while the person still speaks
@@ -41,11 +44,23 @@ class Utterance:
 
 
 @dataclass(frozen=True)
+class Paused:
+    """The person went quiet for `pause_seconds`: `samples` is what the utterance will be if they stay quiet."""
+
+    samples: np.ndarray
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """They spoke again after a pause, within the same turn: what `Paused` offered is not the utterance."""
+
+
+@dataclass(frozen=True)
 class NotSpeech:
     """A turn that started but held too little speech to answer (a cough, a door)."""
 
 
-TurnEvent = SpeechStarted | Utterance | NotSpeech
+TurnEvent = SpeechStarted | Paused | Resumed | Utterance | NotSpeech
 
 
 class TurnTaker:
@@ -60,6 +75,7 @@ class TurnTaker:
         self._speech = 0  # samples judged speech in this turn
         self._started_at = 0.0
         self._last_speech_end = 0.0
+        self._paused = False
 
     @property
     def speaking(self) -> bool:
@@ -101,27 +117,41 @@ class TurnTaker:
             self._last_speech_end = end_time
             return [SpeechStarted(self._started_at)]
         self._turn.append(chunk)
+        events: list[TurnEvent] = []
         if is_speech:
             self._speech += len(chunk)
             self._run = 0
             self._last_speech_end = end_time
+            if self._paused:
+                self._paused = False
+                events.append(Resumed())
         else:
             self._run += len(chunk)
-        turn_samples = sum(len(c) for c in self._turn)
-        if self._run >= cfg.end_seconds * rate or turn_samples >= cfg.max_seconds * rate:
-            return [self._close()]
-        return []
+        if self._run >= cfg.end_seconds * rate or self._turn_samples() >= cfg.max_seconds * rate:
+            return [*events, self._close()]
+        if (not self._paused and cfg.pause_seconds < cfg.end_seconds and self._run >= cfg.pause_seconds * rate
+                and self._speech >= cfg.min_speech_seconds * rate):
+            self._paused = True
+            events.append(Paused(self._said()))
+        return events
+
+    def _turn_samples(self) -> int:
+        return sum(len(c) for c in self._turn)
+
+    def _said(self) -> np.ndarray:
+        """The turn's audio without the silence after the last word."""
+        audio = np.concatenate(self._turn)
+        return audio[: len(audio) - self._run] if self._run else audio
 
     def _close(self) -> TurnEvent:
         cfg = self.config
-        audio = np.concatenate(self._turn)
-        if self._run:  # the silence after the last word is not part of what was said
-            audio = audio[: len(audio) - self._run]
+        audio = self._said()
         enough = self._speech >= cfg.min_speech_seconds * cfg.sample_rate
         event: TurnEvent = Utterance(audio, self._started_at, self._last_speech_end) if enough else NotSpeech()
         self._turn = []
         self._run = 0
         self._speech = 0
+        self._paused = False
         return event
 
     def _keep_before(self, chunk: np.ndarray) -> None:

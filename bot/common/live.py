@@ -4,6 +4,10 @@ The channel hands over the person's audio as it arrives (16 kHz mono) and gives 
 answer audio; everything else is here, whatever carries the media (WebRTC on the web page). Answers come
 from the same pipeline as every other channel, through `Dialogue`, and share the channel's reply slots.
 
+An answer starts being made at the first short pause, while the end-of-utterance timeout still runs, and is
+held until the timeout confirms the person has finished (dropped unseen if they go on): the timeout's wait
+overlaps the answer's making instead of adding to it.
+
 When the person starts speaking while an answer is being spoken, the speaker is stopped at once, the rest of
 the answer is cancelled, and the history keeps what was actually heard. If they start speaking again before
 any of the answer was heard (a pause mid-sentence), the answer is dropped and both parts become one utterance.
@@ -23,7 +27,7 @@ from bot.common.dialogue import Dialogue, Incoming
 from bot.common.slots import ReplySlots, busy_note
 from core.errors import DoppelError, NoSpeech
 from core.heard import heard_answer
-from core.turn_taking import NotSpeech, SpeechStarted, TurnConfig, TurnTaker, Utterance
+from core.turn_taking import NotSpeech, Paused, Resumed, SpeechStarted, TurnConfig, TurnTaker, Utterance
 from core.types import Audio, AudioFrame, ReplyDone, SentenceFrame, TranscriptFrame
 
 log = logging.getLogger(__name__)
@@ -66,13 +70,21 @@ class LiveConfig:
 
 @dataclass(eq=False)
 class _Answer:
-    """One answer in the making: what the person said, each sentence and how much of its audio was sent."""
+    """One answer in the making: what the person said, each sentence and how much of its audio was sent.
 
+    An answer begun at a pause is held: its events and audio wait until the end-of-utterance timeout confirms
+    that the person has finished, and it is dropped unseen if they go on speaking.
+    """
+
+    utterance: np.ndarray
+    carried: np.ndarray | None = None  # an earlier utterance it continues (see LiveConversation._speech_started)
     said: str = ""
     sentences: list[str] = field(default_factory=list)
     spoken: list[Spoken] = field(default_factory=list)
-    utterance: np.ndarray | None = None
     settled: bool = False  # stored (whole, or cut as heard) or given up
+    held: bool = False
+    later: list[Callable[[], None]] = field(default_factory=list)  # what waits for the release
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def heard_anything(self) -> bool:
@@ -125,9 +137,14 @@ class LiveConversation:
             for event in self.turns.feed(chunk, self._vad.probability(chunk)):
                 if isinstance(event, SpeechStarted):
                     self._speech_started()
+                elif isinstance(event, Paused):
+                    self._begin(event.samples, held=True)
+                elif isinstance(event, Resumed):
+                    self._drop_held()
                 elif isinstance(event, Utterance):
                     self._utterance(event)
                 elif isinstance(event, NotSpeech):
+                    self._drop_held()
                     self.emit("listening", {})
         self._maybe_partial()
 
@@ -145,24 +162,55 @@ class LiveConversation:
             # nothing of the answer was heard yet: the person was not done, so what they said before goes on
             self._cancel(task)
             answer.settled = True
-            self._carried = answer.utterance
+            self._carried = self._with_carried(answer.carried, answer.utterance)
             self.emit("interrupted", {"heard": ""})
 
     def _utterance(self, utterance: Utterance) -> None:
-        samples = utterance.samples
-        if self._carried is not None:
-            gap = np.zeros(RATE // 5, dtype=np.float32)
-            samples = np.concatenate([self._carried, gap, samples])
-            self._carried = None
+        held = self._answer
+        if held is not None and held.held and not held.settled and len(held.utterance) == len(utterance.samples):
+            # the pause was the end: the answer made meanwhile goes out now
+            held.held = False
+            for step in held.later:
+                step()
+            held.later.clear()
+            held.released.set()
+            return
+        self._drop_held()
+        self._begin(utterance.samples, held=False)
+
+    def _begin(self, samples: np.ndarray, *, held: bool) -> None:
+        carried, self._carried = self._carried, None
+        answer = _Answer(utterance=samples, carried=carried, held=held)
+        if not held:
+            answer.released.set()
         previous = self._task
-        answer = _Answer(utterance=samples)
         self._answer = answer
         self._task = asyncio.create_task(self._reply(answer, previous))
+
+    def _drop_held(self) -> None:
+        answer = self._answer
+        if answer is not None and answer.held and not answer.settled:
+            answer.settled = True
+            self._cancel(self._task)
+            self._carried = answer.carried  # still to be said together with what comes next
+
+    @staticmethod
+    def _with_carried(carried: np.ndarray | None, samples: np.ndarray) -> np.ndarray:
+        if carried is None:
+            return samples
+        return np.concatenate([carried, np.zeros(RATE // 5, dtype=np.float32), samples])
 
     @staticmethod
     def _cancel(task: asyncio.Task | None) -> None:
         if task is not None and not task.done():
             task.cancel()
+
+    def _tell(self, answer: _Answer, event: str, data: dict) -> None:
+        """An event about this answer for the page; kept back while the answer is held."""
+        if answer.held:
+            answer.later.append(lambda: self.emit(event, data))
+        else:
+            self.emit(event, data)
 
     async def _store_heard(self, answer: _Answer, after: asyncio.Task | None = None) -> None:
         if after is not None:
@@ -180,31 +228,35 @@ class LiveConversation:
     async def _reply(self, answer: _Answer, previous: asyncio.Task | None) -> None:
         if previous is not None:  # the last answer's history is written before this one reads it
             await asyncio.gather(previous, return_exceptions=True)
-        assert answer.utterance is not None
+        audio = Audio(self._with_carried(answer.carried, answer.utterance), RATE)
         try:
             ticket = self.slots.join()
         except DoppelError as exc:
-            self.emit("failed", {"code": exc.code, "message": exc.message})
+            self._tell(answer, "failed", {"code": exc.code, "message": exc.message})
             answer.settled = True
             return
         try:
             async for place in ticket.places():
-                self.emit("queued", {"place": place, "message": busy_note(place)})
-            self.emit("thinking", {})
-            async with aclosing(self.dialogue.reply(self.person, audio=Audio(answer.utterance, RATE), live=True)) as frames:
+                self._tell(answer, "queued", {"place": place, "message": busy_note(place)})
+            self._tell(answer, "thinking", {})
+            async with aclosing(self.dialogue.reply(self.person, audio=audio, live=True)) as frames:
                 async for frame in frames:
-                    self._show(answer, frame)
+                    if answer.held:
+                        answer.later.append(lambda frame=frame: self._show(answer, frame))
+                    else:
+                        self._show(answer, frame)
         except NoSpeech:
             answer.settled = True
-            self.emit("listening", {"message": "I did not catch that."})
+            self._tell(answer, "listening", {"message": "I did not catch that."})
             return
         except DoppelError as exc:
             answer.settled = True
             log.info("live answer failed: %s (%s)", exc.code, exc.detail)
-            self.emit("failed", {"code": exc.code, "message": exc.message})
+            self._tell(answer, "failed", {"code": exc.code, "message": exc.message})
             return
         finally:
             ticket.leave()
+        await answer.released.wait()
         await self.speaker.finished()
         if not answer.settled:
             answer.settled = True
@@ -235,8 +287,10 @@ class LiveConversation:
         if self.turns.silence_seconds > cfg.turns.end_seconds / 3:
             return
         now = asyncio.get_running_loop().time()
+        if now < self._partial_due:
+            return
         heard = self.turns.heard_so_far()
-        if now < self._partial_due or len(heard) < cfg.min_partial_seconds * RATE:
+        if len(heard) < cfg.min_partial_seconds * RATE:
             return
         self._partial_due = now + cfg.partial_seconds
         self._partial = asyncio.create_task(self._transcribe_partial(heard))
