@@ -190,6 +190,7 @@ class LiveConversation:
     def _drop_held(self) -> None:
         answer = self._answer
         if answer is not None and answer.held and not answer.settled:
+            log.debug("the person went on after a pause: the answer begun there is dropped")
             answer.settled = True
             self._cancel(self._task)
             self._carried = answer.carried  # still to be said together with what comes next
