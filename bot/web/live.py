@@ -35,6 +35,7 @@ from core.turn_taking import TurnConfig
 log = logging.getLogger(__name__)
 
 _MAX_OFFER_BYTES = 64 * 1024  # a browser's offer is a few kilobytes
+_CONNECT_SECONDS = 10.0  # a connection that has not carried audio by then is not coming (a failed ICE says so sooner)
 
 
 class LiveFull(DoppelError):
@@ -195,9 +196,11 @@ class LivePages:
         """The microphone, resampled to 16 kHz mono, into the conversation; silence from the browser still
         arrives as frames, so a long gap means the page is gone."""
         resampler = av.AudioResampler(format="flt", layout="mono", rate=16_000)
+        wait = max(self.idle_seconds, _CONNECT_SECONDS)  # the first frame comes once ICE and DTLS are through
         while True:
             try:
-                frame = await asyncio.wait_for(track.recv(), self.idle_seconds)
+                frame = await asyncio.wait_for(track.recv(), wait)
+                wait = self.idle_seconds
             except (asyncio.TimeoutError, MediaStreamError):
                 self._close_soon(session, "no audio from the page")
                 return
