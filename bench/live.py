@@ -3,13 +3,14 @@
 1. Turn latency: end of the person's speech (the last sample of a clip cut to its speech leaves the client's
    microphone) → first audible answer audio arriving at the client. Beside it, from the same turns, the
    pipeline's own voice-in → first-audio time (the server's `done` event), so what live talk adds (the
-   end-of-utterance timeout, WebRTC both ways) is seen apart from how busy the engines were.
+   end-of-utterance timeout, WebRTC both ways) is seen apart from how busy the engines were. Each question
+   starts a fresh conversation, as in bench/latency.py (a growing history slows the small model's prompt).
 2. Barge-in: the person starts speaking (an interrupting clip's first sample leaves the microphone) while an
    answer's word is being heard → the answer audio stops at the client: the first silent frame after the last
    audible one, with silence holding for a second, or the server's 'interrupted' event (sent just after it
-   stopped the audio) if that came later, since a quiet frame before it was a pause between words. The clips
-   keep 50 ms of their lead-in before the first word, so the figure is that much on the safe side. A trial
-   where the answer had already ended is not counted.
+   stopped the audio) if that came later, since a quiet frame before it was a pause between words. Speech
+   starts at the interrupting clip's first sample; the clips keep up to 50 ms of lead-in before the first
+   word, so the figure errs long by that much. A trial where the answer had already ended is not counted.
 
 p50/p95 with 95 % bootstrap intervals. Default engines (tiny.en, SmolLM2 on llama.cpp, Piper), warmed first.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import random
 import sys
@@ -34,7 +36,7 @@ from adapters.media import decode_audio  # noqa: E402
 from bench.latency import pct  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.wiring import build_engines, build_services  # noqa: E402
-from core.types import Audio  # noqa: E402
+from core.types import Audio, ConversationKey  # noqa: E402
 from tests.conftest import speech_clips  # noqa: E402
 from tests.live_client import AUDIBLE, LiveClient  # noqa: E402
 from tests.web_harness import live_server  # noqa: E402
@@ -62,9 +64,9 @@ def summary(name: str, values: list[float], goal: str) -> str:
 
 
 async def answer_finished(client: LiveClient, after: float) -> None:
-    """The answer to what was said after `after` has been heard to its end (a second of quiet after sound)."""
-    first = await client.first_sound(after=after, timeout=60)
-    await client.quiet_from(first, hold=1.0, timeout=60)
+    """The answer to what was said after `after` has been played to its end (the server listens again)."""
+    await client.until(lambda: next((e for t, e in client.events if t > after and e["event"] in ("listening", "failed")),
+                                    None), 90)
 
 
 async def sound_or_refusal(client: LiveClient, after: float) -> float | None:
@@ -82,11 +84,12 @@ async def sound_or_refusal(client: LiveClient, after: float) -> float | None:
     return found
 
 
-async def turns(client: LiveClient, clips: list[Audio], log) -> tuple[list[float], list[float]]:
+async def turns(client: LiveClient, clips: list[Audio], log, forget) -> tuple[list[float], list[float]]:
     live, pipeline = [], []
     for i, audio in enumerate(clips):
+        await forget()  # each question in a fresh conversation, as bench/latency.py asks them
         said = client.say(audio)
-        await said.done.wait()
+        await asyncio.wait_for(said.done.wait(), 60)
         first = await sound_or_refusal(client, said.ended)
         if first is None:
             continue
@@ -95,7 +98,7 @@ async def turns(client: LiveClient, clips: list[Audio], log) -> tuple[list[float
         pipeline.append(done["timings"].get("first_audio", float("nan")))  # from the run's start: ASR included
         log(f"  turn {i + 1:2}: {audio.seconds:4.1f} s said → first answer audio {live[-1]:.3f} s "
             f"(pipeline voice in → first audio {pipeline[-1]:.3f} s)")
-        await client.quiet_from(first, hold=1.0, timeout=60)
+        await answer_finished(client, said.ended)
     return live, pipeline
 
 
@@ -104,11 +107,11 @@ async def barge_ins(client: LiveClient, questions: list[Audio], interruptions: l
     stops, notices, skipped = [], [], 0
     for i, (question, interruption) in enumerate(zip(questions, interruptions)):
         said = client.say(question)
-        await said.done.wait()
+        await asyncio.wait_for(said.done.wait(), 60)
         first = await sound_or_refusal(client, said.ended)
         if first is None:
             continue
-        await asyncio.sleep(max(0.0, first + 0.6 - time.monotonic()))
+        await asyncio.sleep(max(0.0, first + 0.3 - time.monotonic()))
         try:  # cut in while a word is being heard, not in a pause between two
             await client.until(lambda: True if client.heard and client.heard[-1][1] > AUDIBLE else None, 3.0)
         except TimeoutError:
@@ -116,8 +119,9 @@ async def barge_ins(client: LiveClient, questions: list[Audio], interruptions: l
         cut = client.say(interruption)
         while cut.started is None:
             await asyncio.sleep(0.005)
-        stopped = await client.quiet_from(cut.started, hold=1.0, timeout=30)
-        playing = any(cut.started - 0.1 <= t <= cut.started and rms > AUDIBLE for t, rms in client.heard)
+        speaks = cut.started  # its first sample: the clip keeps up to 50 ms of lead-in, so this errs long
+        stopped = await client.quiet_from(speaks, hold=1.0, timeout=30)
+        playing = any(speaks - 0.1 <= t <= speaks and rms > AUDIBLE for t, rms in client.heard)
         if not playing:
             skipped += 1
             log(f"  barge-in {i + 1:2}: the answer had already ended; not counted")
@@ -125,12 +129,12 @@ async def barge_ins(client: LiveClient, questions: list[Audio], interruptions: l
             told = next((t for t, e in client.events if t > cut.started and e["event"] == "interrupted"), None)
             # the server stops the audio, then sends the event: audio gone quiet before the event was a pause
             # between words, not the stop, so the later of the two counts
-            stops.append(max(stopped, told if told is not None else stopped) - cut.started)
+            stops.append(max(stopped, told if told is not None else stopped) - speaks)
             if told is not None:
-                notices.append(told - cut.started)
+                notices.append(told - speaks)
             log(f"  barge-in {i + 1:2}: answer audio stopped {stops[-1]:.3f} s after the interruption started"
                 + (f" (the server's 'interrupted' event came at {notices[-1]:.3f} s)" if told is not None else ""))
-        await cut.done.wait()
+        await asyncio.wait_for(cut.done.wait(), 60)
         await answer_finished(client, cut.ended)
     return stops, notices, skipped
 
@@ -144,6 +148,8 @@ async def main() -> None:
                              "the server takes the microphone with 0)")
     parser.add_argument("--write", action="store_true", help="write bench/results/live.txt")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("bot.web.live").setLevel(logging.INFO)  # sessions opening and ending, and why
     questions = [speech(p) for p, s, _ in speech_clips("en") if 4.0 <= s <= 7.0]
     short = [speech(p) for p, s, _ in speech_clips("en") if 1.8 <= s <= 3.0]
     lines: list[str] = []
@@ -168,7 +174,13 @@ async def main() -> None:
                 try:
                     await answer_finished_or_warm(client, questions[-1])
                     log("1. end of speech → first answer audio at the client")
-                    live, pipeline = await turns(client, questions[: args.turns], log)
+                    sessions = server.app.state.live.sessions
+
+                    async def forget() -> None:
+                        user = sessions.all()[0].user
+                        await services.history.reset(ConversationKey(user, user))
+
+                    live, pipeline = await turns(client, questions[: args.turns], log, forget)
                     log("2. barge-in: interrupting speech starts → answer audio stops at the client")
                     stops, notices, skipped = await barge_ins(client, questions[args.turns:][: args.barge_ins] or questions,
                                                      short[: args.barge_ins], log)
@@ -193,7 +205,7 @@ async def main() -> None:
 async def answer_finished_or_warm(client: LiveClient, audio: Audio) -> None:
     """One untimed turn first: the first WebRTC frames and the first answer in a session carry one-off costs."""
     said = client.say(audio)
-    await said.done.wait()
+    await asyncio.wait_for(said.done.wait(), 60)
     await answer_finished(client, said.ended)
 
 

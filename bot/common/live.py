@@ -150,11 +150,12 @@ class LiveConversation:
 
     def _speech_started(self) -> None:
         self.emit("speech", {})
+        if self.speaker.busy:
+            self.speaker.stop()  # first, before anything else: whatever is being said goes quiet now
         answer, task = self._answer, self._task
         if answer is None or answer.settled:
             return
         if answer.heard_anything:
-            self.speaker.stop()  # first, before anything else: the answer goes quiet now
             self._cancel(task)
             # the next answer waits for this one to be stored, so it reads the history with it
             self._task = self._storing = asyncio.create_task(self._store_heard(answer, after=task))
