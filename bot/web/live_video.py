@@ -58,6 +58,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._next = 0  # the next frame number recv() shows
         self._early = 0  # frames sent before the clock started (pts keep rising across its start)
         self._last_sent = 0.0
+        self.shown = self.repeated = 0  # frames handed out; of those, shown again because the due one was not drawn
         self._running = True
         # what the face stream's frame 0 is: its media frame number, and the start of its audio in media time
         self._anchor: tuple[int, int, float] | None = None  # (generation, frame number, media time)
@@ -69,8 +70,9 @@ class AvatarVideoTrack(MediaStreamTrack):
     async def recv(self) -> VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        if not getattr(self.clock, "started", True):
-            n, pts = await self._before_clock()
+        started = getattr(self.clock, "started", True)
+        if not started:
+            n, pts = self._next, await self._before_clock()
         else:
             n = self._next
             if self.clock.now() >= (n + 1) / self.fps:  # late by more than a frame: show what is due now
@@ -82,21 +84,22 @@ class AvatarVideoTrack(MediaStreamTrack):
             await asyncio.sleep(0.005)
         with self._cond:
             frame = self._take(n)
-            self._next = n + 1
+            if started:  # before it, frame 0 of the media clock is still to come
+                self._next = n + 1
             self._cond.notify_all()
         out = VideoFrame.from_ndarray(frame, format="rgb24")
         out.pts = pts * VIDEO_CLOCK // self.fps
         out.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         return out
 
-    async def _before_clock(self) -> tuple[int, int]:
-        # nothing plays yet, so there is no media time: idle at the frame rate by the wall clock
+    async def _before_clock(self) -> int:
+        """The pts of a frame sent before the audio starts: there is no media time yet, so the wall clock paces them."""
         wait = self._last_sent + 1 / self.fps - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         self._last_sent = time.monotonic()
         self._early += 1
-        return self._next, self._early - 1
+        return self._early - 1
 
     def _take(self, n: int) -> np.ndarray:
         frame = self._speech.pop(n, None)
@@ -105,6 +108,8 @@ class AvatarVideoTrack(MediaStreamTrack):
             frame = idle
         if frame is None:
             frame = self._fallback if self._fallback is not None else self._last_idle
+            self.repeated += 1
+        self.shown += 1
         for frames in (self._speech, self._idle):
             for stale in [k for k in frames if k < n]:
                 del frames[stale]
