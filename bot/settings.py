@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     avatar_min_seconds: float = 20.0  # shortest training video accepted
     avatar_gpu: int | None = None  # render on this CUDA device when there is one; None: CPU
     avatar_subtitles: bool = False  # burn the answer text into the video
+    avatar_live_size: int = 512  # live talk's video track: the longer side of its frames, px
     geneface_image: str = "doppel/geneface:latest"  # built from geneface/Dockerfile
     # -- GeneFace++ containers (geneface/) --
     geneface_assets_dir: Path | None = None  # HuBERT, vgg19, VGG-Face, BFM, audio2motion_vae; empty: data_dir/geneface-assets
