@@ -46,6 +46,15 @@ class ScriptedMic(MediaStreamTrack):
         self._timestamp = 0
         self._origin: float | None = None
 
+    async def _watch(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except Exception:
+                return
+            self.frames.append((time.monotonic(), frame))
+            del self.frames[:-500]  # the last 20 s are plenty
+
     def say(self, audio: Audio) -> Said:
         pcm = (np.clip(resample(audio, RATE).samples, -1, 1) * 32767).astype(np.int16)
         said = Said(pcm)
@@ -82,8 +91,10 @@ class ScriptedMic(MediaStreamTrack):
 
 
 class LiveClient:
-    def __init__(self, base_url: str, *, receive_prefetch: int | None = None) -> None:
+    def __init__(self, base_url: str, *, receive_prefetch: int | None = None, video: bool = False) -> None:
         self.base_url = base_url
+        self.video = video  # ask for the talking head, as the page does when an avatar is chosen
+        self.frames: list[tuple[float, object]] = []  # (arrival time, av.VideoFrame) of the face's frames
         # packets aiortc holds before decoding the answer audio: None keeps its default (4, about 100 ms; a
         # browser's adaptive buffer holds some tens of ms on a quiet network); 0 decodes each once the next is in
         self.receive_prefetch = receive_prefetch
@@ -94,6 +105,7 @@ class LiveClient:
         self.events: list[tuple[float, dict]] = []
         self._changed = asyncio.Event()
         self._reader: asyncio.Task | None = None
+        self._watcher: asyncio.Task | None = None
         self.session = ""
 
     async def connect(self, *, expect_status: int = 200) -> dict:
@@ -101,6 +113,8 @@ class LiveClient:
             html = await page.text()
         csrf = re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
         self.pc.addTrack(self.mic)
+        if self.video:
+            self.pc.addTransceiver("video", direction="recvonly")
         channel = self.pc.createDataChannel("events")
 
         @channel.on("message")
@@ -119,6 +133,8 @@ class LiveClient:
                             transceiver.receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(
                                 capacity=16, prefetch=self.receive_prefetch)
                 self._reader = asyncio.create_task(self._listen(track))
+            else:
+                self._watcher = asyncio.create_task(self._watch(track))
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
         offer = {"sdp": self.pc.localDescription.sdp, "type": self.pc.localDescription.type}
@@ -139,6 +155,15 @@ class LiveClient:
             pcm = frame.to_ndarray().astype(np.float32).reshape(-1) / 32768.0
             self.heard.append((time.monotonic(), float(np.sqrt(np.mean(pcm * pcm)))))
             self._changed.set()
+
+    async def _watch(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except Exception:
+                return
+            self.frames.append((time.monotonic(), frame))
+            del self.frames[:-500]  # the last 20 s are plenty
 
     def say(self, audio: Audio) -> Said:
         return self.mic.say(audio)
@@ -186,7 +211,8 @@ class LiveClient:
 
     async def close(self) -> None:
         await self.pc.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+        for task in (self._reader, self._watcher):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.http.close()

@@ -87,7 +87,7 @@ async def wait_for(check, timeout: float) -> float:
 
 async def test_a_spoken_question_is_answered_and_an_interruption_cuts_the_answer(site):
     live = site.app.state.live
-    question, truth = clip("agent-alreadyon")
+    question, truth = clip("cannot-complete-as-dialed")
     more, more_truth = clip("agent-pass")
     interruption, second_truth = clip("conf-getpin")
     client = LiveClient(site.url)
@@ -152,7 +152,8 @@ async def test_a_spoken_question_is_answered_and_an_interruption_cuts_the_answer
 
 
 async def test_the_live_page_in_a_browser_hears_a_question_answers_it_and_frees_a_closed_tab(site, tmp_path):
-    question, truth = clip("agent-alreadyon")
+    # one sentence: a clip with a pause as long as the end-of-utterance timeout may fairly be taken as two turns
+    question, truth = clip("queue-youarenext")
     # the fake microphone: the question once, then silence for longer than the test runs (the file loops)
     mic = tmp_path / "question.wav"
     pause = Audio(np.zeros(48_000 * 40, dtype=np.float32), 48_000)
@@ -178,6 +179,8 @@ async def test_the_live_page_in_a_browser_hears_a_question_answers_it_and_frees_
                     if "partial" in b.get_attribute("class") and text and text not in partials:
                         partials.append(text)
                     if "final" in b.get_attribute("class"):
+                        shown = int(b.get_attribute("data-partials") or 0)
+                        partials.extend(["(partial)"] * (shown - len(partials)))
                         return text
                 return None
             final = wait.until(final_or_partial)
@@ -200,3 +203,49 @@ async def test_the_live_page_in_a_browser_hears_a_question_answers_it_and_frees_
         assert time.monotonic() - closed_at < 5.0
     finally:
         await in_thread(driver.quit)
+
+
+@pytest.fixture
+async def site_with_a_face(tmp_path, engines, fake_llm):
+    settings = Settings(_env_file=None, data_dir=tmp_path / "var", web_secret="live-test-secret", llm_provider="openai",
+                        llm_model="gpt-test-mini", openai_base_url=fake_llm.base_url, openai_api_key=KEYS["openai"],
+                        llm_retries=0, language="en", avatar="astro", avatar_live_size=128)
+    mine = Engines(recognizer=engines.recognizer, chat_model=build_chat_model(settings),
+                   synthesizers=engines.synthesizers, converters={}, renderer=None)
+    services = await build_services(settings, engines=mine)  # the real avatar studio: photo avatars talk live
+    try:
+        async with live_server(services) as server:
+            yield server
+    finally:
+        await services.close()
+        await mine.close()
+
+
+async def test_with_an_avatar_the_answer_comes_with_a_talking_face(site_with_a_face):
+    import io
+
+    from PIL import Image
+
+    from bot.common.avatars import add_photo_avatar
+    from geneface.testclip import portrait
+
+    buf = io.BytesIO()
+    Image.fromarray(portrait(256)[0]).save(buf, format="PNG")
+    await add_photo_avatar(site_with_a_face.services, "astro", buf.getvalue())
+    question, _ = clip("agent-pass")
+    client = LiveClient(site_with_a_face.url, video=True)
+    try:
+        await client.connect()
+        said = client.say(question)
+        await said.done.wait()
+        first_sound = await client.first_sound(after=said.ended, timeout=30)
+        await asyncio.sleep(2.0)
+        assert not client.said_events("note"), client.said_events("note")
+        during = [frame for t, frame in client.frames if first_sound <= t <= first_sound + 2.0]
+        assert len(during) >= 20, f"{len(during)} face frames in the first 2 s of the answer"
+        assert during[0].width == 128 or during[0].height == 128
+        # a live face, not one still picture (its mouth motion against the audio is tested in test_live_video.py)
+        pictures = [f.to_ndarray(format="gray").astype(np.int16) for f in during[::5]]
+        assert max(np.abs(a - b).mean() for a, b in zip(pictures, pictures[1:])) > 0.5
+    finally:
+        await client.close()

@@ -318,3 +318,12 @@ class LiveConversation:
         await asyncio.gather(*tasks, *(t for t in (self._storing,) if t is not None), return_exceptions=True)
         if self._answer is not None and not self._answer.settled and self._answer.heard_anything:
             await self._store_heard(self._answer)
+
+
+async def live_face(services, avatar: str):
+    """The avatar's face drawn as it speaks (a geneface.stream.FaceStream), sharing the loaded engine; None when this
+    server's renderer draws no live faces. Raises a DoppelError saying why when this avatar cannot talk live."""
+    make = getattr(services.renderer, "face_stream", None)
+    if make is None:
+        return None
+    return await make(avatar, size=services.settings.avatar_live_size)

@@ -23,11 +23,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.common.dialogue import Incoming
-from bot.common.live import LiveConfig, LiveConversation
+from bot.common.live import LiveConfig, LiveConversation, live_face
 from bot.web.chat import ChatPages
 from bot.web.context import WebContext
 from bot.web.live_audio import AnswerAudioTrack, LiveSpeaker
 from bot.web.live_clock import MediaClock
+from bot.web.live_video import AvatarVideoTrack
 from bot.web.security import check_csrf, client_address, web_user
 from core.errors import BadInput, DoppelError
 from core.turn_taking import TurnConfig
@@ -53,6 +54,7 @@ class LiveSession:
     pc: RTCPeerConnection
     conversation: LiveConversation
     voice: AnswerAudioTrack
+    face: AvatarVideoTrack | None = None  # the talking head, when an avatar is shown and can talk live
     started: float = field(default_factory=time.monotonic)
     tasks: list[asyncio.Task] = field(default_factory=list)
     channel: object = None  # the page's data channel, once it opened
@@ -107,10 +109,9 @@ class LivePages:
         return [Route("/live", self.page), Route("/live/offer", self.offer, methods=["POST"])]
 
     async def page(self, request: Request) -> Response:
-        s = self.ctx.services
         user = web_user(request)
-        chat = await s.chats.get(user)
-        return self.ctx.render(request, "live.html", avatar=chat.avatar or s.settings.avatar or "", video=False)
+        avatar = (await self.ctx.dialogue.request_for(Incoming(user_id=user, chat_id=user), speak=False)).avatar
+        return self.ctx.render(request, "live.html", avatar=avatar or "", video=bool(avatar))
 
     async def offer(self, request: Request) -> Response:
         check_csrf(request)
@@ -123,7 +124,7 @@ class LivePages:
             await self.close(old, "replaced by a new one")
         if self.sessions.count >= self.sessions.limit:
             raise LiveFull(self.sessions.count)
-        session = self._open(user, address)
+        session = await self._open(user, address, wants_video="m=video" in offer.sdp)
         self.sessions.add(session)
         try:
             answer = await self._connect(session, offer)
@@ -133,17 +134,32 @@ class LivePages:
         log.info("live session %s for %s (%d running)", session.id, user, self.sessions.count)
         return JSONResponse({"sdp": answer.sdp, "type": answer.type, "session": session.id})
 
-    def _open(self, user: str, address: str) -> LiveSession:
-        clock = MediaClock()
+    async def _open(self, user: str, address: str, *, wants_video: bool) -> LiveSession:
+        clock = MediaClock()  # one timeline for the voice and the face
         voice = AnswerAudioTrack(clock)
-        pc = RTCPeerConnection()
         person = Incoming(user_id=user, chat_id=user, display_name=f"web visitor from {address}")
+        face, note = await self._face(person, clock) if wants_video else (None, "")
         holder: list[LiveSession] = []
-        conversation = LiveConversation(self.ctx.dialogue, person, LiveSpeaker(voice),
+        conversation = LiveConversation(self.ctx.dialogue, person, LiveSpeaker(voice, face),
                                         lambda event, data: holder[0].emit(event, data), self.chat.slots, self.config)
-        session = LiveSession(secrets.token_urlsafe(9), user, pc, conversation, voice)
+        session = LiveSession(secrets.token_urlsafe(9), user, RTCPeerConnection(), conversation, voice, face)
         holder.append(session)
+        if note:
+            session.emit("note", {"text": note})
         return session
+
+    async def _face(self, person: Incoming, clock: MediaClock) -> tuple[AvatarVideoTrack | None, str]:
+        """The chat's avatar as a video track, or why there is none (the answer is then spoken only)."""
+        avatar = (await self.ctx.dialogue.request_for(person, speak=False)).avatar
+        if not avatar:
+            return None, ""
+        try:
+            stream = await live_face(self.ctx.services, avatar)
+        except DoppelError as exc:
+            return None, f"{exc.message} Live talk goes on with the voice only."
+        if stream is None:
+            return None, "This server draws no live faces; live talk goes on with the voice only."
+        return AvatarVideoTrack(stream, clock), ""
 
     async def _connect(self, session: LiveSession, offer: RTCSessionDescription) -> RTCSessionDescription:
         pc = session.pc
@@ -188,6 +204,12 @@ class LivePages:
         if not any(t.kind == "audio" for t in pc.getTransceivers()):
             raise BadInput("The page offered no microphone audio.")
         pc.addTrack(session.voice)
+        if session.face is not None:
+            if any(t.kind == "video" for t in pc.getTransceivers()):
+                pc.addTrack(session.face)
+            else:
+                session.face.stop()
+                session.face = None
         await session.conversation.start()
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription
@@ -222,6 +244,8 @@ class LivePages:
         await asyncio.gather(*session.tasks, return_exceptions=True)
         await session.conversation.close()
         await session.pc.close()
+        if session.face is not None:
+            session.face.stop()  # its drawing thread ends with it
         log.info("live session %s ended after %.0f s: %s (%d running)", session.id, time.monotonic() - session.started,
                  reason, self.sessions.count)
 

@@ -7,6 +7,7 @@
   const stopButton = document.getElementById("stop");
   const state = document.getElementById("state");
   const problem = document.getElementById("problem");
+  const note = document.getElementById("note");
   const log = document.getElementById("log");
   const voice = document.getElementById("voice");
   const face = document.getElementById("face");
@@ -53,6 +54,7 @@
     } else if (event === "partial") {
       if (!user) user = bubble("user partial");
       setText(user, data.text);
+      user.dataset.partials = String(Number(user.dataset.partials || 0) + 1); // how many were shown
     } else if (event === "transcript") {
       if (!user) user = bubble("user");
       setText(user, data.text);
@@ -89,6 +91,9 @@
       user = null;
       bot = null;
       setState(data.message || "Listening…");
+    } else if (event === "note") {
+      note.textContent = data.text;
+      note.hidden = false;
     } else if (event === "failed") {
       if (bot) bot.remove();
       bot = null;
