@@ -11,10 +11,11 @@
    stopped the audio) if that came later, since a quiet frame before it was a pause between words. Speech
    starts at the interrupting clip's first sample; the clips keep up to 50 ms of lead-in before the first
    word, so the figure errs long by that much. A trial where the answer had already ended is not counted.
+3. With --avatar-turns: a photo avatar's face track, frames received per second while answers are spoken.
 
 p50/p95 with 95 % bootstrap intervals. Default engines (tiny.en, SmolLM2 on llama.cpp, Piper), warmed first.
 
-    .venv/bin/python bench/live.py [--turns 10] [--barge-ins 10] [--write]
+    .venv/bin/python bench/live.py [--turns 10] [--barge-ins 10] [--avatar-turns 3] [--write]
 """
 from __future__ import annotations
 
@@ -146,6 +147,7 @@ async def main() -> None:
     parser.add_argument("--client-prefetch", type=int, default=0,
                         help="answer packets the client holds before decoding (aiortc's default is 4, ~100 ms; "
                              "the server takes the microphone with 0)")
+    parser.add_argument("--avatar-turns", type=int, default=0, help="then this many turns with a photo avatar's face")
     parser.add_argument("--write", action="store_true", help="write bench/results/live.txt")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
@@ -186,13 +188,17 @@ async def main() -> None:
                                                      short[: args.barge_ins], log)
                 finally:
                     await client.close()
+            if args.avatar_turns:
+                log("3. with an avatar")
+                await faces(engines, questions[: args.avatar_turns], args, log)
         finally:
             await services.close()
             await engines.close()
     log(summary("end of speech → first answer audio (live, at the client)", live, "p50 ≤ 1.5 s"))
     log(summary("  the pipeline alone in the same turns (voice in → first audio)", pipeline, "—"))
-    log(f"  live adds, median of per-turn differences: {pct([a - b for a, b in zip(live, pipeline)], 0.5):.3f} s "
-        f"(end-of-utterance timeout {settings.live_end_of_utterance} s, WebRTC both ways)")
+    if live:
+        log(f"  live adds, median of per-turn differences: {pct([a - b for a, b in zip(live, pipeline)], 0.5):.3f} s "
+            f"(end-of-utterance timeout {settings.live_end_of_utterance} s, WebRTC both ways)")
     log(summary("barge-in: interruption starts → answer audio stops", stops, "p95 ≤ 0.200 s") + f"; {skipped} not counted")
     log(summary("  the server's 'interrupted' event at the client, same trials", notices, "—"))
     log(f"load average at the end {os.getloadavg()[0]:.1f}")
@@ -200,6 +206,50 @@ async def main() -> None:
         out = ROOT / "bench" / "results" / "live.txt"
         out.write_text("command: .venv/bin/python bench/live.py " + " ".join(sys.argv[1:]) + "\n" + "\n".join(lines) + "\n")
         print(f"written to {out}")
+
+
+async def faces(engines, questions: list[Audio], args, log) -> None:
+    """3. With a photo avatar at DOPPEL_AVATAR_LIVE_SIZE (512 px): video frames received per second while answers
+    are spoken (first answer audio → the server listening again), and over the whole session."""
+    import io
+
+    from PIL import Image
+
+    from bot.common.avatars import add_photo_avatar
+    from geneface.testclip import portrait
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(_env_file=None, data_dir=Path(tmp), web_secret="bench-live", language="en", avatar="astro")
+        services = await build_services(settings, engines=engines)
+        try:
+            buf = io.BytesIO()
+            Image.fromarray(portrait(512)[0]).save(buf, format="PNG")
+            await add_photo_avatar(services, "astro", buf.getvalue())
+            async with live_server(services) as server:
+                client = LiveClient(server.url, receive_prefetch=args.client_prefetch, video=True)
+                await client.connect()
+                opened = time.monotonic()
+                rates = []
+                try:
+                    for i, audio in enumerate(questions):
+                        said = client.say(audio)
+                        await asyncio.wait_for(said.done.wait(), 60)
+                        first = await sound_or_refusal(client, said.ended)
+                        if first is None:
+                            continue
+                        await answer_finished(client, said.ended)
+                        done = max(t for t, e in client.events if e["event"] in ("listening", "failed"))
+                        shown = [t for t, _ in client.frames if first <= t <= done]
+                        rates.append(len(shown) / (done - first))
+                        log(f"  answer {i + 1}: {rates[-1]:.1f} frames/s received over {done - first:.1f} s of speech")
+                    whole = len(client.frames) / (time.monotonic() - opened)
+                    size = f"{client.frames[-1][1].width}x{client.frames[-1][1].height}" if client.frames else "-"
+                finally:
+                    await client.close()
+            log(f"face track ({size} px, photo engine): while speaking p50 {pct(rates, 0.5):.1f} frames/s "
+                f"(min {min(rates):.1f}); the whole session {whole:.1f} frames/s (goal 25 on one GPU)")
+        finally:
+            await services.close()
 
 
 async def answer_finished_or_warm(client: LiveClient, audio: Audio) -> None:
