@@ -1,7 +1,8 @@
 """Live talk on the web page: the browser's microphone in and the answer's voice out over WebRTC (aiortc).
 
 The page posts an SDP offer to /live/offer under the same session, CSRF and access rules as the chat; the
-answer carries our audio track. Events for the page (partial and final transcripts, the answer's sentences,
+answer carries our audio track, and the avatar's video track when the page asked for video and the chat's avatar
+can talk live (both tracks run on one media clock). Events for the page (partial and final transcripts, the answer's sentences,
 interruptions) go over the data channel the page opens. What is said and answered is handled by
 `bot.common.live.LiveConversation`; this module only carries media and ends sessions that drop: the
 peer connection closing or failing, a data channel closing, or no audio from the browser for a few seconds.
