@@ -85,6 +85,7 @@ async def wait_for(check, timeout: float) -> float:
     return time.monotonic() - start
 
 
+@pytest.mark.slow
 async def test_a_spoken_question_is_answered_and_an_interruption_cuts_the_answer(site):
     live = site.app.state.live
     question, truth = clip("cannot-complete-as-dialed")
@@ -151,6 +152,7 @@ async def test_a_spoken_question_is_answered_and_an_interruption_cuts_the_answer
     assert site.services.settings.live_max_sessions == 1
 
 
+@pytest.mark.slow
 async def test_the_live_page_in_a_browser_hears_a_question_answers_it_and_frees_a_closed_tab(site, tmp_path):
     # one sentence: a clip with a pause as long as the end-of-utterance timeout may fairly be taken as two turns
     question, truth = clip("queue-youarenext")
@@ -221,6 +223,7 @@ async def site_with_a_face(tmp_path, engines, fake_llm):
         await mine.close()
 
 
+@pytest.mark.slow
 async def test_with_an_avatar_the_answer_comes_with_a_talking_face(site_with_a_face):
     import io
 
