@@ -44,7 +44,7 @@ class Tail:
 
     def get(self, a: int, b: int) -> np.ndarray:
         """Samples [a, b): silence before the stream began and after the audio fed so far."""
-        if a < self.start > 0:
+        if self.start > 0 and a < self.start:  # trimmed away: a frame asked further back than CONTEXT_SECONDS
             raise RuntimeError("audio before the kept context was asked for")
         out = np.zeros(max(0, b - a), np.float32)
         lo, hi = max(a, self.start), min(b, self.end)

@@ -69,7 +69,7 @@ def _same_away_from_seams(stream_of, audio: Audio, pieces: int, size: int) -> No
 
 
 def test_photo_face_fed_in_twenty_pieces_matches_the_whole(photo):
-    _same_away_from_seams(lambda: FaceStream(photo, size=512), held_out_audio(2.0), 20, 512)
+    _same_away_from_seams(lambda: FaceStream(photo, size=512), held_out_audio(1.6), 20, 512)
 
 
 def test_lite_face_fed_in_twenty_pieces_matches_the_whole(lite):

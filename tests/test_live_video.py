@@ -111,6 +111,19 @@ async def test_before_the_audio_starts_the_face_idles_at_the_frame_rate_and_pts_
         track.stop()
 
 
+async def test_a_face_that_cannot_be_drawn_ends_the_track_instead_of_freezing_it():
+    from aiortc.mediastreams import MediaStreamError
+
+    class Broken:
+        def idle(self, pose=None):
+            raise RuntimeError("model file vanished")
+
+    track = AvatarVideoTrack(Broken(), FakeClock())
+    with pytest.raises(MediaStreamError, match="vanished"):
+        await asyncio.wait_for(track.recv(), 5)
+    assert track.readyState == "ended"
+
+
 async def test_the_track_crosses_a_webrtc_connection_at_the_frame_rate(photo):
     clock = WallClock()
     track = AvatarVideoTrack(FaceStream(photo, size=256), clock)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
 import math
 import threading
 import time
@@ -26,6 +27,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
 from core.types import Audio
+
+log = logging.getLogger(__name__)
 
 VIDEO_CLOCK = 90_000
 IDLE_AHEAD = 3  # idle frames kept drawn ahead of the one showing
@@ -60,6 +63,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._last_sent = 0.0
         self.shown = self.repeated = 0  # frames handed out; of those, shown again because the due one was not drawn
         self._running = True
+        self._error: Exception | None = None
         # what the face stream's frame 0 is: its media frame number, and the start of its audio in media time
         self._anchor: tuple[int, int, float] | None = None  # (generation, frame number, media time)
         self._thread = threading.Thread(target=self._draw_loop, name="avatar-video", daemon=True)
@@ -80,8 +84,11 @@ class AvatarVideoTrack(MediaStreamTrack):
             while (wait := n / self.fps - self.clock.now()) > 0:
                 await asyncio.sleep(min(wait, 0.1))
             pts = self._early + n
-        while self._fallback is None and self._last_idle is None:  # the very first frame is being drawn
+        while self._fallback is None and self._last_idle is None and self._error is None:  # the first frame is being drawn
             await asyncio.sleep(0.005)
+        if self._error is not None:
+            self.stop()
+            raise MediaStreamError(f"the avatar could not be drawn: {self._error!r}")
         with self._cond:
             frame = self._take(n)
             if started:  # before it, frame 0 of the media clock is still to come
@@ -145,6 +152,13 @@ class AvatarVideoTrack(MediaStreamTrack):
     # ---- the drawing thread's side: the only one that touches the face stream ----
 
     def _draw_loop(self) -> None:
+        try:
+            self._draw_forever()
+        except Exception as exc:  # the face cannot be drawn at all: recv() ends the track instead of freezing it
+            log.exception("the avatar's video track stopped drawing")
+            self._error = exc
+
+    def _draw_forever(self) -> None:
         self._draw_idle([self._next])
         while True:
             with self._cond:
@@ -157,12 +171,16 @@ class AvatarVideoTrack(MediaStreamTrack):
             if job is None:
                 self._draw_idle(self._idle_due())
                 continue
-            made = 0
             try:
                 made = self._draw_speech(job, generation)
-            finally:
+            except Exception as exc:  # this answer shows no face; the next one starts the stream afresh
+                log.exception("drawing an answer's face failed")
+                self._anchor = None
                 if not job.done.done():
-                    job.done.set_result(made)
+                    job.done.set_exception(exc)
+                continue
+            if not job.done.done():
+                job.done.set_result(made)
 
     def _idle_due(self) -> list[int]:
         """Frame numbers just ahead that have nothing to show yet (called holding the lock)."""
