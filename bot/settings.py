@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     avatar_min_seconds: float = 20.0  # shortest training video accepted
     avatar_gpu: int | None = None  # render on this CUDA device when there is one; None: CPU
     avatar_subtitles: bool = False  # burn the answer text into the video
+    avatar_live_size: int = 512  # live talk's video track: the longer side of its frames, px
     geneface_image: str = "doppel/geneface:latest"  # built from geneface/Dockerfile
     # -- GeneFace++ containers (geneface/) --
     geneface_assets_dir: Path | None = None  # HuBERT, vgg19, VGG-Face, BFM, audio2motion_vae; empty: data_dir/geneface-assets
@@ -140,6 +141,12 @@ class Settings(BaseSettings):
     web_rate_limit_per_address: int = 30  # turns a minute from one client address, whatever its cookies
     web_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)  # their X-Forwarded-For is believed
     web_secure_cookie: bool = False  # always mark the session cookie Secure (it is anyway over https)
+
+    # live talk on the web page (WebRTC)
+    live_max_sessions: int = 4  # live conversations at once; past it a new one is refused
+    live_end_of_utterance: float = 0.5  # seconds of silence that end what the person says
+    live_partial_seconds: float = 1.0  # a partial transcript at most this often while they speak (0: none)
+    live_idle_seconds: float = 3.0  # no audio from the browser this long ends the session
 
     @field_validator("admin_ids", "allowed_ids", mode="before")
     @classmethod

@@ -53,6 +53,9 @@ class ReplyRequest:
     speak: bool = True
     last_language: str | None = None  # what this user spoke last time: breaks near-ties in detection
     noticed: frozenset[str] = frozenset()  # languages this chat was already told the model cannot write
+    video: bool = True  # False: end at speech (live talk draws the face itself while it speaks)
+    # False: the caller stores the exchange as it was heard (live talk cuts an answer where the person interrupted)
+    remember: bool = True
 
 
 @dataclass(frozen=True)
@@ -178,13 +181,14 @@ class ReplyPipeline:
             raise EngineError("The language model gave an empty answer. Please try again.")
         yield SpeechDone(text)
         avatar = request.avatar or request.persona.avatar
-        if spoken and avatar and self.renderer is not None and await self.renderer.is_ready(avatar):
+        if request.video and spoken and avatar and self.renderer is not None and await self.renderer.is_ready(avatar):
             whole = audio_ops.join(spoken)
             async with watch.stage("avatar"):
                 mp4 = await self.renderer.render(whole, avatar, text)
             yield VideoFrame(mp4, whole.seconds)
         # both turns are stored together only once the reply is whole: a failed or cancelled run leaves no trace
-        await self.history.append_exchange(request.key, user_text, text)
+        if request.remember:
+            await self.history.append_exchange(request.key, user_text, text)
         watch.mark("total")
         yield ReplyDone(text, tuple(_summarize(watch)), user_language=language, language=answer_language,
                         notice_given=bool(notice))

@@ -50,16 +50,30 @@ class PhotoAvatar:
         self.points = lm.landmarks(self.image, faces[0].box)
         self.fps = FPS
 
+    def resized(self, longer_side: int) -> "PhotoAvatar":
+        """The same avatar drawn at another size (even sides), its landmarks scaled rather than found again."""
+        h, w = self.image.shape[:2]
+        scale = longer_side / max(h, w)
+        size = (max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2))
+        out = object.__new__(PhotoAvatar)
+        out.image = np.asarray(Image.fromarray(self.image).resize(size, Image.LANCZOS))
+        out.points = self.points * np.array([size[0] / w, size[1] / h], np.float32)
+        out.fps = self.fps
+        return out
+
     def frames(self, audio: Audio) -> Iterator[np.ndarray]:
-        opening = loudness_track(audio, FPS)
+        for i, amount in enumerate(loudness_track(audio, FPS)):
+            yield self.frame(float(amount), i)
+
+    def frame(self, amount: float, index: int) -> np.ndarray:
+        """Frame number `index` of the face's motion (sway, blinks) with the mouth `amount` (0..1) open."""
+        t = index / FPS
+        frame = open_mouth(self.image, self.points, amount * 0.8)
+        if _blinking(t):
+            frame = _blink(frame, self.points)
         eye = lm.eye_distance(self.points)
-        for i, amount in enumerate(opening):
-            t = i / FPS
-            frame = open_mouth(self.image, self.points, float(amount) * 0.8)
-            if _blinking(t):
-                frame = _blink(frame, self.points)
-            # a sway of about 2 % of the eye distance, slower than speech
-            yield shift_frame(frame, 0.03 * eye * np.sin(0.8 * t), 0.02 * eye * np.sin(1.1 * t + 1.0), 0.8 * np.sin(0.6 * t))
+        # a sway of about 2 % of the eye distance, slower than speech
+        return shift_frame(frame, 0.03 * eye * np.sin(0.8 * t), 0.02 * eye * np.sin(1.1 * t + 1.0), 0.8 * np.sin(0.6 * t))
 
     def render(self, audio: Audio, text: str = "", subtitles: bool = False) -> bytes:
         from adapters.video import encode_mp4, timed_cues

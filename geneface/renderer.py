@@ -38,6 +38,18 @@ class AvatarStudio:
         engine = await asyncio.to_thread(self._engine, record)
         return await asyncio.to_thread(engine.render, audio, text, self.subtitles)
 
+    async def face_stream(self, avatar: str, size: int = 512):
+        """A `geneface.stream.FaceStream` of the avatar for live talk; it shares the loaded engine with every other."""
+        record = await self.avatars.get(avatar)
+        if not record.ready:
+            raise UnknownAvatar(f"The avatar '{avatar}' is still being trained. Please try again later.")
+        if record.engine == "geneface":
+            raise EngineError("GeneFace++ avatars cannot talk live; choose a photo or lite avatar for live talk.")
+        engine = await asyncio.to_thread(self._engine, record)
+        from geneface.stream import FaceStream
+
+        return await asyncio.to_thread(FaceStream, engine, size)
+
     def _engine(self, record: Avatar):
         key = (record.name, record.artifact_path)
         with self._lock:

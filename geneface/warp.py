@@ -25,16 +25,62 @@ def loudness_track(audio: Audio, fps: float, floor_db: float = -42.0, smooth: fl
     x = audio.samples.astype(np.float64)
     rms = np.array([np.sqrt(np.mean(x[int(i * hop): int((i + 1) * hop)] ** 2) + 1e-12) for i in range(n)])
     db = 20 * np.log10(rms + 1e-9)
-    top = np.percentile(db, 95) if n > 4 else db.max()
-    lo = max(floor_db, top - 30.0)
-    level = np.clip((db - lo) / max(top - lo, 1e-6), 0.0, 1.0)
-    # lips open fast and close a little slower, as they do
+    level = _level(db, np.percentile(db, 95) if n > 4 else db.max(), floor_db)
     out = np.empty_like(level)
     prev = 0.0
     for i, v in enumerate(level):
-        prev = v if v > prev else prev * smooth + v * (1 - smooth)
-        out[i] = prev
+        prev = out[i] = _follow(prev, v, smooth)
     return out.astype(np.float32)
+
+
+def _level(db, top: float, floor_db: float):
+    """Loudness in dB → 0..1 between a floor 30 dB (at most) under `top` and `top`."""
+    lo = max(floor_db, top - 30.0)
+    return np.clip((db - lo) / max(top - lo, 1e-6), 0.0, 1.0)
+
+
+def _follow(prev: float, level: float, smooth: float) -> float:
+    # lips open fast and close a little slower, as they do
+    return level if level > prev else prev * smooth + level * (1 - smooth)
+
+
+class LoudnessFollower:
+    """`loudness_track` for speech that arrives a frame at a time: no frame looks ahead of its own samples.
+
+    The peak that the clip's 95th percentile gives at once is learnt here from the frames heard so far,
+    starting from speech's usual level (`prior_db`) and trusting what was heard more as it grows.
+    """
+
+    def __init__(self, floor_db: float = -42.0, smooth: float = 0.5, prior_db: float = -13.0,
+                 prior_frames: int = 50, memory: int = 750) -> None:
+        self.floor_db, self.smooth, self.prior_db, self.prior_frames, self.memory = floor_db, smooth, prior_db, prior_frames, memory
+        self.heard: list[float] = []
+        self.state = 0.0
+
+    def top(self) -> float:
+        voiced = [db for db in self.heard[-self.memory:] if db > self.floor_db]  # pauses say nothing of the voice's level
+        n = len(voiced)
+        if n == 0:
+            return self.prior_db
+        p95 = float(np.percentile(voiced, 95))
+        return (self.prior_frames * self.prior_db + n * p95) / (self.prior_frames + n)
+
+    def opening(self, samples: np.ndarray, prev: float) -> tuple[float, float]:
+        """(how open, 0..1, the frame's loudness in dB) for one frame's samples after a frame `prev` open; learns nothing."""
+        x = samples.astype(np.float64)
+        db = 20 * np.log10(np.sqrt(np.mean(x ** 2) + 1e-12) + 1e-9) if x.size else -180.0
+        return _follow(prev, float(_level(db, self.top(), self.floor_db)), self.smooth), db
+
+    def commit(self, opening: float, db: float) -> None:
+        """Learn from a frame whose sound was complete; `opening` is where the next frame starts from."""
+        self.state = opening
+        self.heard.append(db)
+        if len(self.heard) > 2 * self.memory:
+            del self.heard[:-self.memory]
+
+    def restart(self) -> None:
+        """A new utterance: the mouth starts closed; the level learnt so far stays (it is the voice's)."""
+        self.state = 0.0
 
 
 def open_mouth(image: np.ndarray, pts: np.ndarray, amount: float, max_open: float = 0.55) -> np.ndarray:

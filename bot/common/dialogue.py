@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import AsyncIterator
 
 from adapters.media import decode_audio
 from bot.wiring import Services
 from core.pipeline import ReplyRequest
-from core.types import ConversationKey, Frame, ReplyDone
+from core.types import Audio, ConversationKey, Frame, ReplyDone
 
 log = logging.getLogger("doppel.dialogue")
 
@@ -29,14 +29,14 @@ class Dialogue:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def request_for(self, msg: Incoming, *, speak: bool = True) -> ReplyRequest:
+    async def request_for(self, msg: Incoming, *, speak: bool = True, audio: Audio | None = None) -> ReplyRequest:
+        """`audio`: speech already decoded (live talk hears it as samples), instead of `msg.audio`'s bytes."""
         s = self.services
         chat = await s.chats.get(msg.chat_id)
         persona = s.personas.get(chat.persona or s.settings.persona)
         language = (chat.language or s.settings.language).lower()
         extra = chat.settings or {}
-        audio = None
-        if msg.audio is not None:
+        if audio is None and msg.audio is not None:
             # off the event loop, and bounded by the limit: a long file stops costing at the limit
             audio = await asyncio.to_thread(decode_audio, msg.audio, max_seconds=s.settings.max_input_seconds)
         return ReplyRequest(
@@ -52,16 +52,27 @@ class Dialogue:
             noticed=frozenset(extra.get("language_notices", ())),
         )
 
-    async def reply(self, msg: Incoming, *, speak: bool = True) -> AsyncIterator[Frame]:
+    async def reply(self, msg: Incoming, *, speak: bool = True, audio: Audio | None = None,
+                    live: bool = False) -> AsyncIterator[Frame]:
+        """`live`: the answer ends at speech (the live page draws the face as it speaks) and is not stored;
+        the caller stores what the person heard with `remember_heard`."""
         await self.services.users.touch(msg.user_id, msg.display_name)
-        request = await self.request_for(msg, speak=speak)
+        request = await self.request_for(msg, speak=speak, audio=audio)
+        if live:
+            request = replace(request, video=False, remember=False)
         async for frame in self.services.pipeline.run(request):
             if isinstance(frame, ReplyDone):
                 # one line per answered message, whatever the channel
-                log.info("answered %s in %s (%s, %d chars): %s", msg.user_id, msg.chat_id, "voice" if msg.audio else "text",
+                log.info("answered %s in %s (%s, %d chars): %s", msg.user_id, msg.chat_id,
+                         "live" if live else "voice" if msg.audio else "text",
                          len(frame.text), "  ".join(f"{t.stage}={t.seconds:.2f}s" for t in frame.timings))
                 await self._remember_language(msg.chat_id, request, frame)
             yield frame
+
+    async def remember_heard(self, msg: Incoming, said: str, heard: str) -> None:
+        """A live exchange, as it was heard: the answer cut where the person interrupted it."""
+        if said.strip() and heard.strip():
+            await self.services.history.append_exchange(ConversationKey(msg.user_id, msg.chat_id), said, heard)
 
     async def _remember_language(self, chat_id: str, request: ReplyRequest, done: ReplyDone) -> None:
         """The user's language breaks the next detection's near-ties; a notice given is not given again."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -19,6 +20,7 @@ from bot.web.admin import AdminPages
 from bot.web.rvc_admin import RvcAdminPages
 from bot.web.chat import ChatPages
 from bot.web.context import HERE, WebContext, back_with_notice, web_message
+from bot.web.live import LiveFull, LivePages
 from bot.web.security import CSRF_HEADER, AdminLogins, CsrfRejected, Network, over_https, trusted_networks
 from bot.wiring import Services
 from bot.common.slots import Busy
@@ -26,7 +28,7 @@ from core.errors import DoppelError, FileTooLarge, NotAllowed, RateLimited
 
 log = logging.getLogger(__name__)
 
-_STATUS = {FileTooLarge: 413, NotAllowed: 403, CsrfRejected: 403, RateLimited: 429, Busy: 503}
+_STATUS = {FileTooLarge: 413, NotAllowed: 403, CsrfRejected: 403, RateLimited: 429, Busy: 503, LiveFull: 503}
 
 # plain JS from our own origin only; media may also come from blob: URLs the page makes
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -68,7 +70,8 @@ def _secure_cookie(value: bytes) -> bytes:
 async def healthz(request: Request) -> Response:
     """Answers once the server takes traffic, which `doppel web` starts only after warming every engine."""
     chat = request.app.state.chat
-    return JSONResponse({"ready": True, "replies_running": chat.slots.running, "replies_waiting": chat.slots.waiting})
+    return JSONResponse({"ready": True, "replies_running": chat.slots.running, "replies_waiting": chat.slots.waiting,
+                         "live_sessions": request.app.state.live.sessions.count})
 
 
 async def on_doppel_error(request: Request, exc: Exception) -> Response:
@@ -92,9 +95,11 @@ def create_app(services: Services, *, job_poll_seconds: float = 1.0) -> Starlett
     proxies = trusted_networks(settings.web_trusted_proxies)
     ctx = WebContext(services=services, dialogue=Dialogue(services), job_poll_seconds=job_poll_seconds, proxies=proxies)
     chat = ChatPages(ctx)
+    live = LivePages(ctx, chat)
     routes = [
         Route("/healthz", healthz),
         *chat.routes(),
+        *live.routes(),
         *AdminPages(ctx).routes(),
         *RvcAdminPages(ctx).routes(),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
@@ -104,9 +109,16 @@ def create_app(services: Services, *, job_poll_seconds: float = 1.0) -> Starlett
         Middleware(SessionMiddleware, secret_key=secret, session_cookie="doppel_session", same_site="lax",
                    https_only=False, max_age=14 * 24 * 3600),
     ]
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers={DoppelError: on_doppel_error})
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        await live.close_all()  # peer connections and their answers end with the server
+
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers={DoppelError: on_doppel_error},
+                    lifespan=lifespan)
     app.state.web = ctx
     app.state.chat = chat
+    app.state.live = live
     app.state.admin_logins = AdminLogins()
     return app
 

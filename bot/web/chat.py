@@ -112,15 +112,15 @@ class ChatPages:
         if upload is None and not text:
             raise BadInput("Record or upload a voice message, or type something.")
         address = client_address(request)
-        await self._admit(request, user, address)
-        await self._remember_address(user, address)
+        await self.admit(request, user, address)
+        await self.remember_address(user, address)
         speak = form.get("speak", "1") != "0"
         msg = Incoming(user_id=user, chat_id=user, audio=upload[1] if upload else None,
                        text=None if upload else text, display_name=f"web visitor from {address}")
         ticket = self.slots.join()  # Busy when the line is full: refused now, not after minutes
         return self.turns.start(user, turn_id, lambda turn: self._produce(turn, ticket, msg, speak))
 
-    async def _admit(self, request: Request, user: str, address: str) -> None:
+    async def admit(self, request: Request, user: str, address: str) -> None:
         """The same access rules as the bots, held by the client's address too, since a cookie can be dropped."""
         users = self.ctx.services.users
         if not (await self.access.decide(session_id(request))).allowed:  # type: ignore[arg-type]
@@ -134,7 +134,7 @@ class ChatPages:
             # each new cookie becomes a stored user: a client dropping its cookie every time gets only a few
             self.new_visitors.check(address)
 
-    async def _remember_address(self, user: str, address: str) -> None:
+    async def remember_address(self, user: str, address: str) -> None:
         # where an admin's Deny of this visitor reaches: their address as well as their cookie
         chats = self.ctx.services.chats
         if (await chats.get(user)).settings.get("address") != address:

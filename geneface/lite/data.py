@@ -10,7 +10,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from adapters.media import resample
 from core.types import Audio
 
 MEL_RATE = 100  # Whisper's log-mel: 10 ms hop at 16 kHz
@@ -23,12 +22,19 @@ MIN_GAP = 12  # frames (~0.5 s) between a target and its reference: their mouths
 
 def mel(audio: Audio) -> np.ndarray:
     """(T, 80) float32 Whisper log-mel at 100 frames/s (the bundled faster-whisper's extractor)."""
+    from adapters.media import resample  # PyAV: only here, so rendering from a mel computed elsewhere needs none
+
     samples = resample(audio, 16_000).samples
     m = _extractor()(samples, padding=0).T.astype(np.float32)
     if m.size:
         # relative to the clip's loud frames: a quiet recording must open the mouth as wide as a loud one
         m = (m - np.percentile(m.mean(1), 95)) * 2.0
     return m
+
+
+def mel_filters() -> np.ndarray:
+    """(80, 201) the mel filter bank behind `mel()`, for code that computes the same features a piece at a time."""
+    return _extractor().mel_filters
 
 
 @lru_cache(maxsize=1)

@@ -11,6 +11,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from core.types import Audio
 from geneface.lite.artifact import Loaded
@@ -19,10 +20,16 @@ from geneface.lite.data import cut, hide_mouth, mel, mel_windows, paste
 
 def pingpong(n: int, count: int) -> list[int]:
     """Frame indices that walk the idle loop forwards, then backwards, so the head never jumps."""
+    return [loop_index(n, k) for k in range(count)]
+
+
+def loop_index(n: int, k: int) -> int:
+    """The idle frame shown at step `k` of that walk through `n` frames."""
     if n <= 1:
-        return [0] * count
+        return 0
     period = 2 * (n - 1)
-    return [m if m < n else period - m for m in (k % period for k in range(count))]
+    m = k % period
+    return m if m < n else period - m
 
 
 class LiteAvatar:
@@ -43,16 +50,25 @@ class LiteAvatar:
         count = max(1, int(np.ceil(audio.seconds * lo.fps)))
         windows = mel_windows(mel(audio) if mel_frames is None else mel_frames, count, lo.fps)
         order = pingpong(len(lo), count)
-        size = lo.config.size
         for start in range(0, count, self.batch):
             idx = order[start:start + self.batch]
-            frames = self.idle[torch.as_tensor(idx, device=self.idle.device)]
-            boxes = lo.boxes[idx]
-            w = torch.from_numpy(windows[start:start + len(idx)]).to(lo.device)
-            with torch.inference_mode():
-                y = lo.model(hide_mouth(cut(frames, boxes, size)), w)
-                out = paste(frames, y.clamp(0, 1), boxes).cpu().numpy()
-            yield from out
+            yield from self.draw(idx, windows[start:start + len(idx)]).cpu().numpy()
+
+    def draw(self, idle_index: list[int], windows: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Idle-loop frames `idle_index` with their mouths redrawn from mel `windows` (B, 80, WINDOW): (B, H, W, 3) uint8
+        on the rendering device, scaled to `size` (width, height) when given."""
+        lo = self.loaded
+        frames = self.idle[torch.as_tensor(idle_index, device=self.idle.device)]
+        boxes = lo.boxes[idle_index]
+        w = torch.from_numpy(np.ascontiguousarray(windows, np.float32)).to(lo.device)
+        with torch.inference_mode():
+            y = lo.model(hide_mouth(cut(frames, boxes, lo.config.size)), w)
+            out = paste(frames, y.clamp(0, 1), boxes)
+            if size is not None and (size[1], size[0]) != tuple(out.shape[1:3]):
+                x = F.interpolate(out.permute(0, 3, 1, 2).float(), size=(size[1], size[0]), mode="bilinear",
+                                  align_corners=False, antialias=True)
+                out = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        return out
 
     def render(self, audio: Audio, text: str = "", subtitles: bool = False) -> bytes:
         from adapters.video import encode_mp4, timed_cues
