@@ -65,8 +65,9 @@ class LiteAvatar:
             y = lo.model(hide_mouth(cut(frames, boxes, lo.config.size)), w)
             out = paste(frames, y.clamp(0, 1), boxes)
             if size is not None and (size[1], size[0]) != tuple(out.shape[1:3]):
+                shrink = size[0] < out.shape[2]  # averaging over the pixels dropped only matters when shrinking
                 x = F.interpolate(out.permute(0, 3, 1, 2).float(), size=(size[1], size[0]), mode="bilinear",
-                                  align_corners=False, antialias=True)
+                                  align_corners=False, antialias=shrink)
                 out = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
         return out
 
