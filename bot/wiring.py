@@ -1,7 +1,7 @@
 """The composition root: the one place that reads settings and decides which engines the pipeline gets."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -45,12 +45,12 @@ class Services:
 
 
 def build_recognizer(settings: Settings):
-    from adapters.asr_whisper import WhisperRecognizer
+    from adapters.asr_whisper import MULTILINGUAL, Decoding, WhisperRecognizer
     from adapters.whisper_models import english_tiny_dir, multilingual_base_dir
 
     multi = (lambda: multilingual_base_dir(settings.cache_dir)) if settings.asr_multilingual else None
-    return WhisperRecognizer(english_tiny_dir(), multi, threads=settings.threads, beam_size=settings.asr_beam_size,
-                             multilingual_beam_size=settings.asr_multilingual_beam_size)
+    return WhisperRecognizer(english_tiny_dir(), multi, threads=settings.threads, english=Decoding(beam_size=settings.asr_beam_size),
+                             multilingual=replace(MULTILINGUAL, beam_size=settings.asr_multilingual_beam_size))
 
 
 def build_synthesizers(settings: Settings) -> list[SpeechSynthesizer]:
