@@ -55,16 +55,15 @@ def build_recognizer(settings: Settings):
 
 def build_synthesizers(settings: Settings) -> list[SpeechSynthesizer]:
     from adapters.tts_espeak import EspeakSynthesizer
-    from adapters.tts_kokoro import KokoroSynthesizer
     from adapters.tts_mandarin import MandarinSynthesizer
+    from adapters.tts_pico import PicoSynthesizer
     from adapters.tts_piper import PiperSynthesizer, bundled_voice
 
     model, config = bundled_voice()
-    espeak = EspeakSynthesizer()
-    # the first that speaks a language speaks it: Piper for English, the neural Mandarin voice, Kokoro for Spanish and French,
-    # eSpeak NG for the rest (bench/language.py measures each by what Whisper hears)
+    # the first that speaks a language speaks it: Piper for English, the neural Mandarin voice, Pico for French,
+    # Spanish, German and Italian, eSpeak NG for the rest (bench/language.py measures each by what Whisper hears)
     return [PiperSynthesizer(model, config, threads=settings.threads), MandarinSynthesizer(threads=settings.threads),
-            KokoroSynthesizer(settings.cache_dir, espeak, threads=settings.threads), espeak]
+            PicoSynthesizer(), EspeakSynthesizer()]
 
 
 def build_text_languages(settings: Settings) -> LanguageDetector:
