@@ -50,6 +50,16 @@ def _spell_numbers(text: str, language: str) -> str:
     return _NUMBER.sub(words, text)
 
 
+def _chinese(text: str) -> str:
+    """Digits read out as Chinese numerals (十分钟 = 10分钟) and traditional characters as simplified (學 = 学):
+    Whisper writes either, and both are the same words."""
+    import zhconv
+
+    from adapters.tts_mandarin import chinese_number
+
+    return zhconv.convert(_NUMBER.sub(lambda m: chinese_number(m.group().replace(",", ".")), text), "zh-cn")
+
+
 def normalize(text: str, language: str = "en", accents: bool = True) -> str:
     """Case, punctuation and symbols folded, numbers in one form: what is compared when error rates are counted.
 
@@ -62,6 +72,8 @@ def normalize(text: str, language: str = "en", accents: bool = True) -> str:
     language = _base_language(language)
     if language == "en":
         words = _english()(text).split()
+    elif language in ("zh", "yue"):
+        words = _basic(accents)(_chinese(text)).split()
     else:
         words = _basic(accents)(_spell_numbers(text, language)).split()
     # the English normaliser keeps a stray "." from an ellipsis ("level..." → "level ."): not a word of either side
