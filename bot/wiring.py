@@ -1,7 +1,7 @@
 """The composition root: the one place that reads settings and decides which engines the pipeline gets."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -45,26 +45,25 @@ class Services:
 
 
 def build_recognizer(settings: Settings):
-    from adapters.asr_whisper import WhisperRecognizer
+    from adapters.asr_whisper import MULTILINGUAL, Decoding, WhisperRecognizer
     from adapters.whisper_models import english_tiny_dir, multilingual_base_dir
 
     multi = (lambda: multilingual_base_dir(settings.cache_dir)) if settings.asr_multilingual else None
-    return WhisperRecognizer(english_tiny_dir(), multi, threads=settings.threads, beam_size=settings.asr_beam_size,
-                             multilingual_beam_size=settings.asr_multilingual_beam_size)
+    return WhisperRecognizer(english_tiny_dir(), multi, threads=settings.threads, english=Decoding(beam_size=settings.asr_beam_size),
+                             multilingual=replace(MULTILINGUAL, beam_size=settings.asr_multilingual_beam_size))
 
 
 def build_synthesizers(settings: Settings) -> list[SpeechSynthesizer]:
     from adapters.tts_espeak import EspeakSynthesizer
-    from adapters.tts_kokoro import KokoroSynthesizer
     from adapters.tts_mandarin import MandarinSynthesizer
+    from adapters.tts_pico import PicoSynthesizer
     from adapters.tts_piper import PiperSynthesizer, bundled_voice
 
     model, config = bundled_voice()
-    espeak = EspeakSynthesizer()
-    # the first that speaks a language speaks it: Piper for English, the neural Mandarin voice, Kokoro for Spanish and French,
-    # eSpeak NG for the rest (bench/language.py measures each by what Whisper hears)
+    # the first that speaks a language speaks it: Piper for English, the neural Mandarin voice, Pico for French,
+    # Spanish, German and Italian, eSpeak NG for the rest (bench/language.py measures each by what Whisper hears)
     return [PiperSynthesizer(model, config, threads=settings.threads), MandarinSynthesizer(threads=settings.threads),
-            KokoroSynthesizer(settings.cache_dir, espeak, threads=settings.threads), espeak]
+            PicoSynthesizer(), EspeakSynthesizer()]
 
 
 def build_text_languages(settings: Settings) -> LanguageDetector:

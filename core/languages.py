@@ -4,11 +4,13 @@ Codes are Whisper's (ISO 639-1 where there is one): the recognizer is what hears
 """
 from __future__ import annotations
 
+import math
+import zlib
 from dataclasses import dataclass
 from typing import Collection, Mapping
 
 from core.errors import BadInput
-from core.types import Persona
+from core.types import Persona, Transcript
 
 # code → (English name, the language's own name). Whisper's 99 languages plus Cantonese.
 NAMES: dict[str, tuple[str, str]] = {
@@ -53,6 +55,15 @@ NAMES: dict[str, tuple[str, str]] = {
 SWITCH_LEAD = 0.5
 # In `auto`, the user's last language wins unless another one leads it by more than this share.
 TIE_MARGIN = 0.2
+# Detection hears a few seconds of sound, not words: a 3-s Spanish clip scored Italian 0.49, Spanish 0.44, and
+# another Hindi 0.66, English 0.05, Spanish 0.03. Below this share for the best expected language, the clip is also
+# decoded in each close rival, and the transcript the recognizer is surest of wins: Spanish speech decoded as
+# Spanish gets far likelier words than decoded as Italian or English.
+SURE_SHARE = 0.8
+RIVAL_SHARE = 0.05  # a language holding less of the expected ones' share is not worth a decode
+MAX_RIVALS = 2
+PRIOR_WEIGHT = 0.1  # how much detection still counts beside the decode's mean token log-probability
+LOOPING = 2.4  # text that compresses this well repeats itself: a decoder stuck in a loop, however sure it is
 
 # Said once per chat and language when the model cannot write the user's language; keyed by the answer's language.
 FALLBACK_NOTICE = {
@@ -111,17 +122,51 @@ def choose_language(scores: Mapping[str, float], *, allowed: Collection[str] = (
     default) stands unless another allowed language leads it by SWITCH_LEAD; otherwise the best wins, and the
     user's `last` language breaks near-ties.
     """
-    kept = {code: p for code, p in scores.items() if p > 0 and (not allowed or code in allowed)}
-    total = sum(kept.values())
-    if total <= 0:
+    share = shares(scores, allowed)
+    if not share:
         return fixed or last or default
-    share = {code: p / total for code, p in kept.items()}
     best = max(share, key=share.__getitem__)
     if fixed:
         return best if share[best] - share.get(fixed, 0.0) >= SWITCH_LEAD else fixed
     if last and last != best and share[best] - share.get(last, 0.0) < TIE_MARGIN:
         return last
     return best
+
+
+def shares(scores: Mapping[str, float], allowed: Collection[str] = ()) -> dict[str, float]:
+    """The detector's probabilities of the `allowed` languages (any, when empty), renormalized among themselves."""
+    kept = {code: p for code, p in scores.items() if p > 0 and (not allowed or code in allowed)}
+    total = sum(kept.values())
+    return {code: p / total for code, p in kept.items()} if total > 0 else {}
+
+
+def rivals(scores: Mapping[str, float], chosen: str, allowed: Collection[str] = ()) -> list[str]:
+    """The other languages worth decoding a clip in, when detection is unsure of `chosen`; none when it is sure."""
+    share = shares(scores, allowed)
+    if share.get(chosen, 0.0) >= SURE_SHARE:
+        return []
+    close = sorted((code for code, p in share.items() if code != chosen and p >= RIVAL_SHARE), key=share.__getitem__,
+                   reverse=True)
+    return close[:MAX_RIVALS]
+
+
+def looping(text: str) -> bool:
+    data = text.encode("utf-8")
+    return len(data) > 40 and len(data) / len(zlib.compress(data)) > LOOPING
+
+
+def surest(transcripts: Mapping[str, Transcript], scores: Mapping[str, float], allowed: Collection[str] = ()) -> str:
+    """Of one clip decoded in several languages, the language whose transcript the recognizer was surest of
+    (mean token probability, with detection's share as a light prior); a looping or empty one never wins."""
+    share = shares(scores, allowed)
+
+    def score(code: str) -> float:
+        text = transcripts[code].text.strip()
+        if not text or looping(text):
+            return -math.inf
+        return math.log(max(transcripts[code].confidence, 1e-9)) + PRIOR_WEIGHT * math.log(max(share.get(code, 0.0), 1e-6))
+
+    return max(transcripts, key=score)
 
 
 @dataclass(frozen=True)

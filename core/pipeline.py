@@ -13,7 +13,7 @@ from typing import AsyncIterator, Sequence
 
 from core import audio as audio_ops
 from core.errors import AnswerCut, AudioTooLong, BadInput, DoppelError, EngineError, NoSpeech, TextTooLong, VoiceNotReady
-from core.languages import AnswerLanguage, choose_language, english_name, persona_prompt, plan_answer
+from core.languages import AnswerLanguage, choose_language, english_name, persona_prompt, plan_answer, rivals, surest
 from core.ports import (AvatarRenderer, ChatModel, HistoryStore, LanguageDetector, SpeechRecognizer, SpeechSynthesizer,
                         VoiceCatalog, VoiceConverter)
 from core.speakable import spoken_form
@@ -239,9 +239,13 @@ class ReplyPipeline:
             # speech in a language nobody expects here: say so rather than answer a transcript of noise
             names = ", ".join(english_name(code) for code in self.config.languages)
             raise BadInput(f"That sounded like {english_name(max(scores, key=scores.get))}; here I understand {names}.")
-        if expected and heard == expected:
-            return transcript
-        return await self.recognizer.transcribe(audio, heard)
+        # detection is unsure of short clips: then the close languages are decoded too, and the surest transcript wins
+        contenders = (heard, *rivals(scores, heard, self.config.languages))
+        decoded = {expected: transcript} if expected in contenders else {}
+        for code in contenders:
+            if code not in decoded:
+                decoded[code] = await self.recognizer.transcribe(audio, code)
+        return decoded[surest(decoded, scores, self.config.languages)]
 
     async def _text_language(self, text: str, request: ReplyRequest) -> str:
         scores = {}

@@ -16,8 +16,8 @@ from bot.settings import Settings
 from bot.wiring import Engines, build_chat_model, build_services, model_languages
 from core import audio as audio_ops
 from core.errors import BadInput
-from core.languages import AnswerLanguage, choose_language, plan_answer
-from core.types import AudioFrame, ConversationKey, Persona, ReplyDone, SentenceFrame, TranscriptFrame
+from core.languages import AnswerLanguage, choose_language, plan_answer, rivals, surest
+from core.types import AudioFrame, ConversationKey, Persona, ReplyDone, SentenceFrame, Transcript, TranscriptFrame
 from tests.conftest import ROOT, speech_clips
 from tests.fakes.polyglot_llm import ANSWERS, PolyglotServer
 from tests.test_llm_providers import KEYS, MODELS
@@ -36,6 +36,18 @@ def test_detection_keeps_to_the_expected_languages_and_the_last_one_breaks_ties(
     assert choose_language({"fr": 0.99, "en": 0.01}, fixed="en") == "fr"
     assert choose_language({"fr": 0.6, "en": 0.4}, fixed="en") == "en"
     assert choose_language({}, fixed=None, last="zh") == "zh"
+
+
+def test_an_unsure_detection_is_settled_by_the_transcript_the_recognizer_is_surest_of():
+    heard_as_italian = {"it": 0.49, "es": 0.44, "en": 0.02, "hi": 0.01}
+    assert rivals(heard_as_italian, "it", ["en", "es", "it"]) == ["es"]
+    assert rivals({"es": 0.97, "en": 0.02}, "es", ["en", "es"]) == []  # sure: one decode, as before
+    decoded = {"it": Transcript("ha ingressato alla conferenza.", "it", confidence=0.64),
+               "es": Transcript("ha ingresado a la conferencia.", "es", confidence=0.70)}
+    assert surest(decoded, heard_as_italian, ["en", "es", "it"]) == "es"
+    # a decoder looping on one phrase is very sure of it, and never wins
+    decoded["pt"] = Transcript("O que é " * 30, "pt", confidence=0.92)
+    assert surest(decoded, {**heard_as_italian, "pt": 0.03}) == "es"
 
 
 def test_a_model_that_cannot_write_the_language_answers_in_one_it_can_and_says_so():
@@ -128,6 +140,25 @@ async def test_a_french_question_gets_french_text_and_french_speech(polyglot, en
     # the same clip is transcribed the same way every time
     again = engines.recognizer.transcribe_sync(decode_audio(path.read_bytes()), "fr")
     assert again.text == engines.recognizer.transcribe_sync(decode_audio(path.read_bytes()), "fr").text
+
+
+@pytest.mark.slow
+async def test_short_spanish_clips_that_detection_hears_as_hindi_or_italian_are_answered_in_spanish(tmp_path, engines):
+    settings = Settings(_env_file=None, data_dir=tmp_path / "var", languages="en,fr,es,it,zh")
+    own = Engines(recognizer=engines.recognizer, chat_model=engines.chat_model, synthesizers=engines.synthesizers,
+                  converters={}, renderer=None, text_languages=engines.text_languages)
+    services = await build_services(settings, engines=own)
+    try:
+        for name, wrong in (("vm-savefolder", "hi"), ("confbridge-has-joined", "it")):
+            clip = (ROOT.parent / "shared" / "data" / "speech" / "es" / f"{name}.ogg").read_bytes()
+            scores = engines.recognizer.detect_language_sync(decode_audio(clip))
+            assert max(scores, key=scores.get) == wrong, scores  # what detection alone makes of it
+            answer = Dialogue(services).reply(Incoming("tg:6", "tg:6", audio=clip))
+            heard = await anext(f.transcript async for f in answer if isinstance(f, TranscriptFrame))
+            await answer.aclose()  # what was heard is the point here, not the answer
+            assert heard.language == "es" and ("carpeta" in heard.text or "conferencia" in heard.text), heard
+    finally:
+        await services.close()
 
 
 @pytest.mark.slow

@@ -9,10 +9,12 @@ from adapters.model_files import PINNED, ModelFileMismatch, bundled_key, checked
 
 def test_the_installed_bundled_models_match_their_pins():
     from adapters.llm_local import bundled_gguf
+    from adapters.tts_pico import VOICES, voice_files
     from adapters.tts_piper import bundled_voice
     from adapters.whisper_models import english_tiny_dir
 
     paths = [bundled_gguf(), english_tiny_dir() / "model.bin", bundled_voice()[0]]
+    paths += [path for language in VOICES for path in voice_files(language)]
     assert {bundled_key(p) for p in paths} <= set(PINNED)
     for path in paths:
         assert checked(path) == path

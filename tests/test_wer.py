@@ -33,6 +33,12 @@ def test_an_empty_hypothesis_scores_100_percent():
 def test_chinese_is_scored_by_characters():
     assert cer(["你好，世界。"], ["你好世界"], "zh") == 0.0
     assert wer(["今天天气很好"], ["今天天气"], "zh") == pytest.approx(2 / 6)
+    assert cer(["学习中文要十分钟。"], ["學習中文要10分鐘"], "zh") == 0.0  # numerals and traditional characters
+
+
+def test_accents_are_folded_only_when_asked():
+    assert sentence_errors("codigo de numero", "código de número", "es") == (2, 3)
+    assert sentence_errors("codigo de numero", "código de número", "es", accents=False) == (0, 3)
 
 
 def test_a_reference_with_nothing_to_compare_is_refused():
