@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.history import ensure_chat, ensure_user, insert_missing
 from storage.models import Chat, HandledUpdate, JobRecord, Message, PendingUpdate, User, VoiceRecord
+from storage.rows import locked
 
 
 class UserRepository:
@@ -64,7 +65,8 @@ class ChatSettingsRepository:
 
     async def set(self, chat_id: str, **values: object) -> Chat:
         async with self.sessions.begin() as session:
-            chat = await ensure_chat(session, chat_id)
+            await ensure_chat(session, chat_id)
+            chat = await locked(session, Chat, chat_id)
             extra = dict(chat.settings or {})
             for name, value in values.items():
                 if name in self.FIELDS:
@@ -131,7 +133,7 @@ class HandledUpdates:
 
     async def prune(self, keep: timedelta | None = None) -> int:
         """Forget ids older than `keep`; the platform will never hand those updates out again."""
-        cutoff = datetime.now(timezone.utc) - (keep or self.KEEP)
+        cutoff = datetime.now(timezone.utc) - (self.KEEP if keep is None else keep)
         async with self.sessions.begin() as session:
             result = await session.execute(
                 delete(HandledUpdate).where(HandledUpdate.platform == self.platform, HandledUpdate.handled_at < cutoff))
