@@ -142,23 +142,28 @@ class JobRepository:
             return {r.id: dict(r.params or {}) for r in recs.all()}
 
     async def claim_next(self, kinds: Sequence[str] | None = None, worker: str | None = None) -> Job | None:
-        """Take the oldest queued job for `worker` ("host:pid"). A job left 'running' by a dead worker is requeued by `recover()`."""
-        async with self.sessions.begin() as session:
-            stmt = select(JobRecord.id).where(JobRecord.status == JobStatus.QUEUED.value).order_by(JobRecord.id).limit(1)
-            if kinds:
-                stmt = stmt.where(JobRecord.kind.in_(list(kinds)))
-            job_id = await session.scalar(stmt)
-            if job_id is None:
-                return None
-            # the status check in the UPDATE makes the claim safe against a second worker
-            claimed = await session.execute(
-                update(JobRecord).where(JobRecord.id == job_id, JobRecord.status == JobStatus.QUEUED.value)
-                .values(status=JobStatus.RUNNING.value, worker=worker or worker_id(), cancel_requested=False,
-                        updated_at=datetime.now(timezone.utc))
-            )
-            if claimed.rowcount != 1:
-                return None
-            return _to_job(await session.get(JobRecord, job_id))
+        """Take the oldest queued job for `worker` ("host:pid"); None only when none is queued. Safe with many
+        workers on one database. A job left 'running' by a dead worker is requeued by `recover()`."""
+        pick = select(JobRecord.id).where(JobRecord.status == JobStatus.QUEUED.value).order_by(JobRecord.id).limit(1)
+        if kinds:
+            pick = pick.where(JobRecord.kind.in_(list(kinds)))
+        # PostgreSQL: the row stays locked to this transaction, and other workers' SELECTs pass over it to the next
+        # queued job instead of waiting for it (SKIP LOCKED). SQLite has no row locks (the clause is left out) but
+        # runs one writer at a time: the status check in the UPDATE sees a job another worker took in between,
+        # and the next queued one is tried.
+        pick = pick.with_for_update(skip_locked=True)
+        while True:
+            async with self.sessions.begin() as session:
+                job_id = await session.scalar(pick)
+                if job_id is None:
+                    return None
+                claimed = await session.execute(
+                    update(JobRecord).where(JobRecord.id == job_id, JobRecord.status == JobStatus.QUEUED.value)
+                    .values(status=JobStatus.RUNNING.value, worker=worker or worker_id(), cancel_requested=False,
+                            updated_at=datetime.now(timezone.utc))
+                )
+                if claimed.rowcount == 1:
+                    return _to_job(await session.get(JobRecord, job_id))
 
     async def recover(self, stale_seconds: float = 600.0) -> int:
         """At worker start: requeue jobs still 'running' whose worker is gone, to resume from their checkpoints.

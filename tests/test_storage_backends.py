@@ -156,3 +156,30 @@ async def test_update_inbox_and_handled_ids(repos):
     assert await repos.telegram.mark(7) is False
     assert await repos.telegram.seen(7) and await repos.telegram.last() == 7
     assert await repos.telegram.prune(keep=timedelta(0)) == 1
+
+
+async def test_workers_claiming_at_once_take_each_job_exactly_once(repos):
+    from storage.jobs import JobRepository
+
+    jobs = [await repos.jobs.submit("voice", f"v{i}", engine="lite", max_steps=1, gpu=None, params={}) for i in range(40)]
+    # eight workers, each on its own connection pool as separate processes would be
+    engines = [create_engine(repos.url) for _ in range(8)]
+    queued_when_told_empty: list[int] = []
+
+    async def worker(n: int) -> list[int]:
+        mine, queue = [], JobRepository(session_factory(engines[n]))
+        while (job := await queue.claim_next(worker=f"host-{n}:1")) is not None:
+            mine.append(job.id)
+        # "nothing queued" must be true: a worker that gave up on a job another one took would leave jobs behind
+        queued_when_told_empty.append(len(await queue.list([JobStatus.QUEUED])))
+        return mine
+
+    try:
+        claimed = await asyncio.gather(*(worker(n) for n in range(8)))
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    every = [job_id for mine in claimed for job_id in mine]
+    assert sorted(every) == [j.id for j in jobs]  # each job once, none left out
+    assert queued_when_told_empty == [0] * 8
+    assert {j.status for j in await repos.jobs.list()} == {JobStatus.RUNNING}
