@@ -1,8 +1,6 @@
 """Training jobs (avatars and voices) kept in the database, so a restart resumes them."""
 from __future__ import annotations
 
-import os
-import socket
 from datetime import datetime, timezone
 from typing import Sequence
 
@@ -12,30 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.errors import BadInput, JobNotFound
 from core.types import Job, JobStatus
 from storage.models import JobRecord
+from storage.owners import alive, on_this_host, process_id
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _worker_alive(worker: str | None) -> bool:
-    """False only when the worker ran on this host and its process is gone; other hosts go by staleness."""
-    if not worker:
-        return False
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
-
-
-def _on_this_host(worker: str | None) -> bool:
-    return bool(worker) and worker.rpartition(":")[0] == socket.gethostname()
+    return process_id()
 
 
 def _to_job(rec: JobRecord) -> Job:
@@ -180,7 +159,7 @@ class JobRepository:
                     continue
                 updated = rec.updated_at if rec.updated_at.tzinfo else rec.updated_at.replace(tzinfo=timezone.utc)
                 stale = (now - updated).total_seconds() > stale_seconds
-                if _worker_alive(rec.worker) and not (stale and not _on_this_host(rec.worker)):
+                if alive(rec.worker) and not (stale and not on_this_host(rec.worker)):
                     continue
                 rec.status, rec.message, rec.worker = JobStatus.QUEUED.value, "resumed after a restart", None
                 count += 1

@@ -153,3 +153,7 @@ class PendingUpdate(Base):
     update_id: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[dict] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # the bot replica answering it (storage/owners.py), until `lease_until` unless it renews: several replicas
+    # share one inbox, and the update of a replica that died mid-answer passes to another when the lease runs out
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -18,7 +18,8 @@ async def repos(request, tmp_path):
     from storage.avatars import AvatarRepository
     from storage.history import HistoryRepository
     from storage.jobs import JobRepository
-    from storage.users import ChatSettingsRepository, HandledUpdates, UserRepository
+    from storage.updates import HandledUpdates
+    from storage.users import ChatSettingsRepository, UserRepository
     from storage.voices import VoiceRepository
 
     if request.param == "sqlite":
@@ -183,3 +184,38 @@ async def test_workers_claiming_at_once_take_each_job_exactly_once(repos):
     assert sorted(every) == [j.id for j in jobs]  # each job once, none left out
     assert queued_when_told_empty == [0] * 8
     assert {j.status for j in await repos.jobs.list()} == {JobStatus.RUNNING}
+
+
+async def test_replicas_claim_inbox_updates_one_at_a_time_and_take_over_a_dead_ones(repos):
+    import subprocess
+    import sys
+
+    from storage.owners import process_id
+
+    inbox = repos.telegram
+    a, b = f"{process_id()}/a", f"{process_id()}/b"
+    for uid in (1, 2, 3):
+        await inbox.keep(uid, {"update_id": uid})
+    await inbox.keep(4, {"update_id": 4}, holder=a, lease=60)  # taken in by replica a, which answers it itself
+
+    # both replicas sweep the inbox at once: each free update goes to exactly one of them
+    got_a, got_b = await asyncio.gather(inbox.due(a, lease=60), inbox.due(b, lease=60))
+    ids = sorted(p["update_id"] for p in got_a + got_b)
+    assert ids == [1, 2, 3]
+    assert await inbox.due(b, lease=60) == [] and not await inbox.claim(4, b, lease=60)
+    assert await inbox.claim(4, a, lease=60) and await inbox.renew(4, a, lease=60) and not await inbox.renew(4, b, lease=60)
+
+    # a's lease runs out without a renewal (a hung or died on another host): b takes its updates over, a learns it lost them
+    await inbox.renew(4, a, lease=-1)
+    assert [p["update_id"] for p in await inbox.due(b, lease=60)] == [4]
+    assert not await inbox.renew(4, a, lease=60)
+
+    # a replica on this host whose process is gone loses its claims at once, lease or not
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = f"{process_id().rpartition(':')[0]}:{dead.stdout.strip()}/c"
+    await inbox.keep(5, {"update_id": 5}, holder=gone, lease=600)
+    assert await inbox.claim(5, b, lease=60)
+
+    await inbox.release(5, b)  # its answer failed for a passing reason: free for the next sweep, anywhere
+    assert [p["update_id"] for p in await inbox.due(a, lease=60)] == [5]
+    assert await inbox.mark(5) and not await inbox.claim(5, a, lease=60)  # answered: out of the inbox

@@ -22,7 +22,7 @@ from bot.discord.errors import on_app_command_error
 from bot.discord.retries import retry_dropped_calls
 from bot.startup import StartupError
 from bot.wiring import Services
-from storage.users import HandledUpdates
+from storage.updates import HandledUpdates
 
 log = logging.getLogger("doppel.discord")
 

@@ -34,7 +34,7 @@ from bot.telegram.sending import SendRetries
 from bot.telegram.webhook import make_app, webhook_secret
 from bot.wiring import Services
 from core.errors import DoppelError
-from storage.users import HandledUpdates
+from storage.updates import HandledUpdates
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from aiogram.types import Update
 
 from bot.telegram.errors import RETRYABLE
 from bot.telegram.sending import SendRetries, current_update
-from storage.users import HandledUpdates
+from storage.updates import HandledUpdates
 
 log = logging.getLogger(__name__)
 
