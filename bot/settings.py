@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     telegram_max_waiting: int = 5  # a user's messages that may wait behind their running reply
     telegram_replies_at_once: int = 3  # answers made at the same time, all users together (0: no cap)
     telegram_progress_interval: float = 3.0  # seconds between job status edits (Telegram limits edits)
+    # webhook replicas: a replica that has not renewed its claim on an update for this long is taken for dead,
+    # and another one answers the update
+    telegram_lease_seconds: float = 30.0
 
     # discord
     discord_token: SecretStr = SecretStr("")
@@ -106,6 +109,9 @@ class Settings(BaseSettings):
     discord_progress_interval: float = 5.0  # seconds between job status edits
     discord_sync_guild: int = 0  # sync slash commands to this guild only (instant while developing); 0: global
     discord_replies_at_once: int = 3  # answers made at the same time, all users together (0: no cap)
+    # one process per shard: this one's shard of discord_shard_count (0: one process gets every event)
+    discord_shard_count: int = 0
+    discord_shard_id: int = 0
 
     # access
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)

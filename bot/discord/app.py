@@ -2,6 +2,11 @@
 
 Everything that answers (engines, repositories, dialogue, access, limits) is built once and hung on the
 client; handlers reach it as `interaction.client`.
+
+Replicas: run one process per shard (DOPPEL_DISCORD_SHARD_ID of DOPPEL_DISCORD_SHARD_COUNT), all on one
+PostgreSQL database. Discord sends each guild's events to one shard; a message or command that still reaches
+two replicas (a session resumed elsewhere, two processes started with the same shard) is answered by the one
+that records its id first (`handled`, a unique key).
 """
 from __future__ import annotations
 
@@ -42,7 +47,10 @@ class DoppelDiscord(discord.Client):
     def __init__(self, services: Services) -> None:
         settings = services.settings
         point_at(settings.discord_api_url, settings.discord_gateway_url)
-        super().__init__(intents=intents(), allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True))
+        shards = {"shard_id": settings.discord_shard_id, "shard_count": settings.discord_shard_count} \
+            if settings.discord_shard_count else {}
+        super().__init__(intents=intents(), allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
+                         **shards)
         retry_dropped_calls(self.http)
         self.services = services
         self.dialogue = Dialogue(services)
@@ -53,6 +61,7 @@ class DoppelDiscord(discord.Client):
         self.handled = HandledUpdates(services.sessions, "discord")
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = on_app_command_error
+        self.tree.interaction_check = self._first_to_claim
         for command in (*chat_commands.COMMANDS, *settings_commands.COMMANDS, *admin_commands.COMMANDS,
                         *rvc_commands.COMMANDS):
             self.tree.add_command(command)
@@ -68,6 +77,13 @@ class DoppelDiscord(discord.Client):
             await self.tree.sync(guild=guild)
         else:
             await self.tree.sync()
+
+    async def _first_to_claim(self, interaction: discord.Interaction) -> bool:
+        """A slash command runs on the one replica that records its interaction id first (ids are unique snowflakes,
+        so messages and interactions share the record); autocompletion is answered wherever it lands."""
+        if interaction.type is not discord.InteractionType.application_command:
+            return True
+        return await self.handled.mark(interaction.id)
 
     async def on_message(self, message: discord.Message) -> None:
         await inbox.on_message(self, message)
@@ -87,10 +103,14 @@ class DoppelDiscord(discord.Client):
 
 
 async def run(services: Services) -> None:
-    token = services.settings.discord_token.get_secret_value()
+    settings = services.settings
+    token = settings.discord_token.get_secret_value()
     if not token:
         raise StartupError("not set; put the bot token from the Discord developer portal in .env",
                            setting="DOPPEL_DISCORD_TOKEN", section="Discord")
+    if settings.discord_shard_count < 0 or not 0 <= settings.discord_shard_id < max(1, settings.discord_shard_count):
+        raise StartupError(f"must be from 0 to DOPPEL_DISCORD_SHARD_COUNT - 1 (it is {settings.discord_shard_id}, of "
+                           f"{settings.discord_shard_count})", setting="DOPPEL_DISCORD_SHARD_ID", section="Running on a cluster")
     await start(DoppelDiscord(services), token)
 
 

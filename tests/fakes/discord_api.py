@@ -108,18 +108,20 @@ class FakeDiscord(DiscordState):
     # ---- acting as a user ----
 
     async def send_message(self, channel_id: int, author: dict, content: str = "", *, attachments: list[Upload] = (),
-                           flags: int = 0, mentions: list[dict] = (), reply_to: int | None = None) -> Posted:
+                           flags: int = 0, mentions: list[dict] = (), reply_to: int | None = None,
+                           everywhere: bool = False) -> Posted:
         metas, blobs = [], []
         for up in attachments:
             metas.append(self._attachment(channel_id, up.filename, up.data, up.content_type, up.duration_secs, up.waveform))
             blobs.append(up.data)
         payload = self._message(channel_id, author, content, metas, flags, mentions=list(mentions), reply_to=reply_to)
         posted = self._store(Posted(int(payload["id"]), channel_id, payload, blobs, by_bot=False))
-        await self.gateway.dispatch("MESSAGE_CREATE", self._with_guild(payload, author))
+        await self.gateway.dispatch("MESSAGE_CREATE", self._with_guild(payload, author), everywhere=everywhere)
         return posted
 
-    async def invoke(self, name: str, user: dict, channel_id: int, /, **options: Any) -> Interaction:
-        """Invoke a slash command the bot has synced; an Upload option value becomes an attachment option."""
+    async def invoke(self, name: str, user: dict, channel_id: int, /, everywhere: bool = False, **options: Any) -> Interaction:
+        """Invoke a slash command the bot has synced; an Upload option value becomes an attachment option.
+        `everywhere`: the interaction reaches every shard's session (every replica)."""
         channel = self.channels[channel_id]
         guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
         command = next((c for c in self.commands.get(guild_id, []) + self.commands.get(None, []) if c["name"] == name), None)
@@ -150,7 +152,7 @@ class FakeDiscord(DiscordState):
             payload["member"] = member
         else:
             payload["user"] = user
-        await self.gateway.dispatch("INTERACTION_CREATE", payload)
+        await self.gateway.dispatch("INTERACTION_CREATE", payload, everywhere=everywhere)
         return interaction
 
     def fail(self, method: str, path_suffix: str, status: int, *, retry_after: float | None = None, times: int = 1) -> None:
