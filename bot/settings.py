@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     # storage
     data_dir: Path = Path("var")
     database_url: str = ""  # empty: sqlite+aiosqlite in data_dir
+    # bot replicas on one database: a replica that has not renewed its claim on a message for this long is taken
+    # for dead, and another one answers the message
+    replica_lease_seconds: float = 30.0
 
     # dialogue
     persona: str = "default"
@@ -95,9 +98,6 @@ class Settings(BaseSettings):
     telegram_max_waiting: int = 5  # a user's messages that may wait behind their running reply
     telegram_replies_at_once: int = 3  # answers made at the same time, all users together (0: no cap)
     telegram_progress_interval: float = 3.0  # seconds between job status edits (Telegram limits edits)
-    # webhook replicas: a replica that has not renewed its claim on an update for this long is taken for dead,
-    # and another one answers the update
-    telegram_lease_seconds: float = 30.0
 
     # discord
     discord_token: SecretStr = SecretStr("")

@@ -71,7 +71,7 @@ async def _start_replicas(tmp_path: Path, fake, engines, database_url: str, coun
         folder = tmp_path / f"replica{i}"
         folder.mkdir()
         settings = bot_settings(folder, fake, database_url=database_url, telegram_webhook_url=url,
-                                telegram_webhook_port=port, telegram_lease_seconds=LEASE)
+                                telegram_webhook_port=port, replica_lease_seconds=LEASE)
         services = await build_services(settings, engines=engines)
         app = TelegramBot(services)
         replicas.append(Replica(app, services, asyncio.create_task(app.run()), port))
@@ -133,8 +133,7 @@ async def test_webhook_replicas_answer_each_update_once_even_when_one_dies_mid_a
         await balancer.stop()
 
 
-async def test_discord_shards_answer_each_message_once_and_a_message_reaching_two_replicas_once(tmp_path, engines,
-                                                                                                  postgres):
+async def test_discord_shards_answer_each_message_once_even_when_one_dies_mid_answer(tmp_path, engines, postgres):
     from bot.discord.app import DoppelDiscord
     from bot.settings import Settings
     from tests.fakes.discord_api import FakeDiscord
@@ -158,7 +157,7 @@ async def test_discord_shards_answer_each_message_once_and_a_message_reaching_tw
         for shard in (0, 1):
             settings = Settings(_env_file=None, data_dir=tmp_path / f"replica{shard}", personas_dir=personas, persona="brief",
                                 discord_api_url=fake.api_url, database_url=database_url, discord_shard_count=2,
-                                discord_shard_id=shard)
+                                discord_shard_id=shard, replica_lease_seconds=LEASE)
             bot = DoppelDiscord(await build_services(settings, engines=engines))
             bots.append(bot)
             runners.append(asyncio.create_task(bot.start(fake.token)))
@@ -187,6 +186,27 @@ async def test_discord_shards_answer_each_message_once_and_a_message_reaching_tw
             assert len(fake.bot_messages(dm)) == 1
             assert len([m for m in fake.bot_messages(servers[0][1]) if m.payload.get("interaction_metadata")]) == 1
             assert not fake.errors
+
+            # the replica of server 0's shard dies while it answers (its typing call is held): the other one answers
+            victim, survivor = bots
+            typing = ("POST", f"/api/v10/channels/{servers[0][1]}/typing")
+            typed = fake.requests.count(typing)
+            fake.hold("POST", f"/channels/{servers[0][1]}/typing")
+            question = await fake.send_message(servers[0][1], alice, f"<@{bot_user['id']}> Tell me something nice about the sea.",
+                                               mentions=[bot_user])
+            await _until(lambda: fake.requests.count(typing) > typed, 120)
+            # as far as the message goes, a crash: its answer is cancelled where it stands, the client goes, nothing
+            # is handed back
+            await victim.close()
+            killed = time.monotonic()
+            fake.release("POST", f"/channels/{servers[0][1]}/typing")
+            replied = lambda m: m.by_bot and (m.payload.get("message_reference") or {}).get("message_id") == str(question.id)  # noqa: E731
+            await fake.wait_for(replied, 120)
+            taken_over = time.monotonic() - killed
+            await asyncio.sleep(1.0)
+            assert len([m for m in fake.bot_messages(servers[0][1]) if replied(m)]) == 1
+            assert await survivor.services.history.count(ConversationKey(f"dc:{alice['id']}", f"dc:{servers[0][0]}")) == 4
+            print(f"the surviving shard answered {taken_over:.1f} s after the kill (lease {LEASE:.0f} s)")
         finally:
             for bot in bots:
                 await bot.close()

@@ -4,9 +4,9 @@ Everything that answers (engines, repositories, dialogue, access, limits) is bui
 client; handlers reach it as `interaction.client`.
 
 Replicas: run one process per shard (DOPPEL_DISCORD_SHARD_ID of DOPPEL_DISCORD_SHARD_COUNT), all on one
-PostgreSQL database. Discord sends each guild's events to one shard; a message or command that still reaches
-two replicas (a session resumed elsewhere, two processes started with the same shard) is answered by the one
-that records its id first (`handled`, a unique key).
+PostgreSQL database. Discord sends each guild's events to one shard; a message that still reaches two replicas
+is answered by the one holding its claim (bot/discord/claims.py), which another replica takes over should the
+holder die mid-answer; a slash command runs on the replica that records its interaction id first.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from bot.common.dialogue import Dialogue
 from bot.common.ratelimit import RateLimiter, error_replies
 from bot.common.userqueue import UserQueue
 from bot.discord import admin_commands, chat_commands, inbox, rvc_commands, settings_commands
+from bot.discord.claims import MessageClaims
 from bot.discord.endpoints import discover_gateway, point_at
 from bot.discord.errors import on_app_command_error
 from bot.discord.retries import retry_dropped_calls
@@ -59,6 +60,7 @@ class DoppelDiscord(discord.Client):
         self.error_replies = error_replies()
         self.queue = UserQueue(settings.discord_max_waiting, settings.discord_replies_at_once or None)
         self.handled = HandledUpdates(services.sessions, "discord")
+        self.claims = MessageClaims(self.handled, settings.replica_lease_seconds)
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = on_app_command_error
         self.tree.interaction_check = self._first_to_claim
@@ -68,6 +70,8 @@ class DoppelDiscord(discord.Client):
         self._tasks: set[asyncio.Task] = set()
 
     async def setup_hook(self) -> None:
+        # messages whose replica died mid-answer, in the inbox shared with the other replicas
+        self.background(self.claims.run_sweeps(self, lambda message: inbox.on_message(self, message)))
         if not self.services.settings.discord_gateway_url:
             log.info("gateway: %s", await discover_gateway(self))
         guild_id = self.services.settings.discord_sync_guild
@@ -96,6 +100,7 @@ class DoppelDiscord(discord.Client):
         return task
 
     async def close(self) -> None:
+        await self.claims.abort()  # before the HTTP session closes under them; another replica or the next start answers
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

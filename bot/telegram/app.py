@@ -83,7 +83,7 @@ class TelegramBot:
         self.bot.session.middleware(self.sends)
         self.dispatcher = build_dispatcher(services, self.bot)
         self.delivery = Delivery(self.bot, self.dispatcher, HandledUpdates(services.sessions, "telegram"), sends=self.sends,
-                                 lease=services.settings.telegram_lease_seconds)
+                                 lease=services.settings.replica_lease_seconds)
         self.stop_event = asyncio.Event()
 
     @property

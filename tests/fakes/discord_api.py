@@ -11,6 +11,7 @@ as a user: send a message (with a voice-message attachment), or invoke a slash c
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 import time
@@ -59,6 +60,7 @@ class FakeDiscord(DiscordState):
         self.flaky: dict[str, Iterator[tuple[int, float | None]]] = {}  # method → failures, one before each success
         self.failed_sends = 0  # calls failed by fail_every_send
         self._flaky_failed: set[tuple[str, str]] = set()  # (method, path) whose last flaky call failed
+        self.held: dict[tuple[str, str], asyncio.Event] = {}  # (method, path suffix) → gate a test opens
         self.gateway = Gateway(token, self._ready, self._guild_creates)
         self._runner: web.AppRunner | None = None
 
@@ -160,6 +162,16 @@ class FakeDiscord(DiscordState):
         DROP or DROP_AFTER."""
         self.failures.extend([(method, path_suffix, status, retry_after)] * times)
 
+    def hold(self, method: str, path_suffix: str) -> asyncio.Event:
+        """Keep matching requests waiting (recorded in `requests` on arrival) until `release`."""
+        gate = self.held[(method, path_suffix)] = asyncio.Event()
+        return gate
+
+    def release(self, method: str, path_suffix: str) -> None:
+        gate = self.held.pop((method, path_suffix), None)
+        if gate is not None:
+            gate.set()
+
     def fail_every_send(self, method: str, failures: list[tuple[int, float | None]]) -> None:
         """Every `method` call on a channel's messages (or one message) that follows a success there fails, with the next of `failures`
         in turn: each send succeeds only when retried."""
@@ -185,6 +197,9 @@ class FakeDiscord(DiscordState):
         needs_auth = request.path.startswith("/api/v10/") and "/webhooks/" not in request.path and "/interactions/" not in request.path
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
             return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+        for (method, suffix), gate in list(self.held.items()):
+            if request.method == method and request.path.endswith(suffix):
+                await gate.wait()
         failure = self._flaky_failure(request)
         for i, (method, suffix, status, retry_after) in enumerate(self.failures):
             if failure is None and request.method == method and request.path.endswith(suffix):

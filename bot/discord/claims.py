@@ -1,0 +1,109 @@
+"""Which replica answers a Discord message, so that each is answered exactly once by one or several bot processes.
+
+A message addressed to the bot goes into the shared inbox (`pending_updates`) claimed by the replica that heard
+it, which renews the claim while it answers and records the message as handled when the answer is out. Should
+the replica die mid-answer, its claim runs out and another replica's sweep fetches the message by REST and
+answers it; a message that reaches two replicas (two processes on one shard during a rolling restart, a
+replayed event) is answered by the one holding the claim.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager, suppress
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
+
+import discord
+
+from storage.owners import replica_id
+from storage.updates import HandledUpdates
+
+if TYPE_CHECKING:
+    from bot.discord.app import DoppelDiscord
+
+log = logging.getLogger("doppel.discord")
+
+
+class MessageClaims:
+    def __init__(self, handled: HandledUpdates, lease: float) -> None:
+        self.handled = handled
+        self.lease = lease  # seconds a claim lasts unless renewed; renewed every third of it
+        self.holder = replica_id()
+        self._answering: dict[int, asyncio.Task] = {}  # in this process: a replayed event is dropped
+
+    @asynccontextmanager
+    async def answering(self, message: discord.Message) -> AsyncIterator[bool]:
+        """Yields whether this replica answers the message; if so, it is recorded as handled when the block ends,
+        even by an error (the error was told to the user), but not when the block is cancelled (a crash)."""
+        if message.id in self._answering or await self.handled.seen(message.id):
+            yield False
+            return
+        await self.handled.keep(message.id, {"channel_id": message.channel.id, "message_id": message.id},
+                                holder=self.holder, lease=self.lease)
+        if not await self.handled.claim(message.id, self.holder, self.lease):
+            yield False  # another replica is answering it
+            return
+        answering = asyncio.current_task()
+        assert answering is not None
+        self._answering[message.id] = answering
+        keeper = asyncio.create_task(self._keep(message.id, answering))
+        try:
+            yield True
+        except asyncio.CancelledError:
+            raise  # left claimed: another replica takes it over when the lease runs out
+        except BaseException:
+            await self.handled.mark(message.id)
+            raise
+        else:
+            await self.handled.mark(message.id)
+        finally:
+            self._answering.pop(message.id, None)
+            keeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await keeper
+
+    async def abort(self) -> None:
+        """Stop the answers under way, leaving their messages claimed: as after a crash, they are answered again by
+        another replica when the claims run out, or at once by this bot's next start on this host."""
+        tasks = list(self._answering.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _keep(self, message_id: int, answering: asyncio.Task) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                kept = await self.handled.renew(message_id, self.holder, self.lease)
+            except Exception as exc:  # the database is briefly unreachable: try again before the lease runs out
+                log.warning("message %s: could not renew the claim: %s", message_id, exc)
+                continue
+            if not kept:
+                log.error("message %s: another replica took it over; stopping this answer", message_id)
+                answering.cancel()
+                return
+
+    async def sweep(self, bot: "DoppelDiscord", answer: Callable[[discord.Message], Awaitable[None]]) -> None:
+        """Answer the inbox's messages whose replica died mid-answer (their claims ran out), fetched by REST."""
+        for payload in await self.handled.due(self.holder, self.lease):
+            message_id = int(payload["message_id"])
+            try:
+                channel = bot.get_channel(int(payload["channel_id"])) or await bot.fetch_channel(int(payload["channel_id"]))
+                message = await channel.fetch_message(message_id)  # type: ignore[union-attr]
+            except (discord.NotFound, discord.Forbidden):
+                log.info("message %s is gone or out of reach; not answering it", message_id)
+                await self.handled.mark(message_id)
+                continue
+            except discord.HTTPException as exc:
+                log.warning("could not fetch message %s: %s; the next sweep tries again", message_id, exc)
+                await self.handled.release(message_id, self.holder)
+                continue
+            bot.background(answer(message))
+
+    async def run_sweeps(self, bot: "DoppelDiscord", answer: Callable[[discord.Message], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await self.sweep(bot, answer)
+            except Exception as exc:  # the database is briefly unreachable: the next sweep tries again
+                log.warning("could not sweep the message inbox: %s", exc)
+            await asyncio.sleep(self.lease / 3)
