@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
 
 import discord
 
+from bot.common.claims import keep_claim
 from storage.owners import replica_id
 from storage.updates import HandledUpdates
 
@@ -46,7 +47,7 @@ class MessageClaims:
         answering = asyncio.current_task()
         assert answering is not None
         self._answering[message.id] = answering
-        keeper = asyncio.create_task(self._keep(message.id, answering))
+        keeper = asyncio.create_task(keep_claim(self.handled, message.id, self.holder, self.lease, answering))
         try:
             yield True
         except asyncio.CancelledError:
@@ -69,19 +70,6 @@ class MessageClaims:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _keep(self, message_id: int, answering: asyncio.Task) -> None:
-        while True:
-            await asyncio.sleep(self.lease / 3)
-            try:
-                kept = await self.handled.renew(message_id, self.holder, self.lease)
-            except Exception as exc:  # the database is briefly unreachable: try again before the lease runs out
-                log.warning("message %s: could not renew the claim: %s", message_id, exc)
-                continue
-            if not kept:
-                log.error("message %s: another replica took it over; stopping this answer", message_id)
-                answering.cancel()
-                return
 
     async def sweep(self, bot: "DoppelDiscord", answer: Callable[[discord.Message], Awaitable[None]]) -> None:
         """Answer the inbox's messages whose replica died mid-answer (their claims ran out), fetched by REST."""

@@ -18,6 +18,7 @@ from contextlib import suppress
 from aiogram import Bot, Dispatcher
 from aiogram.types import Update
 
+from bot.common.claims import keep_claim
 from bot.telegram.errors import RETRYABLE
 from bot.telegram.sending import SendRetries, current_update
 from storage.owners import replica_id
@@ -60,28 +61,15 @@ class Delivery:
         if not await self.handled.claim(uid, self.holder, self.lease):
             # another replica is answering it; should that replica die, its claim runs out and a sweep takes it
             return True
-        keeper = asyncio.create_task(self._keep_claim(uid, asyncio.current_task()))
+        answering = asyncio.current_task()
+        assert answering is not None
+        keeper = asyncio.create_task(keep_claim(self.handled, uid, self.holder, self.lease, answering))
         try:
             return await self._answer(update)
         finally:
             keeper.cancel()
             with suppress(asyncio.CancelledError):
                 await keeper
-
-    async def _keep_claim(self, update_id: int, answering: asyncio.Task | None) -> None:
-        while True:
-            await asyncio.sleep(self.lease / 3)
-            try:
-                kept = await self.handled.renew(update_id, self.holder, self.lease)
-            except Exception as exc:  # the database is briefly unreachable: try again before the lease runs out
-                log.warning("update %s: could not renew the claim: %s", update_id, exc)
-                continue
-            if not kept and answering is not None:
-                # this replica was taken for dead (stalled past its lease) and another one answers now: stop, so the
-                # user does not get a second answer from here
-                log.error("update %s: another replica took it over; stopping this answer", update_id)
-                answering.cancel()
-                return
 
     async def _answer(self, update: Update) -> bool:
         current_update.set(update.update_id)
