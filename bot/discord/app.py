@@ -61,6 +61,8 @@ class DoppelDiscord(discord.Client):
         self.queue = UserQueue(settings.discord_max_waiting, settings.discord_replies_at_once or None)
         self.handled = HandledUpdates(services.sessions, "discord")
         self.claims = MessageClaims(self.handled, settings.replica_lease_seconds)
+        self._stop_sweeping = asyncio.Event()
+        self._sweeping: asyncio.Task | None = None
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = on_app_command_error
         self.tree.interaction_check = self._first_to_claim
@@ -71,7 +73,8 @@ class DoppelDiscord(discord.Client):
 
     async def setup_hook(self) -> None:
         # messages whose replica died mid-answer, in the inbox shared with the other replicas
-        self.background(self.claims.run_sweeps(self, lambda message: inbox.on_message(self, message)))
+        self._sweeping = asyncio.create_task(self.claims.run_sweeps(self, lambda message: inbox.on_message(self, message),
+                                                                    self._stop_sweeping))
         if not self.services.settings.discord_gateway_url:
             log.info("gateway: %s", await discover_gateway(self))
         guild_id = self.services.settings.discord_sync_guild
@@ -100,6 +103,9 @@ class DoppelDiscord(discord.Client):
         return task
 
     async def close(self) -> None:
+        self._stop_sweeping.set()
+        if self._sweeping is not None:
+            await self._sweeping
         await self.claims.abort()  # before the HTTP session closes under them; another replica or the next start answers
         for task in list(self._tasks):
             task.cancel()

@@ -31,12 +31,13 @@ class MessageClaims:
         self.lease = lease  # seconds a claim lasts unless renewed; renewed every third of it
         self.holder = replica_id()
         self._answering: dict[int, asyncio.Task] = {}  # in this process: a replayed event is dropped
+        self._closing: dict[int, asyncio.Task] = {}  # answered, recording that they are
 
     @asynccontextmanager
     async def answering(self, message: discord.Message) -> AsyncIterator[bool]:
         """Yields whether this replica answers the message; if so, it is recorded as handled when the block ends,
         even by an error (the error was told to the user), but not when the block is cancelled (a crash)."""
-        if message.id in self._answering or await self.handled.seen(message.id):
+        if message.id in self._answering or message.id in self._closing or await self.handled.seen(message.id):
             yield False
             return
         await self.handled.keep(message.id, {"channel_id": message.channel.id, "message_id": message.id},
@@ -53,23 +54,31 @@ class MessageClaims:
         except asyncio.CancelledError:
             raise  # left claimed: another replica takes it over when the lease runs out
         except BaseException:
+            self._answered(message.id)
             await self.handled.mark(message.id)
             raise
         else:
+            self._answered(message.id)
             await self.handled.mark(message.id)
         finally:
-            self._answering.pop(message.id, None)
+            self._answered(message.id)
             keeper.cancel()
             with suppress(asyncio.CancelledError):
                 await keeper
+            self._closing.pop(message.id, None)
+
+    def _answered(self, message_id: int) -> None:
+        # past this point `abort` lets the task finish (recording the answer) instead of cancelling it
+        task = self._answering.pop(message_id, None)
+        if task is not None:
+            self._closing[message_id] = task
 
     async def abort(self) -> None:
         """Stop the answers under way, leaving their messages claimed: as after a crash, they are answered again by
         another replica when the claims run out, or at once by this bot's next start on this host."""
-        tasks = list(self._answering.values())
-        for task in tasks:
+        for task in self._answering.values():
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._answering.values(), *self._closing.values(), return_exceptions=True)
 
     async def sweep(self, bot: "DoppelDiscord", answer: Callable[[discord.Message], Awaitable[None]]) -> None:
         """Answer the inbox's messages whose replica died mid-answer (their claims ran out), fetched by REST."""
@@ -88,10 +97,13 @@ class MessageClaims:
                 continue
             bot.background(answer(message))
 
-    async def run_sweeps(self, bot: "DoppelDiscord", answer: Callable[[discord.Message], Awaitable[None]]) -> None:
-        while True:
+    async def run_sweeps(self, bot: "DoppelDiscord", answer: Callable[[discord.Message], Awaitable[None]],
+                         stop: asyncio.Event) -> None:
+        """Sweep every third of the lease until `stop` (never cancelled mid-query, which would strand a connection)."""
+        while not stop.is_set():
             try:
                 await self.sweep(bot, answer)
             except Exception as exc:  # the database is briefly unreachable: the next sweep tries again
                 log.warning("could not sweep the message inbox: %s", exc)
-            await asyncio.sleep(self.lease / 3)
+            with suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.lease / 3)

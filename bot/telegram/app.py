@@ -160,7 +160,8 @@ class TelegramBot:
             await self.stop_event.wait()
             await self.delivery.drain(timeout=60)
         finally:
-            sweeping.cancel()
+            if not self.stop_event.is_set():
+                sweeping.cancel()  # a crash (run cancelled); on a stop the sweeper ends between two queries
             await asyncio.gather(sweeping, return_exceptions=True)
             await runner.cleanup()
 
