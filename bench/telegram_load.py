@@ -25,7 +25,7 @@ from bot.settings import Settings  # noqa: E402
 from bot.telegram.app import TelegramBot  # noqa: E402
 from bot.wiring import build_engines, build_services  # noqa: E402
 from tests.conftest import speech_clips  # noqa: E402
-from storage.users import HandledUpdates  # noqa: E402
+from storage.updates import HandledUpdates  # noqa: E402
 from tests.fakes.telegram_api import FakeTelegram  # noqa: E402
 
 TIMEOUT = 900.0

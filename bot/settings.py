@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     # storage
     data_dir: Path = Path("var")
     database_url: str = ""  # empty: sqlite+aiosqlite in data_dir
+    # bot replicas on one database: a replica that has not renewed its claim on a message for this long is taken
+    # for dead, and another one answers the message
+    replica_lease_seconds: float = 30.0
 
     # dialogue
     persona: str = "default"
@@ -112,6 +115,9 @@ class Settings(BaseSettings):
     discord_progress_interval: float = 5.0  # seconds between job status edits
     discord_sync_guild: int = 0  # sync slash commands to this guild only (instant while developing); 0: global
     discord_replies_at_once: int = 3  # answers made at the same time, all users together (0: no cap)
+    # one process per shard: this one's shard of discord_shard_count (0: one process gets every event)
+    discord_shard_count: int = 0
+    discord_shard_id: int = 0
 
     # training jobs: "local" runs them in `doppel worker`; "ray" runs each in an actor on the Ray cluster
     jobs: str = "local"

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.errors import UnknownAvatar
 from storage.models import AvatarRecord, Chat
+from storage.rows import locked
 from storage.versions import add_version, moved_paths, pick_version
 
 
@@ -60,7 +61,7 @@ class AvatarRepository:
     async def new_source(self, name: str, engine: str, source_path: str, params: dict) -> Avatar:
         """A video to train on: a new avatar waits for its training; one that is ready keeps drawing meanwhile."""
         async with self.sessions.begin() as session:
-            rec = await session.get(AvatarRecord, name)
+            rec = await locked(session, AvatarRecord, name)
             if rec is None:
                 rec = AvatarRecord(name=name, engine=engine, ready=False, artifact_path="", params={})
                 session.add(rec)
@@ -109,7 +110,7 @@ class AvatarRepository:
 
     @staticmethod
     async def _get(session: AsyncSession, name: str) -> AvatarRecord:
-        rec = await session.get(AvatarRecord, name)
+        rec = await locked(session, AvatarRecord, name)
         if rec is None:
             raise UnknownAvatar(f"There is no avatar called '{name}'.")
         return rec

@@ -1,8 +1,6 @@
 """Training jobs (avatars and voices) kept in the database, so a restart resumes them."""
 from __future__ import annotations
 
-import os
-import socket
 from datetime import datetime, timezone
 from typing import Sequence
 
@@ -12,30 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.errors import BadInput, JobNotFound
 from core.types import Job, JobStatus
 from storage.models import JobRecord
+from storage.owners import alive, on_this_host, process_id
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _worker_alive(worker: str | None) -> bool:
-    """False only when the worker ran on this host and its process is gone; other hosts go by staleness."""
-    if not worker:
-        return False
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
-
-
-def _on_this_host(worker: str | None) -> bool:
-    return bool(worker) and worker.rpartition(":")[0] == socket.gethostname()
+    return process_id()
 
 
 def _to_job(rec: JobRecord) -> Job:
@@ -142,23 +121,28 @@ class JobRepository:
             return {r.id: dict(r.params or {}) for r in recs.all()}
 
     async def claim_next(self, kinds: Sequence[str] | None = None, worker: str | None = None) -> Job | None:
-        """Take the oldest queued job for `worker` ("host:pid"). A job left 'running' by a dead worker is requeued by `recover()`."""
-        async with self.sessions.begin() as session:
-            stmt = select(JobRecord.id).where(JobRecord.status == JobStatus.QUEUED.value).order_by(JobRecord.id).limit(1)
-            if kinds:
-                stmt = stmt.where(JobRecord.kind.in_(list(kinds)))
-            job_id = await session.scalar(stmt)
-            if job_id is None:
-                return None
-            # the status check in the UPDATE makes the claim safe against a second worker
-            claimed = await session.execute(
-                update(JobRecord).where(JobRecord.id == job_id, JobRecord.status == JobStatus.QUEUED.value)
-                .values(status=JobStatus.RUNNING.value, worker=worker or worker_id(), cancel_requested=False,
-                        updated_at=datetime.now(timezone.utc))
-            )
-            if claimed.rowcount != 1:
-                return None
-            return _to_job(await session.get(JobRecord, job_id))
+        """Take the oldest queued job for `worker` ("host:pid"); None only when none is queued. Safe with many
+        workers on one database. A job left 'running' by a dead worker is requeued by `recover()`."""
+        pick = select(JobRecord.id).where(JobRecord.status == JobStatus.QUEUED.value).order_by(JobRecord.id).limit(1)
+        if kinds:
+            pick = pick.where(JobRecord.kind.in_(list(kinds)))
+        # PostgreSQL: the row stays locked to this transaction, and other workers' SELECTs pass over it to the next
+        # queued job instead of waiting for it (SKIP LOCKED). SQLite has no row locks (the clause is left out) but
+        # runs one writer at a time: the status check in the UPDATE sees a job another worker took in between,
+        # and the next queued one is tried.
+        pick = pick.with_for_update(skip_locked=True)
+        while True:
+            async with self.sessions.begin() as session:
+                job_id = await session.scalar(pick)
+                if job_id is None:
+                    return None
+                claimed = await session.execute(
+                    update(JobRecord).where(JobRecord.id == job_id, JobRecord.status == JobStatus.QUEUED.value)
+                    .values(status=JobStatus.RUNNING.value, worker=worker or worker_id(), cancel_requested=False,
+                            updated_at=datetime.now(timezone.utc))
+                )
+                if claimed.rowcount == 1:
+                    return _to_job(await session.get(JobRecord, job_id))
 
     async def recover(self, stale_seconds: float = 600.0) -> int:
         """At worker start: requeue jobs still 'running' whose worker is gone, to resume from their checkpoints.
@@ -175,7 +159,7 @@ class JobRepository:
                     continue
                 updated = rec.updated_at if rec.updated_at.tzinfo else rec.updated_at.replace(tzinfo=timezone.utc)
                 stale = (now - updated).total_seconds() > stale_seconds
-                if _worker_alive(rec.worker) and not (stale and not _on_this_host(rec.worker)):
+                if alive(rec.worker) and not (stale and not on_this_host(rec.worker)):
                     continue
                 rec.status, rec.message, rec.worker = JobStatus.QUEUED.value, "resumed after a restart", None
                 count += 1

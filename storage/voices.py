@@ -10,6 +10,7 @@ from sqlalchemy.orm import selectinload
 from core.errors import UnknownVoice
 from core.types import Voice, VoiceEngine
 from storage.models import Chat, VoiceClip, VoiceRecord
+from storage.rows import locked
 from storage.versions import add_version, moved_paths, pick_version
 
 
@@ -84,7 +85,7 @@ class VoiceRepository:
 
     async def set_ready(self, name: str, ready: bool, params: dict | None = None) -> None:
         async with self.sessions.begin() as session:
-            rec = await session.get(VoiceRecord, name)
+            rec = await locked(session, VoiceRecord, name)
             if rec is None:
                 raise UnknownVoice(name)
             rec.ready = ready
@@ -93,7 +94,7 @@ class VoiceRepository:
 
     async def update_params(self, name: str, params: dict) -> None:
         async with self.sessions.begin() as session:
-            rec = await session.get(VoiceRecord, name)
+            rec = await locked(session, VoiceRecord, name)
             if rec is None:
                 raise UnknownVoice(name)
             rec.params = {**(rec.params or {}), **params}
@@ -101,7 +102,7 @@ class VoiceRepository:
     async def add_version(self, name: str, artifact: str, info: dict | None = None, number: int | None = None) -> int:
         """A trained artifact becomes the voice's next version and serves from now on; returns its number."""
         async with self.sessions.begin() as session:
-            rec = await session.get(VoiceRecord, name)
+            rec = await locked(session, VoiceRecord, name)
             if rec is None:
                 raise UnknownVoice(name)
             rec.params, number = add_version(rec.params or {}, "artifact", artifact, info or {}, number)
@@ -111,7 +112,7 @@ class VoiceRepository:
     async def restore(self, name: str, version: int) -> Voice:
         """Serve an earlier (or later) kept version again."""
         async with self.sessions.begin() as session:
-            rec = await session.get(VoiceRecord, name)
+            rec = await locked(session, VoiceRecord, name)
             if rec is None:
                 raise UnknownVoice(name)
             rec.params = pick_version(rec.params or {}, "artifact", version)

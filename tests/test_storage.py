@@ -52,7 +52,7 @@ async def test_migrations_upgrade_an_empty_database_and_are_idempotent(tmp_path)
 
 
 async def test_handled_updates_are_recorded_once(services):
-    from storage.users import HandledUpdates
+    from storage.updates import HandledUpdates
 
     handled = HandledUpdates(services.sessions, "telegram")
     assert await handled.mark(10) is True
@@ -108,7 +108,7 @@ async def test_old_handled_updates_are_pruned(services):
     from datetime import datetime, timedelta, timezone
 
     from storage.models import HandledUpdate
-    from storage.users import HandledUpdates
+    from storage.updates import HandledUpdates
 
     handled = HandledUpdates(services.sessions, "telegram")
     async with services.sessions.begin() as session:

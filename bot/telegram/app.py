@@ -25,7 +25,7 @@ from bot.settings import Settings
 from bot.startup import StartupError
 from bot.telegram import admin, errors, rvc_admin, talk, user_commands
 from bot.telegram.answer import Answerer
-from bot.telegram.delivery import Delivery
+from bot.telegram.delivery import Delivery, Sweeper
 from bot.telegram.fsm_storage import ChatSettingsStorage
 from bot.telegram.job_status import JobStatusMessages
 from bot.telegram.middlewares import AccessMiddleware, RateLimitMiddleware, TouchMiddleware
@@ -34,7 +34,7 @@ from bot.telegram.sending import SendRetries
 from bot.telegram.webhook import make_app, webhook_secret
 from bot.wiring import Services
 from core.errors import DoppelError
-from storage.users import HandledUpdates
+from storage.updates import HandledUpdates
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ class TelegramBot:
         self.sends = SendRetries()
         self.bot.session.middleware(self.sends)
         self.dispatcher = build_dispatcher(services, self.bot)
-        self.delivery = Delivery(self.bot, self.dispatcher, HandledUpdates(services.sessions, "telegram"), sends=self.sends)
+        self.delivery = Delivery(self.bot, self.dispatcher, HandledUpdates(services.sessions, "telegram"), sends=self.sends,
+                                 lease=services.settings.replica_lease_seconds)
         self.stop_event = asyncio.Event()
 
     @property
@@ -151,12 +152,17 @@ class TelegramBot:
         await runner.setup()
         site = web.TCPSite(runner, settings.telegram_webhook_host, settings.telegram_webhook_port)
         await site.start()
+        # what a replica that died mid-answer (or this one, before a restart) left in the shared inbox
+        sweeping = asyncio.create_task(Sweeper(self.delivery).run(self.stop_event))
         try:
             await self.bot.set_webhook(settings.telegram_webhook_url, secret_token=webhook_secret(settings),
                                        allowed_updates=self.dispatcher.resolve_used_update_types(), drop_pending_updates=False)
             await self.stop_event.wait()
             await self.delivery.drain(timeout=60)
         finally:
+            if not self.stop_event.is_set():
+                sweeping.cancel()  # a crash (run cancelled); on a stop the sweeper ends between two queries
+            await asyncio.gather(sweeping, return_exceptions=True)
             await runner.cleanup()
 
     def stop(self) -> None:

@@ -1,33 +1,42 @@
-"""Handling each update exactly once, whether it came by long polling or by webhook.
+"""Handling each update exactly once, whether it came by long polling or by webhook, by one bot or several replicas.
 
 An update counts as handled only once its handler has finished (answer sent) and its id is stored; until
-then it stays in the bot's inbox (long polling) or unacknowledged (a webhook), so a crash in between hands it
-out again, and the stored ids keep a re-delivered update that was answered before the crash from being
-answered twice. An update that fails for a passing reason is tried again only if nothing of its answer was sent.
+then it stays in the bot's inbox (`pending_updates`), so a crash in between hands it out again, and the stored
+ids keep a re-delivered update that was answered before the crash from being answered twice. An update that
+fails for a passing reason is tried again only if nothing of its answer was sent.
+
+Replicas sharing one database share the inbox: the replica answering an update holds a claim on it, renewed
+while it works, so a second delivery of the update to another replica is left to the first; when a replica dies
+mid-answer its claim runs out and another replica's sweep (`Sweeper`) answers the update.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import suppress
 
 from aiogram import Bot, Dispatcher
 from aiogram.types import Update
 
+from bot.common.claims import keep_claim
 from bot.telegram.errors import RETRYABLE
 from bot.telegram.sending import SendRetries, current_update
-from storage.users import HandledUpdates
+from storage.owners import replica_id
+from storage.updates import HandledUpdates
 
 log = logging.getLogger(__name__)
 
 
 class Delivery:
     def __init__(self, bot: Bot, dispatcher: Dispatcher, handled: HandledUpdates, *, max_attempts: int = 3,
-                 sends: SendRetries | None = None) -> None:
+                 sends: SendRetries | None = None, lease: float = 30.0) -> None:
         self.bot = bot
         self.dispatcher = dispatcher
         self.handled = handled
         self.max_attempts = max_attempts
         self.sends = sends
+        self.holder = replica_id()  # this replica, in the inbox's claims
+        self.lease = lease  # seconds a claim lasts unless renewed; renewed every third of it
         self.in_flight: dict[int, asyncio.Task] = {}
         self._attempts: dict[int, int] = {}
 
@@ -44,9 +53,25 @@ class Delivery:
         return task
 
     async def _handle(self, update: Update) -> bool:
-        """True once the update is handled for good; False if it should be delivered again."""
-        if await self.handled.seen(update.update_id):
+        """True once the update is handled for good, or in another replica's hands; False if it should be tried again."""
+        uid = update.update_id
+        if await self.handled.seen(uid):
+            await self.handled.discard(uid)  # a repeated delivery of an answered update
             return True
+        if not await self.handled.claim(uid, self.holder, self.lease):
+            # another replica is answering it; should that replica die, its claim runs out and a sweep takes it
+            return True
+        answering = asyncio.current_task()
+        assert answering is not None
+        keeper = asyncio.create_task(keep_claim(self.handled, uid, self.holder, self.lease, answering))
+        try:
+            return await self._answer(update)
+        finally:
+            keeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _answer(self, update: Update) -> bool:
         current_update.set(update.update_id)
         try:
             await self.dispatcher.feed_update(self.bot, update)
@@ -59,6 +84,7 @@ class Delivery:
                           update.update_id, exc)
             elif attempts < self.max_attempts:
                 log.warning("update %s: Telegram unreachable (%s); will retry", update.update_id, exc)
+                await self.handled.release(update.update_id, self.holder)
                 return False
             log.error("update %s: giving up after %d attempts: %s", update.update_id, attempts, exc)
         except Exception:
@@ -81,3 +107,24 @@ class Delivery:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Sweeper:
+    """Every few seconds, takes the inbox's updates that nobody holds: those of a replica that died mid-answer
+    (its claim ran out) and those whose answer failed for a passing reason. Runs beside webhook mode, where
+    updates arrive at any replica; with one bot it is what retries after a crash."""
+
+    def __init__(self, delivery: Delivery, every: float | None = None) -> None:
+        self.delivery = delivery
+        self.every = every if every is not None else delivery.lease / 3
+
+    async def run(self, stop: asyncio.Event) -> None:
+        d = self.delivery
+        while not stop.is_set():
+            try:
+                for payload in await d.handled.due(d.holder, d.lease):
+                    d.start(Update.model_validate(payload, context={"bot": d.bot}))
+            except Exception as exc:  # the database is briefly unreachable: the next sweep tries again
+                log.warning("could not sweep the update inbox: %s", exc)
+            with suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.every)

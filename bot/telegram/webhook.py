@@ -1,11 +1,12 @@
-"""Webhook mode: Telegram posts each update to us; we answer 200 only once it is handled.
+"""Webhook mode: Telegram posts each update to us (to one of several replicas behind one URL); we answer 200 once
+the update is in the shared inbox, claimed by this replica, and answer it from there.
 
-A non-2xx answer (or a crash before answering) makes Telegram post the update again later, and the
-handled-id record makes that repeat harmless, the same guarantee long polling gives.
+A crash before the 200 makes Telegram post the update again later (to any replica), and the handled-id record
+makes that repeat harmless. A crash after it leaves the update in the inbox, where another replica's sweep (or
+this one's, after a restart) finds it once the claim has run out: the same guarantee long polling gives.
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -40,12 +41,18 @@ def make_app(delivery: Delivery, settings: Settings) -> web.Application:
         if not hmac.compare_digest(request.headers.get(SECRET_HEADER, ""), secret):
             return web.Response(status=401, text="bad secret")
         try:
-            update = Update.model_validate(await request.json(), context={"bot": delivery.bot})
+            payload = await request.json()
+            update = Update.model_validate(payload, context={"bot": delivery.bot})
         except Exception:
             return web.Response(status=400, text="not an update")
-        # an update Telegram repeats while we are still answering it joins that same handling
-        done = await asyncio.shield(delivery.start(update))
-        return web.Response(status=200 if done else 503)
+        try:
+            await delivery.handled.keep(update.update_id, payload, holder=delivery.holder, lease=delivery.lease)
+        except Exception as exc:  # the database is unreachable: Telegram will post it again
+            log.warning("update %s: could not keep it: %s", update.update_id, exc)
+            return web.Response(status=503, text="try again")
+        # a repeat of an update this replica is answering joins that handling; one another replica holds is left to it
+        delivery.start(update)
+        return web.Response(status=200)
 
     app = web.Application(client_max_size=4 * 1024 * 1024)
     app.router.add_post(webhook_path(settings), receive)

@@ -11,6 +11,7 @@ as a user: send a message (with a voice-message attachment), or invoke a slash c
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 import time
@@ -59,6 +60,7 @@ class FakeDiscord(DiscordState):
         self.flaky: dict[str, Iterator[tuple[int, float | None]]] = {}  # method → failures, one before each success
         self.failed_sends = 0  # calls failed by fail_every_send
         self._flaky_failed: set[tuple[str, str]] = set()  # (method, path) whose last flaky call failed
+        self.held: dict[tuple[str, str], asyncio.Event] = {}  # (method, path suffix) → gate a test opens
         self.gateway = Gateway(token, self._ready, self._guild_creates)
         self._runner: web.AppRunner | None = None
 
@@ -108,18 +110,20 @@ class FakeDiscord(DiscordState):
     # ---- acting as a user ----
 
     async def send_message(self, channel_id: int, author: dict, content: str = "", *, attachments: list[Upload] = (),
-                           flags: int = 0, mentions: list[dict] = (), reply_to: int | None = None) -> Posted:
+                           flags: int = 0, mentions: list[dict] = (), reply_to: int | None = None,
+                           everywhere: bool = False) -> Posted:
         metas, blobs = [], []
         for up in attachments:
             metas.append(self._attachment(channel_id, up.filename, up.data, up.content_type, up.duration_secs, up.waveform))
             blobs.append(up.data)
         payload = self._message(channel_id, author, content, metas, flags, mentions=list(mentions), reply_to=reply_to)
         posted = self._store(Posted(int(payload["id"]), channel_id, payload, blobs, by_bot=False))
-        await self.gateway.dispatch("MESSAGE_CREATE", self._with_guild(payload, author))
+        await self.gateway.dispatch("MESSAGE_CREATE", self._with_guild(payload, author), everywhere=everywhere)
         return posted
 
-    async def invoke(self, name: str, user: dict, channel_id: int, /, **options: Any) -> Interaction:
-        """Invoke a slash command the bot has synced; an Upload option value becomes an attachment option."""
+    async def invoke(self, name: str, user: dict, channel_id: int, /, everywhere: bool = False, **options: Any) -> Interaction:
+        """Invoke a slash command the bot has synced; an Upload option value becomes an attachment option.
+        `everywhere`: the interaction reaches every shard's session (every replica)."""
         channel = self.channels[channel_id]
         guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
         command = next((c for c in self.commands.get(guild_id, []) + self.commands.get(None, []) if c["name"] == name), None)
@@ -150,13 +154,23 @@ class FakeDiscord(DiscordState):
             payload["member"] = member
         else:
             payload["user"] = user
-        await self.gateway.dispatch("INTERACTION_CREATE", payload)
+        await self.gateway.dispatch("INTERACTION_CREATE", payload, everywhere=everywhere)
         return interaction
 
     def fail(self, method: str, path_suffix: str, status: int, *, retry_after: float | None = None, times: int = 1) -> None:
         """Answer the next `times` requests matching method and path suffix with a 429 (`retry_after`), a 5xx,
         DROP or DROP_AFTER."""
         self.failures.extend([(method, path_suffix, status, retry_after)] * times)
+
+    def hold(self, method: str, path_suffix: str) -> asyncio.Event:
+        """Keep matching requests waiting (recorded in `requests` on arrival) until `release`."""
+        gate = self.held[(method, path_suffix)] = asyncio.Event()
+        return gate
+
+    def release(self, method: str, path_suffix: str) -> None:
+        gate = self.held.pop((method, path_suffix), None)
+        if gate is not None:
+            gate.set()
 
     def fail_every_send(self, method: str, failures: list[tuple[int, float | None]]) -> None:
         """Every `method` call on a channel's messages (or one message) that follows a success there fails, with the next of `failures`
@@ -183,6 +197,9 @@ class FakeDiscord(DiscordState):
         needs_auth = request.path.startswith("/api/v10/") and "/webhooks/" not in request.path and "/interactions/" not in request.path
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
             return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+        for (method, suffix), gate in list(self.held.items()):
+            if request.method == method and request.path.endswith(suffix):
+                await gate.wait()
         failure = self._flaky_failure(request)
         for i, (method, suffix, status, retry_after) in enumerate(self.failures):
             if failure is None and request.method == method and request.path.endswith(suffix):

@@ -1,7 +1,9 @@
 """The websocket half of the fake Discord: HELLO, IDENTIFY → READY, heartbeats, dispatches, RESUME with replay.
 
 Events are numbered per session and kept, so a client that drops and resumes with its last sequence
-number gets every dispatch it missed, as Discord's gateway does.
+number gets every dispatch it missed, as Discord's gateway does. A client that identifies with a shard
+([shard_id, shard_count]) gets only its shard's events: a guild's go to shard (guild_id >> 22) % shard_count,
+direct messages to shard 0.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ class Session:
     seq: int = 0
     events: list[dict] = field(default_factory=list)
     conn: Connection | None = None
+    shard: tuple[int, int] = (0, 1)  # (shard_id, shard_count)
 
 
 @dataclass
@@ -56,7 +59,7 @@ class GatewayLog:
 
 
 class Gateway:
-    def __init__(self, token: str, ready: Callable[[Session], dict], guild_creates: Callable[[], list[dict]],
+    def __init__(self, token: str, ready: Callable[[Session], dict], guild_creates: Callable[[Session], list[dict]],
                  heartbeat_ms: int = 41_250) -> None:
         self.token = token
         self.ready_payload = ready
@@ -64,6 +67,7 @@ class Gateway:
         self.heartbeat_ms = heartbeat_ms
         self.sessions: dict[str, Session] = {}
         self.current: Session | None = None
+        self.shards: dict[int, Session] = {}  # shard id → its live session
         self.log = GatewayLog()
         self.connected = asyncio.Event()
         self.refused_intents = 0  # intents the application is not granted (privileged ones not enabled in the portal)
@@ -90,12 +94,13 @@ class Gateway:
                     await ws.close(code=4014, message=b"Disallowed intent(s).")
                     break
                 self.log.identifies += 1
-                session = Session(secrets.token_hex(16), int(d.get("intents", 0)))
+                shard = d.get("shard") or [0, 1]
+                session = Session(secrets.token_hex(16), int(d.get("intents", 0)), shard=(int(shard[0]), int(shard[1])))
                 self.sessions[session.id] = session
-                self.current = session
+                self.current = self.shards[session.shard[0]] = session
                 session.conn = conn
                 await self._emit(session, "READY", self.ready_payload(session))
-                for guild in self.guild_creates():
+                for guild in self.guild_creates(session):
                     await self._emit(session, "GUILD_CREATE", guild)
                 self.connected.set()
             elif op == RESUME:
@@ -106,7 +111,7 @@ class Gateway:
                 self.log.resumes += 1
                 last = int(d.get("seq") or 0)
                 session.conn = conn
-                self.current = session
+                self.current = self.shards[session.shard[0]] = session
                 # replay what the client missed, in order, then confirm
                 for event in [e for e in session.events if e["s"] > last]:
                     await conn.send(event)
@@ -124,11 +129,24 @@ class Gateway:
         if session.conn is not None:
             await session.conn.send(event)
 
-    async def dispatch(self, name: str, data: Any) -> None:
-        """Send an event to the bot, or keep it for the replay if the bot is between connections."""
+    async def dispatch(self, name: str, data: Any, *, everywhere: bool = False) -> None:
+        """Send an event to the bot (to the shard it belongs to), or keep it for the replay if the bot is between
+        connections. `everywhere`: to every shard's session, as when a replica resumes a session another one had."""
         if self.current is None:
             raise RuntimeError("no gateway session: the bot has not identified yet")
-        await self._emit(self.current, name, data)
+        if everywhere:
+            for session in list(self.shards.values()):
+                await self._emit(session, name, data)
+            return
+        await self._emit(self._session_for(data), name, data)
+
+    def _session_for(self, data: Any) -> Session:
+        count = self.current.shard[1] if self.current is not None else 1
+        guild_id = data.get("guild_id") if isinstance(data, dict) else None
+        shard = shard_of(int(guild_id), count) if guild_id else 0
+        session = self.shards.get(shard) or self.current
+        assert session is not None
+        return session
 
     async def drop(self, code: int = 4000) -> None:
         """Close the live socket as a network failure would; the session stays resumable."""
@@ -143,3 +161,8 @@ class Gateway:
         for session in self.sessions.values():
             if session.conn is not None:
                 await session.conn.ws.close(code=1001)
+
+
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """The shard Discord sends a guild's events to."""
+    return (guild_id >> 22) % shard_count

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from tests.fakes.discord_gateway import Session
+from tests.fakes.discord_gateway import Session, shard_of
 from tests.fakes.discord_messages import IS_VOICE_MESSAGE, SEND_VOICE_MESSAGES
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
@@ -210,13 +210,16 @@ class DiscordState:
 
     def _ready(self, session: Session) -> dict:
         return {"v": 10, "user": {**self.bot, "verified": True, "mfa_enabled": False, "flags": 0}, "session_id": session.id,
-                "resume_gateway_url": self.gateway_url, "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+                "resume_gateway_url": self.gateway_url,
+                "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds if _on(session, g)],
                 "application": {"id": str(self.application_id), "flags": 0}, "private_channels": [], "relationships": [],
-                "session_type": "normal", "shard": [0, 1]}
+                "session_type": "normal", "shard": list(session.shard)}
 
-    def _guild_creates(self) -> list[dict]:
+    def _guild_creates(self, session: Session) -> list[dict]:
         out = []
         for gid, guild in self.guilds.items():
+            if not _on(session, gid):
+                continue
             members = [m for (g, _), m in self.members.items() if g == gid]
             channels = [{k: v for k, v in c.items() if k != "guild_id"} for c in self.channels.values() if c.get("guild_id") == str(gid)]
             out.append({**guild, "unavailable": False, "joined_at": timestamp(), "member_count": len(members), "members": members,
@@ -232,3 +235,8 @@ class DiscordState:
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
+
+
+def _on(session: Session, guild_id: int) -> bool:
+    """Whether the guild's events go to this session's shard."""
+    return shard_of(guild_id, session.shard[1]) == session.shard[0]
