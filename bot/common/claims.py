@@ -15,7 +15,8 @@ async def keep_claim(handled: HandledUpdates, update_id: int, holder: str, lease
     while True:
         await asyncio.sleep(lease / 3)
         try:
-            kept = await handled.renew(update_id, holder, lease)
+            # shielded: a cancel (the answer ended) must not cut the query off and strand its database connection
+            kept = await asyncio.shield(handled.renew(update_id, holder, lease))
         except Exception as exc:  # the database is briefly unreachable: try again before the lease runs out
             log.warning("%s update %s: could not renew the claim: %s", handled.platform, update_id, exc)
             continue
