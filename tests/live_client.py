@@ -46,15 +46,6 @@ class ScriptedMic(MediaStreamTrack):
         self._timestamp = 0
         self._origin: float | None = None
 
-    async def _watch(self, track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except Exception:
-                return
-            self.frames.append((time.monotonic(), frame))
-            del self.frames[:-500]  # the last 20 s are plenty
-
     def say(self, audio: Audio) -> Said:
         pcm = (np.clip(resample(audio, RATE).samples, -1, 1) * 32767).astype(np.int16)
         said = Said(pcm)
