@@ -14,12 +14,37 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 def create_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
+    if parsed.drivername == "sqlite+aiosqlite":
+        _stop_aiosqlite_once()
     if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, pool_pre_ping=True)
     if parsed.drivername.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _stop_aiosqlite_once() -> None:
+    """Make aiosqlite's `Connection.stop()` idempotent: a second call returns the first one's future.
+
+    A task cancelled twice in a query (a bot stopping mid-answer, then the event loop's own shutdown) makes
+    SQLAlchemy force-stop the connection's worker thread while its shielded graceful close is still queued;
+    that close then waits forever on a second stop the exited thread never serves, and the event loop can
+    never finish closing. Every stop after the first waits for the first, which the thread does serve.
+    """
+    import aiosqlite
+
+    if getattr(aiosqlite.Connection.stop, "_doppel_once", False):
+        return
+    first_stop = aiosqlite.Connection.stop
+
+    def stop(self):
+        if not hasattr(self, "_doppel_stopping"):
+            self._doppel_stopping = first_stop(self)
+        return self._doppel_stopping
+
+    stop._doppel_once = True
+    aiosqlite.Connection.stop = stop
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

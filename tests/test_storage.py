@@ -1,5 +1,6 @@
 """Schema migrations and repositories on a real SQLite file and, for the races and the schema, on a real
 PostgreSQL server (tests/postgres.py)."""
+import asyncio
 import sqlite3
 from types import SimpleNamespace
 
@@ -169,3 +170,28 @@ async def test_a_new_chats_first_messages_at_once_are_all_kept(store):
     counts = [await store.history.count(ConversationKey(f"tg:{u}", "tg:-500")) for u in range(20)]
     assert counts == [2] * 20
     assert (await store.chats.get("tg:-500")).persona == "default"
+
+
+async def test_a_query_cancelled_twice_leaves_no_close_waiting_forever(tmp_path):
+    # a bot stopping mid-answer cancels its query, then the event loop's shutdown cancels it again: the
+    # connection's close must still finish, or the loop can never close (this hung the Discord tests)
+    from sqlalchemy import text
+
+    from storage.db import create_engine
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'slow.db'}")
+
+    async def slow_query():
+        async with engine.connect() as conn:
+            await conn.execute(text("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 3000000) "
+                                    "SELECT count(*) FROM n"))
+
+    task = asyncio.create_task(slow_query())
+    await asyncio.sleep(0.3)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    task.cancel()
+    others = lambda: {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}  # noqa: E731
+    _, pending = await asyncio.wait(others(), timeout=5)
+    assert not pending, [t.get_coro() for t in pending]
+    await engine.dispose()
