@@ -34,6 +34,9 @@ sys.path.insert(0, str(ROOT))
 from bench.lite_voice_goals import load_sentences, recognizers_as_configured  # noqa: E402
 
 
+OWN = object()  # the speaker's own recordings in the tables (a variant may be labelled "own")
+
+
 @dataclass(frozen=True)
 class Variant:
     source: str = "piper"
@@ -154,7 +157,7 @@ def main() -> None:
     idx = rng.integers(0, len(names), (2000, len(names)))
 
     def totals(label: str, asr: str) -> tuple[np.ndarray, np.ndarray]:
-        if label == "own":
+        if label is OWN:
             return (np.array([r[asr][0] for r in own], float) * args.renders,
                     np.array([r[asr][1] for r in own], float) * args.renders)
         return (np.array([sum(r[asr][0] for r in s) for s in rows[label]], float),
@@ -172,7 +175,7 @@ def main() -> None:
              + "; ".join(f"{k}: {d}" for k, d in describe(recognizers).items()) + "; the prompt is for fr/es only)",
              f"{'':34}{'similarity':>11}{'WER tiny.en':>13}{'WER base':>10}   gap to own recordings, points (paired 95 % CI)"
              f"   | difference to '{first}'"]
-    own_w = [totals("own", a) for a in asrs]
+    own_w = [totals(OWN, a) for a in asrs]
     lines.append(f"{'own recordings':34}{np.mean([r['sim'] for r in own]):>11.3f}"
                  + "".join(f"{100 * e.sum() / w.sum():>12.1f}%" if i == 0 else f"{100 * e.sum() / w.sum():>9.1f}%"
                            for i, (e, w) in enumerate(own_w)))
@@ -183,14 +186,14 @@ def main() -> None:
                      f"{np.mean([r['sim'] for s in rows[label] for r in s]):>11.3f}"
                      + "".join(f"{100 * e.sum() / w.sum():>12.1f}%" if i == 0 else f"{100 * e.sum() / w.sum():>9.1f}%"
                                for i, (e, w) in enumerate(wers))
-                     + "   " + "; ".join(f"{a} {gap(label, 'own', a)}" for a in asrs)
+                     + "   " + "; ".join(f"{a} {gap(label, OWN, a)}" for a in asrs)
                      + ("" if label == first else "   | " + "; ".join(f"{a} {gap(label, first, a)}" for a in asrs)))
     if args.diffs:
         lines.append("")
         lines.append("per sentence: errors (tiny.en/base, over the renderings) and what was heard, normalised, first rendering")
         for i, name in enumerate(names):
             lines.append(f"  {name}: said {normalize(texts[name])!r}")
-            lines.append(f"    {'own':14} {own[i]['tiny.en'][0]}/{own[i]['base'][0]:<3} "
+            lines.append(f"    {'recording':14} {own[i]['tiny.en'][0]}/{own[i]['base'][0]:<3} "
                          f"{normalize(own[i]['heard']['tiny.en'])!r} | {normalize(own[i]['heard']['base'])!r}")
             for label, _ in variants:
                 s = rows[label][i]
