@@ -6,7 +6,7 @@ Sentences: the 40 en clips the training never sees (RVC/data/en_split.json: its 
 clips); the bundled Piper voice speaks each `--renders` times (Piper samples its durations and noise, so every
 rendering differs) and every artifact converts the same renderings. Similarity: resemblyzer cosine of each
 utterance to the centroid of the reference clips, leaving out the clip of the sentence being scored. WER: both
-bundled recognizers (tiny.en and the multilingual base), scored with the project's one normaliser
+bundled recognizers (tiny.en and the multilingual base, each decoding as the product configures it), scored with the project's one normaliser
 (adapters/wer.py), speech a recognizer finds nothing in counting as every word wrong. The speaker's own
 recordings of the same sentences are scored the same way; each voice's gap to them comes with a paired
 bootstrap 95 % interval over sentences, and the sentences that lose the most words are listed with what was heard.
@@ -28,9 +28,17 @@ SPEECH = ROOT.parent / "shared" / "data" / "speech" / "en"
 SPLIT = ROOT / "RVC" / "data" / "en_split.json"
 OWN = "speaker's own recordings"
 WORST = 5  # sentences listed per voice: whether a gap is a few lost sentences or words lost everywhere
-# The shared transcripts' one misspelt sentence: Piper reads the misspelling ("Un-indentified", "witheld") and every
-# row was scored against it. Corrected to what the speaker says, for what Piper reads and for what is scored.
-TRANSCRIPT_FIXES = {"unidentified-no-callback": "Unidentified or withheld and therefore cannot be called back."}
+# Transcripts that do not say what the speaker says, corrected for what Piper reads and for what is scored: two
+# misspelt sentences (Piper read "Un-indentified", "witheld", "represenatives"), a "*" she reads "star" (Piper read
+# "asterisk", and the normaliser drops the symbol: a word every reading was charged for), and a "but" she says that
+# the transcript lacks (both recognizers hear it in her recording).
+TRANSCRIPT_FIXES = {
+    "unidentified-no-callback": "Unidentified or withheld and therefore cannot be called back.",
+    "queue-periodic-announce": "All of our representatives are currently busy. Please stay on the line and your call "
+                               "will be answered by the next available representative.",
+    "demo-enterkeywords": "Please enter one or more keywords separated by star and then press the pound key.",
+    "pbx-invalid": "I am sorry, but that's not a valid extension. Please try again.",
+}
 
 
 def paired_gap(e: np.ndarray, w: np.ndarray, oe: np.ndarray, ow: np.ndarray, rng: np.random.Generator,
@@ -39,6 +47,40 @@ def paired_gap(e: np.ndarray, w: np.ndarray, oe: np.ndarray, ow: np.ndarray, rng
     idx = rng.integers(0, len(w), (n, len(w)))
     diff = e[idx].sum(1) / w[idx].sum(1) - oe[idx].sum(1) / ow[idx].sum(1)
     return e.sum() / w.sum() - oe.sum() / ow.sum(), float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))
+
+
+def load_sentences(limit: int = 0):
+    """The held-out sentences: their names, corrected texts, a clip loader and each one's leave-one-out centroid."""
+    from adapters.media import decode_audio
+    from RVC.speaker import centroid as make_centroid
+    from RVC.speaker import embed
+
+    split = json.loads(SPLIT.read_text())
+    with open(SPEECH / "transcripts.tsv", newline="", encoding="utf-8") as f:
+        texts = {r["clip"]: r["text"] for r in csv.DictReader(f, delimiter="\t")}
+    texts.update(TRANSCRIPT_FIXES)
+    clip = lambda n: decode_audio((SPEECH / f"{n}.ogg").read_bytes()).samples  # noqa: E731
+    ref_embeds = {n: embed(clip(n)) for n in split["reference"]}
+    names = (split["eval"] + split["reference"])[: limit or None]
+    # a reference sentence is scored against the centroid of the other reference clips
+    centres = {n: make_centroid([e for m, e in ref_embeds.items() if m != n]) for n in names}
+    return names, texts, clip, centres
+
+
+def recognizers_as_configured(cache: Path) -> dict:
+    """Both bundled recognizers, each on its own, decoding with the product's defaults (bot/settings.py): tiny.en
+    greedy; the multilingual base by beam search (its prompt is for French and Spanish only)."""
+    from dataclasses import replace
+
+    from adapters.asr_whisper import MULTILINGUAL, Decoding, WhisperRecognizer
+    from adapters.whisper_models import english_tiny_dir, multilingual_base_dir
+    from bot.settings import Settings
+
+    fields = Settings.model_fields
+    return {"tiny.en": WhisperRecognizer(english_tiny_dir(), None, threads=2,
+                                         english=Decoding(beam_size=fields["asr_beam_size"].default)),
+            "base": WhisperRecognizer(None, lambda: multilingual_base_dir(cache), threads=2,
+                                      multilingual=replace(MULTILINGUAL, beam_size=fields["asr_multilingual_beam_size"].default))}
 
 
 def main() -> None:
@@ -51,31 +93,18 @@ def main() -> None:
 
     import torch
 
-    from adapters.asr_whisper import WhisperRecognizer
-    from adapters.media import decode_audio
     from adapters.tts_piper import PiperSynthesizer, bundled_voice
     from adapters.wer import sentence_errors
-    from adapters.whisper_models import english_tiny_dir, multilingual_base_dir
     from core.errors import NoSpeech
     from core.types import Audio
     from RVC.engines.lite import LiteEngine
     from RVC.features import RATE, bundled_content, to_rate
-    from RVC.speaker import centroid as make_centroid
     from RVC.speaker import embed
 
     torch.set_num_threads(2)
     cache = ROOT / "var" / "cache"
-    split = json.loads(SPLIT.read_text())
-    with open(SPEECH / "transcripts.tsv", newline="", encoding="utf-8") as f:
-        texts = {r["clip"]: r["text"] for r in csv.DictReader(f, delimiter="\t")}
-    texts.update(TRANSCRIPT_FIXES)
-    clip = lambda n: decode_audio((SPEECH / f"{n}.ogg").read_bytes()).samples  # noqa: E731
-    ref_embeds = {n: embed(clip(n)) for n in split["reference"]}
-    names = (split["eval"] + split["reference"])[: args.sentences or None]
-    # a reference sentence is scored against the centroid of the other reference clips
-    centres = {n: make_centroid([e for m, e in ref_embeds.items() if m != n]) for n in names}
-    recognizers = {"tiny.en": WhisperRecognizer(english_tiny_dir(), None, threads=2),
-                   "base": WhisperRecognizer(None, lambda: multilingual_base_dir(cache), threads=2)}
+    names, texts, clip, centres = load_sentences(args.sentences)
+    recognizers = recognizers_as_configured(cache)
 
     def score(samples: np.ndarray, name: str) -> dict:
         row = {"sim": float(np.dot(embed(samples), centres[name])), "heard": {}}
@@ -120,7 +149,7 @@ def main() -> None:
 
     words = int(sum(totals(OWN, "tiny.en")[1]))
     lines = [f"Lite voices vs the speaker's own recordings: {len(names)} en sentences the training never saw ({words} words)"
-             f" × {args.renders} Piper renderings ({len(TRANSCRIPT_FIXES)} misspelt transcript corrected); similarity to the centroid of the reference clips (the scored sentence's own clip left out)",
+             f" × {args.renders} Piper renderings ({len(TRANSCRIPT_FIXES)} transcripts corrected to what she says); similarity to the centroid of the reference clips (the scored sentence's own clip left out)",
              f"{'':28}{'similarity':>11}{'WER tiny.en':>13}{'WER base':>10}   gap to own recordings, points (paired 95 % CI)"]
     own = {asr: totals(OWN, asr) for asr in recognizers}
     for label in rows:
