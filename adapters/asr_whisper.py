@@ -23,8 +23,9 @@ from core.types import Audio, Transcript
 
 # Whisper base writes Chinese in traditional characters unless its context shows simplified ones: always given
 SCRIPT_PROMPTS = {"zh": "以下是普通话的句子。"}
-# a plain sentence of the language as the decoder's context, for decodings that ask for one (Decoding.prompt);
-# only where it was measured to help (bench/results/language-asr.txt)
+# a plain sentence of the language as the decoder's context, for decodings that ask for one (Decoding.prompt):
+# as good as none on the bench's clips, but on 60 other French clips beam 5 without it dropped the first 15 s of a
+# 22-s menu (bench/results/language-asr.txt)
 LANGUAGE_PROMPTS = {"fr": "Bonjour, voici un message en français.", "es": "Hola, este es un mensaje en español."}
 
 
@@ -111,8 +112,9 @@ class _Decoded:
 
 
 # every language but English, by default. Measured side by side on 57 French and 59 Spanish clips
-# (bench/results/language-asr.txt): the best of the settings tried on both, 20 % / 17 % fewer errors than greedy
-# with the language known, for 1.1x its CPU; timestamps stay, subtitles need them
+# (bench/results/language-asr.txt): Spanish 19 % fewer errors than the better greedy baseline, French as good as
+# greedy without a made-up sentence (its single words fare worse), for 1.1x the CPU; timestamps stay, subtitles
+# need them
 MULTILINGUAL = Decoding(beam_size=5, prompt=True)
 
 
@@ -227,13 +229,17 @@ class WhisperRecognizer:
                     break
                 if chosen is None or decoded.rank(seconds) > chosen.rank(seconds):
                     chosen = decoded
-        return self._transcript(chosen, audio)
+        return self._transcript(chosen, audio, made_up=decoding.guard and chosen.hallucinated(seconds))
 
     @staticmethod
-    def _transcript(decoded: _Decoded, audio: Audio) -> Transcript:
+    def _transcript(decoded: _Decoded, audio: Audio, made_up: bool) -> Transcript:
         segs = tuple((s.start, s.end, s.text.strip()) for s in decoded.segments)
         tokens = sum(len(s.tokens) for s in decoded.segments)
         mean_logprob = sum(s.avg_logprob * len(s.tokens) for s in decoded.segments) / tokens if tokens else -math.inf
+        if made_up:
+            # every attempt made text up (tiny.en loops "to be able to be able ..." at 0.84 on French speech):
+            # none of it is to be trusted, so the language check and the choice between languages pass it over
+            mean_logprob = -math.inf
         weights = decoded._weights()
         no_speech = float(np.average([s.no_speech_prob for s in decoded.segments], weights=weights)) if segs else None
         return Transcript(text=decoded.text, language=decoded.language, audio_seconds=audio.seconds, segments=segs,

@@ -1,6 +1,8 @@
-"""Short real clips: Whisper base must not make up a sentence for a word, and a clip always reads the same."""
+"""Short real clips: Whisper must not make up a sentence for a word, nor be trusted when it made text up, and a
+clip always reads the same."""
 from adapters.asr_whisper import LETTERS_MARGIN, MAX_LETTERS_PER_SECOND, Decoding
 from adapters.media import decode_audio
+from core.pipeline import PipelineConfig
 from tests.conftest import SPEECH
 
 
@@ -35,3 +37,11 @@ def test_a_failed_decode_is_tried_again_without_the_prompt_then_with_the_other_s
         Decoding(beam_size=5, prompt=True), Decoding(beam_size=5), Decoding(beam_size=1))
     assert Decoding().attempts() == (Decoding(), Decoding(beam_size=5))
     assert Decoding(beam_size=5, guard=False).attempts() == (Decoding(beam_size=5, guard=False),)
+
+
+def test_french_that_the_english_model_loops_on_is_not_trusted(engines):
+    # tiny.en wrote "In this case, we are going to have an example of an example of ..." at confidence 0.68, which
+    # would have skipped the check that sends a clip in another language to the multilingual model
+    audio = decode_audio((SPEECH / "fr" / "demo-abouttotry.ogg").read_bytes())
+    transcript = engines.recognizer.transcribe_sync(audio, "en")
+    assert transcript.confidence < PipelineConfig().recheck_confidence, (transcript.confidence, transcript.text)
