@@ -2,9 +2,9 @@
 
 Decoding is at temperature 0 only: faster-whisper's default falls back to sampling at rising temperatures when
 a decode looks poor, which made one clip come out three ways on three tries. The same clip now gives the same
-transcript every time. A decode that looks poor by Whisper's own signs (too repetitive, too unsure), or that writes
-more than anyone could say in the time, is tried again with fixed alternatives instead (Decoding.attempts), still
-at temperature 0: a 0.5-s French "de" had come out as one sentence six times over.
+transcript every time. A decode that repeats itself, writes more than anyone could say in the time or, from the
+language prompt, is unsure, is tried again with fixed alternatives instead (Decoding.attempts), still at
+temperature 0: a 0.5-s French "de" had come out as one sentence six times over.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from core.types import Audio, Transcript
 # Whisper base writes Chinese in traditional characters unless its context shows simplified ones: always given
 SCRIPT_PROMPTS = {"zh": "以下是普通话的句子。"}
 # a plain sentence of the language as the decoder's context, for decodings that ask for one (Decoding.prompt):
-# as good as none on the bench's clips, but on 60 other French clips beam 5 without it dropped the first 15 s of a
-# 22-s menu (bench/results/language-asr.txt)
+# about as good as none on the bench's clips (bench/results/language-asr.txt), but without it beam 5 dropped the
+# first 15 s of the 22-s French menu conf-adminmenu-menu8 of the shared clips
 LANGUAGE_PROMPTS = {"fr": "Bonjour, voici un message en français.", "es": "Hola, este es un mensaje en español."}
 
 
@@ -67,11 +67,16 @@ MAX_LETTERS_PER_SECOND = 25
 LETTERS_MARGIN = 10
 
 
+def letters_limit(seconds: float) -> float:
+    return LETTERS_MARGIN + MAX_LETTERS_PER_SECOND * seconds
+
+
 def token_budget(seconds: float) -> int | None:
-    """At most this many new tokens for `seconds` of speech (speech takes at most 6 a second here), so that a
-    runaway decode of a short clip stops early, still too long for its letters, and is tried again; None from 15 s
-    on, where Whisper's own limit per 30-s window is as tight."""
-    budget = int(20 + 12 * seconds)
+    """At most this many new tokens for `seconds` of speech: twice the letters it can hold, so a runaway decode of a
+    short clip stops early but only once it has written more letters than that, and is still caught (a tighter
+    bound let "S'il te plaît, c'est le fait que l" through for a 0.74-s word); None where Whisper's own limit of
+    224 a 30-s window is as tight."""
+    budget = int(2 * letters_limit(seconds))
     return budget if budget < 200 else None
 
 
@@ -97,7 +102,7 @@ class _Decoded:
     def hallucinated(self, seconds: float) -> bool:
         """Repeats itself, or writes more than `seconds` of speech can hold."""
         letters = sum(c.isalnum() for c in self.text)
-        return (letters > LETTERS_MARGIN + MAX_LETTERS_PER_SECOND * seconds
+        return (letters > letters_limit(seconds)
                 or any(s.compression_ratio > MAX_COMPRESSION_RATIO for s in self.segments))
 
     def failed(self, seconds: float, prompted: bool) -> bool:
