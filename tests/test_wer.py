@@ -46,3 +46,20 @@ def test_a_reference_with_nothing_to_compare_is_refused():
         wer(["?!"], ["hello"])
     with pytest.raises(ValueError):
         wer(["a"], ["a", "b"])
+
+
+def test_words_split_or_joined_differently_count_once():
+    assert sentence_errors("To check voice mail press 1", "To check voicemail, press 1.") == (0, 6)
+    assert sentence_errors("uppercase", "Upper case.") == (0, 1)
+    assert sentence_errors("m g c p", "MGCP", "fr") == (0, 4)
+    assert sentence_errors("To check voice mail press 1", "To check voicemail, press 1.", readings=False) == (2, 6)
+    assert sentence_errors("the blue bird", "the bluebird sings") == (1, 3)  # the extra word still counts
+
+
+def test_a_long_number_may_be_read_digit_by_digit():
+    # "1234" is read "one two three four" by the speaker: either reading of the reference is right
+    assert sentence_errors("le poste 1234 et 4242", "le poste 1, 2, 3, 4 et 4, 2, 4, 2", "fr") == (0, 14)
+    assert sentence_errors("le poste 1234", "le poste mille deux cent trente-quatre", "fr") == (0, 7)
+    assert sentence_errors("dial extension 8500", "Dial extension 850-0.") == (0, 3)
+    assert sentence_errors("le poste 1234", "le poste 1, 2, 3, 5", "fr")[0] == 1
+    assert sentence_errors("le poste 1234 et 4242", "le poste 1, 2, 3, 4 et 4, 2, 4, 2", "fr", readings=False)[0] == 6
