@@ -104,9 +104,12 @@ async def turns(client: LiveClient, clips: list[Audio], log, forget) -> tuple[li
 
 
 async def barge_ins(client: LiveClient, questions: list[Audio], interruptions: list[Audio],
-                    log) -> tuple[list[float], list[float], int]:
+                    log, forget) -> tuple[list[float], list[float], int]:
     stops, notices, skipped = [], [], 0
     for i, (question, interruption) in enumerate(zip(questions, interruptions)):
+        # a fresh conversation each time, as in the turns: with the cut answers in its history the model soon
+        # answered in a word, over before anyone could interrupt it
+        await forget()
         said = client.say(question)
         await asyncio.wait_for(said.done.wait(), 60)
         first = await sound_or_refusal(client, said.ended)
@@ -185,7 +188,7 @@ async def main() -> None:
                     live, pipeline = await turns(client, questions[: args.turns], log, forget)
                     log("2. barge-in: interrupting speech starts → answer audio stops at the client")
                     stops, notices, skipped = await barge_ins(client, questions[args.turns:][: args.barge_ins] or questions,
-                                                     short[: args.barge_ins], log)
+                                                     short[: args.barge_ins], log, forget)
                 finally:
                     await client.close()
             if args.avatar_turns:
