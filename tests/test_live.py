@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from contextlib import asynccontextmanager
 
 import numpy as np
 import pytest
@@ -61,20 +62,27 @@ async def fake_llm():
         yield llm
 
 
-@pytest.fixture
-async def site(tmp_path, engines, fake_llm):
+@asynccontextmanager
+async def live_site(tmp_path, engines, fake_llm, **settings_extra):
+    """The web server with live talk, answering through the fake LLM; `settings_extra` sets the rest."""
     settings = Settings(_env_file=None, data_dir=tmp_path / "var", web_secret="live-test-secret", llm_provider="openai",
                         llm_model="gpt-test-mini", openai_base_url=fake_llm.base_url, openai_api_key=KEYS["openai"],
-                        llm_retries=0, live_max_sessions=1, language="en")
+                        llm_retries=0, language="en", **settings_extra)
     mine = Engines(recognizer=engines.recognizer, chat_model=build_chat_model(settings),
                    synthesizers=engines.synthesizers, converters={}, renderer=None)
-    services = await build_services(settings, engines=mine)
+    services = await build_services(settings, engines=mine)  # the real avatar studio: photo avatars talk live
     try:
         async with live_server(services) as server:
             yield server
     finally:
         await services.close()
         await mine.close()
+
+
+@pytest.fixture
+async def site(tmp_path, engines, fake_llm):
+    async with live_site(tmp_path, engines, fake_llm, live_max_sessions=1) as server:
+        yield server
 
 
 async def wait_for(check, timeout: float) -> float:
@@ -209,18 +217,8 @@ async def test_the_live_page_in_a_browser_hears_a_question_answers_it_and_frees_
 
 @pytest.fixture
 async def site_with_a_face(tmp_path, engines, fake_llm):
-    settings = Settings(_env_file=None, data_dir=tmp_path / "var", web_secret="live-test-secret", llm_provider="openai",
-                        llm_model="gpt-test-mini", openai_base_url=fake_llm.base_url, openai_api_key=KEYS["openai"],
-                        llm_retries=0, language="en", avatar="astro", avatar_live_size=128)
-    mine = Engines(recognizer=engines.recognizer, chat_model=build_chat_model(settings),
-                   synthesizers=engines.synthesizers, converters={}, renderer=None)
-    services = await build_services(settings, engines=mine)  # the real avatar studio: photo avatars talk live
-    try:
-        async with live_server(services) as server:
-            yield server
-    finally:
-        await services.close()
-        await mine.close()
+    async with live_site(tmp_path, engines, fake_llm, avatar="astro", avatar_live_size=128) as server:
+        yield server
 
 
 @pytest.mark.slow
