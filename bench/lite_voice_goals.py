@@ -68,8 +68,8 @@ def load_sentences(limit: int = 0):
 
 
 def recognizers_as_configured(cache: Path) -> dict:
-    """Both bundled recognizers, each on its own, decoding with the product's defaults (bot/settings.py): tiny.en
-    greedy; the multilingual base by beam search (its prompt is for French and Spanish only)."""
+    """Both bundled recognizers, each on its own, decoding with the product's defaults (bot/settings.py), so the
+    beam sizes follow them (the multilingual base's prompt is for French and Spanish only)."""
     from dataclasses import replace
 
     from adapters.asr_whisper import MULTILINGUAL, Decoding, WhisperRecognizer
@@ -83,6 +83,25 @@ def recognizers_as_configured(cache: Path) -> dict:
                                       multilingual=replace(MULTILINGUAL, beam_size=fields["asr_multilingual_beam_size"].default))}
 
 
+def score_speech(samples: np.ndarray, text: str, centre: np.ndarray, recognizers: dict) -> dict:
+    """16 kHz speech of `text`: similarity to the speaker's centroid, and each recognizer's (errors, words) and text."""
+    from adapters.wer import sentence_errors
+    from core.errors import NoSpeech
+    from core.types import Audio
+    from RVC.features import RATE
+    from RVC.speaker import embed
+
+    row = {"sim": float(np.dot(embed(samples), centre)), "heard": {}}
+    for name, asr in recognizers.items():
+        try:
+            heard = asr.transcribe_sync(Audio(samples, RATE), "en").text
+        except NoSpeech:
+            heard = ""  # nothing heard: every word wrong
+        row[name] = sentence_errors(text, heard)
+        row["heard"][name] = heard
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("voices", nargs="+", help="label=path of a lite artifact")
@@ -94,12 +113,8 @@ def main() -> None:
     import torch
 
     from adapters.tts_piper import PiperSynthesizer, bundled_voice
-    from adapters.wer import sentence_errors
-    from core.errors import NoSpeech
-    from core.types import Audio
     from RVC.engines.lite import LiteEngine
-    from RVC.features import RATE, bundled_content, to_rate
-    from RVC.speaker import embed
+    from RVC.features import bundled_content, to_rate
 
     torch.set_num_threads(2)
     cache = ROOT / "var" / "cache"
@@ -107,15 +122,7 @@ def main() -> None:
     recognizers = recognizers_as_configured(cache)
 
     def score(samples: np.ndarray, name: str) -> dict:
-        row = {"sim": float(np.dot(embed(samples), centres[name])), "heard": {}}
-        for asr_name, asr in recognizers.items():
-            try:
-                heard = asr.transcribe_sync(Audio(samples, RATE), "en").text
-            except NoSpeech:
-                heard = ""  # nothing heard: every word wrong
-            row[asr_name] = sentence_errors(texts[name], heard)
-            row["heard"][asr_name] = heard
-        return row
+        return score_speech(samples, texts[name], centres[name], recognizers)
 
     voices = [v.split("=", 1) for v in args.voices]
     engine = LiteEngine(bundled_content(cache))

@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.lite_voice_goals import load_sentences, recognizers_as_configured  # noqa: E402
+from bench.lite_voice_goals import load_sentences, paired_gap, recognizers_as_configured, score_speech  # noqa: E402
 
 
 OWN = object()  # the speaker's own recordings in the tables (a variant may be labelled "own")
@@ -74,12 +74,9 @@ def main() -> None:
     import torch
 
     from adapters.tts_piper import PiperSynthesizer, bundled_voice
-    from adapters.wer import normalize, sentence_errors
-    from core.errors import NoSpeech
-    from core.types import Audio
+    from adapters.wer import normalize
     from RVC.engines.lite import PAD_FRAMES, LiteEngine
     from RVC.features import RATE, bundled_content, convert_f0, f0_yin, log_f0_stats, to_rate
-    from RVC.speaker import embed
 
     torch.set_num_threads(2)
     cache = ROOT / "var" / "cache"
@@ -132,15 +129,7 @@ def main() -> None:
         return out[pad: len(out) - pad].astype(np.float32)
 
     def score(samples: np.ndarray, name: str) -> dict:
-        row = {"sim": float(np.dot(embed(samples), centres[name])), "heard": {}}
-        for asr_name, asr in recognizers.items():
-            try:
-                heard = asr.transcribe_sync(Audio(samples, RATE), "en").text
-            except NoSpeech:
-                heard = ""
-            row[asr_name] = sentence_errors(texts[name], heard)
-            row["heard"][asr_name] = heard
-        return row
+        return score_speech(samples, texts[name], centres[name], recognizers)
 
     own = []
     rows: dict[str, list[list[dict]]] = {label: [] for label, _ in variants}
@@ -154,7 +143,6 @@ def main() -> None:
 
     asrs = list(recognizers)
     rng = np.random.default_rng(0)
-    idx = rng.integers(0, len(names), (2000, len(names)))
 
     def totals(label: str, asr: str) -> tuple[np.ndarray, np.ndarray]:
         if label is OWN:
@@ -164,10 +152,8 @@ def main() -> None:
                 np.array([sum(r[asr][1] for r in s) for s in rows[label]], float))
 
     def gap(a: str, b: str, asr: str) -> str:
-        (ea, wa), (eb, wb) = totals(a, asr), totals(b, asr)
-        d = ea[idx].sum(1) / wa[idx].sum(1) - eb[idx].sum(1) / wb[idx].sum(1)
-        g = ea.sum() / wa.sum() - eb.sum() / wb.sum()
-        return f"{100 * g:+.1f} ({100 * np.percentile(d, 2.5):+.1f}..{100 * np.percentile(d, 97.5):+.1f})"
+        g, lo, hi = paired_gap(*totals(a, asr), *totals(b, asr), rng)
+        return f"{100 * g:+.1f} ({100 * lo:+.1f}..{100 * hi:+.1f})"
 
     first = variants[0][0]
     lines = [f"Lite conversion settings screened on {Path(args.artifact).name}: {len(names)} held-out en sentences"
