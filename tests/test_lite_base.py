@@ -109,22 +109,37 @@ def test_the_shipped_base_loads_weights_only_and_matches_the_lite_network():
     assert BASE_PATH.stat().st_size < 20 * 2**20
 
 
+# Piper draws fresh noise for every sentence (its VITS prior), so one sentence can land on a word or two that
+# tiny.en mishears ("tone" as "tongue"): over 15 draws of these six, the demo voice ranged 3-13 % WER, mean 7 %.
+DEMO_SENTENCES = ("Please leave your message after the tone, then press the pound key.",
+                  "The weather today is sunny with a light breeze from the west.",
+                  "I will call you back as soon as I get home tonight.",
+                  "Thank you for your question, it is a good one.",
+                  "My favourite place to read is a quiet corner of the library.",
+                  "We can meet at the station at seven and walk from there.")
+
+
 @pytest.mark.slow
-def test_the_demo_voice_speaks_a_sentence_of_the_base_tts(tmp_path):
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_the_demo_voice_speaks_sentences_of_the_base_tts(tmp_path, runtime):
     from adapters.asr_whisper import WhisperRecognizer
     from adapters.tts_piper import PiperSynthesizer, bundled_voice
+    from adapters.wer import wer
     from adapters.whisper_models import english_tiny_dir
     from bot.common.demo import DEMO_VOICE
     from RVC.engines.lite import LiteEngine
     from RVC.features import bundled_content
 
-    text = "Please leave your message after the tone, then press the pound key."
-    spoken = PiperSynthesizer(*bundled_voice(), threads=2).synthesize_sync(text)
-    engine = LiteEngine(bundled_content(tmp_path / "cache"), runtime="torch")
-    out, rate = engine.convert(spoken.samples, spoken.sample_rate, {"artifact": str(DEMO_VOICE)})
-    heard = WhisperRecognizer(english_tiny_dir(), None, threads=2).transcribe_sync(Audio(out, rate), "en").text.lower()
-    words = [w for w in ("message", "tone", "press", "key") if w in heard]
-    assert len(words) >= 3, heard
-    # and it is the converted voice that speaks, not the base TTS passed through
-    assert abs(len(out) / rate - spoken.seconds) < 0.5
+    tts = PiperSynthesizer(*bundled_voice(), threads=2)
+    engine = LiteEngine(bundled_content(tmp_path / "cache"), runtime=runtime)
+    recognizer = WhisperRecognizer(english_tiny_dir(), None, threads=2)
+    heard = []
+    for text in DEMO_SENTENCES:
+        spoken = tts.synthesize_sync(text)
+        out, rate = engine.convert(spoken.samples, spoken.sample_rate, {"artifact": str(DEMO_VOICE)})
+        heard.append(recognizer.transcribe_sync(Audio(out, rate), "en").text)
+        # and it is the converted voice that speaks, not the base TTS passed through
+        assert abs(len(out) / rate - spoken.seconds) < 0.5
+    assert engine.runtimes() == [runtime]
+    assert wer(DEMO_SENTENCES, heard) <= 0.25, heard
     assert encode_ogg_opus(Audio(out, rate))
