@@ -117,22 +117,23 @@ def _edits(ref: str, hyp: str) -> int:
     return out.substitutions + out.deletions + out.insertions
 
 
-def _best_reading(ref: str, hyp: str, language: str, accents: bool) -> str:
-    """The normalised reference with each long number read the way (as a number, or digit by digit) that the
-    hypothesis comes closest to; one number at a time, so a long reference costs a few alignments, not 2^n."""
+def _best_reading(ref: str, hyp: str, language: str, accents: bool) -> tuple[str, str]:
+    """The normalised reference, with each long number read the way (as a number, or digit by digit) that the
+    normalised hypothesis comes closest to, and the hypothesis, both spaced alike (_same_spacing); one number at a
+    time, so a long reference costs a few alignments, not 2^n."""
     numbers = sorted(set(_DIGIT_RUN.findall(ref)))
     digits = {n: " ".join(n) for n in numbers}
 
-    def form(spelt: set[str]) -> str:
+    def form(spelt: set[str]) -> tuple[str, str]:
         text = _DIGIT_RUN.sub(lambda m: " " + digits[m.group()] + " " if m.group() in spelt else m.group(), ref)
-        return _same_spacing(normalize(text, language, accents), hyp)[0]
+        return _same_spacing(normalize(text, language, accents), hyp)
 
     spelt: set[str] = set()
     best = form(spelt)
-    cost = _edits(best, _same_spacing(best, hyp)[1])
+    cost = _edits(*best)
     for number in numbers:
         trial = form(spelt | {number})
-        trial_cost = _edits(trial, _same_spacing(trial, hyp)[1])
+        trial_cost = _edits(*trial)
         if trial_cost < cost:
             spelt, best, cost = spelt | {number}, trial, trial_cost
     return best
@@ -157,8 +158,7 @@ def _pairs(refs: Sequence[str], hyps: Sequence[str], language: str, unit: str,
     if unit == "char":
         return [x.replace(" ", "") for x in r], [x.replace(" ", "") for x in h]
     if readings:
-        r = [_best_reading(raw, hyp, language, accents) for raw, hyp in zip(refs, h)]
-        r, h = map(list, zip(*(_same_spacing(a, b) for a, b in zip(r, h))))
+        r, h = map(list, zip(*(_best_reading(raw, hyp, language, accents) for raw, hyp in zip(refs, h))))
     return r, h
 
 
