@@ -1,6 +1,6 @@
 """Short real clips: Whisper must not make up a sentence for a word, nor be trusted when it made text up, and a
 clip always reads the same."""
-from adapters.asr_whisper import LETTERS_MARGIN, MAX_LETTERS_PER_SECOND, Decoding
+from adapters.asr_whisper import Decoding, letters_limit
 from adapters.media import decode_audio
 from core.pipeline import PipelineConfig
 from tests.conftest import SPEECH
@@ -15,7 +15,7 @@ def test_a_half_second_word_is_not_heard_as_a_sentence_said_six_times(engines):
     # "de", 0.47 s: beam 5 with the French prompt wrote "Je vous invite vous à l'écran, ..." six times (42 words)
     audio, transcript = heard(engines, "fr", "vm-from")
     letters = sum(c.isalnum() for c in transcript.text)
-    assert letters <= LETTERS_MARGIN + MAX_LETTERS_PER_SECOND * audio.seconds, transcript.text
+    assert letters <= letters_limit(audio.seconds), transcript.text
     assert len(transcript.text.split()) <= 6, transcript.text
 
 
