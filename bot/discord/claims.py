@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from asyncio import shield
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
 
@@ -39,12 +38,13 @@ class MessageClaims:
         """Yields whether this replica answers the message; if so, it is recorded as handled when the block ends,
         even by an error (the error was told to the user), but not when the block is cancelled (a crash)."""
         # each query shielded: a bot stopping mid-answer must not cut one off and strand its database connection
-        if message.id in self._answering or message.id in self._closing or await shield(self.handled.seen(message.id)):
+        if (message.id in self._answering or message.id in self._closing
+                or await asyncio.shield(self.handled.seen(message.id))):
             yield False
             return
-        await shield(self.handled.keep(message.id, {"channel_id": message.channel.id, "message_id": message.id},
-                                       holder=self.holder, lease=self.lease))
-        if not await shield(self.handled.claim(message.id, self.holder, self.lease)):
+        await asyncio.shield(self.handled.keep(message.id, {"channel_id": message.channel.id, "message_id": message.id},
+                                               holder=self.holder, lease=self.lease))
+        if not await asyncio.shield(self.handled.claim(message.id, self.holder, self.lease)):
             yield False  # another replica is answering it
             return
         answering = asyncio.current_task()
@@ -57,11 +57,11 @@ class MessageClaims:
             raise  # left claimed: another replica takes it over when the lease runs out
         except BaseException:
             self._answered(message.id)
-            await shield(self.handled.mark(message.id))
+            await asyncio.shield(self.handled.mark(message.id))
             raise
         else:
             self._answered(message.id)
-            await shield(self.handled.mark(message.id))
+            await asyncio.shield(self.handled.mark(message.id))
         finally:
             self._answered(message.id)
             keeper.cancel()
