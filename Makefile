@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-nodeps.txt |
 # llama.cpp compiles from source once; use both cores
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: setup browser postgres demo test bench clean
+.PHONY: setup browser postgres speech demo test bench clean
 
 setup: $(STAMP)
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 demo: setup
 	$(BIN)/doppel reply --demo --audio assets/question.ogg --user demo --out out/demo-reply.ogg --video out/demo-reply.mp4
 
-test: setup browser postgres
+test: setup browser postgres speech
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # the web tests drive Debian's headless Chromium: installed here when missing and we are root
@@ -38,6 +38,14 @@ postgres:
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	else echo "postgresql is missing: the PostgreSQL storage tests will fail (apt-get install postgresql)"; fi
+
+# the tests' real speech (tests/speech.py): Debian's Asterisk prompts, 16 kHz G.722 recordings and their transcripts
+SPEECH_PACKAGES := $(foreach l,en es fr,asterisk-core-sounds-$(l) asterisk-core-sounds-$(l)-g722)
+speech:
+	@if dpkg -s $(SPEECH_PACKAGES) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SPEECH_PACKAGES); \
+	else echo "the test speech is missing: most tests will fail (apt-get install $(SPEECH_PACKAGES))"; fi
 
 bench: setup
 	$(BIN)/python bench/latency.py

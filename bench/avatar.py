@@ -23,7 +23,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SPEECH = ROOT.parent / "shared" / "data" / "speech" / "en"
+from tests.speech import speech_clip, speech_clips  # noqa: E402
 HELD_OUT = "demo-echotest"
 GOAL = 0.8
 
@@ -31,16 +31,13 @@ GOAL = 0.8
 def _speech(names, seconds):
     from geneface.testclip import speech
 
-    return speech([SPEECH / f"{n}.ogg" for n in names], seconds=seconds)
+    return speech([speech_clip("en", n) for n in names], seconds=seconds)
 
 
 def _train_names() -> list[str]:
-    import csv
-
-    with open(SPEECH / "transcripts.tsv", newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f, delimiter="\t") if r["clip"] != HELD_OUT and float(r["seconds"]) >= 2.0]
+    rows = [(path.stem, seconds) for path, seconds, _ in speech_clips("en", min_seconds=2.0) if path.stem != HELD_OUT]
     # longest first: fewer joins, more natural sentences
-    return [r["clip"] for r in sorted(rows, key=lambda r: -float(r["seconds"]))]
+    return [name for name, _ in sorted(rows, key=lambda r: -r[1])]
 
 
 def _score(frames, audio) -> float:

@@ -27,7 +27,7 @@ async def _queue(services, stage: str, scratch: Path):
     from bot.common.avatars import submit_avatar_training
     from bot.common.voices import add_voice
     from tests.avatar_clips import training_mp4
-    from tests.conftest import speech_clips
+    from tests.speech import speech_clips
 
     if stage == "voice: features":
         clips = [(p.name, p.read_bytes()) for p, _, _ in speech_clips("en", 4.0)[:4]]

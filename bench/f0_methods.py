@@ -2,7 +2,7 @@
 
     python bench/f0_methods.py [--clips 6] [--out bench/results/f0_methods.txt]
 
-Real speech from ../shared/data/speech (en, fr, es), high-passed as the rvc engine does, analysed by each
+Real speech of the test set (tests/speech.py: en, fr, es), high-passed as the rvc engine does, analysed by each
 method at 10 ms. There is no ground-truth pitch for these recordings, so harvest is the reference: what
 matters to an RVC model is how close its input pitch is to what it saw in training. Per clip: voicing
 agreement, gross pitch errors (both voiced, more than 20 % apart), octave errors, the median deviation in
@@ -11,7 +11,6 @@ cents where both are voiced, and speed; the table gives the mean over clips with
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 import time
@@ -21,15 +20,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SPEECH = ROOT.parent / "shared" / "data" / "speech"
+from tests.speech import speech_clips  # noqa: E402
 
 
 def clips(per_language: int) -> list[Path]:
     out = []
     for lang in ("en", "fr", "es"):
-        with open(SPEECH / lang / "transcripts.tsv", newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.DictReader(f, delimiter="\t") if float(r["seconds"]) >= 2.5]
-        out += [SPEECH / lang / f"{r['clip']}.ogg" for r in rows[:per_language]]
+        out += [path for path, _, _ in speech_clips(lang, min_seconds=2.5)[:per_language]]
     return out
 
 

@@ -14,7 +14,6 @@ bootstrap 95 % interval over sentences, and the sentences that lose the most wor
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -24,7 +23,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SPEECH = ROOT.parent / "shared" / "data" / "speech" / "en"
+from tests.speech import speech_clip, speech_clips  # noqa: E402
 SPLIT = ROOT / "RVC" / "data" / "en_split.json"
 OWN = "speaker's own recordings"
 WORST = 5  # sentences listed per voice: whether a gap is a few lost sentences or words lost everywhere
@@ -56,10 +55,9 @@ def load_sentences(limit: int = 0):
     from RVC.speaker import embed
 
     split = json.loads(SPLIT.read_text())
-    with open(SPEECH / "transcripts.tsv", newline="", encoding="utf-8") as f:
-        texts = {r["clip"]: r["text"] for r in csv.DictReader(f, delimiter="\t")}
+    texts = {path.stem: text for path, _, text in speech_clips("en")}
     texts.update(TRANSCRIPT_FIXES)
-    clip = lambda n: decode_audio((SPEECH / f"{n}.ogg").read_bytes()).samples  # noqa: E731
+    clip = lambda n: decode_audio(speech_clip("en", n).read_bytes()).samples  # noqa: E731
     ref_embeds = {n: embed(clip(n)) for n in split["reference"]}
     names = (split["eval"] + split["reference"])[: limit or None]
     # a reference sentence is scored against the centroid of the other reference clips

@@ -38,8 +38,8 @@ from bench.latency import pct  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.wiring import build_engines, build_services  # noqa: E402
 from core.types import Audio, ConversationKey  # noqa: E402
-from tests.conftest import speech_clips  # noqa: E402
 from tests.live_client import AUDIBLE, LiveClient  # noqa: E402
+from tests.speech import speech_clips  # noqa: E402
 from tests.web_harness import live_server  # noqa: E402
 
 

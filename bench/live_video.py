@@ -25,7 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SPEECH = ROOT.parent / "shared" / "data" / "speech" / "en"
+from tests.speech import speech_clip  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "live_video.txt"
 HELD_OUT = "demo-echotest"  # never seen in training, as in bench/avatar.py
 ONSET_CLIPS = ("demo-thanks", "vm-goodbye", "hello-world", "demo-moreinfo", "auth-thankyou", "vm-options",
@@ -37,7 +37,7 @@ def _sentences(seconds: float) -> list:
     """The held-out recording cut at its pauses into pieces of about 1.5 s, as a TTS would hand out sentences."""
     from geneface.testclip import speech
 
-    audio = speech([SPEECH / f"{HELD_OUT}.ogg"], seconds=seconds)
+    audio = speech([speech_clip("en", HELD_OUT)], seconds=seconds)
     from core.types import Audio
 
     step = int(1.5 * audio.sample_rate)
@@ -74,7 +74,7 @@ def _av_offsets(face) -> list[float]:
     frames, onsets = [], []
     fed = 0
     for name in ONSET_CLIPS:
-        clip = speech([SPEECH / f"{name}.ogg"]).samples
+        clip = speech([speech_clip("en", name)]).samples
         x = np.concatenate([np.zeros(int(0.5 * rate), np.float32), clip, np.zeros(int(0.4 * rate), np.float32)])
         hop = rate // 100
         db = 20 * np.log10(np.sqrt(np.array([np.mean(x[i:i + hop] ** 2) for i in range(0, len(x) - hop, hop)])) + 1e-9)
@@ -229,7 +229,7 @@ def cmd_pack(args) -> list[str]:
 
     d = Path(args.dir)
     d.mkdir(parents=True, exist_ok=True)
-    clip = make_clip(speech([SPEECH / f"{n}.ogg" for n in ("demo-congrats", "conf-adminmenu")], seconds=10.0), size=512, seed=3)
+    clip = make_clip(speech([speech_clip("en", n) for n in ("demo-congrats", "conf-adminmenu")], seconds=10.0), size=512, seed=3)
     footage = load_footage(clip.mp4(), rules=IntakeRules(min_seconds=5), idle_seconds=8.0)
     prepared = prepare(footage, LiteConfig().size)
     artifact.save(d / "full", Trainer(prepared, LiteConfig(), batch=4).model, footage.idle, prepared)

@@ -17,7 +17,6 @@ Results go to bench/results/ only with --write (voice_quality.txt, or the name g
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -29,7 +28,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SPEECH = ROOT.parent / "shared" / "data" / "speech" / "en"
+from tests.speech import speech_clip, speech_clips  # noqa: E402
 SPLIT = ROOT / "RVC" / "data" / "en_split.json"
 DATA = ROOT / ".lite-data"
 RESULTS = ROOT / "bench" / "results" / "voice_quality.txt"
@@ -41,12 +40,11 @@ KINDS = ("own", "unconverted", "converted")
 def _clips(names: list[str]) -> list[np.ndarray]:
     from adapters.media import decode_audio
 
-    return [decode_audio((SPEECH / f"{n}.ogg").read_bytes()).samples for n in names]
+    return [decode_audio(speech_clip("en", n).read_bytes()).samples for n in names]
 
 
 def _texts() -> dict[str, str]:
-    with open(SPEECH / "transcripts.tsv", newline="", encoding="utf-8") as f:
-        return {r["clip"]: r["text"] for r in csv.DictReader(f, delimiter="\t")}
+    return {path.stem: text for path, _, text in speech_clips("en")}
 
 
 def prepare(args: argparse.Namespace) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from tests.conftest import SPEECH
+from tests.speech import speech_clip
 
 # different recordings for training and for the held-out check
 TRAIN_CLIPS = ("demo-congrats", "conf-adminmenu")
@@ -15,7 +15,7 @@ HELD_OUT_CLIP = "demo-echotest"
 def training_clip(seconds: float = 22.0):
     from geneface.testclip import make_clip, speech
 
-    audio = speech([SPEECH / "en" / f"{n}.ogg" for n in TRAIN_CLIPS], seconds=seconds)
+    audio = speech([speech_clip("en", n) for n in TRAIN_CLIPS], seconds=seconds)
     return make_clip(audio, seed=1)
 
 
@@ -27,7 +27,7 @@ def training_mp4(seconds: float = 22.0) -> bytes:
 def held_out_audio(seconds: float = 8.0):
     from geneface.testclip import speech
 
-    return speech([SPEECH / "en" / f"{HELD_OUT_CLIP}.ogg"], seconds=seconds)
+    return speech([speech_clip("en", HELD_OUT_CLIP)], seconds=seconds)
 
 
 def write(path: Path, data: bytes) -> Path:

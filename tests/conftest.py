@@ -1,7 +1,6 @@
 """Shared fixtures. Models load once per test session; each test gets its own database and data folder."""
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -15,17 +14,6 @@ from bot.wiring import Engines, build_engines, build_services
 os.environ.setdefault("DOPPEL_VOICE_TRAIN_PROFILE", "tiny")
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEECH = ROOT.parent / "shared" / "data" / "speech"
-
-
-def speech_clips(lang: str = "en", min_seconds: float = 0.0) -> list[tuple[Path, float, str]]:
-    """(path, seconds, ground-truth text) of the shared real speech clips, in file order."""
-    rows = []
-    with open(SPEECH / lang / "transcripts.tsv", newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            if float(row["seconds"]) >= min_seconds:
-                rows.append((SPEECH / lang / f"{row['clip']}.ogg", float(row["seconds"]), row["text"]))
-    return rows
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """The default speech recognizer on real recorded speech."""
 from adapters.media import decode_audio
 from adapters.wer import wer
-from tests.conftest import speech_clips
+from tests.speech import speech_clips
 
 
 def test_default_asr_word_error_rate_on_20_real_clips(engines):

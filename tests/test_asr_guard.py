@@ -3,11 +3,11 @@ clip always reads the same."""
 from adapters.asr_whisper import Decoding, letters_limit
 from adapters.media import decode_audio
 from core.pipeline import PipelineConfig
-from tests.conftest import SPEECH
+from tests.speech import speech_clip
 
 
 def heard(engines, language: str, clip: str):
-    audio = decode_audio((SPEECH / language / f"{clip}.ogg").read_bytes())
+    audio = decode_audio(speech_clip(language, clip).read_bytes())
     return audio, engines.recognizer.transcribe_sync(audio, language)
 
 
@@ -42,6 +42,6 @@ def test_a_failed_decode_is_tried_again_without_the_prompt_then_with_the_other_s
 def test_french_that_the_english_model_loops_on_is_not_trusted(engines):
     # tiny.en wrote "In this case, we are going to have an example of an example of ..." at confidence 0.68, which
     # would have skipped the check that sends a clip in another language to the multilingual model
-    audio = decode_audio((SPEECH / "fr" / "demo-abouttotry.ogg").read_bytes())
+    audio = decode_audio(speech_clip("fr", "demo-abouttotry").read_bytes())
     transcript = engines.recognizer.transcribe_sync(audio, "en")
     assert transcript.confidence < PipelineConfig().recheck_confidence, (transcript.confidence, transcript.text)

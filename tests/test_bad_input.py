@@ -6,7 +6,7 @@ from adapters.media import decode_audio, encode_ogg_opus, encode_wav
 from bot.common.dialogue import Dialogue, Incoming
 from core.errors import AudioTooLong, DoppelError, EmptyAudio, NoSpeech, UnknownUser, UnknownVoice, UnreadableAudio
 from core.types import Audio, ConversationKey
-from tests.conftest import speech_clips
+from tests.speech import speech_clips
 
 
 def real_clip() -> bytes:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from core.types import JobStatus
-from tests.conftest import speech_clips
 from tests.fakes.discord_api import EPHEMERAL, Upload
 from tests.fakes.discord_bot import discord_world
+from tests.speech import speech_clips
 
 
 @pytest.fixture

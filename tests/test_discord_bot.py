@@ -7,9 +7,9 @@ import base64
 import pytest
 
 from adapters.media import decode_audio
-from tests.conftest import speech_clips
 from tests.fakes.discord_api import IS_VOICE_MESSAGE, EPHEMERAL, Upload
 from tests.fakes.discord_bot import discord_world
+from tests.speech import speech_clips
 
 
 def voice_upload(path) -> Upload:

@@ -8,9 +8,9 @@ import pytest
 
 from adapters.media import decode_audio, probe
 from core.types import ConversationKey
-from tests.conftest import speech_clips
 from tests.fakes.discord_api import EPHEMERAL, IS_VOICE_MESSAGE, Upload
 from tests.fakes.discord_bot import discord_world
+from tests.speech import speech_clips
 from tests.test_discord_bot import voice_upload
 
 

@@ -14,8 +14,8 @@ from adapters.media import decode_audio
 from bot.discord.endpoints import point_at
 from bot.discord.voice_message import IS_VOICE_MESSAGE, VoiceNote, send_voice_message, to_channel, voice_form
 from core.audio import waveform_bytes
-from tests.conftest import speech_clips
 from tests.fakes.discord_api import FakeDiscord
+from tests.speech import speech_clips
 
 
 @pytest.fixture

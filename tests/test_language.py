@@ -18,8 +18,9 @@ from core import audio as audio_ops
 from core.errors import BadInput
 from core.languages import AnswerLanguage, choose_language, plan_answer, rivals, surest
 from core.types import AudioFrame, ConversationKey, Persona, ReplyDone, SentenceFrame, Transcript, TranscriptFrame
-from tests.conftest import ROOT, speech_clips
+from tests.conftest import ROOT
 from tests.fakes.polyglot_llm import ANSWERS, PolyglotServer
+from tests.speech import speech_clip, speech_clips
 from tests.test_llm_providers import KEYS, MODELS
 
 # ---- the rules, without engines ----
@@ -150,7 +151,7 @@ async def test_short_spanish_clips_that_detection_hears_as_hindi_or_italian_are_
     services = await build_services(settings, engines=own)
     try:
         for name, wrong in (("vm-savefolder", "hi"), ("confbridge-has-joined", "it")):
-            clip = (ROOT.parent / "shared" / "data" / "speech" / "es" / f"{name}.ogg").read_bytes()
+            clip = speech_clip("es", name).read_bytes()
             scores = engines.recognizer.detect_language_sync(decode_audio(clip))
             assert max(scores, key=scores.get) == wrong, scores  # what detection alone makes of it
             answer = Dialogue(services).reply(Incoming("tg:6", "tg:6", audio=clip))

@@ -16,7 +16,7 @@ from bot.worker import Worker
 from core.errors import BadInput, BadReference, UnknownVoice
 from core.types import JobStatus, VoiceEngine
 from storage.avatars import AvatarRepository
-from tests.conftest import speech_clips
+from tests.speech import speech_clips
 
 pytestmark = pytest.mark.slow
 

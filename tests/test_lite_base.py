@@ -13,7 +13,7 @@ from RVC.lite_base import BASE_PATH, base_projection, load_base
 from RVC.lite_data import build_dataset, compact, expand, first_clips
 from RVC.lite_model import LiteConfig
 from RVC.lite_train import export_base, train
-from tests.conftest import speech_clips
+from tests.speech import speech_clips
 
 
 class FrameEnergies:

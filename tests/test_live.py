@@ -17,9 +17,9 @@ from bot.settings import Settings
 from bot.wiring import Engines, build_chat_model, build_services
 from core.heard import CUT_MARK, heard_answer, heard_part
 from core.types import Audio, ConversationKey
-from tests.conftest import speech_clips
 from tests.fakes.llm_servers import FakeLLMServer, Reply
 from tests.live_client import LiveClient
+from tests.speech import speech_clips
 from tests.test_llm_providers import KEYS
 from tests.web_harness import chromium, in_thread, live_server
 

@@ -7,7 +7,7 @@ import pytest
 
 from adapters.media import decode_audio, encode_ogg_opus, probe
 from core.types import Audio
-from tests.conftest import speech_clips
+from tests.speech import speech_clips
 
 
 def reencode(audio: Audio, fmt: str, codec: str, video: bool = False) -> bytes:

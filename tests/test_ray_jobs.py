@@ -16,7 +16,8 @@ from bot.common.voices import add_voice
 from bot.ray_worker import RayWorker, actor_name
 from core.types import JobStatus
 from storage.models import JobRecord
-from tests.conftest import ROOT, speech_clips
+from tests.conftest import ROOT
+from tests.speech import speech_clips
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,8 @@ from bot.common.dialogue import Dialogue, Incoming
 from core import audio as audio_ops
 from core.languages import plan_answer
 from core.types import AudioFrame, ConversationKey, ReplyDone, SentenceFrame, SpeechDone, TranscriptFrame
-from tests.conftest import ROOT, speech_clips
+from tests.conftest import ROOT
+from tests.speech import speech_clips
 
 
 def question(name: str = "vm-savefolder") -> bytes:

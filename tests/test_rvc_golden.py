@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from RVC.engines.rvc import RvcEngine
-from tests.conftest import speech_clips
+from tests.speech import speech_clips
 from tests.voice_fixtures import FairseqConfigStandIn, write_tiny_hubert, write_tiny_rvc
 
 CONTEXT = 1  # seconds of mirrored context (x_pad)

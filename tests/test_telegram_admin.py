@@ -5,7 +5,7 @@ import asyncio
 import json
 
 from core.types import JobStatus
-from tests.conftest import speech_clips
+from tests.speech import speech_clips
 from tests.telegram_support import ADMIN, bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
 
 STRANGER = 602

@@ -9,7 +9,7 @@ import numpy as np
 from adapters.media import decode_audio, probe
 from bot.telegram.video_note import prepare
 from core.types import ConversationKey
-from tests.conftest import speech_clips
+from tests.speech import speech_clips
 from tests.telegram_support import ADMIN, bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
 
 USER = 501

@@ -9,7 +9,7 @@ import pytest
 from adapters.media import decode_audio
 from adapters.video import encode_mp4, encode_video_note, read_frames, read_info, timed_cues, to_video_note
 from core.errors import BadInput
-from tests.conftest import speech_clips
+from tests.speech import speech_clips
 
 
 def _moving_square(n: int, h: int, w: int) -> list[np.ndarray]:

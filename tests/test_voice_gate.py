@@ -13,14 +13,15 @@ from core.types import Audio, AudioFrame, ConversationKey, FallbackAudio, NoteFr
 from RVC.client import WorkerConverter
 from RVC.quality_gate import TEST_SENTENCES, GateLimits, held_apart, judge, score_voice, training_clips
 from RVC.speech_check import check_speech
-from tests.conftest import ROOT, SPEECH, speech_clips
+from tests.conftest import ROOT
+from tests.speech import speech_clip, speech_clips
 from tests.telegram_support import bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
 
 SPLIT = json.loads((ROOT / "RVC" / "data" / "en_split.json").read_text())
 
 
 def _recording(name: str) -> np.ndarray:
-    return decode_audio((SPEECH / "en" / f"{name}.ogg").read_bytes()).samples
+    return decode_audio(speech_clip("en", name).read_bytes()).samples
 
 
 def _texts() -> dict[str, str]:

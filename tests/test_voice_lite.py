@@ -15,7 +15,8 @@ from core.errors import BadReference
 from core.types import Audio, JobStatus, VoiceEngine
 from RVC.engines.lite import LiteEngine
 from RVC.features import bundled_content
-from tests.conftest import ROOT, speech_clips
+from tests.conftest import ROOT
+from tests.speech import speech_clips
 
 
 def _wav(samples: np.ndarray, rate: int = 16000) -> tuple[str, bytes]:

@@ -5,7 +5,8 @@ import sys
 
 from bot.common.voices import add_voice
 from core.types import JobStatus, VoiceEngine
-from tests.conftest import ROOT, speech_clips
+from tests.conftest import ROOT
+from tests.speech import speech_clips
 
 
 async def test_add_voice_transcribes_missing_transcripts_and_queues_training(services):

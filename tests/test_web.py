@@ -17,7 +17,7 @@ from bot.settings import Settings
 from bot.wiring import build_services
 from core.types import ConversationKey, JobStatus, VoiceEngine
 from storage.avatars import AvatarRepository
-from tests.conftest import speech_clips
+from tests.speech import speech_clips
 from tests.web_harness import LevelMeterAvatar, chromium, in_thread, live_server
 
 PASSWORD = "correct horse battery"
