@@ -4,7 +4,7 @@ A voice model that learned nothing (too few steps, a broken artifact) does not f
 sentence-long hiss. Three cheap signs tell that from speech: how much of it Silero VAD hears as speech,
 a DC offset no microphone or vocoder of speech leaves, and energy spread up to the top of the band
 where speech keeps most of its energy below 4 kHz. Thresholds come from measurements on real recordings,
-the base TTS, trained lite voices and untrained ones (README, "No noise leaves").
+the base TTS, trained lite voices and untrained ones (docs/voice-cloning.md).
 """
 from __future__ import annotations
 

@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="list training jobs, cancel one, or retry a failed or cancelled one")
     p.add_argument("--cancel", type=int)
     p.add_argument("--retry", type=int)
-    # also after the command, as the README writes it (`doppel jobs -v`); SUPPRESS keeps a `doppel -v jobs` intact
+    # also after the command, as the docs write it (`doppel jobs -v`); SUPPRESS keeps a `doppel -v jobs` intact
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show each job's log tail")
     p.set_defaults(run=cmd_jobs)
 
@@ -556,7 +556,7 @@ def _one_line(exc: Exception) -> str | None:
     if isinstance(exc, DBAPIError):
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         return (f"the database cannot be used: {reason} (DOPPEL_DATABASE_URL, or doppel.db in DOPPEL_DATA_DIR; "
-                "see the README, \"How it works\")")
+                "see docs/architecture.md)")
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{exc.strerror or exc}{where}"

@@ -81,7 +81,7 @@ def _missing_inputs(params: dict) -> str | None:
     for key in ("dir", "source"):
         if params.get(key) and not Path(params[key]).exists():
             return (f"{params[key]} cannot be read on the node {socket.gethostname()}: on a cluster DOPPEL_DATA_DIR "
-                    "must be a folder every node mounts at the same path (see the README, \"Training on the cluster\")")
+                    "must be a folder every node mounts at the same path (see docs/cluster.md)")
     return None
 
 

@@ -18,10 +18,11 @@ ENGINE_PLACES = ("local", "ray")
 class StartupError(DoppelError):
     code = "startup"
 
-    def __init__(self, problem: str, *, setting: str, section: str) -> None:
-        super().__init__(f"{setting}: {problem} (see the README, \"{section}\")")
+    def __init__(self, problem: str, *, setting: str, doc: str) -> None:
+        # doc: the page that tells how to set it right, as a path from the repository root (a test checks it exists)
+        super().__init__(f"{setting}: {problem} (see {doc})")
         self.setting = setting
-        self.section = section
+        self.doc = doc
 
 
 def setting_name(field: str) -> str:
@@ -35,8 +36,8 @@ def from_validation(exc) -> StartupError:
     value = first.get("input")
     shown = f" '{value}'" if isinstance(value, (str, int, float)) else ""
     reason = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    section = "Telegram" if field in ("admin_ids", "allowed_ids") else "Using it"
-    return StartupError(f"the value{shown} is not valid: {reason}", setting=setting_name(field), section=section)
+    doc = "docs/telegram.md" if field in ("admin_ids", "allowed_ids") else "README.md"
+    return StartupError(f"the value{shown} is not valid: {reason}", setting=setting_name(field), doc=doc)
 
 
 def check_settings(settings) -> None:
@@ -47,7 +48,7 @@ def check_settings(settings) -> None:
         kind, _, named = entry.strip().partition(":")
         if kind.lower() not in PROVIDERS:
             raise StartupError(f"unknown language model provider '{entry}'; use one of {', '.join(PROVIDERS)}",
-                               setting=setting_name(field), section="Language models")
+                               setting=setting_name(field), doc="docs/llm.md")
         if kind.lower() == "local":
             path = named or model
             if path:
@@ -56,11 +57,11 @@ def check_settings(settings) -> None:
                 _model_file(Path(settings.local_model_path), setting_name("local_model_path"))
     if settings.voice_worker not in VOICE_WORKERS:
         raise StartupError(f"unknown voice worker mode '{settings.voice_worker}'; use one of {', '.join(VOICE_WORKERS)}",
-                           setting=setting_name("voice_worker"), section="Voice cloning")
+                           setting=setting_name("voice_worker"), doc="docs/voice-cloning.md")
     check_jobs(settings)
     if settings.engines not in ENGINE_PLACES:
         raise StartupError(f"unknown engines mode '{settings.engines}'; use one of {', '.join(ENGINE_PLACES)}",
-                           setting=setting_name("engines"), section="Running on a cluster")
+                           setting=setting_name("engines"), doc="docs/cluster.md")
     if settings.engines == "ray":
         from deploy.config import load_config
 
@@ -68,7 +69,7 @@ def check_settings(settings) -> None:
             load_config(settings.ray_config)
         except DoppelError as exc:
             raise StartupError(exc.message.removeprefix("DOPPEL_RAY_CONFIG: ").rstrip("."), setting=setting_name("ray_config"),
-                               section="Running on a cluster") from None
+                               doc="docs/cluster.md") from None
     _personas(settings)
 
 
@@ -76,7 +77,7 @@ def check_jobs(settings) -> None:
     """Where training jobs run and keep their files (also checked by `doppel worker`, which needs nothing else)."""
     if settings.jobs not in JOB_RUNNERS:
         raise StartupError(f"unknown job runner '{settings.jobs}'; use one of {', '.join(JOB_RUNNERS)}",
-                           setting=setting_name("jobs"), section="Training on the cluster")
+                           setting=setting_name("jobs"), doc="docs/cluster.md")
     if settings.artifacts:
         from storage.artifacts import ArtifactStore
 
@@ -84,13 +85,13 @@ def check_jobs(settings) -> None:
             ArtifactStore(settings.artifacts)
         except (ValueError, ImportError) as exc:
             raise StartupError(f"'{settings.artifacts}' cannot be used: {exc}", setting=setting_name("artifacts"),
-                               section="Training on the cluster") from None
+                               doc="docs/cluster.md") from None
 
 
 def _model_file(path: Path, setting: str) -> None:
     if not path.is_file():
         what = "is a folder, not a GGUF file" if path.is_dir() else "does not exist"
-        raise StartupError(f"the local model file {path} {what}", setting=setting, section="Language models")
+        raise StartupError(f"the local model file {path} {what}", setting=setting, doc="docs/llm.md")
 
 
 def _personas(settings) -> None:
@@ -98,11 +99,11 @@ def _personas(settings) -> None:
 
     folder = settings.personas_dir
     if folder is not None and not Path(folder).is_dir():
-        raise StartupError(f"{folder} is not a folder", setting=setting_name("personas_dir"), section="Language models")
+        raise StartupError(f"{folder} is not a folder", setting=setting_name("personas_dir"), doc="docs/llm.md")
     try:
         book = PersonaBook(folder)
     except BrokenPersona as exc:
-        raise StartupError(str(exc), setting=setting_name("personas_dir"), section="Language models") from None
+        raise StartupError(str(exc), setting=setting_name("personas_dir"), doc="docs/llm.md") from None
     if settings.persona not in book.names():
         raise StartupError(f"there is no persona called '{settings.persona}'; the personas are {', '.join(book.names())}",
-                           setting=setting_name("persona"), section="Language models")
+                           setting=setting_name("persona"), doc="docs/llm.md")

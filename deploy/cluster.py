@@ -9,7 +9,7 @@ import time
 from bot.startup import StartupError
 from deploy.config import DEPLOYMENTS, EnginesConfig, load_config
 
-SECTION = "Running on a cluster"
+DOC = "docs/cluster.md"
 # training actors are named per job (bot/ray_worker.py): a restarted worker finds them only in the same namespace
 NAMESPACE = "doppel"
 
@@ -36,7 +36,7 @@ def connect(settings, config: EnginesConfig | None = None) -> bool:
         return True
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise StartupError(f"no Ray cluster could be reached at '{address or 'local'}': {str(exc).splitlines()[0]}",
-                           setting="DOPPEL_RAY_ADDRESS", section=SECTION) from None
+                           setting="DOPPEL_RAY_ADDRESS", doc=DOC) from None
 
 
 def local_ray_environment() -> None:
@@ -75,11 +75,11 @@ def deploy(settings, config: EnginesConfig, timeout: float = 600.0) -> None:
         time.sleep(0.5)
     if "error" in outcome:
         raise StartupError(f"the engines could not be deployed: {str(outcome['error']).splitlines()[0]}",
-                           setting="DOPPEL_RAY_CONFIG", section=SECTION)
+                           setting="DOPPEL_RAY_CONFIG", doc=DOC)
     if "done" not in outcome:
         waiting = [line for line in status_lines(config.app, messages=True)[1:] if " healthy:" not in line]
         raise StartupError(f"the engines were not running after {timeout:.0f} s: " + "; ".join(w.strip() for w in waiting),
-                           setting="DOPPEL_RAY_CONFIG", section=SECTION)
+                           setting="DOPPEL_RAY_CONFIG", doc=DOC)
 
 
 def running(app: str) -> bool:
@@ -126,7 +126,7 @@ def ray_engines(settings):
         deploy(settings, config)
     elif not running(config.app):
         raise StartupError(f"the Ray cluster has no '{config.app}' application; deploy it first with `doppel engines serve`",
-                           setting="DOPPEL_RAY_ADDRESS", section=SECTION)
+                           setting="DOPPEL_RAY_ADDRESS", doc=DOC)
     h = handles(config.app)
     try:
         info = _blocking(lambda: h["ChatModel"].describe.remote().result())
@@ -187,5 +187,5 @@ def remote_cluster(settings) -> None:
     """`doppel engines serve|status` talk to a cluster that outlives them: with no address there is none."""
     if not settings.ray_address.strip():
         raise StartupError("empty: name the cluster to deploy on (`auto` on a node of it, after `ray start --head`, "
-                           "or ray://HEAD:10001)", setting="DOPPEL_RAY_ADDRESS", section=SECTION)
+                           "or ray://HEAD:10001)", setting="DOPPEL_RAY_ADDRESS", doc=DOC)
     connect(settings)

@@ -4,7 +4,7 @@ Left alone, preprocessing and every render fetch HuBERT (~1.2 GB) from a model h
 fetch vgg19 and a VGG-Face checkpoint over http. `doppel geneface fetch-assets` downloads them once, on a
 host with network, into the layouts the libraries look in (a Hugging Face cache, a torch hub cache); the
 containers get that folder read-only with HF_HUB_OFFLINE/TORCH_HOME pointing at it, so an offline host
-works and nothing is fetched twice. BFM and audio2motion_vae are handed out by hand (see the README) and
+works and nothing is fetched twice. BFM and audio2motion_vae are handed out by hand (see docs/avatars.md) and
 are only checked for here.
 
 Every file's SHA-256 is checked: against the pin below where one is published (torchvision puts the
@@ -170,7 +170,7 @@ def check(root: Path) -> None:
     """Raises AssetError naming what is missing, before any container starts."""
     gone = missing(root)
     if gone:
-        raise AssetError(f"GeneFace++ assets missing in {root}: {describe_missing(gone)} (README, GeneFace++).")
+        raise AssetError(f"GeneFace++ assets missing in {root}: {describe_missing(gone)} (see docs/avatars.md).")
 
 
 def volumes(root: Path) -> dict[str, dict[str, str]]:

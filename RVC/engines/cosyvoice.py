@@ -22,7 +22,7 @@ class CosyVoiceEngine:
 
     def __init__(self, models_dir: Path, device: str = "cpu") -> None:
         if not available():
-            raise EngineError("The cosyvoice engine is not installed on this server (see README, 'Voice cloning').")
+            raise EngineError("The cosyvoice engine is not installed on this server (see docs/voice-cloning.md).")
         self.models_dir = Path(models_dir)
         self._model = None
 

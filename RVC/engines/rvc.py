@@ -166,7 +166,7 @@ class RvcEngine:
         p = Path(name)
         p = p if p.is_absolute() or p.exists() else self.models_dir / p
         if not p.is_file():
-            raise EngineError(f"The file '{p.name}' is not in {self.models_dir}; see README, 'Voice cloning'.")
+            raise EngineError(f"The file '{p.name}' is not in {self.models_dir}; see docs/voice-cloning.md.")
         return p
 
     def loaded(self, name: str) -> tuple[RvcSynthesizer, ModelInfo]:

@@ -1,7 +1,7 @@
 """The demo voice and face that ship with the project, so `make demo` shows a cloned voice and a talking head offline.
 
 The voice was fine-tuned from the lite base (RVC/lite_base.py) on the shared en speaker's recordings (Allison
-Smith, CC-BY-SA-3.0, see README); the face is a public-domain NASA portrait (scikit-image's "astronaut").
+Smith, CC-BY-SA-3.0, see assets/README.md); the face is a public-domain NASA portrait (scikit-image's "astronaut").
 """
 from __future__ import annotations
 

@@ -24,5 +24,5 @@ async def fetch_and_check(root: Path, *, fetch: bool, mirror: str = "") -> tuple
         lines.append(f"{root}: {len(fetched)} file(s) fetched, {len(assets.DOWNLOADS) - len(fetched)} already there and checked")
     gone = assets.missing(root)
     if gone:
-        return 1, lines + [f"{root} still lacks {assets.describe_missing(gone)} (README, GeneFace++)"]
+        return 1, lines + [f"{root} still lacks {assets.describe_missing(gone)} (see docs/avatars.md)"]
     return 0, lines + ["all GeneFace++ assets are in place"]

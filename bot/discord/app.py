@@ -118,10 +118,10 @@ async def run(services: Services) -> None:
     token = settings.discord_token.get_secret_value()
     if not token:
         raise StartupError("not set; put the bot token from the Discord developer portal in .env",
-                           setting="DOPPEL_DISCORD_TOKEN", section="Discord")
+                           setting="DOPPEL_DISCORD_TOKEN", doc="docs/discord.md")
     if settings.discord_shard_count < 0 or not 0 <= settings.discord_shard_id < max(1, settings.discord_shard_count):
         raise StartupError(f"must be from 0 to DOPPEL_DISCORD_SHARD_COUNT - 1 (it is {settings.discord_shard_id}, of "
-                           f"{settings.discord_shard_count})", setting="DOPPEL_DISCORD_SHARD_ID", section="Running on a cluster")
+                           f"{settings.discord_shard_count})", setting="DOPPEL_DISCORD_SHARD_ID", doc="docs/cluster.md")
     await start(DoppelDiscord(services), token)
 
 
@@ -131,7 +131,7 @@ async def start(client: DoppelDiscord, token: str) -> None:
         async with client:
             await client.start(token)
     except discord.LoginFailure:
-        raise StartupError("Discord rejected the bot token", setting="DOPPEL_DISCORD_TOKEN", section="Discord") from None
+        raise StartupError("Discord rejected the bot token", setting="DOPPEL_DISCORD_TOKEN", doc="docs/discord.md") from None
     except discord.PrivilegedIntentsRequired:
         raise StartupError("Discord refused the Message Content intent: turn it on in the developer portal under "
-                           "Bot > Privileged Gateway Intents", setting="Message Content intent", section="Discord") from None
+                           "Bot > Privileged Gateway Intents", setting="Message Content intent", doc="docs/discord.md") from None

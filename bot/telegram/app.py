@@ -43,14 +43,14 @@ def build_bot(settings: Settings) -> Bot:
     token = settings.telegram_token.get_secret_value()
     if not token:
         raise StartupError("not set; put the token @BotFather gave you in .env", setting="DOPPEL_TELEGRAM_TOKEN",
-                           section="Telegram")
+                           doc="docs/telegram.md")
     api = TelegramAPIServer.from_base(settings.telegram_api_url, is_local=settings.telegram_api_local)
     try:
         # no default parse_mode: answers go out as plain text, so nothing a model writes can break Markdown parsing
         return Bot(token, session=AiohttpSession(api=api), default=DefaultBotProperties(parse_mode=None))
     except TokenValidationError:
         raise StartupError("this is not a bot token (they look like 123456:ABC-...)", setting="DOPPEL_TELEGRAM_TOKEN",
-                           section="Telegram") from None
+                           doc="docs/telegram.md") from None
 
 
 def build_dispatcher(services: Services, bot: Bot) -> Dispatcher:
@@ -111,10 +111,10 @@ class TelegramBot:
         try:
             me = await self.bot.me()
         except TelegramUnauthorizedError:
-            raise StartupError("Telegram rejected the bot token", setting="DOPPEL_TELEGRAM_TOKEN", section="Telegram") from None
+            raise StartupError("Telegram rejected the bot token", setting="DOPPEL_TELEGRAM_TOKEN", doc="docs/telegram.md") from None
         except TelegramNetworkError as exc:
             raise StartupError(f"could not reach the Telegram Bot API at {settings.telegram_api_url}: {exc.message}",
-                               setting="DOPPEL_TELEGRAM_API_URL", section="Telegram") from None
+                               setting="DOPPEL_TELEGRAM_API_URL", doc="docs/telegram.md") from None
         log.info("Telegram bot @%s on %s", me.username, settings.telegram_api_url)
         await self._fill_menu()
 
