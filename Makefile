@@ -1,4 +1,5 @@
-# Two commands for a newcomer: `make demo` and `make test`. Everything else here serves them.
+# Two commands for a newcomer: `make demo` and `make test`; `make check` is the fast lane while working.
+# Everything else here serves them.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-nodeps.txt |
 # llama.cpp compiles from source once; use both cores
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: setup browser postgres speech demo test bench clean
+.PHONY: setup browser postgres speech demo check lint test bench clean
 
 setup: $(STAMP)
 
@@ -22,7 +23,16 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 demo: setup
 	$(BIN)/doppel reply --demo --audio assets/question.ogg --user demo --out out/demo-reply.ogg --video out/demo-reply.mp4
 
-test: setup browser postgres speech
+# lint, type check and the tests that load no models and train nothing (slow ones: see tests/conftest.py)
+check: setup lint speech
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# ruff's and mypy's settings, and what they look at, are in pyproject.toml
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: setup lint browser postgres speech
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # the web tests drive Debian's headless Chromium: installed here when missing and we are root
@@ -39,13 +49,15 @@ postgres:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	else echo "postgresql is missing: the PostgreSQL storage tests will fail (apt-get install postgresql)"; fi
 
-# the tests' real speech (tests/speech.py): Debian's Asterisk prompts, 16 kHz G.722 recordings and their transcripts
+# the tests' real speech (tests/speech.py): Debian's Asterisk prompts, 16 kHz G.722 recordings and their
+# transcripts, made into voice notes once (in ~/.cache/doppel/speech)
 SPEECH_PACKAGES := $(foreach l,en es fr,asterisk-core-sounds-$(l) asterisk-core-sounds-$(l)-g722)
-speech:
+speech: setup
 	@if dpkg -s $(SPEECH_PACKAGES) >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SPEECH_PACKAGES); \
 	else echo "the test speech is missing: most tests will fail (apt-get install $(SPEECH_PACKAGES))"; fi
+	$(BIN)/python -m tests.speech
 
 bench: setup
 	$(BIN)/python bench/latency.py

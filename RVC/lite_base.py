@@ -16,7 +16,6 @@ voice must share), loaded with torch's weights-only loader. Making it again:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
@@ -25,7 +24,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_PATH = Path(__file__).resolve().parent / "base" / "lite-base.pt"
-SPEECH = ROOT.parent / "shared" / "data" / "speech"
 EN_SPLIT = Path(__file__).resolve().parent / "data" / "en_split.json"
 BASE_FORMAT = "doppel-lite-base"
 
@@ -49,18 +47,21 @@ def base_projection(base: dict):
 
 
 def _transcripts(lang: str) -> dict[str, str]:
-    with open(SPEECH / lang / "transcripts.tsv", newline="", encoding="utf-8") as f:
-        return {r["clip"]: r["text"] for r in csv.DictReader(f, delimiter="\t")}
+    # the Asterisk prompts the tests use (a maintenance step run from a checkout, where tests/ is importable)
+    from tests.speech import speech_clips
+
+    return {path.stem: text for path, _, text in speech_clips(lang)}
 
 
 def _real(lang: str, names: list[str], minutes: float) -> tuple[list[np.ndarray], list[bytes]]:
     from adapters.media import decode_audio
+    from tests.speech import speech_clip
 
     clips, oggs, total = [], [], 0.0
     for name in names:
         if total >= minutes * 60:
             break
-        ogg = (SPEECH / lang / f"{name}.ogg").read_bytes()
+        ogg = speech_clip(lang, name).read_bytes()
         x = decode_audio(ogg).samples
         clips.append(x)
         oggs.append(ogg)

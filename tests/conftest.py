@@ -16,6 +16,13 @@ os.environ.setdefault("DOPPEL_VOICE_TRAIN_PROFILE", "tiny")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # a test given the loaded models is slow by the marker's own meaning (`make check` leaves it to `make test`)
+    for item in items:
+        if "engines" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def engines(tmp_path_factory) -> Engines:
     # one set of loaded models for the whole session (the joined multilingual Whisper is joined once, here)

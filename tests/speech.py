@@ -94,3 +94,9 @@ def _catalogue(lang: str) -> tuple[tuple[str, float, str], ...]:
             for name in said if (folder / f"{name}.g722").exists()]
     # by file name, as a folder listing shows them ("spy-iax.ogg" before "spy-iax2.ogg")
     return tuple(sorted(rows, key=lambda row: f"{row[0]}.ogg"))
+
+
+if __name__ == "__main__":
+    # `make speech` makes every voice note ahead, so that no test run pays for it
+    for language in VOICES:
+        print(f"{language}: {len(speech_clips(language))} clips in {CACHE / language}")
