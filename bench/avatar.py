@@ -23,7 +23,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.speech import speech_clip, speech_clips  # noqa: E402
+from tests.speech import speech_clip, speech_clips
 HELD_OUT = "demo-echotest"
 GOAL = 0.8
 

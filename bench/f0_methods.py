@@ -20,7 +20,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.speech import speech_clips  # noqa: E402
+from tests.speech import speech_clips
 
 
 def clips(per_language: int) -> list[Path]:

@@ -54,7 +54,7 @@ from core.languages import choose_language, english_name  # noqa: E402
 from core.pipeline import PipelineConfig  # noqa: E402
 from core.types import AudioFrame, ReplyDone, TranscriptFrame  # noqa: E402
 from tests.fakes.polyglot_llm import PolyglotServer  # noqa: E402
-from tests.speech import speech_clips  # noqa: E402
+from tests.speech import speech_clips
 from tests.test_llm_providers import KEYS, MODELS  # noqa: E402
 
 DEPLOYMENT = ("en", "fr", "es", "zh")  # the languages this bench asks in

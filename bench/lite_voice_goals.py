@@ -23,7 +23,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.speech import speech_clip, speech_clips  # noqa: E402
+from tests.speech import speech_clip, speech_clips
 SPLIT = ROOT / "RVC" / "data" / "en_split.json"
 OWN = "speaker's own recordings"
 WORST = 5  # sentences listed per voice: whether a gap is a few lost sentences or words lost everywhere

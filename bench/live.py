@@ -39,7 +39,7 @@ from bot.settings import Settings  # noqa: E402
 from bot.wiring import build_engines, build_services  # noqa: E402
 from core.types import Audio, ConversationKey  # noqa: E402
 from tests.live_client import AUDIBLE, LiveClient  # noqa: E402
-from tests.speech import speech_clips  # noqa: E402
+from tests.speech import speech_clips
 from tests.web_harness import live_server  # noqa: E402
 
 

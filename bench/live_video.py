@@ -25,7 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.speech import speech_clip  # noqa: E402
+from tests.speech import speech_clip
 RESULTS = ROOT / "bench" / "results" / "live_video.txt"
 HELD_OUT = "demo-echotest"  # never seen in training, as in bench/avatar.py
 ONSET_CLIPS = ("demo-thanks", "vm-goodbye", "hello-world", "demo-moreinfo", "auth-thankyou", "vm-options",

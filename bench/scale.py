@@ -43,7 +43,7 @@ from bot.settings import Settings  # noqa: E402
 from bot.wiring import build_engines, build_services  # noqa: E402
 from core.pipeline import ReplyRequest  # noqa: E402
 from core.types import ConversationKey, ReplyDone  # noqa: E402
-from tests.speech import speech_clips  # noqa: E402
+from tests.speech import speech_clips
 
 OUT = ROOT / "bench" / "results" / "scale.txt"
 

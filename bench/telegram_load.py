@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from bot.settings import Settings  # noqa: E402
 from bot.telegram.app import TelegramBot  # noqa: E402
 from bot.wiring import build_engines, build_services  # noqa: E402
-from tests.speech import speech_clips  # noqa: E402
+from tests.speech import speech_clips
 from storage.updates import HandledUpdates  # noqa: E402
 from tests.fakes.telegram_api import FakeTelegram  # noqa: E402
 

@@ -28,7 +28,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.speech import speech_clip, speech_clips  # noqa: E402
+from tests.speech import speech_clip, speech_clips
 SPLIT = ROOT / "RVC" / "data" / "en_split.json"
 DATA = ROOT / ".lite-data"
 RESULTS = ROOT / "bench" / "results" / "voice_quality.txt"

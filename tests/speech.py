@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 import tempfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from core.types import Audio
@@ -72,7 +72,7 @@ def _source(lang: str, name: str) -> Path:
     return path
 
 
-@lru_cache(maxsize=None)
+@cache
 def _catalogue(lang: str) -> tuple[tuple[str, float, str], ...]:
     listing = TRANSCRIPTS / f"asterisk-core-sounds-{lang}" / f"core-sounds-{lang}.txt.gz"
     if not listing.exists():

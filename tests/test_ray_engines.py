@@ -25,7 +25,7 @@ from core.pipeline import ReplyRequest  # noqa: E402
 from core.types import (Audio, AudioFrame, ConversationKey, ReplyDone, SentenceFrame, TranscriptFrame,  # noqa: E402
                         VideoFrame, VoiceEngine)
 from tests.fakes.llm_servers import FakeLLMServer, Reply  # noqa: E402
-from tests.speech import speech_clips  # noqa: E402
+from tests.speech import speech_clips
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
