@@ -16,10 +16,13 @@ os.environ.setdefault("DOPPEL_VOICE_TRAIN_PROFILE", "tiny")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# fixtures that load real models: a test given one is slow by the marker's own meaning (`make check` leaves it out)
+MODEL_FIXTURES = {"engines", "local_model"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # a test given the loaded models is slow by the marker's own meaning (`make check` leaves it to `make test`)
     for item in items:
-        if "engines" in getattr(item, "fixturenames", ()):
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 

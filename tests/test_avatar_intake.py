@@ -18,6 +18,7 @@ from geneface.warp import loudness_track, mouth_inside, open_mouth
 from tests.avatar_clips import held_out_audio, training_clip
 
 RULES = IntakeRules(min_seconds=2.0)
+pytestmark = pytest.mark.slow  # the face landmark model tracks every clip
 
 
 def _video(frames, fps=25, audio=True) -> bytes:

@@ -3,7 +3,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow  # each test starts doppel, which loads its models
 
 
 def doppel(args, tmp_path, stdin=None, timeout=300):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bot.settings import Settings
 from bot.wiring import Engines, build_chat_model, build_services
@@ -52,6 +53,7 @@ async def _answer(tmp_path, base_url: str, voice: str | None, converter: Convert
 
 
 
+@pytest.mark.slow  # loads the TTS and a voice
 async def test_a_converted_voice_speaks_its_first_clause_first_and_still_says_whole_sentences(tmp_path):
     async with FakeLLMServer("openai", [Reply(pieces=ANSWER), Reply(pieces=ANSWER)]) as server:
         converter = Converted()

@@ -83,6 +83,7 @@ def _start(tmp_path, **env):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # starts doppel three times
 def test_an_unknown_language_or_a_broken_persona_file_is_refused_at_start_in_one_line(tmp_path):
     out = _start(tmp_path, DOPPEL_LANGUAGE="xx")
     assert out.returncode == 2

@@ -48,6 +48,7 @@ def _tiny_set() -> dict:
     return build_dataset(clips, FrameEnergies(), dims=8)
 
 
+@pytest.mark.slow  # trains for 10 s
 def test_training_stops_within_its_budget_and_reports_from_the_first_step():
     seen = []
     cfg = LiteConfig.tiny()
@@ -60,7 +61,9 @@ def test_training_stops_within_its_budget_and_reports_from_the_first_step():
     assert seen[0][0] == 1, "the first report comes after the first step"
     assert state["step"] >= 2 and seen[-1][0] == state["step"], "the last step is reported too"
     assert seen[-1][1] <= 10.0, f"training ran {seen[-1][1]:.2f} s on a 10 s budget"
-    assert took < 10.0 + 5.0  # set-up and the returned snapshot only
+    # besides the 10 s: set-up and the returned snapshot, slower on a busy machine; training on past the budget
+    # would run a million steps, hours
+    assert took < 10.0 + 50.0, f"{took:.1f} s in all on a 10 s budget"
 
 
 def test_a_voice_starts_from_the_base_it_is_given(tmp_path):

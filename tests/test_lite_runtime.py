@@ -85,6 +85,7 @@ def content(tmp_path_factory):
     return bundled_content(tmp_path_factory.mktemp("cache"), threads=2)
 
 
+@pytest.mark.slow  # loads the content encoder
 def test_lite_engine_runs_a_saved_voice_on_onnxruntime_as_torch_would(content, tmp_path):
     from RVC.engines.lite import LiteEngine
     from RVC.lite_train import export
