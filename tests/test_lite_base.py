@@ -55,15 +55,18 @@ def test_training_stops_within_its_budget_and_reports_from_the_first_step():
     cfg.content_dims = 8
     data = _tiny_set()
     t0 = time.perf_counter()
-    _, state = train(data, cfg, max_steps=10**6, max_seconds=10.0, device="cpu", report_every=10**6,
+    train(data, cfg, max_steps=1, device="cpu")
+    # a budget of several steps on this machine as busy as it is now (a step and its set-up, measured just before)
+    budget = max(10.0, 5 * (time.perf_counter() - t0))
+    t0 = time.perf_counter()
+    _, state = train(data, cfg, max_steps=10**6, max_seconds=budget, device="cpu", report_every=10**6,
                      progress=lambda step, total, elapsed, losses: seen.append((step, elapsed)))
     took = time.perf_counter() - t0
     assert seen[0][0] == 1, "the first report comes after the first step"
     assert state["step"] >= 2 and seen[-1][0] == state["step"], "the last step is reported too"
-    assert seen[-1][1] <= 10.0, f"training ran {seen[-1][1]:.2f} s on a 10 s budget"
-    # besides the 10 s: set-up and the returned snapshot, slower on a busy machine; training on past the budget
-    # would run a million steps, hours
-    assert took < 10.0 + 50.0, f"{took:.1f} s in all on a 10 s budget"
+    assert seen[-1][1] <= budget, f"training ran {seen[-1][1]:.2f} s on a {budget:.1f} s budget"
+    # besides the budget only set-up and the returned snapshot; training on past it would run a million steps, hours
+    assert took < 3 * budget, f"{took:.1f} s in all on a {budget:.1f} s budget"
 
 
 def test_a_voice_starts_from_the_base_it_is_given(tmp_path):
