@@ -28,6 +28,7 @@ def test_example_turns_go_after_the_system_prompt_for_english_only():
     assert [m["role"] for m in chinese] == ["system", "user"]
 
 
+@pytest.mark.slow  # loads and runs the bundled model
 @pytest.mark.parametrize("heard", ["The conference is now being recorded.", "That pin is invalid for this conference.",
                                    "The leader has left the conference."])
 async def test_statements_it_used_to_parrot_get_an_answer(heard):

@@ -45,13 +45,13 @@ def test_bad_settings_and_files_are_one_line_each(tmp_path, monkeypatch, capsys)
     (personas / "broken.toml").write_text(BROKEN_PERSONA, encoding="utf-8")
     (tmp_path / "out").mkdir()
     cases = [
-        (("reply", "--text", "hi"), {"DOPPEL_LLM_PROVIDER": "gpt5"}, ("DOPPEL_LLM_PROVIDER", "gpt5", "Language models")),
+        (("reply", "--text", "hi"), {"DOPPEL_LLM_PROVIDER": "gpt5"}, ("DOPPEL_LLM_PROVIDER", "gpt5", "docs/llm.md")),
         (("reply", "--text", "hi"), {"DOPPEL_LLM_FALLBACK": "local,claude"}, ("DOPPEL_LLM_FALLBACK", "claude")),
-        (("reply", "--text", "hi"), {"DOPPEL_VOICE_WORKER": "kubernetes"}, ("DOPPEL_VOICE_WORKER", "Voice cloning")),
-        (("reply", "--text", "hi"), {"DOPPEL_ENGINES": "kubernetes"}, ("DOPPEL_ENGINES", "kubernetes", "Running on a cluster")),
+        (("reply", "--text", "hi"), {"DOPPEL_VOICE_WORKER": "kubernetes"}, ("DOPPEL_VOICE_WORKER", "docs/voice-cloning.md")),
+        (("reply", "--text", "hi"), {"DOPPEL_ENGINES": "kubernetes"}, ("DOPPEL_ENGINES", "kubernetes", "docs/cluster.md")),
         (("reply", "--text", "hi"), {"DOPPEL_ENGINES": "ray", "DOPPEL_RAY_CONFIG": str(personas / "broken.toml")},
          ("DOPPEL_RAY_CONFIG", "broken.toml", "deployments")),
-        (("reply", "--text", "hi"), {"DOPPEL_ADMIN_IDS": "12,bob"}, ("DOPPEL_ADMIN_IDS", "Telegram")),
+        (("reply", "--text", "hi"), {"DOPPEL_ADMIN_IDS": "12,bob"}, ("DOPPEL_ADMIN_IDS", "docs/telegram.md")),
         (("reply", "--text", "hi"), {"DOPPEL_LOCAL_MODEL_PATH": str(tmp_path / "missing.gguf")},
          ("DOPPEL_LOCAL_MODEL_PATH", "missing.gguf")),
         (("reply", "--text", "hi"), {"DOPPEL_PERSONAS_DIR": str(personas)}, ("DOPPEL_PERSONAS_DIR", "broken.toml")),
@@ -59,7 +59,7 @@ def test_bad_settings_and_files_are_one_line_each(tmp_path, monkeypatch, capsys)
         (("reply", "--audio", str(tmp_path / "nowhere.ogg")), {}, ("nowhere.ogg", "no such file")),
         (("reply", "--audio", str(tmp_path)), {}, ("is a folder",)),
         (("reply", "--text", "hi", "--out", str(tmp_path / "out")), {}, ("--out", "is a folder")),
-        (("worker", "--once"), {"DOPPEL_JOBS": "kubernetes"}, ("DOPPEL_JOBS", "kubernetes", "Training on the cluster")),
+        (("worker", "--once"), {"DOPPEL_JOBS": "kubernetes"}, ("DOPPEL_JOBS", "kubernetes", "docs/cluster.md")),
         (("worker", "--once"), {"DOPPEL_JOBS": "ray", "DOPPEL_ARTIFACTS": "s4://bucket/doppel"},
          ("DOPPEL_ARTIFACTS", "s4")),
     ]
@@ -72,7 +72,7 @@ def test_bad_settings_and_files_are_one_line_each(tmp_path, monkeypatch, capsys)
 @pytest.mark.slow
 def test_a_malformed_telegram_token_is_one_line(tmp_path, monkeypatch, capsys):
     _one_line(doppel(monkeypatch, capsys, tmp_path, "telegram", DOPPEL_TELEGRAM_TOKEN="not-a-token"),
-              "DOPPEL_TELEGRAM_TOKEN", "Telegram")
+              "DOPPEL_TELEGRAM_TOKEN", "docs/telegram.md")
 
 
 def test_a_corrupt_or_read_only_database_is_one_line(tmp_path, monkeypatch, capsys):
@@ -112,4 +112,4 @@ async def test_discord_refusing_the_login_is_one_startup_error(tmp_path, engines
         finally:
             await services.close()
     expected = "DOPPEL_DISCORD_TOKEN" if problem == "token" else "Message Content intent"
-    assert expected in caught.value.message and "Discord" in caught.value.message
+    assert expected in caught.value.message and "docs/discord.md" in caught.value.message
