@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 # fixtures that load real models: a test given one is slow by the marker's own meaning (`make check` leaves it out)
-MODEL_FIXTURES = {"engines", "local_model"}
+MODEL_FIXTURES = {"engines", "local_model", "piper"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

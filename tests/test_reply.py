@@ -105,6 +105,7 @@ async def test_ten_concurrent_replies_all_complete(services):
         assert history[0].content == f"Say hello to number {i}."
 
 
+@pytest.mark.slow  # starts doppel twice
 def test_history_survives_a_new_process(tmp_path):
     db = tmp_path / "doppel.db"
     env = {**os.environ, "DOPPEL_DATA_DIR": str(tmp_path / "var"), "DOPPEL_DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
@@ -141,6 +142,7 @@ async def test_export_and_delete_a_users_data(services):
     assert await services.history.count(key) == 0
 
 
+@pytest.mark.slow  # starts doppel
 @pytest.mark.parametrize("name", ["vm-savefolder"])
 async def test_cli_writes_an_ogg_voice_note(tmp_path, name):
     out = tmp_path / "reply.ogg"

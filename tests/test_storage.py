@@ -137,6 +137,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow  # starts several processes
 async def test_processes_starting_together_on_a_fresh_database_all_migrate_it(database_url):
     import subprocess
     import sys
