@@ -126,6 +126,7 @@ async def test_an_hour_long_upload_is_refused_while_static_files_stay_quick(make
             await (await other.get(site.url + "/static/style.css")).read()
         watcher = asyncio.create_task(fetch_static())
         await asyncio.sleep(0.2)
+        quiet = sorted(latencies)  # the static file on this machine as busy as it is, before any upload
         answers = []
         for data, name in ((hour, "hour.ogg"), (unstated, "half-hour.webm")):
             t0 = time.perf_counter()
@@ -136,8 +137,10 @@ async def test_an_hour_long_upload_is_refused_while_static_files_stay_quick(make
         await watcher
     assert [a[:2] for a in answers] == [(400, "audio_too_long"), (400, "audio_too_long")]
     assert all(took < 5 for *_, took in answers), answers
-    # (bench/abuse.py measures the p99 against its 0.5 s goal; a shared test machine gets some slack here)
-    assert len(latencies) >= 5 and max(latencies) < 1.0, max(latencies)
+    # (bench/abuse.py measures the p99 against its 0.5 s goal; here the bound is wide, and wider on a machine whose
+    # quiet fetches were slow already: an hour decoded on the event loop held every request for seconds)
+    usual = quiet[len(quiet) // 2] if quiet else 0.0
+    assert len(latencies) >= 5 and max(latencies) < max(1.0, 20 * usual), (max(latencies), usual)
 
 
 async def test_past_the_reply_cap_a_visitor_is_told_their_place_then_answered(make_site):
