@@ -61,6 +61,7 @@ def test_video_note_is_square_small_and_capped_at_a_minute():
     assert read_info(encode_video_note(long, 10, side=32)).seconds <= 60.05
 
 
+@pytest.mark.slow  # finds the face in every frame
 def test_to_video_note_keeps_the_sound():
     path, _, _ = speech_clips("en", 2.0)[0]
     voice = decode_audio(path.read_bytes())

@@ -37,6 +37,7 @@ def _voice(model: str = "tiny.pth") -> Voice:
     return Voice("tiny", VoiceEngine.RVC, params={"model": model})
 
 
+@pytest.mark.slow  # starts voice worker processes
 async def test_subprocess_worker_streams_in_order_and_survives_a_kill(models, tmp_path):
     worker = SubprocessWorker(tmp_path / "voice.sock", cache_dir=tmp_path / "cache", models_dir=models)
     try:
@@ -59,6 +60,7 @@ async def test_subprocess_worker_streams_in_order_and_survives_a_kill(models, tm
     assert worker.process.returncode is not None
 
 
+@pytest.mark.slow  # starts a voice worker process
 async def test_a_corrupt_model_is_refused_and_the_worker_stays_up(models, tmp_path):
     worker = SubprocessWorker(tmp_path / "voice.sock", cache_dir=tmp_path / "cache", models_dir=models)
     converter = WorkerConverter(worker)
