@@ -84,8 +84,10 @@ class HistoryRepository:
                 before = await session.scalar(
                     select(func.coalesce(func.sum(Message.tokens), 0) + func.count() * MESSAGE_OVERHEAD)
                     .where(*conversation, Message.id < picked[-1].id))
-                picked = picked[: len(picked) - _block_start([m.tokens for m in reversed(picked)], before or 0,
-                                                             max(1, token_budget // 2))]
+                cut = _block_start([m.tokens for m in reversed(picked)], before or 0, max(1, token_budget // 2))
+                # messages large against the budget could leave no question at all: the last exchange stays
+                newest_question = next((i for i, m in enumerate(picked) if m.role == "user"), len(picked) - 1)
+                picked = picked[: max(len(picked) - cut, newest_question + 1)]
         # never start the window on an answer whose question fell outside it
         while picked and picked[-1].role == "assistant":
             picked.pop()
