@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import re
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import AsyncIterator, Iterator, Sequence
 
@@ -46,6 +47,32 @@ def echoes(question: str, answer: str) -> bool:
     return difflib.SequenceMatcher(None, q, a[: len(q) + 4], autojunk=False).ratio() >= 0.7
 
 
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _plain_cpu_buffers() -> Iterator[None]:
+    """Model weights in plain CPU buffers, not llama.cpp's "extra" ones: built on a CPU with AMX, llama.cpp puts
+    them in AMX buffers, and in a VM that has AMX the first decode then died of a general protection fault in
+    libggml-cpu (llama-cpp-python 0.3.36). Llama() takes no argument for it, so its default parameters are
+    changed while it loads; for a 135M model the extra buffers save little."""
+    import llama_cpp.llama_cpp as native
+
+    default = native.llama_model_default_params
+
+    def params():
+        chosen = default()
+        chosen.use_extra_bufts = False
+        return chosen
+
+    with _PARAMS_LOCK:
+        native.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            native.llama_model_default_params = default
+
+
 class LocalChatModel:
     def __init__(self, model_path: Path, *, threads: int = 2, context: int = 2048, seed: int = 0,
                  repeat_penalty: float = 1.15, top_p: float = 0.95, min_p: float = 0.05, examples: bool = True,
@@ -69,8 +96,9 @@ class LocalChatModel:
 
             from adapters.model_files import checked
 
-            self._llm = Llama(model_path=str(checked(self.model_path)), n_ctx=self.context, n_threads=self.threads,
-                              seed=self.seed, verbose=False)
+            with _plain_cpu_buffers():
+                self._llm = Llama(model_path=str(checked(self.model_path)), n_ctx=self.context, n_threads=self.threads,
+                                  seed=self.seed, verbose=False)
         return self._llm
 
     def warm_up(self) -> None:

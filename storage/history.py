@@ -42,26 +42,52 @@ async def ensure_chat(session: AsyncSession, chat_id: str) -> Chat:
     return chat
 
 
+def _block_start(tokens: list[int], offset: int, block: int) -> int:
+    """How many of the oldest messages that fit (`tokens`, as stored, oldest first) to leave out so that the window
+    starts on the first message at or past a multiple of `block`, measured from the conversation's start
+    (`offset`: what the messages before them take). The stored counts are the ruler because they never change:
+    the start stays put while the conversation grows by a block, then jumps one block on."""
+    boundary = -(-offset // block) * block
+    position = offset
+    for index, count in enumerate(tokens):
+        if position >= boundary:
+            return index
+        position += count + MESSAGE_OVERHEAD
+    return len(tokens)
+
+
 class HistoryRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
     async def load(self, key: ConversationKey, token_budget: int) -> list[ChatMessage]:
+        """The newest messages that fit the budget. Once the conversation outgrows it, the window's first message
+        moves in blocks of half the budget rather than one exchange per turn: a local model keeps the prompt it
+        evaluated last and only reads what follows the part that is unchanged, so a window that slid every turn
+        made it read the whole history again each time (bench/long_chat.py)."""
+        conversation = (Message.user_id == key.user_id, Message.chat_id == key.chat_id)
         async with self.sessions() as session:
-            rows = await session.stream_scalars(
-                select(Message)
-                .where(Message.user_id == key.user_id, Message.chat_id == key.chat_id)
-                .order_by(Message.id.desc())
-            )
+            rows = await session.stream_scalars(select(Message).where(*conversation).order_by(Message.id.desc()))
             picked: list[Message] = []
             used = 0
+            dropped = False
             async for row in rows:
                 # counted again from the text: rows stored by older versions carry an estimate that undercounts
                 cost = max(row.tokens, token_bound(row.content)) + MESSAGE_OVERHEAD
                 if used + cost > token_budget:
+                    dropped = True
                     break
                 picked.append(row)
                 used += cost
+            await rows.close()
+            if dropped and picked:
+                before = await session.scalar(
+                    select(func.coalesce(func.sum(Message.tokens), 0) + func.count() * MESSAGE_OVERHEAD)
+                    .where(*conversation, Message.id < picked[-1].id))
+                cut = _block_start([m.tokens for m in reversed(picked)], before or 0, max(1, token_budget // 2))
+                # messages large against the budget could leave no question at all: the last exchange stays
+                newest_question = next((i for i, m in enumerate(picked) if m.role == "user"), len(picked) - 1)
+                picked = picked[: max(len(picked) - cut, newest_question + 1)]
         # never start the window on an answer whose question fell outside it
         while picked and picked[-1].role == "assistant":
             picked.pop()

@@ -12,6 +12,7 @@ from bot.discord.gate import require_admin
 F0_CHOICES = [app_commands.Choice(name=m, value=m) for m in ("yin", "harvest", "pyin")]
 
 
+@app_commands.default_permissions(manage_guild=True)  # hidden from members, like every admin command
 @app_commands.command(name="add_rvc", description="Admin: add an RVC voice from its model (.pth) and index")
 @app_commands.describe(name="The new voice's name", model="The .pth RVC exported", index="Its retrieval index (.index)",
                        pitch="Pitch shift in semitones", f0_method="Pitch tracker (harvest: what RVC trains on, slower)",
