@@ -14,7 +14,7 @@ from discord import app_commands
 
 from bot.common import lifecycle
 from bot.common.avatars import add_photo_avatar, submit_avatar_training
-from bot.common.progress import describe, follow_job
+from bot.common.progress import describe, follow_job, recent_jobs
 from bot.common.voices import add_voice as add_voice_clips
 from bot.discord import files
 from bot.discord.gate import chat_key, require_admin, user_key
@@ -95,8 +95,7 @@ async def train_avatar(interaction: discord.Interaction, name: str, source: disc
 async def jobs(interaction: discord.Interaction) -> None:
     bot = interaction.client
     await require_admin(bot, interaction.user)
-    listed = await bot.services.jobs.list()
-    text = "\n".join(describe(j) for j in listed[-20:]) or "No training jobs."
+    text = recent_jobs(await bot.services.jobs.list())
     await interaction.response.send_message(text[:2000], ephemeral=True)
 
 

@@ -12,7 +12,7 @@ from aiogram.utils.chat_action import ChatActionSender
 from bot.common import lifecycle
 from bot.common.access import AccessPolicy
 from bot.common.avatars import add_photo_avatar, submit_avatar_training
-from bot.common.progress import describe
+from bot.common.progress import describe, recent_jobs
 from bot.common.userqueue import UserQueue
 from bot.common.voices import add_voice
 from bot.telegram import files
@@ -146,9 +146,7 @@ async def abort(message: Message, state: FSMContext) -> None:
 # ---- jobs, users, figures ----
 
 async def jobs(message: Message, services: Services) -> None:
-    recent = (await services.jobs.list())[:15]
-    text = "\n".join(describe(job) for job in recent) if recent else "No training jobs yet."
-    await message.answer(text, parse_mode=None)
+    await message.answer(recent_jobs(await services.jobs.list()), parse_mode=None)
 
 
 async def cancel_job(message: Message, arg: str, services: Services, is_admin: bool) -> None:
