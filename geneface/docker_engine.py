@@ -437,7 +437,7 @@ async def train_in_docker(ctx, engine: GeneFaceDocker | None = None) -> str:
     video = avatar_dir / "data" / "raw" / "videos" / f"{vid}.mp4"
     if not video.exists():
         await ctx.report(step=0, progress=0.0, log_line="cropping the video to 512×512 at 25 fps")
-        data = Path(ctx.params["source"]).read_bytes()
+        data = await asyncio.to_thread(Path(ctx.params["source"]).read_bytes)
         rules = IntakeRules(min_seconds=float(ctx.params.get("min_seconds", IntakeRules.min_seconds)))
         footage = await asyncio.to_thread(load_footage, data, 1024, rules, 0.0, ctx.check)
         await asyncio.to_thread(prepare_input, data, footage.points, video)
@@ -473,7 +473,7 @@ async def train_in_docker(ctx, engine: GeneFaceDocker | None = None) -> str:
             await ctx.report(step=progress.step, progress=offset, log_line="\n".join(
                 [f"{stage.name}: {line}"[:300] for line in list(progress.tail)[-12:]]) or None)
             raise RuntimeError(f"{failure} (full log: {avatar_dir / 'logs' / (stage.name + '.log')})")
-        (avatar_dir / stage.marker).write_text("ok\n")
+        await asyncio.to_thread((avatar_dir / stage.marker).write_text, "ok\n")
         offset += share
     version = None
     if ctx.sessions is not None:
