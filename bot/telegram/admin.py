@@ -9,7 +9,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
 from aiogram.utils.chat_action import ChatActionSender
 
-from bot.common import lifecycle
+from bot.common import commands, lifecycle
 from bot.common.access import AccessPolicy
 from bot.common.avatars import add_photo_avatar, submit_avatar_training
 from bot.common.progress import describe, recent_jobs
@@ -223,13 +223,7 @@ async def deny(message: Message, command: CommandObject, access: AccessPolicy, q
 
 
 async def stats(message: Message, services: Services, queue: UserQueue) -> None:
-    figures = await services.users.stats()
-    running = len(await services.jobs.list([JobStatus.QUEUED, JobStatus.RUNNING]))
-    live = queue.stats()
-    text = (f"Users: {figures['users']}\nMessages stored: {figures['messages']}\nVoices: {figures['voices']}\n"
-            f"Jobs: {figures['jobs']} ({running} queued or running)\n"
-            f"Answers running now: {live['replies_running']}, waiting: {live['replies_waiting']}")
-    await message.answer(text, parse_mode=None)
+    await message.answer(await commands.stats(services, queue), parse_mode=None)
 
 
 def _name(command: CommandObject, usage: str) -> str:
