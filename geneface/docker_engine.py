@@ -12,8 +12,6 @@ the long-lived render containers of geneface/render_worker.py.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
 import re
 import shlex
 import time
@@ -22,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-ROOT = "/opt/GeneFacePlusPlus"
+from geneface.container import ROOT, asset_volumes, container_env, container_user, video_id
+
 SIDE, FPS = 512, 25
 # the project's example configs: 250k updates for head and torso
 HEAD_STEPS = 250_000
@@ -34,16 +33,6 @@ FINETUNE_FROM = 200_000
 SHARES = {"preprocess": 0.15, "head": 0.45, "torso": 0.40}
 # writes to the job row: at most one every this many seconds (tqdm redraws many times a second)
 REPORT_INTERVAL = 2.0
-
-
-def video_id(avatar: str) -> str:
-    """GeneFace++ names files and configs after the video id, and its scripts `pkill -f` patterns that a name
-    could match ("void*" is the regex voi+d*, so any "voi" kills run.sh itself) or break (regex characters).
-    Keep to [A-Za-z0-9_], never "voi"; a short hash keeps altered names apart."""
-    safe = re.sub(r"[^A-Za-z0-9_]", "_", avatar).replace("voi", "vo_i")
-    if safe != avatar:
-        safe += "_" + hashlib.sha1(avatar.encode()).hexdigest()[:6]
-    return "doppel_" + safe
 
 
 @dataclass(frozen=True)
@@ -114,33 +103,12 @@ class Mounts:
     assets_dir: Path  # see geneface/assets.py
 
     def volumes(self) -> dict[str, dict[str, str]]:
-        from geneface import assets
-
         a = self.avatar_dir.resolve()
         return {
             str(a / "data"): {"bind": f"{ROOT}/data", "mode": "rw"},
             str(a / "nerf"): {"bind": f"{ROOT}/checkpoints/motion2video_nerf", "mode": "rw"},
-            **assets.volumes(self.assets_dir),
+            **asset_volumes(self.assets_dir),
         }
-
-
-def container_user() -> str:
-    """The host user, so what the container writes into mounted folders stays the host user's."""
-    return f"{os.getuid()}:{os.getgid()}"
-
-
-def container_env() -> dict[str, str]:
-    from geneface import assets
-
-    return {
-        "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1",
-        # inside, the one GPU passed in is always device 0
-        "CUDA_VISIBLE_DEVICES": "0",
-        # the host user has no home in the image: caches that must be writable go to /tmp
-        "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "NUMBA_CACHE_DIR": "/tmp/numba",
-        "TORCH_EXTENSIONS_DIR": "/tmp/torch_extensions",
-        **assets.environment(),
-    }
 
 
 def run_kwargs(image: str, command: list[str], mounts: Mounts, gpu: int, name: str) -> dict:
