@@ -148,3 +148,14 @@ class VoiceQualityTooLow(EngineError):
 
     code = "voice_quality_too_low"
     default_message = "The new voice did not pass the quality check, so it is not used."
+
+
+class StartupError(DoppelError):
+    """A setting that keeps doppel from starting, named with the README section that explains it (bot/startup.py)."""
+
+    code = "startup"
+
+    def __init__(self, problem: str, *, setting: str, section: str) -> None:
+        super().__init__(f"{setting}: {problem} (see the README, \"{section}\")")
+        self.setting = setting
+        self.section = section
