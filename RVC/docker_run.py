@@ -1,6 +1,7 @@
 """Starting the voice worker in its container (the image RVC/Dockerfile builds) through the docker SDK."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,8 +81,6 @@ class DockerWorker(SocketWorker):
 
     async def stream(self, requests):
         if self.container is None:
-            import asyncio
-
             await asyncio.to_thread(self.start)
         if not self.device_checked:
             await self._check_device()
@@ -99,7 +98,8 @@ class DockerWorker(SocketWorker):
 
     async def close(self) -> None:
         if self.container is not None:
-            self.container.stop(timeout=10)
+            # docker waits up to 10 s for the worker to exit: the bot's loop goes on answering meanwhile
+            await asyncio.to_thread(self.container.stop, timeout=10)
 
 
 def warn_if_degraded(health: dict, gpus: str) -> bool:

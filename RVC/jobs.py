@@ -80,7 +80,7 @@ async def train_voice(ctx: JobContext) -> str:
 
     dataset_path = work / "dataset.npz"
     if dataset_path.exists():
-        data = dict(np.load(dataset_path, allow_pickle=False))
+        data = await asyncio.to_thread(lambda: dict(np.load(dataset_path, allow_pickle=False)))
     else:
         await ctx.report(step=0, progress=0.0, log_line="checking the recordings")
         clips = await asyncio.to_thread(_clips, folder)
@@ -98,12 +98,12 @@ async def train_voice(ctx: JobContext) -> str:
         projection = base_projection(base) if base is not None else None
         data = await asyncio.to_thread(build_dataset, clips, content, cfg.content_dims, features_done, projection)
         tmp = work / "dataset.tmp.npz"
-        np.savez(tmp, **data)
+        await asyncio.to_thread(lambda: np.savez(tmp, **data))
         tmp.replace(dataset_path)  # a run killed while saving leaves no half-written set to resume from
 
     resume = None
     if ctx.checkpoint and Path(ctx.checkpoint).is_file():
-        resume = torch.load(ctx.checkpoint, map_location="cpu", weights_only=True)
+        resume = await asyncio.to_thread(torch.load, ctx.checkpoint, map_location="cpu", weights_only=True)
     first_step = int(resume["step"]) if resume else 0
     checkpoint_path = work / "checkpoint.pt"
     clock = {"saved": time.monotonic(), "reported": 0.0}

@@ -50,8 +50,8 @@ NO_CAP_WAIT = 90.0  # seconds the uncapped crowd's first client is waited for; p
 async def _serve(port: int, data_dir: str, at_once: int) -> None:
     import uvicorn
 
+    from adapters.settings import Settings
     from bot.common.warmup import ready
-    from bot.settings import Settings
     from bot.web.app import create_app
     from bot.wiring import build_services
 

@@ -55,8 +55,8 @@ async def _until_quiet(count, done, timeout: float) -> float:
 
 
 def _chat_model(base_url: str, data_dir: Path):
-    from bot.settings import Settings
-    from bot.wiring import build_chat_model
+    from adapters.engines import build_chat_model
+    from adapters.settings import Settings
 
     return build_chat_model(Settings(_env_file=None, data_dir=data_dir, llm_provider="openai", llm_model="gpt-test-mini",
                                      openai_base_url=base_url, openai_api_key="sk-loopback", llm_retries=0))
@@ -145,7 +145,7 @@ def _events(body: bytes) -> list[tuple[str, str]]:
 
 
 async def web(engines, tmp: Path, users: int, per_user: int) -> dict:
-    from bot.settings import Settings
+    from adapters.settings import Settings
     from bot.wiring import build_services
     from tests.fakes.llm_servers import FakeLLMServer, Reply
     from tests.web_harness import live_server
@@ -213,7 +213,7 @@ def _line(name: str, run: dict, extra: str) -> list[str]:
 async def section(users: int, per_user: int) -> str:
     import tempfile
 
-    from bot.settings import Settings
+    from adapters.settings import Settings
     from bot.wiring import build_engines
 
     # the retries' warnings are expected here, one per failed send

@@ -38,7 +38,7 @@ async def _queue(services, stage: str, scratch: Path):
 
 
 async def one(stage: str, watcher: bool, engines) -> float:
-    from bot.settings import Settings
+    from adapters.settings import Settings
     from bot.wiring import build_services
     from bot.worker import Worker
     from core.types import JobStatus
@@ -74,7 +74,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    from bot.settings import Settings
+    from adapters.settings import Settings
     from bot.wiring import build_engines
 
     with tempfile.TemporaryDirectory() as tmp:

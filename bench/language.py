@@ -43,11 +43,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.asr_whisper import Decoding  # noqa: E402
+from adapters.engines import Engines, build_chat_model  # noqa: E402
 from adapters.media import decode_audio  # noqa: E402
+from adapters.settings import Settings  # noqa: E402
 from adapters.wer import compared, normalize, sentence_errors  # noqa: E402
 from bot.common.dialogue import Dialogue, Incoming  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from bot.wiring import Engines, build_chat_model, build_engines, build_services  # noqa: E402
+from bot.wiring import build_engines, build_services  # noqa: E402
 from core import audio as audio_ops  # noqa: E402
 from core.errors import DoppelError  # noqa: E402
 from core.languages import choose_language, english_name  # noqa: E402

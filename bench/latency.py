@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.media import decode_audio  # noqa: E402
+from adapters.settings import Settings  # noqa: E402
 from adapters.tts_piper import PiperSynthesizer, bundled_voice  # noqa: E402
-from bot.settings import Settings  # noqa: E402
 from bot.wiring import build_engines, build_services  # noqa: E402
 from core.pipeline import ReplyRequest  # noqa: E402
 from core.types import Audio, AudioFrame, ConversationKey, ReplyDone  # noqa: E402

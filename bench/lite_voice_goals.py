@@ -66,13 +66,13 @@ def load_sentences(limit: int = 0):
 
 
 def recognizers_as_configured(cache: Path) -> dict:
-    """Both bundled recognizers, each on its own, decoding with the product's defaults (bot/settings.py), so the
+    """Both bundled recognizers, each on its own, decoding with the product's defaults (adapters/settings.py), so the
     beam sizes follow them (the multilingual base's prompt is for French and Spanish only)."""
     from dataclasses import replace
 
     from adapters.asr_whisper import MULTILINGUAL, Decoding, WhisperRecognizer
+    from adapters.settings import Settings
     from adapters.whisper_models import english_tiny_dir, multilingual_base_dir
-    from bot.settings import Settings
 
     fields = Settings.model_fields
     return {"tiny.en": WhisperRecognizer(english_tiny_dir(), None, threads=2,

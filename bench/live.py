@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.asr_whisper import speech_only  # noqa: E402
 from adapters.media import decode_audio  # noqa: E402
+from adapters.settings import Settings  # noqa: E402
 from bench.latency import pct  # noqa: E402
-from bot.settings import Settings  # noqa: E402
 from bot.wiring import build_engines, build_services  # noqa: E402
 from core.types import Audio, ConversationKey  # noqa: E402
 from tests.live_client import AUDIBLE, LiveClient  # noqa: E402

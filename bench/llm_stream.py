@@ -23,8 +23,9 @@ from typing import AsyncIterator, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.settings import Settings  # noqa: E402
-from bot.wiring import Engines, build_chat_model, build_services, build_synthesizers  # noqa: E402
+from adapters.engines import Engines, build_chat_model, build_synthesizers  # noqa: E402
+from adapters.settings import Settings  # noqa: E402
+from bot.wiring import build_services  # noqa: E402
 from core.errors import AnswerCut  # noqa: E402
 from core.pipeline import ReplyRequest  # noqa: E402
 from core.ports import ChatModel  # noqa: E402

@@ -38,8 +38,8 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from adapters.media import decode_audio  # noqa: E402
+from adapters.settings import Settings  # noqa: E402
 from bench.latency import pct  # noqa: E402
-from bot.settings import Settings  # noqa: E402
 from bot.wiring import build_engines, build_services  # noqa: E402
 from core.pipeline import ReplyRequest  # noqa: E402
 from core.types import ConversationKey, ReplyDone  # noqa: E402

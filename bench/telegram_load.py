@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.settings import Settings  # noqa: E402
+from adapters.settings import Settings  # noqa: E402
 from bot.telegram.app import TelegramBot  # noqa: E402
 from bot.wiring import build_engines, build_services  # noqa: E402
 from tests.speech import speech_clips

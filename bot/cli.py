@@ -11,7 +11,7 @@ from core.errors import DoppelError
 
 
 def _settings(args, *, checked: bool = True, **overrides):
-    from bot.settings import Settings
+    from adapters.settings import Settings
     from bot.startup import check_settings
 
     if getattr(args, "database_url", None):
@@ -307,8 +307,8 @@ async def cmd_avatars(args) -> int:
 
 async def cmd_geneface(args) -> int:
     """Admin tools for the GeneFace++ engine: its run-time downloads fetched once, into the mounted assets folder."""
+    from adapters.settings import Settings
     from bot.common.geneface_assets import assets_root, fetch_and_check
-    from bot.settings import Settings
 
     code, lines = await fetch_and_check(assets_root(Settings(), args.dir), fetch=args.geneface_cmd == "fetch-assets",
                                         mirror=getattr(args, "mirror", None) or "")

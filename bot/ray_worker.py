@@ -115,7 +115,7 @@ class TrainingActor:
             log.error("job %s failed on %s:\n%s", job_id, socket.gethostname(), traceback.format_exc())
             return JobStatus.FAILED.value, f"{type(exc).__name__}: {exc}"
         finally:
-            shutil.rmtree(scratch / str(job_id), ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, scratch / str(job_id), True)
             await engine.dispose()
 
 

@@ -1,28 +1,19 @@
 """Settings checked before anything starts, so a mistake is one line naming the setting, not a traceback.
 
-`StartupError` is the one error for this; `bot/cli.py` prints it and exits. A new check goes in
-`check_settings` (or raises StartupError where the problem shows, like a token the platform rejects).
+`StartupError` is the one error for this (in core/errors.py: deploy/ raises it too); `bot/cli.py` prints it and
+exits. A new check goes in `check_settings` (or raises StartupError where the problem shows, like a token the
+platform rejects).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from core.errors import DoppelError
+from core.errors import DoppelError, StartupError
 
 PROVIDERS = ("local", "openai", "zhipu", "gemini")
 VOICE_WORKERS = ("inprocess", "subprocess", "docker")
 JOB_RUNNERS = ("local", "ray")
 ENGINE_PLACES = ("local", "ray")
-
-
-class StartupError(DoppelError):
-    code = "startup"
-
-    def __init__(self, problem: str, *, setting: str, doc: str) -> None:
-        # doc: the page that tells how to set it right, as a path from the repository root (a test checks it exists)
-        super().__init__(f"{setting}: {problem} (see {doc})")
-        self.setting = setting
-        self.doc = doc
 
 
 def setting_name(field: str) -> str:

@@ -1,16 +1,17 @@
 """The composition root: the one place that reads settings and decides which engines the pipeline gets."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from adapters.engines import Engines, build_chat_model, build_recognizer, build_synthesizers, build_text_languages
+from adapters.settings import Settings
 from bot.personas import PersonaBook
-from bot.settings import Settings
 from core.errors import BadInput
 from core.languages import UnknownLanguage, is_known
 from core.pipeline import PipelineConfig, ReplyPipeline
-from core.ports import AvatarRenderer, ChatModel, LanguageDetector, SpeechSynthesizer, VoiceConverter
+from core.ports import AvatarRenderer, ChatModel, SpeechSynthesizer, VoiceConverter
 from core.types import VoiceEngine
 from storage.db import create_engine, session_factory, upgrade
 from storage.history import HistoryRepository
@@ -44,34 +45,6 @@ class Services:
             await self.owned_engines.close()
 
 
-def build_recognizer(settings: Settings):
-    from adapters.asr_whisper import MULTILINGUAL, Decoding, WhisperRecognizer
-    from adapters.whisper_models import english_tiny_dir, multilingual_base_dir
-
-    multi = (lambda: multilingual_base_dir(settings.cache_dir)) if settings.asr_multilingual else None
-    return WhisperRecognizer(english_tiny_dir(), multi, threads=settings.threads, english=Decoding(beam_size=settings.asr_beam_size),
-                             multilingual=replace(MULTILINGUAL, beam_size=settings.asr_multilingual_beam_size))
-
-
-def build_synthesizers(settings: Settings) -> list[SpeechSynthesizer]:
-    from adapters.tts_espeak import EspeakSynthesizer
-    from adapters.tts_mandarin import MandarinSynthesizer
-    from adapters.tts_pico import PicoSynthesizer
-    from adapters.tts_piper import PiperSynthesizer, bundled_voice
-
-    model, config = bundled_voice()
-    # the first that speaks a language speaks it: Piper for English, the neural Mandarin voice, Pico for French,
-    # Spanish, German and Italian, eSpeak NG for the rest (bench/language.py measures each by what Whisper hears)
-    return [PiperSynthesizer(model, config, threads=settings.threads), MandarinSynthesizer(threads=settings.threads),
-            PicoSynthesizer(), EspeakSynthesizer()]
-
-
-def build_text_languages(settings: Settings) -> LanguageDetector:
-    from adapters.lang_text import LinguaDetector
-
-    return LinguaDetector(settings.languages)
-
-
 def model_languages(settings: Settings) -> tuple[str, ...] | None:
     """What the configured chat model writes well (DOPPEL_LLM_LANGUAGES); None: any language."""
     if settings.llm_languages:
@@ -96,47 +69,6 @@ def check_language_settings(settings: Settings) -> None:
         raise BadInput(f"DOPPEL_LANGUAGE: '{language}' is not among DOPPEL_LANGUAGES ({', '.join(settings.languages)}).")
 
 
-def build_chat_model(settings: Settings) -> ChatModel:
-    """The configured provider, then the fallbacks in order ("zhipu", "gemini:gemini-2.5-pro", "local" ...),
-    behind one model that adds timeouts, retries and the configured temperature and max tokens."""
-    from adapters.llm_resilience import ResilientChatModel, RetryPolicy
-    from core.types import LLMOptions
-
-    def provider(entry: str, model: str) -> ChatModel:
-        kind, _, named = entry.strip().partition(":")
-        model, kind = named or model, kind.lower()
-        if kind == "local":
-            from pathlib import Path
-
-            from adapters.llm_local import LocalChatModel, bundled_gguf
-
-            # for the local provider a "model" is the path of a GGUF file
-            return LocalChatModel(Path(model) if model else settings.local_model_path or bundled_gguf(), threads=settings.threads)
-        if kind == "openai":
-            from adapters.llm_openai import OpenAIChatModel
-
-            return OpenAIChatModel(model, base_url=settings.openai_base_url, api_key=settings.openai_api_key.get_secret_value(),
-                                   timeout=settings.llm_timeout)
-        if kind == "zhipu":
-            from adapters.llm_zhipu import ZhipuChatModel
-
-            return ZhipuChatModel(model, base_url=settings.zhipu_base_url, api_key=settings.zhipu_api_key.get_secret_value(),
-                                  timeout=settings.llm_timeout)
-        if kind == "gemini":
-            from adapters.llm_gemini import GeminiChatModel
-
-            return GeminiChatModel(model, base_url=settings.gemini_base_url, api_key=settings.gemini_api_key.get_secret_value())
-        raise ValueError(f"Unknown language model provider '{entry}': use local, openai, zhipu or gemini")
-
-    chain = [provider(settings.llm_provider, settings.llm_model)]
-    chain += [provider(entry, "") for entry in settings.llm_fallback]
-    keys = [k.get_secret_value() for k in (settings.openai_api_key, settings.zhipu_api_key, settings.gemini_api_key)]
-    return ResilientChatModel(
-        chain, RetryPolicy(retries=settings.llm_retries, timeout=settings.llm_timeout),
-        defaults=LLMOptions(temperature=settings.llm_temperature, max_tokens=settings.llm_max_tokens), secrets=keys,
-    )
-
-
 def build_converters(settings: Settings) -> dict[VoiceEngine, VoiceConverter]:
     from RVC.converters import build_converters as voice_converters
 
@@ -157,28 +89,6 @@ def build_renderer(settings: Settings, sessions: async_sessionmaker[AsyncSession
 
         return ray_renderer(settings, avatars, studio)
     return studio
-
-
-@dataclass
-class Engines:
-    """The loaded models. Built once per process and shared by everything that answers."""
-
-    recognizer: object
-    chat_model: ChatModel
-    synthesizers: list[SpeechSynthesizer]
-    converters: dict[VoiceEngine, VoiceConverter]
-    renderer: AvatarRenderer | None
-    text_languages: LanguageDetector | None = None
-
-    async def close(self) -> None:
-        """Lets go of what the engines hold open: the LLM's HTTP connections, the voice worker's process or container."""
-        close_model = getattr(self.chat_model, "aclose", None)
-        if close_model is not None:
-            await close_model()
-        for converter in {id(c): c for c in self.converters.values()}.values():  # one worker serves several engines
-            close = getattr(converter, "close", None)
-            if close is not None:
-                await close()
 
 
 def build_engines(settings: Settings) -> Engines:

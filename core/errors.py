@@ -148,3 +148,15 @@ class VoiceQualityTooLow(EngineError):
 
     code = "voice_quality_too_low"
     default_message = "The new voice did not pass the quality check, so it is not used."
+
+
+class StartupError(DoppelError):
+    """A setting that keeps doppel from starting, named with the docs page that explains it (bot/startup.py)."""
+
+    code = "startup"
+
+    def __init__(self, problem: str, *, setting: str, doc: str) -> None:
+        # doc: the page that tells how to set it right, as a path from the repository root (a test checks it exists)
+        super().__init__(f"{setting}: {problem} (see {doc})")
+        self.setting = setting
+        self.doc = doc

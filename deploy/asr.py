@@ -11,7 +11,7 @@ from deploy.wire import carry, replica_settings
 @serve.deployment
 class SpeechRecognition:
     def __init__(self, settings: dict) -> None:
-        from bot.wiring import build_recognizer
+        from adapters.engines import build_recognizer
 
         self.recognizer = build_recognizer(replica_settings(settings))
         self.recognizer.warm_up()

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from bot.startup import StartupError
+from core.errors import StartupError
 from deploy.config import DEPLOYMENTS, EnginesConfig, load_config
 
 DOC = "docs/cluster.md"
@@ -115,7 +115,7 @@ def _blocking(call):
 def ray_engines(settings):
     """The bot's Engines, every one a client of a deployment. With no DOPPEL_RAY_ADDRESS the graph is deployed on
     a Ray started here; on a cluster it must be deployed already (`doppel engines serve`)."""
-    from bot.wiring import Engines, build_synthesizers, build_text_languages
+    from adapters.engines import Engines, build_synthesizers, build_text_languages
     from core.types import VoiceEngine
     from deploy.clients import RayChatModel, RaySpeechRecognizer, RaySpeechSynthesizer, RayVoiceConverter
     from deploy.wire import arrived

@@ -13,7 +13,7 @@ from deploy.wire import carry, replica_settings
 @serve.deployment
 class ChatModel:
     def __init__(self, settings: dict) -> None:
-        from bot.wiring import build_chat_model
+        from adapters.engines import build_chat_model
 
         self.model = build_chat_model(replica_settings(settings))
         self.model.warm_up()

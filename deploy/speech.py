@@ -11,7 +11,7 @@ from deploy.wire import carry, replica_settings
 @serve.deployment
 class SpeechSynthesis:
     def __init__(self, settings: dict) -> None:
-        from bot.wiring import build_synthesizers
+        from adapters.engines import build_synthesizers
 
         self.synthesizers = build_synthesizers(replica_settings(settings))
         self.synthesizers[0].warm_up()  # the others load on their language's first sentence

@@ -19,7 +19,7 @@ def settings_values(settings) -> dict:
 
 
 def replica_settings(values: dict):
-    from bot.settings import Settings
+    from adapters.settings import Settings
 
     return Settings(_env_file=None, **values)
 

@@ -173,18 +173,6 @@ def check(root: Path) -> None:
         raise AssetError(f"GeneFace++ assets missing in {root}: {describe_missing(gone)} (see docs/avatars.md).")
 
 
-def volumes(root: Path) -> dict[str, dict[str, str]]:
-    """The assets folder read-only at MOUNT, and the hand-distributed parts where GeneFace++ looks for them."""
-    from geneface.docker_engine import ROOT
-
-    r = Path(root).resolve()
-    return {
-        str(r): {"bind": MOUNT, "mode": "ro"},
-        str(r / "BFM"): {"bind": f"{ROOT}/deep_3drecon/BFM", "mode": "ro"},
-        str(r / "audio2motion_vae"): {"bind": f"{ROOT}/checkpoints/audio2motion_vae", "mode": "ro"},
-    }
-
-
 def environment() -> dict[str, str]:
     return dict(OFFLINE_ENV)
 

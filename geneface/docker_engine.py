@@ -4,106 +4,24 @@ A training job is three stages in one container image: preprocessing (the steps 
 data_gen/runs/nerf/run.sh: audio features, segmentation, landmarks, 3DMM fit, binarize), the head NeRF and
 the torso NeRF. Each stage is one container, run as the host user with the assets mounted read-only
 (geneface/assets.py); its log is read line by line for progress (tqdm's "12345step [...]"), saved
-checkpoints and errors, kept whole in logs/STAGE.log beside the avatar, and written to the job at most every
-REPORT_INTERVAL seconds. GeneFace's trainer resumes from the newest checkpoint in its work folder by itself,
-and finished stages leave a marker, so a restarted job starts where it stopped. Replies are rendered by
+checkpoints and errors (geneface/training_log.py), kept whole in logs/STAGE.log beside the avatar; the stages'
+commands are in geneface/stages.py. GeneFace's trainer resumes from the newest checkpoint in its work folder by
+itself, and finished stages leave a marker, so a restarted job starts where it stopped. Replies are rendered by
 the long-lived render containers of geneface/render_worker.py.
 """
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
-import re
 import shlex
-import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
-ROOT = "/opt/GeneFacePlusPlus"
+from geneface.container import ROOT, asset_volumes, container_env, container_user, video_id
+from geneface.stages import FINETUNE_FROM, HEAD_STEPS, SHARES, Stage, stages
+from geneface.training_log import LogEvent, ProgressWriter, StageProgress, parse_line, split_lines
+
 SIDE, FPS = 512, 25
-# the project's example configs: 250k updates for head and torso
-HEAD_STEPS = 250_000
-TORSO_STEPS = 250_000
-# egs/datasets/May/lm3d_radnerf_sr.yaml (lpips_start_iters) and egs_bases/radnerf/base.yaml
-# (finetune_lips_start_iter): the LPIPS and lip fine-tuning phases begin here; fewer steps skip them
-FINETUNE_FROM = 200_000
-# how much of the whole job each stage is, by their usual run times on one GPU
-SHARES = {"preprocess": 0.15, "head": 0.45, "torso": 0.40}
-# writes to the job row: at most one every this many seconds (tqdm redraws many times a second)
-REPORT_INTERVAL = 2.0
-
-
-def video_id(avatar: str) -> str:
-    """GeneFace++ names files and configs after the video id, and its scripts `pkill -f` patterns that a name
-    could match ("void*" is the regex voi+d*, so any "voi" kills run.sh itself) or break (regex characters).
-    Keep to [A-Za-z0-9_], never "voi"; a short hash keeps altered names apart."""
-    safe = re.sub(r"[^A-Za-z0-9_]", "_", avatar).replace("voi", "vo_i")
-    if safe != avatar:
-        safe += "_" + hashlib.sha1(avatar.encode()).hexdigest()[:6]
-    return "doppel_" + safe
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    command: list[str]
-    max_steps: int  # 0: counted by the "doppel-step N/M" lines of the preprocessing script instead
-
-    @property
-    def marker(self) -> str:
-        return f"stage-{self.name}.done"
-
-
-# preprocessing as GeneFace++'s data_gen/runs/nerf/run.sh does it, one step at a time, but stopping at the first
-# failure: its scripts print some errors and carry on, so each step must also leave the file the next one reads.
-# run.sh's first step (resize to 512 px at 25 fps) is done by prepare_input, and its `pkill -f void*` (for stray
-# GPU holders of the authors' cluster) is left out: a fresh container has none.
-def preprocess_steps(vid: str) -> list[tuple[str, str, str]]:
-    """(name, command, the file it must leave) for each step."""
-    raw, out = f"data/raw/videos/{vid}.mp4", f"data/processed/videos/{vid}"
-    common = f"--ds_name=nerf --vid_dir={raw}"
-    return [
-        ("audio", f"ffmpeg -nostdin -loglevel error -y -i {raw} -f wav -ar 16000 {out}/aud.wav", f"{out}/aud.wav"),
-        ("hubert", f"python data_gen/utils/process_audio/extract_hubert.py --video_id={vid}", f"{out}/aud_hubert.npy"),
-        ("mel_f0", f"python data_gen/utils/process_audio/extract_mel_f0.py --video_id={vid}", f"{out}/aud_mel_f0.npy"),
-        ("frames", f"ffmpeg -nostdin -loglevel error -y -i {raw} -vf fps=25,scale=w=512:h=512 -qmin 1 -q:v 1 "
-                   f"-start_number 0 {out}/gt_imgs/%08d.jpg", f"{out}/gt_imgs/00000000.jpg"),
-        ("segment", f"python data_gen/utils/process_video/extract_segment_imgs.py {common}", f"{out}/bg.jpg"),
-        ("landmarks", f"python data_gen/utils/process_video/extract_lm2d.py {common}", f"{out}/lms_2d.npy"),
-        ("3dmm", f"python data_gen/utils/process_video/fit_3dmm_landmark.py {common} --reset --debug --id_mode=global",
-         f"{out}/coeff_fit_mp.npy"),
-        ("binarize", f"python data_gen/runs/binarizer_nerf.py --video_id={vid}", f"data/binary/videos/{vid}/trainval_dataset.npy"),
-    ]
-
-
-def _script(lines: list[str]) -> list[str]:
-    # fail fast: any failing command, unset variable or failing pipe stage ends the container with its code
-    return ["bash", "-c", "\n".join(["set -euo pipefail", *lines])]
-
-
-def stages(vid: str, head_steps: int = HEAD_STEPS, torso_steps: int = TORSO_STEPS) -> list[Stage]:
-    head_dir = f"checkpoints/motion2video_nerf/{vid}_head"
-    configs = f"egs/datasets/{vid}"
-    # a config folder per video, copied from the project's "May" example with its video id changed
-    make_config = (f"rm -rf {configs} && cp -r egs/datasets/May {configs} && "
-                   f"sed -i 's/^video_id: .*/video_id: {vid}/' {configs}/*.yaml")
-    steps = preprocess_steps(vid)
-    pre = [make_config, f"mkdir -p data/processed/videos/{vid}/gt_imgs"]
-    for i, (name, command, output) in enumerate(steps, 1):
-        pre += [f"echo 'doppel-step {i}/{len(steps)}: {name}'", command,
-                f"test -s {output} || {{ echo 'doppel-missing: {name} left no {output}'; exit 3; }}"]
-    return [
-        Stage("preprocess", _script(pre), 0),
-        Stage("head", _script([make_config, f"python tasks/run.py --config={configs}/lm3d_radnerf_sr.yaml "
-                               f"--exp_name=motion2video_nerf/{vid}_head --reset --hparams=max_updates={head_steps}"]),
-              head_steps),
-        Stage("torso", _script([make_config, f"python tasks/run.py --config={configs}/lm3d_radnerf_torso_sr.yaml "
-                                f"--exp_name=motion2video_nerf/{vid}_torso --reset "
-                                f"--hparams=head_model_dir={head_dir},max_updates={torso_steps}"]), torso_steps),
-    ]
 
 
 @dataclass(frozen=True)
@@ -114,33 +32,12 @@ class Mounts:
     assets_dir: Path  # see geneface/assets.py
 
     def volumes(self) -> dict[str, dict[str, str]]:
-        from geneface import assets
-
         a = self.avatar_dir.resolve()
         return {
             str(a / "data"): {"bind": f"{ROOT}/data", "mode": "rw"},
             str(a / "nerf"): {"bind": f"{ROOT}/checkpoints/motion2video_nerf", "mode": "rw"},
-            **assets.volumes(self.assets_dir),
+            **asset_volumes(self.assets_dir),
         }
-
-
-def container_user() -> str:
-    """The host user, so what the container writes into mounted folders stays the host user's."""
-    return f"{os.getuid()}:{os.getgid()}"
-
-
-def container_env() -> dict[str, str]:
-    from geneface import assets
-
-    return {
-        "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1",
-        # inside, the one GPU passed in is always device 0
-        "CUDA_VISIBLE_DEVICES": "0",
-        # the host user has no home in the image: caches that must be writable go to /tmp
-        "HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "NUMBA_CACHE_DIR": "/tmp/numba",
-        "TORCH_EXTENSIONS_DIR": "/tmp/torch_extensions",
-        **assets.environment(),
-    }
 
 
 def run_kwargs(image: str, command: list[str], mounts: Mounts, gpu: int, name: str) -> dict:
@@ -152,144 +49,6 @@ def run_kwargs(image: str, command: list[str], mounts: Mounts, gpu: int, name: s
         "volumes": mounts.volumes(), "shm_size": "8g", "user": container_user(), "environment": container_env(),
         "device_requests": [docker.types.DeviceRequest(device_ids=[str(gpu)], capabilities=[["gpu"]])],
     }
-
-
-# ---- log parsing ----
-
-_TQDM_STEP = re.compile(r"(?:^|\s)(\d+)(?:/\S+)?\s*step\s*\[(\d+:\d+(?::\d+)?)(?:<[^,]*)?,\s*([\d.]+)(step/s|s/step)")
-_SAVED = re.compile(r"saving model to (\S*model_ckpt_steps_(\d+)\.ckpt)")
-_STEP_OF = re.compile(r"^doppel-step (\d+)/(\d+): (\S+)")
-_END = re.compile(r"^\| Training end")
-_ERROR = re.compile(r"(Traceback \(most recent call last\)|CUDA out of memory|RuntimeError:|Error:|No such file|^doppel-missing:)")
-
-
-@dataclass
-class LogEvent:
-    kind: str  # "step" | "checkpoint" | "part" | "end" | "error" | "line"
-    text: str
-    step: int = 0
-    rate: float | None = None  # steps per second
-    path: str = ""
-
-
-def split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Docker's log stream in lines; tqdm redraws with carriage returns, each redraw counts as a line."""
-    buf = ""
-    for chunk in chunks:
-        buf += chunk.decode("utf-8", "replace")
-        parts = re.split(r"[\r\n]", buf)
-        buf = parts.pop()
-        for p in parts:
-            if p.strip():
-                yield p.strip()
-    if buf.strip():
-        yield buf.strip()
-
-
-def parse_line(line: str) -> LogEvent:
-    if m := _SAVED.search(line):
-        return LogEvent("checkpoint", line, step=int(m.group(2)), path=m.group(1))
-    if m := _TQDM_STEP.search(line):
-        value = float(m.group(3))
-        rate = value if m.group(4) == "step/s" else (1.0 / value if value else None)
-        return LogEvent("step", line, step=int(m.group(1)), rate=rate)
-    if _END.search(line):
-        return LogEvent("end", line)
-    if m := _STEP_OF.search(line):
-        return LogEvent("part", line, step=int(m.group(1)), path=m.group(3))
-    if _ERROR.search(line):
-        return LogEvent("error", line)
-    return LogEvent("line", line)
-
-
-@dataclass
-class StageProgress:
-    """Turns a stage's log events into (step, overall progress, eta) and remembers how the stage went."""
-
-    stage: Stage
-    offset: float  # overall progress when this stage started
-    share: float
-    step: int = 0
-    parts: int = 1  # preprocessing: how many steps its script announced
-    part: str = ""  # preprocessing: the step running now
-    rate: float | None = None
-    ended: bool = False
-    errors: list[str] = field(default_factory=list)
-    tail: deque = field(default_factory=lambda: deque(maxlen=40))  # the last lines other than progress bars
-
-    def update(self, event: LogEvent) -> tuple[int, float, float | None] | None:
-        if event.kind != "step":
-            self.tail.append(event.text)
-        if event.kind == "step" and self.stage.max_steps:
-            self.step, self.rate = event.step, event.rate or self.rate
-        elif event.kind == "checkpoint":
-            self.step = max(self.step, event.step)
-        elif event.kind == "part" and not self.stage.max_steps:
-            # a step's announcement: the ones before it are done
-            self.parts = int(_STEP_OF.search(event.text).group(2))
-            self.step, self.part = event.step - 1, event.path
-        elif event.kind == "end":
-            self.ended = True
-            return None
-        elif event.kind == "error":
-            self.errors.append(event.text)
-            return None
-        else:
-            return None
-        total = self.stage.max_steps or self.parts
-        fraction = min(1.0, self.step / total)
-        eta = (total - self.step) / self.rate if self.rate and self.stage.max_steps else None
-        return self.step, self.offset + self.share * fraction, eta
-
-    def failure(self, code: int) -> str | None:
-        """Why the stage failed, or None when it did not."""
-        where = f" at step '{self.part}'" if self.part else ""
-        if code != 0:
-            cause = self.errors[-1] if self.errors else f"exit code {code}"
-            return f"GeneFace++ {self.stage.name} failed{where}: {cause}"
-        if self.stage.max_steps and not self.ended:
-            return f"GeneFace++ {self.stage.name} stopped without '| Training end'"
-        return None
-
-
-class ProgressWriter:
-    """One stage's progress and log lines, written to the job at most every `interval` seconds.
-
-    Called from the thread that reads the container's log; a write goes through the event loop, and a
-    cancel raised by it (JobCancelled) comes back into that thread, which then stops the container.
-    """
-
-    def __init__(self, ctx, loop: asyncio.AbstractEventLoop, stage: str, *, interval: float = REPORT_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.ctx, self.loop, self.stage, self.interval, self.clock = ctx, loop, stage, interval, clock
-        self.step, self.progress, self.eta = 0, 0.0, None
-        self.lines: list[str] = []
-        self.checkpoint: str | None = None
-        self.dirty = False
-        self.last = clock()
-
-    def note(self, *, update: tuple[int, float, float | None] | None = None, line: str | None = None,
-             checkpoint: str | None = None, urgent: bool = False) -> None:
-        if update is not None:
-            self.step, self.progress, self.eta = update
-            self.dirty = True
-        if line:
-            self.lines.append(f"{self.stage}: {line}"[:300])
-            self.dirty = True
-        if checkpoint:
-            self.checkpoint, self.dirty = checkpoint, True
-        if urgent or checkpoint or self.clock() - self.last >= self.interval:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.dirty:
-            return
-        lines, self.lines = self.lines[-20:], []
-        checkpoint, self.checkpoint = self.checkpoint, None
-        self.dirty, self.last = False, self.clock()
-        asyncio.run_coroutine_threadsafe(
-            self.ctx.report(step=self.step, progress=self.progress, eta_seconds=self.eta, checkpoint=checkpoint,
-                            log_line="\n".join(lines) or None), self.loop).result()
 
 
 # ---- running ----
@@ -437,7 +196,7 @@ async def train_in_docker(ctx, engine: GeneFaceDocker | None = None) -> str:
     video = avatar_dir / "data" / "raw" / "videos" / f"{vid}.mp4"
     if not video.exists():
         await ctx.report(step=0, progress=0.0, log_line="cropping the video to 512×512 at 25 fps")
-        data = Path(ctx.params["source"]).read_bytes()
+        data = await asyncio.to_thread(Path(ctx.params["source"]).read_bytes)
         rules = IntakeRules(min_seconds=float(ctx.params.get("min_seconds", IntakeRules.min_seconds)))
         footage = await asyncio.to_thread(load_footage, data, 1024, rules, 0.0, ctx.check)
         await asyncio.to_thread(prepare_input, data, footage.points, video)
@@ -473,7 +232,7 @@ async def train_in_docker(ctx, engine: GeneFaceDocker | None = None) -> str:
             await ctx.report(step=progress.step, progress=offset, log_line="\n".join(
                 [f"{stage.name}: {line}"[:300] for line in list(progress.tail)[-12:]]) or None)
             raise RuntimeError(f"{failure} (full log: {avatar_dir / 'logs' / (stage.name + '.log')})")
-        (avatar_dir / stage.marker).write_text("ok\n")
+        await asyncio.to_thread((avatar_dir / stage.marker).write_text, "ok\n")
         offset += share
     version = None
     if ctx.sessions is not None:

@@ -48,22 +48,22 @@ async def _train_lite(ctx: JobContext, name: str) -> str:
     checkpoint_seconds = float(ctx.params.get("checkpoint_seconds", CHECKPOINT_SECONDS))
 
     await ctx.report(step=0, progress=0.0, log_line="reading the video and tracking the face")
-    data = Path(ctx.params["source"]).read_bytes()
+    data = await asyncio.to_thread(Path(ctx.params["source"]).read_bytes)
     # every decoded frame checks for a cancel, so face tracking and cropping stop within a frame of one
     footage = await asyncio.to_thread(load_footage, data, 512, rules, 8.0, ctx.check)
     cached = work / "prepared.npz"
     if cached.exists():
-        prepared = Prepared.load(cached)
+        prepared = await asyncio.to_thread(Prepared.load, cached)
     else:
         prepared = await asyncio.to_thread(prepare, footage, config.size, None, ctx.check)
-        prepared.save(cached)
+        await asyncio.to_thread(prepared.save, cached)
     await ctx.report(step=0, progress=PREPARE_SHARE,
                      log_line=f"{len(prepared.crops)} frames ({footage.seconds:.0f} s) ready; training {steps} steps")
 
     batch = int(ctx.params.get("batch") or (64 if ctx.job.gpu is not None else 16))
     trainer = Trainer(prepared, config, gpu=ctx.job.gpu, batch=batch)
     if ctx.checkpoint and Path(ctx.checkpoint).exists():
-        trainer.load(ctx.checkpoint)
+        await asyncio.to_thread(trainer.load, ctx.checkpoint)
         await ctx.report(step=trainer.step, progress=_progress(trainer.step, steps),
                          log_line=f"resumed from the checkpoint at step {trainer.step}")
     loop = asyncio.get_running_loop()

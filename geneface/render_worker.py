@@ -30,8 +30,7 @@ def render_kwargs(engine, gpu: int, port: int) -> dict:
     """`containers.run` arguments for the render container of one GPU."""
     import docker.types
 
-    from geneface import assets
-    from geneface.docker_engine import ROOT, container_env, container_user
+    from geneface.container import ROOT, asset_volumes, container_env, container_user
 
     data = engine.data_dir.resolve()
     return {
@@ -40,7 +39,7 @@ def render_kwargs(engine, gpu: int, port: int) -> dict:
         "user": container_user(),
         "environment": {**container_env(), "PYTHONPATH": f"/opt/doppel:{ROOT}"},
         # avatars are named by their host paths, so the data folder is mounted at the same path, read-only
-        "volumes": {str(data): {"bind": str(data), "mode": "ro"}, **assets.volumes(engine.assets_dir)},
+        "volumes": {str(data): {"bind": str(data), "mode": "ro"}, **asset_volumes(engine.assets_dir)},
         "ports": {f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
         "shm_size": "8g",
         "device_requests": [docker.types.DeviceRequest(device_ids=[str(gpu)], capabilities=[["gpu"]])],
@@ -167,7 +166,7 @@ class RenderPool:
 
     async def render(self, record, audio) -> bytes:
         from adapters.media import resample
-        from geneface.docker_engine import video_id
+        from geneface.container import video_id
 
         samples = resample(audio, RATE).samples if audio.sample_rate != RATE else audio.samples
         return await self.pick(record.name).render(Path(record.artifact_path), record.params.get("video_id") or video_id(record.name), samples)

@@ -1,6 +1,8 @@
 """Users and per-chat settings."""
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -72,6 +74,16 @@ class ChatSettingsRepository:
                     extra[name] = value
             chat.settings = extra
             return chat
+
+    async def change(self, chat_id: str, name: str, change: Callable[[Any], Any]) -> None:
+        """Replace one free-form setting with `change(its current value)`, read and written under the chat's row
+        lock: flows of several members of one group that each keep their part in one setting lose no update."""
+        async with self.sessions.begin() as session:
+            await ensure_chat(session, chat_id)
+            chat = await locked(session, Chat, chat_id)
+            extra = dict(chat.settings or {})
+            extra[name] = change(extra.get(name))
+            chat.settings = extra
 
     async def delete(self, chat_id: str) -> bool:
         """Forget a chat's choices (a user's /forget takes their private chat's along); True if there were any."""

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings
-from bot.wiring import Engines, build_engines, build_services
+from adapters.engines import Engines
+from adapters.settings import Settings
+from bot.wiring import build_engines, build_services
 
 # voices are trained with the quick profile in tests (its intake minimum is 2 s of speech, not 30);
 # set before any Settings is made, and inherited by the subprocesses tests start

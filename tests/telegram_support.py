@@ -8,7 +8,7 @@ from typing import AsyncIterator
 
 import pytest
 
-from bot.settings import Settings
+from adapters.settings import Settings
 from bot.telegram.app import TelegramBot
 from bot.wiring import Services, build_services
 from tests.fakes.telegram_api import FakeTelegram

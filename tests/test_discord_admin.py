@@ -90,3 +90,13 @@ async def test_versions_restore_rename_retry_and_delete_from_discord(world):
     assert "hanna" not in await services.voices.names()
     assert not (services.settings.data_dir / "voices" / "hanna").exists()
     assert [j.status for j in await services.jobs.list()] == [JobStatus.CANCELLED, JobStatus.FAILED]
+
+
+async def test_jobs_lists_the_newest_first(world):
+    fake, jobs = world.fake, world.services.jobs
+    submitted = [await jobs.submit("voice", f"v{i}", engine="lite", max_steps=10, gpu=None, params={}) for i in range(25)]
+    await fake.invoke("jobs", world.admin, world.channel)
+    listing = await fake.wait_for(lambda m: m.by_bot and "(job " in m.content)
+    shown = [int(line.split("(job ")[1].split(")")[0]) for line in listing.content.splitlines()]
+    newest = [job.id for job in reversed(submitted)]
+    assert shown == newest[:len(shown)] and len(shown) >= 10

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.settings import Settings
-from bot.wiring import Engines, build_chat_model
+from adapters.engines import Engines, build_chat_model
+from adapters.settings import Settings
 from tests.fakes.discord_api import DROP, DROP_AFTER
 from tests.fakes.discord_bot import discord_world
 from tests.fakes.llm_servers import FakeLLMServer, Reply

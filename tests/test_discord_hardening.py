@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.settings import Settings
-from bot.wiring import Engines, build_chat_model
+from adapters.engines import Engines, build_chat_model
+from adapters.settings import Settings
 from core.types import ConversationKey
 from tests.fakes.discord_api import Upload
 from tests.fakes.discord_bot import discord_world

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bot.settings import Settings
-from bot.wiring import Engines, build_chat_model, build_services
+from adapters.engines import Engines, build_chat_model
+from adapters.settings import Settings
+from bot.wiring import build_services
 from core.pipeline import ReplyRequest
 from core.types import Audio, AudioFrame, ConversationKey, Persona, ReplyDone, SentenceFrame, Voice, VoiceEngine
 from tests.fakes.llm_servers import FakeLLMServer, Reply

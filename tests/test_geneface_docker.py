@@ -17,8 +17,10 @@ import pytest
 from core.jobs import JobCancelled
 from core.types import Job, JobStatus
 from geneface import assets
-from geneface.docker_engine import (FINETUNE_FROM, GeneFaceDocker, ProgressWriter, StageProgress, parse_line,
-                                    preprocess_steps, split_lines, stages, train_in_docker, video_id)
+from geneface.container import video_id
+from geneface.docker_engine import GeneFaceDocker, train_in_docker
+from geneface.stages import FINETUNE_FROM, preprocess_steps, stages
+from geneface.training_log import ProgressWriter, StageProgress, parse_line, split_lines
 from tests.fake_docker import FakeDocker
 
 LOG = (Path(__file__).parent / "data" / "geneface_head_train.log").read_text().splitlines()

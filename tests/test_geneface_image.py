@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from geneface.docker_engine import preprocess_steps, stages
+from geneface.stages import preprocess_steps, stages
 from tests.conftest import ROOT
 
 DOCKERFILE = ROOT / "geneface" / "Dockerfile"

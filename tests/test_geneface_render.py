@@ -17,7 +17,8 @@ import pytest
 
 from core.errors import EngineError
 from core.types import Audio
-from geneface.docker_engine import GeneFaceDocker, video_id
+from geneface.container import video_id
+from geneface.docker_engine import GeneFaceDocker
 from geneface.render_server import RenderError, RenderService, serve
 from geneface.render_worker import RenderPool
 from storage.avatars import Avatar

@@ -8,12 +8,13 @@ import sys
 import numpy as np
 import pytest
 
+from adapters.engines import Engines, build_chat_model
 from adapters.media import decode_audio
+from adapters.settings import Settings
 from adapters.video import burn_caption, timed_cues
 from adapters.wer import wer
 from bot.common.dialogue import Dialogue, Incoming
-from bot.settings import Settings
-from bot.wiring import Engines, build_chat_model, build_services, model_languages
+from bot.wiring import build_services, model_languages
 from core import audio as audio_ops
 from core.errors import BadInput
 from core.languages import AnswerLanguage, choose_language, plan_answer, rivals, surest

@@ -12,9 +12,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from adapters.asr_whisper import speech_only
+from adapters.engines import Engines, build_chat_model
 from adapters.media import decode_audio, encode_wav, resample
-from bot.settings import Settings
-from bot.wiring import Engines, build_chat_model, build_services
+from adapters.settings import Settings
+from bot.wiring import build_services
 from core.heard import CUT_MARK, heard_answer, heard_part
 from core.types import Audio, ConversationKey
 from tests.fakes.llm_servers import FakeLLMServer, Reply

@@ -7,10 +7,11 @@ import time
 
 import pytest
 
+from adapters.engines import Engines, build_chat_model
 from adapters.llm_local import LocalChatModel, bundled_gguf
 from adapters.llm_resilience import ResilientChatModel, RetryPolicy
-from bot.settings import Settings
-from bot.wiring import Engines, build_chat_model, build_services
+from adapters.settings import Settings
+from bot.wiring import build_services
 from core.errors import AnswerCut, ProviderError
 from core.languages import plan_answer
 from core.pipeline import ReplyRequest

@@ -5,8 +5,9 @@ import asyncio
 
 import pytest
 
-from bot.settings import Settings
-from bot.wiring import Engines, build_chat_model, build_services, build_synthesizers
+from adapters.engines import Engines, build_chat_model, build_synthesizers
+from adapters.settings import Settings
+from bot.wiring import build_services
 from core.pipeline import ReplyRequest
 from core.types import AudioFrame, ConversationKey, ReplyDone, SentenceFrame
 from tests.fakes.llm_servers import FakeLLMServer, Reply

@@ -11,8 +11,8 @@ import traceback
 
 import pytest
 
-from bot.settings import Settings
-from bot.wiring import build_chat_model
+from adapters.engines import build_chat_model
+from adapters.settings import Settings
 from core.errors import ContentRefused, ProviderAuthError, ProviderError
 from core.types import ChatMessage, LLMOptions
 from tests.fakes.llm_servers import FakeLLMServer, Reply, dead_url

@@ -17,8 +17,8 @@ import pytest_asyncio
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 from adapters.media import decode_audio  # noqa: E402
+from adapters.settings import Settings  # noqa: E402
 from bot.common.demo import DEMO_VOICE, install_demo  # noqa: E402
-from bot.settings import Settings  # noqa: E402
 from bot.wiring import build_engines, build_services  # noqa: E402
 from core.errors import NoSpeech  # noqa: E402
 from core.pipeline import ReplyRequest  # noqa: E402
@@ -165,7 +165,7 @@ async def test_the_shipped_config_is_refused_when_it_names_an_unknown_option(tmp
 
 async def test_the_cluster_commands_show_the_deployments_and_need_an_address(ray_services, monkeypatch):
     from bot.cli import build_parser, cmd_engines
-    from bot.startup import StartupError
+    from core.errors import StartupError
     from deploy.cluster import config_lines, status_lines
     from deploy.config import load_config
 

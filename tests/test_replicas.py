@@ -134,8 +134,8 @@ async def test_webhook_replicas_answer_each_update_once_even_when_one_dies_mid_a
 
 
 async def test_discord_shards_answer_each_message_once_even_when_one_dies_mid_answer(tmp_path, engines, postgres):
+    from adapters.settings import Settings
     from bot.discord.app import DoppelDiscord
-    from bot.settings import Settings
     from tests.fakes.discord_api import FakeDiscord
     from tests.fakes.discord_bot import BRIEF
     from tests.fakes.discord_gateway import shard_of

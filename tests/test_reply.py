@@ -116,7 +116,7 @@ def test_history_survives_a_new_process(tmp_path):
 
     check = (
         "import asyncio\n"
-        "from bot.settings import Settings\n"
+        "from adapters.settings import Settings\n"
         "from storage.db import create_engine, session_factory\n"
         "from storage.history import HistoryRepository\n"
         "from core.types import ConversationKey\n"

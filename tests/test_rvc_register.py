@@ -10,9 +10,10 @@ import sys
 import numpy as np
 import pytest
 
+from adapters.engines import Engines
+from adapters.settings import Settings
 from bot.common.rvc_voices import add_rvc_voice
-from bot.settings import Settings
-from bot.wiring import Engines, build_converters, build_services
+from bot.wiring import build_converters, build_services
 from core.errors import BadInput
 from core.types import VoiceEngine
 from tests.conftest import ROOT

@@ -1,5 +1,5 @@
 """Configuration: every setting is documented in .env.example, and every external URL can be pointed elsewhere."""
-from bot.settings import Settings
+from adapters.settings import Settings
 from tests.conftest import ROOT
 
 

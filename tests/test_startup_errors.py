@@ -6,10 +6,10 @@ import os
 
 import pytest
 
+from adapters.settings import Settings
 from bot.discord.app import DoppelDiscord, start
-from bot.settings import Settings
-from bot.startup import StartupError
 from bot.wiring import build_services
+from core.errors import StartupError
 from tests.fakes.discord_api import FakeDiscord
 
 BROKEN_PERSONA = 'name = "broken"\nsystem_prompt = "unterminated\n'

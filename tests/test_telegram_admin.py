@@ -57,15 +57,17 @@ async def test_rate_limit_tells_a_flooding_user_to_wait(fake_tg, tmp_path, engin
 async def test_user_settings_export_and_forget(fake_tg, tmp_path, engines):
     user = 603
     async with running_bot(bot_settings(tmp_path, fake_tg), engines) as (_app, services):
-        for i, command in enumerate(("/language fr", "/persona nobody", "/voice nobody", "/persona default", "/mydata")):
+        commands = ("/language fr", "/persona nobody", "/voice nobody", "/persona default", "/voice Reset", "/mydata")
+        for i, command in enumerate(commands):
             fake_tg.text_update(user, command)  # one at a time, so the answers come in this order
             await fake_tg.wait_for(lambda n=i + 1: len(fake_tg.sent_to(user, "sendMessage", "sendDocument")) >= n, 30)
         await fake_tg.wait_for(lambda: fake_tg.sent_to(user, "sendDocument"), 30)
         said = texts_to(fake_tg, user)
-        assert "Language set to 'fr'" in said[0]
+        assert "Language here: 'fr'" in said[0]
         assert "no persona called 'nobody'" in said[1]
         assert "no voice called 'nobody'" in said[2]
-        assert "I am now 'default'" in said[3]
+        assert "I am 'default' here now" in said[3]
+        assert said[4] == "I answer with the standard voice here now."  # the reset words of every bot (bot/common)
         chat = await services.chats.get(f"tg:{user}")
         assert (chat.language, chat.persona) == ("fr", "default")
         export = json.loads(fake_tg.sent_to(user, "sendDocument")[0].files["document"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.settings import Settings
-from bot.wiring import Engines, build_chat_model
+from adapters.engines import Engines, build_chat_model
+from adapters.settings import Settings
 from tests.fakes.llm_servers import FakeLLMServer, Reply
 from tests.telegram_support import bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
 from tests.test_llm_providers import KEYS

@@ -161,7 +161,7 @@ async def test_the_web_shows_the_note_once_and_the_admin_sees_the_scores(tmp_pat
 
     import aiohttp
 
-    from bot.settings import Settings
+    from adapters.settings import Settings
     from bot.wiring import build_services
     from tests.web_harness import live_server
 

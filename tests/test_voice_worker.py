@@ -152,7 +152,7 @@ async def test_text_requests_are_spoken_by_the_base_tts_then_converted(models, t
 
 
 async def test_closing_the_services_stops_the_voice_worker_they_started(tmp_path):
-    from bot.settings import Settings
+    from adapters.settings import Settings
     from bot.wiring import build_services
     from core.types import VoiceEngine
 

@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
+from adapters.settings import Settings
 from bot.common.warmup import ready
-from bot.settings import Settings
 from bot.wiring import build_engines, build_services
 
 

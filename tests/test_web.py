@@ -12,8 +12,8 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from adapters.media import decode_audio, encode_wav
+from adapters.settings import Settings
 from bot.common.avatars import list_avatars
-from bot.settings import Settings
 from bot.wiring import build_services
 from core.types import ConversationKey, JobStatus, VoiceEngine
 from storage.avatars import AvatarRepository

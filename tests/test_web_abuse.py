@@ -12,9 +12,10 @@ from dataclasses import replace
 import aiohttp
 import pytest
 
+from adapters.engines import build_chat_model
 from adapters.media import decode_audio
-from bot.settings import Settings
-from bot.wiring import build_chat_model, build_services
+from adapters.settings import Settings
+from bot.wiring import build_services
 from core.errors import AudioTooLong
 from core.types import ConversationKey
 from tests.fakes.llm_servers import FakeLLMServer, Reply

@@ -8,7 +8,7 @@ import re
 import aiohttp
 import pytest
 
-from bot.settings import Settings
+from adapters.settings import Settings
 from bot.wiring import build_services
 from core.types import JobStatus
 from storage.avatars import AvatarRepository

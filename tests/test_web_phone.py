@@ -10,8 +10,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from bot.settings import Settings
-from bot.wiring import build_chat_model, build_services
+from adapters.engines import build_chat_model
+from adapters.settings import Settings
+from bot.wiring import build_services
 from core.types import ConversationKey
 from tests.fakes.llm_servers import FakeLLMServer, Reply
 from tests.web_harness import chromium, in_thread, live_server

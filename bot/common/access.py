@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.settings import Settings
+from adapters.settings import Settings
 from core.errors import NotAllowed
 from storage.users import UserRepository
 

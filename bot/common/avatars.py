@@ -63,7 +63,7 @@ async def submit_avatar_training(services: Services, name: str, video: Source, f
     stamp = time.strftime("%Y%m%d-%H%M%S")
     source = folder / f"source-{stamp}{Path(filename).suffix.lower() or '.mp4'}"
     if isinstance(video, (bytes, bytearray)):
-        source.write_bytes(video)
+        await asyncio.to_thread(source.write_bytes, video)
     else:  # an upload already streamed to disk is moved, never read into memory
         await asyncio.to_thread(shutil.move, os.fspath(video), source)
     await AvatarRepository(services.sessions).new_source(name, engine, str(source), {"video": measured})
@@ -86,7 +86,7 @@ async def add_photo_avatar(services: Services, name: str, photo: bytes) -> Avata
     path = folder / f"photo-{time.strftime('%Y%m%d-%H%M%S')}.png"
     from PIL import Image
 
-    Image.fromarray(image).save(path)
+    await asyncio.to_thread(Image.fromarray(image).save, path)
     avatars = AvatarRepository(services.sessions)
     await avatars.new_source(name, "photo", str(path), {})
     await avatars.add_version(name, str(path), {"photo": path.name}, engine="photo")

@@ -5,6 +5,7 @@ Smith, CC-BY-SA-3.0, see assets/README.md); the face is a public-domain NASA por
 """
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from bot.wiring import Services
@@ -27,5 +28,5 @@ async def install_demo(services: Services) -> str:
     await services.voices.upsert(NAME, VoiceEngine.LITE, "en", ready=True, params={"artifact": str(DEMO_VOICE)})
     avatar = await find_avatar(services, NAME)
     if avatar is None or not avatar.ready:
-        await add_photo_avatar(services, NAME, DEMO_PORTRAIT.read_bytes())
+        await add_photo_avatar(services, NAME, await asyncio.to_thread(DEMO_PORTRAIT.read_bytes))
     return NAME

@@ -128,10 +128,11 @@ async def delete(services: Services, kind: str, name: str) -> str:
         await AvatarRepository(services.sessions).delete(name)
     store = ArtifactStore(services.settings.artifacts) if services.settings.artifacts else None
     for job in await services.jobs.for_target(kind, name):
-        shutil.rmtree(services.settings.data_dir / "jobs" / str(job.id), ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, services.settings.data_dir / "jobs" / str(job.id), True)
         if store is not None:  # where cluster jobs kept their checkpoints (bot/ray_worker.py)
             await asyncio.to_thread(store.remove, job.id)
-    shutil.rmtree(_folder(services, kind, name), ignore_errors=True)
+    # a voice's clips and versions or an avatar's source videos: gigabytes, removed off the event loop
+    await asyncio.to_thread(shutil.rmtree, _folder(services, kind, name), True)
     return f"{kind} '{name}' deleted, with its files"
 
 

@@ -5,12 +5,13 @@ Channels use it to keep one status message edited ("42%, about 3 min left" ... "
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from core.types import Job, JobStatus
 from storage.jobs import JobRepository
 
 OnChange = Callable[[Job], Awaitable[None]]
+RECENT_JOBS = 15  # fifteen status lines fit in one Discord message (2,000 characters)
 
 
 def describe(job: Job) -> str:
@@ -27,6 +28,11 @@ def describe(job: Job) -> str:
     if job.status is JobStatus.CANCELLED:
         return f"{head}: cancelled."
     return f"{head}: failed. {job.message}".rstrip()
+
+
+def recent_jobs(newest_first: Sequence[Job]) -> str:
+    """The /jobs answer: the latest jobs (JobRepository.list gives them newest first), one status line each."""
+    return "\n".join(describe(job) for job in newest_first[:RECENT_JOBS]) or "No training jobs yet."
 
 
 def format_eta(seconds: float) -> str:

@@ -64,11 +64,12 @@ async def add_rvc_voice(services: Services, name: str, model: tuple[str, bytes],
     staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=folder))
     try:
         staged_model = staging / f"{name}.pth"
-        staged_model.write_bytes(model_bytes)
+        # up to hundreds of MB: written off the event loop, which keeps answering everyone meanwhile
+        await asyncio.to_thread(staged_model.write_bytes, model_bytes)
         staged_index = None
         if index is not None:
             staged_index = staging / f"{name}{Path(index[0]).suffix.lower()}"
-            staged_index.write_bytes(index[1])
+            await asyncio.to_thread(staged_index.write_bytes, index[1])
         # paths relative to the models folder: that is how a worker in a container finds them too
         params = RvcParams.from_params({**(settings or {}), "model": str(staged_model.relative_to(folder)),
                                         "index": str(staged_index.relative_to(folder)) if staged_index else ""})
@@ -83,7 +84,7 @@ async def add_rvc_voice(services: Services, name: str, model: tuple[str, bytes],
         if staged_index is not None and final_index is not None:
             staged_index.replace(final_index)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, staging, True)
 
     kept = RvcParams(**{**params.__dict__, "model": final_model.name, "index": final_index.name if final_index else ""})
     try:

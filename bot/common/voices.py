@@ -122,8 +122,8 @@ async def add_voice(services: Services, name: str, files: list[tuple[str, Source
     entries = []
     for i, (audio, (text, source, segments)) in enumerate(zip(decoded, texts)):
         path = folder / f"clip-{len(existing) + i:03d}.wav"
-        path.write_bytes(encode_wav(audio))
-        _write_transcript_files(path, text, segments)
+        await asyncio.to_thread(path.write_bytes, encode_wav(audio))
+        await asyncio.to_thread(_write_transcript_files, path, text, segments)
         entries.append((path, audio.seconds, text, source))
         made.append((path.name, text, source))
 

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 import discord
 from discord import app_commands
 
-from bot.common import lifecycle
+from bot.common import commands, lifecycle
 from bot.common.avatars import add_photo_avatar, submit_avatar_training
-from bot.common.progress import describe, follow_job
+from bot.common.progress import describe, follow_job, recent_jobs
 from bot.common.voices import add_voice as add_voice_clips
 from bot.discord import files
 from bot.discord.gate import chat_key, require_admin, user_key
 from core.errors import BadInput
-from core.types import Job, JobStatus, VoiceEngine
+from core.types import Job, VoiceEngine
 
 if TYPE_CHECKING:
     from bot.discord.app import DoppelDiscord
@@ -95,8 +95,7 @@ async def train_avatar(interaction: discord.Interaction, name: str, source: disc
 async def jobs(interaction: discord.Interaction) -> None:
     bot = interaction.client
     await require_admin(bot, interaction.user)
-    listed = await bot.services.jobs.list()
-    text = "\n".join(describe(j) for j in listed[-20:]) or "No training jobs."
+    text = recent_jobs(await bot.services.jobs.list())
     await interaction.response.send_message(text[:2000], ephemeral=True)
 
 
@@ -210,13 +209,7 @@ async def deny(interaction: discord.Interaction, user: str) -> None:
 async def stats(interaction: discord.Interaction) -> None:
     bot = interaction.client
     await require_admin(bot, interaction.user)
-    figures = await bot.services.users.stats()
-    running = len(await bot.services.jobs.list([JobStatus.QUEUED, JobStatus.RUNNING]))
-    live = bot.queue.stats()
-    await interaction.response.send_message(
-        f"Users: {figures['users']}\nMessages stored: {figures['messages']}\nVoices: {figures['voices']}\n"
-        f"Jobs: {figures['jobs']} ({running} queued or running)\n"
-        f"Answers running now: {live['replies_running']}, waiting: {live['replies_waiting']}", ephemeral=True)
+    await interaction.response.send_message(await commands.stats(bot.services, bot.queue), ephemeral=True)
 
 
 COMMANDS = (add_voice, train_avatar, jobs, cancel, allow, deny, stats, versions, restore, rename, delete, retry)

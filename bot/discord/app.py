@@ -26,8 +26,8 @@ from bot.discord.claims import MessageClaims
 from bot.discord.endpoints import discover_gateway, point_at
 from bot.discord.errors import on_app_command_error
 from bot.discord.retries import retry_dropped_calls
-from bot.startup import StartupError
 from bot.wiring import Services
+from core.errors import StartupError
 from storage.updates import HandledUpdates
 
 log = logging.getLogger("doppel.discord")

@@ -9,10 +9,10 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
 from aiogram.utils.chat_action import ChatActionSender
 
-from bot.common import lifecycle
+from bot.common import commands, lifecycle
 from bot.common.access import AccessPolicy
 from bot.common.avatars import add_photo_avatar, submit_avatar_training
-from bot.common.progress import describe
+from bot.common.progress import describe, recent_jobs
 from bot.common.userqueue import UserQueue
 from bot.common.voices import add_voice
 from bot.telegram import files
@@ -146,9 +146,7 @@ async def abort(message: Message, state: FSMContext) -> None:
 # ---- jobs, users, figures ----
 
 async def jobs(message: Message, services: Services) -> None:
-    recent = (await services.jobs.list())[:15]
-    text = "\n".join(describe(job) for job in recent) if recent else "No training jobs yet."
-    await message.answer(text, parse_mode=None)
+    await message.answer(recent_jobs(await services.jobs.list()), parse_mode=None)
 
 
 async def cancel_job(message: Message, arg: str, services: Services, is_admin: bool) -> None:
@@ -225,13 +223,7 @@ async def deny(message: Message, command: CommandObject, access: AccessPolicy, q
 
 
 async def stats(message: Message, services: Services, queue: UserQueue) -> None:
-    figures = await services.users.stats()
-    running = len(await services.jobs.list([JobStatus.QUEUED, JobStatus.RUNNING]))
-    live = queue.stats()
-    text = (f"Users: {figures['users']}\nMessages stored: {figures['messages']}\nVoices: {figures['voices']}\n"
-            f"Jobs: {figures['jobs']} ({running} queued or running)\n"
-            f"Answers running now: {live['replies_running']}, waiting: {live['replies_waiting']}")
-    await message.answer(text, parse_mode=None)
+    await message.answer(await commands.stats(services, queue), parse_mode=None)
 
 
 def _name(command: CommandObject, usage: str) -> str:

@@ -17,12 +17,11 @@ from aiogram.utils.token import TokenValidationError
 from aiogram.exceptions import TelegramConflictError, TelegramNetworkError, TelegramUnauthorizedError
 from aiohttp import web
 
+from adapters.settings import Settings
 from bot.common.access import AccessPolicy
 from bot.common.dialogue import Dialogue
 from bot.common.ratelimit import RateLimiter, error_replies
 from bot.common.userqueue import UserQueue
-from bot.settings import Settings
-from bot.startup import StartupError
 from bot.telegram import admin, errors, rvc_admin, talk, user_commands
 from bot.telegram.answer import Answerer
 from bot.telegram.delivery import Delivery, Sweeper
@@ -33,7 +32,7 @@ from bot.telegram.polling import Poller
 from bot.telegram.sending import SendRetries
 from bot.telegram.webhook import make_app, webhook_secret
 from bot.wiring import Services
-from core.errors import DoppelError
+from core.errors import DoppelError, StartupError
 from storage.updates import HandledUpdates
 
 log = logging.getLogger(__name__)

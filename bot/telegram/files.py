@@ -8,7 +8,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 
-from bot.settings import Settings
+from adapters.settings import Settings
 from core.errors import AudioTooLong, BadInput, FileTooLarge
 
 # a local Bot API server serves files up to 2000 MB

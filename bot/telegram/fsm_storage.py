@@ -22,13 +22,17 @@ class ChatSettingsStorage(BaseStorage):
 
     async def _update(self, key: StorageKey, **values: Any) -> None:
         chat, slot = self._where(key)
-        every = await self._all(chat)
-        entry = {**every.get(slot, {}), **values}
-        if entry.get("state") is None and not entry.get("data"):
-            every.pop(slot, None)
-        else:
-            every[slot] = entry
-        await self.chats.set(chat, fsm=every)
+
+        def merged(current: dict[str, Any] | None) -> dict[str, Any]:
+            every = dict(current or {})
+            entry = {**every.get(slot, {}), **values}
+            if entry.get("state") is None and not entry.get("data"):
+                every.pop(slot, None)
+            else:
+                every[slot] = entry
+            return every
+
+        await self.chats.change(chat, "fsm", merged)
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         await self._update(key, state=state.state if isinstance(state, State) else state)

@@ -7,12 +7,11 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import BotCommand, BufferedInputFile, Message
 
+from bot.common import commands
 from bot.common.access import AccessPolicy
 from bot.common.userqueue import UserQueue
 from bot.telegram.answer import chat_key, user_key
 from bot.wiring import Services
-from core.errors import BadInput
-from core.languages import chosen_language
 from core.types import ConversationKey
 
 
@@ -70,73 +69,31 @@ async def reset(message: Message, services: Services) -> None:
     await message.answer(f"I forgot our conversation ({removed} messages).", parse_mode=None)
 
 
+def _quoted(name: str) -> str:
+    return f"'{name}'"
+
+
+async def _show_or_choose(message: Message, command: CommandObject, services: Services,
+                          show: commands.Show, choose: commands.Choose) -> None:
+    chat, value = chat_key(message.chat.id), commands.argument(command.args)
+    text = await (show(services, chat, _quoted) if value is None else choose(services, chat, value, _quoted))
+    await message.answer(text, parse_mode=None)
+
+
 async def voice(message: Message, command: CommandObject, services: Services) -> None:
-    chat = chat_key(message.chat.id)
-    name = (command.args or "").strip()
-    if not name:
-        current = (await services.chats.get(chat)).voice or services.settings.voice or "the standard voice"
-        voices = await services.voices.list()
-        listing = ", ".join(f"{v.name}{'' if v.ready else ' (training)'}" for v in voices) or "none yet"
-        await message.answer(f"I answer with {current}. Voices: {listing}.\n/voice NAME chooses one, /voice default goes back.",
-                             parse_mode=None)
-        return
-    if name == "default":
-        await services.chats.set(chat, voice=None)
-        await message.answer("Back to the standard voice.", parse_mode=None)
-        return
-    chosen = await services.voices.get(name)  # UnknownVoice tells the user what exists
-    await services.chats.set(chat, voice=chosen.name)
-    note = "" if chosen.ready else " It is still training; I'll use it once it is ready."
-    await message.answer(f"I now answer with the voice '{chosen.name}'.{note}", parse_mode=None)
+    await _show_or_choose(message, command, services, commands.show_voice, commands.choose_voice)
 
 
 async def persona(message: Message, command: CommandObject, services: Services) -> None:
-    chat = chat_key(message.chat.id)
-    name = (command.args or "").strip()
-    if not name:
-        current = (await services.chats.get(chat)).persona or services.settings.persona
-        await message.answer(f"I am '{current}'. Personas: {', '.join(services.personas.names())}.", parse_mode=None)
-        return
-    chosen = services.personas.get(name)  # UnknownPersona lists the known ones
-    await services.chats.set(chat, persona=chosen.name)
-    await message.answer(f"I am now '{chosen.name}'.", parse_mode=None)
+    await _show_or_choose(message, command, services, commands.show_persona, commands.choose_persona)
 
 
 async def avatar(message: Message, command: CommandObject, services: Services) -> None:
-    from bot.common.avatars import find_avatar, list_avatars
-
-    chat = chat_key(message.chat.id)
-    name = (command.args or "").strip()
-    if not name:
-        known = await list_avatars(services)
-        current = (await services.chats.get(chat)).avatar or services.settings.avatar or "none"
-        listing = ", ".join(f"{a.name}{'' if a.ready else ' (training)'}" for a in known) or "none yet"
-        await message.answer(f"My face: {current}. Avatars: {listing}.\n/avatar NAME chooses one, /avatar off: no video.",
-                             parse_mode=None)
-        return
-    if name == "off":
-        await services.chats.set(chat, avatar=None)
-        await message.answer("No more video answers here.", parse_mode=None)
-        return
-    chosen = await find_avatar(services, name)
-    if chosen is None:
-        raise BadInput(f"There is no avatar called '{name}'. /avatar lists them.")
-    await services.chats.set(chat, avatar=chosen.name)
-    note = "" if chosen.ready else " It is still training; videos start once it is ready."
-    await message.answer(f"I now answer with the face '{chosen.name}' too.{note}", parse_mode=None)
+    await _show_or_choose(message, command, services, commands.show_avatar, commands.choose_avatar)
 
 
 async def language(message: Message, command: CommandObject, services: Services) -> None:
-    chat = chat_key(message.chat.id)
-    code = (command.args or "").strip().lower()
-    if not code:
-        current = (await services.chats.get(chat)).language or services.settings.language
-        await message.answer(f"I expect you to speak '{current}'. /language CODE changes it (en, fr, es ... or auto).",
-                             parse_mode=None)
-        return
-    code = chosen_language(code, services.settings.languages)
-    await services.chats.set(chat, language=code)
-    await message.answer(f"Language set to '{code}'.", parse_mode=None)
+    await _show_or_choose(message, command, services, commands.show_language, commands.choose_language)
 
 
 async def cancel(message: Message, command: CommandObject, services: Services, queue: UserQueue, is_admin: bool) -> None:

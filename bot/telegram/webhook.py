@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from aiogram.types import Update
 from aiohttp import web
 
-from bot.settings import Settings
+from adapters.settings import Settings
 from bot.telegram.delivery import Delivery
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from adapters.settings import Settings
 from bot.common.dialogue import Dialogue
-from bot.settings import Settings
 from bot.web.admin import AdminPages
 from bot.web.rvc_admin import RvcAdminPages
 from bot.web.chat import ChatPages

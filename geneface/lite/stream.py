@@ -9,12 +9,15 @@ as it grows. Both usual levels were measured on the shared en/fr/es speech clips
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from geneface.lite.data import MEL_BINS, MEL_RATE, WINDOW, mel_filters
 from geneface.lite.render import LiteAvatar, loop_index
-from geneface.stream import Tail
+
+if TYPE_CHECKING:  # the stream hands this driver its audio; the stream picks the driver, so it imports this module
+    from geneface.stream import Tail
 
 RATE = 16_000
 HOP = RATE // MEL_RATE  # 160 samples: 10 ms

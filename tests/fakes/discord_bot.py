@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
+from adapters.engines import Engines
+from adapters.settings import Settings
 from bot.discord.app import DoppelDiscord
-from bot.settings import Settings
-from bot.wiring import Engines, Services, build_services
+from bot.wiring import Services, build_services
 from tests.fakes.discord_api import FakeDiscord
 
 # a persona that answers in one short sentence, so tests spend little CPU on the language model
