@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-nodeps.txt |
 # llama.cpp compiles from source once; use both cores
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: setup browser postgres demo test bench clean
+.PHONY: setup browser postgres festival demo test bench clean
 
 setup: $(STAMP)
 
@@ -19,10 +19,10 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-demo: setup
+demo: setup festival
 	$(BIN)/doppel reply --demo --audio assets/question.ogg --user demo --out out/demo-reply.ogg --video out/demo-reply.mp4
 
-test: setup browser postgres
+test: setup browser postgres festival
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # the web tests drive Debian's headless Chromium: installed here when missing and we are root
@@ -38,6 +38,16 @@ postgres:
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	else echo "postgresql is missing: the PostgreSQL storage tests will fail (apt-get install postgresql)"; fi
+
+# Russian and Italian are spoken by Festival (adapters/tts_festival.py), a Debian program with Debian voices:
+# installed here when missing and we are root
+FESTIVAL_PACKAGES := festival festvox-ru festvox-italp16k
+festival:
+	@if command -v festival >/dev/null && [ -d /usr/share/festival/voices/russian/msu_ru_nsh_clunits ] \
+	  && [ -d /usr/share/festival/voices/italian/lp_diphone ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(FESTIVAL_PACKAGES); \
+	else echo "$(FESTIVAL_PACKAGES) are missing: Russian and Italian answers will fail to speak (apt-get install $(FESTIVAL_PACKAGES))"; fi
 
 bench: setup
 	$(BIN)/python bench/latency.py

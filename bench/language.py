@@ -200,6 +200,70 @@ async def answers(engines: Engines, questions: int, allowed: tuple[str, ...], lo
                 await services.close()
 
 
+# ---- 0. voices: each language's answers spoken by each candidate engine and read back ----
+
+VOICE_LANGUAGES = {"en": "English", "fr": "French", "es": "Spanish", "de": "German", "it": "Italian",
+                   "pt": "Portuguese", "ru": "Russian", "zh": "Chinese", "ja": "Japanese"}
+VOICE_BOUND = 0.15  # read-back WER (CER for zh/ja) a language's voice must stay under to be spoken
+
+
+def voice_candidates(engines: Engines) -> dict[str, list[tuple[str, Callable]]]:
+    """Per language, the engines that can speak it: what the product uses now first, then the others tried."""
+    from adapters.tts_espeak import EspeakSynthesizer
+    from adapters.tts_festival import FestivalSynthesizer
+    from adapters.tts_kana import kana_reading
+    from adapters.tts_pico import PicoSynthesizer
+
+    chosen = {code: next((s for s in engines.synthesizers if s.supports(code)), None) for code in VOICE_LANGUAGES}
+    espeak, pico = EspeakSynthesizer(), PicoSynthesizer()
+    festival_lp, festival_pc = FestivalSynthesizer(("ru", "it")), FestivalSynthesizer(("it",), {"it": "pc_diphone"})
+    out: dict[str, list[tuple[str, Callable]]] = {}
+    for code in VOICE_LANGUAGES:
+        arms: list[tuple[str, Callable]] = []
+        if chosen[code] is not None:
+            arms.append((f"product: {type(chosen[code]).__name__}", chosen[code].synthesize_sync))
+        if code in ("de", "it"):
+            arms.append(("Pico", pico.synthesize_sync))
+        if code == "ru":
+            arms.append(("Festival msu_ru_nsh_clunits", festival_lp.synthesize_sync))
+        if code == "it":
+            arms += [("Festival lp_diphone", festival_lp.synthesize_sync), ("Festival pc_diphone", festival_pc.synthesize_sync)]
+        if code in ("de", "it", "pt", "ru", "ja"):
+            arms.append(("eSpeak NG", espeak.synthesize_sync))
+        if code == "ja":
+            arms.append(("eSpeak NG on kana (pykakasi)", lambda text, language: espeak.synthesize_sync(kana_reading(text), language)))
+        seen: set[str] = set()
+        out[code] = [(name, run) for name, run in arms if not (name.removeprefix("product: ") in seen or seen.add(name))]
+    return out
+
+
+def voices(engines: Engines, languages: list[str], log) -> None:
+    """Whisper base, told the language, reads back each language's 20 answers as each engine speaks them."""
+    from core.speakable import spoken_form
+    from tests.fakes.polyglot_llm import ANSWERS
+
+    recognizer = engines.recognizer
+    log(f"lang  engine                              read back (Whisper base, language given) [95% CI]   synth s/sentence"
+        f"   (bound {VOICE_BOUND:.0%})")
+    for code in languages:
+        texts = ANSWERS[VOICE_LANGUAGES[code]]
+        for name, speak in voice_candidates(engines)[code]:
+            hyps, seconds = [], []
+            for text in texts:
+                t0 = time.perf_counter()
+                audio = speak(spoken_form(text), code)
+                seconds.append(time.perf_counter() - t0)
+                hyps.append(recognizer.transcribe_sync(audio, code).text)
+            errs = errors(texts, hyps, code)
+            lo, hi = bootstrap(errs)
+            kind = "CER" if code in ("zh", "ja") else "WER"
+            verdict = "under" if rate(errs) <= VOICE_BOUND else "OVER"
+            log(f"{code:4}  {name:34}  {kind} {rate(errs):6.1%} [{lo:.1%}, {hi:.1%}]  {verdict:5}                "
+                f"{statistics.median(seconds):.3f}")
+            worst_i = max(range(len(errs)), key=lambda k: errs[k][0] / max(1, errs[k][1]))
+            log(f"      worst: {texts[worst_i]!r} → {hyps[worst_i]!r}")
+
+
 # ---- 2. recognition ----
 
 BUCKETS = (("1-2 words", 1, 2), ("3-6 words", 3, 6), ("7+ words", 7, 10_000))
@@ -422,7 +486,8 @@ async def main() -> None:
     parser.add_argument("--questions", type=int, default=20)
     parser.add_argument("--clips", type=int, default=0, help="fr/es clips for part 2, spread over the set (0: all)")
     parser.add_argument("--en-clips", type=int, default=None, help="en clips for part 2 (default: --clips)")
-    parser.add_argument("--part", choices=["all", "answers", "asr", "latency"], default="all")
+    parser.add_argument("--part", choices=["all", "voices", "answers", "asr", "latency"], default="all")
+    parser.add_argument("--languages", default=",".join(VOICE_LANGUAGES), help="languages for --part voices")
     parser.add_argument("--write", action="store_true", help="write bench/results/language[-PART].txt")
     args = parser.parse_args()
     lines: list[str] = []
@@ -437,6 +502,10 @@ async def main() -> None:
         en_clips = args.clips if args.en_clips is None else args.en_clips
         log(f"bench/language.py --part {args.part}  {time.strftime('%Y-%m-%d %H:%M')}  questions={args.questions} "
             f"clips={args.clips or 'all'} en-clips={en_clips or 'all'}  load average {os.getloadavg()[0]:.1f}")
+        if args.part in ("all", "voices"):
+            log("")
+            log("0. Voices: 20 answers a language, spoken by each engine, read back")
+            voices(engines, args.languages.split(","), log)
         if args.part in ("all", "answers"):
             log("")
             log("1. Answers per language (loopback model that writes every language)")

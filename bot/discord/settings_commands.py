@@ -96,11 +96,11 @@ async def language(interaction: discord.Interaction, code: str | None = None) ->
     if code is None:
         current = (await services.chats.get(_chat(interaction))).language or services.settings.language
         await interaction.response.send_message(
-            f"I expect **{current}** here. `/language CODE` changes it: {', '.join(services.settings.languages) or 'any code'}"
+            f"I expect **{current}** here. `/language CODE` changes it: {', '.join(services.settings.heard_languages) or 'any code'}"
             ", or auto.", ephemeral=True)
         return
     await require_manager(bot, interaction)
-    chosen = chosen_language(code, services.settings.languages)  # UnknownLanguage, or BadInput naming the choices
+    chosen = chosen_language(code, services.settings.heard_languages)  # UnknownLanguage, or BadInput naming the choices
     await services.chats.set(_chat(interaction), language=chosen)
     await interaction.response.send_message(f"Language here: **{chosen}**.")
 

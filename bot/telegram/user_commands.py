@@ -134,7 +134,7 @@ async def language(message: Message, command: CommandObject, services: Services)
         await message.answer(f"I expect you to speak '{current}'. /language CODE changes it (en, fr, es ... or auto).",
                              parse_mode=None)
         return
-    code = chosen_language(code, services.settings.languages)
+    code = chosen_language(code, services.settings.heard_languages)
     await services.chats.set(chat, language=code)
     await message.answer(f"Language set to '{code}'.", parse_mode=None)
 
