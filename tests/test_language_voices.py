@@ -20,7 +20,10 @@ from core.languages import CANNOT_SPEAK, cannot_speak
 from core.pipeline import ReplyRequest
 from core.types import AudioFrame, ConversationKey, NoteFrame, ReplyDone
 from tests.fakes.polyglot_llm import ANSWERS, PolyglotServer
+from tests.telegram_support import bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
 from tests.test_llm_providers import KEYS, MODELS
+
+TG_USER = 502
 
 
 def test_the_notice_is_in_the_language_it_is_about_and_english_where_we_have_no_sentence():
@@ -129,13 +132,18 @@ async def test_typed_japanese_is_answered_in_japanese_text_and_told_once_that_it
 
 
 @pytest.mark.slow
-async def test_with_the_bundled_model_typed_japanese_gets_the_notice_not_a_silent_english_answer(tmp_path, engines):
-    settings = Settings(_env_file=None, data_dir=tmp_path / "var")
-    services = await build_services(settings, engines=engines)
-    try:
-        frames = [f async for f in Dialogue(services).reply(Incoming("tg:8", "tg:8", text="東京の天気はどうですか？"))]
-    finally:
-        await services.close()
-    done = frames[-1]
-    assert isinstance(done, ReplyDone) and done.user_language == "ja" and done.language == "en" and done.notice_given
-    assert done.text.startswith("I can't write Japanese well yet")
+async def test_on_telegram_typed_japanese_gets_japanese_text_the_notice_once_and_no_voice_note(fake_tg, tmp_path, engines):  # noqa: F811
+    async with PolyglotServer() as server:
+        settings = bot_settings(tmp_path, fake_tg, persona="default", reply_voice_to_text=True, llm_provider="openai",
+                                llm_model=MODELS["openai"], openai_base_url=server.base_url, openai_api_key=KEYS["openai"])
+        own = Engines(recognizer=engines.recognizer, chat_model=build_chat_model(settings), synthesizers=engines.synthesizers,
+                      converters={}, renderer=None, text_languages=engines.text_languages)
+        async with running_bot(settings, own):
+            fake_tg.text_update(TG_USER, "明日の天気はどうですか？")
+            await fake_tg.wait_for(lambda: any(t in ANSWERS["Japanese"] for t in texts_to(fake_tg, TG_USER)), 60)
+            fake_tg.text_update(TG_USER, "おすすめの本を教えてください。")
+            await fake_tg.wait_for(lambda: sum(t in ANSWERS["Japanese"] for t in texts_to(fake_tg, TG_USER)) == 2, 60)
+        # an English answer now would mean the Japanese was not placed; a voice note, that it was spoken as noise
+        assert texts_to(fake_tg, TG_USER).count(CANNOT_SPEAK["ja"]) == 1
+        assert not fake_tg.sent_to(TG_USER, "sendVoice")
+        assert server.asked == ["Japanese", "Japanese"]
