@@ -213,6 +213,15 @@ VOICE_LANGUAGES = {"en": "English", "fr": "French", "es": "Spanish", "de": "Germ
 VOICE_BOUND = 0.15  # read-back WER (CER for zh/ja) a language's voice must stay under to be spoken
 
 
+def engine_label(synthesizer: object, code: str) -> str:
+    from adapters.tts_festival import FestivalSynthesizer
+
+    if isinstance(synthesizer, FestivalSynthesizer):
+        return f"Festival {synthesizer.voices[code]}"
+    return {"PicoSynthesizer": "Pico", "EspeakSynthesizer": "eSpeak NG", "PiperSynthesizer": "Piper",
+            "MandarinSynthesizer": "Mandarin FastSpeech2"}.get(type(synthesizer).__name__, type(synthesizer).__name__)
+
+
 def voice_candidates(engines: Engines) -> dict[str, list[tuple[str, Callable]]]:
     """Per language, the engines that can speak it: what the product uses now first, then the others tried."""
     from adapters.tts_espeak import EspeakSynthesizer
@@ -227,7 +236,7 @@ def voice_candidates(engines: Engines) -> dict[str, list[tuple[str, Callable]]]:
     for code in VOICE_LANGUAGES:
         arms: list[tuple[str, Callable]] = []
         if chosen[code] is not None:
-            arms.append((f"product: {type(chosen[code]).__name__}", chosen[code].synthesize_sync))
+            arms.append((f"product: {engine_label(chosen[code], code)}", chosen[code].synthesize_sync))
         if code in ("de", "it"):
             arms.append(("Pico", pico.synthesize_sync))
         if code == "ru":
@@ -238,8 +247,11 @@ def voice_candidates(engines: Engines) -> dict[str, list[tuple[str, Callable]]]:
             arms.append(("eSpeak NG", espeak.synthesize_sync))
         if code == "ja":
             arms.append(("eSpeak NG on kana (pykakasi)", lambda text, language: espeak.synthesize_sync(kana_reading(text), language)))
-        seen: set[str] = set()
-        out[code] = [(name, run) for name, run in arms if not (name.removeprefix("product: ") in seen or seen.add(name))]
+        seen: set[str] = set()  # the product's engine is measured once, under its own name
+        for name, run in arms:
+            if name.removeprefix("product: ") not in seen:
+                seen.add(name.removeprefix("product: "))
+                out.setdefault(code, []).append((name, run))
     return out
 
 
@@ -252,9 +264,10 @@ def voices(engines: Engines, languages: list[str], log) -> None:
     product: dict[str, str] = {}
     log(f"lang  engine                              read back (Whisper base, language given) [95% CI]   synth s/sentence"
         f"   (bound {VOICE_BOUND:.0%})")
+    candidates = voice_candidates(engines)
     for code in languages:
         texts = ANSWERS[VOICE_LANGUAGES[code]]
-        for name, speak in voice_candidates(engines)[code]:
+        for name, speak in candidates.get(code, []):
             hyps, seconds = [], []
             for text in texts:
                 t0 = time.perf_counter()
