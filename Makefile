@@ -39,15 +39,14 @@ postgres:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	else echo "postgresql is missing: the PostgreSQL storage tests will fail (apt-get install postgresql)"; fi
 
-# Russian and Italian are spoken by Festival (adapters/tts_festival.py), a Debian program with Debian voices:
-# installed here when missing and we are root
-FESTIVAL_PACKAGES := festival festvox-ru festvox-italp16k
+# Russian is spoken by Festival (adapters/tts_festival.py), a Debian program with a Debian voice: installed here
+# when missing and we are root
+FESTIVAL_PACKAGES := festival festvox-ru
 festival:
-	@if command -v festival >/dev/null && [ -d /usr/share/festival/voices/russian/msu_ru_nsh_clunits ] \
-	  && [ -d /usr/share/festival/voices/italian/lp_diphone ]; then :; \
+	@if command -v festival >/dev/null && [ -d /usr/share/festival/voices/russian/msu_ru_nsh_clunits ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(FESTIVAL_PACKAGES); \
-	else echo "$(FESTIVAL_PACKAGES) are missing: Russian and Italian answers will fail to speak (apt-get install $(FESTIVAL_PACKAGES))"; fi
+	else echo "$(FESTIVAL_PACKAGES) are missing: Russian answers will fail to speak (apt-get install $(FESTIVAL_PACKAGES))"; fi
 
 bench: setup
 	$(BIN)/python bench/latency.py

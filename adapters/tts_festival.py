@@ -1,4 +1,5 @@
-"""Festival (Debian's `festival` with its `festvox-*` voices) for Russian and Italian.
+"""Festival (Debian's `festival` with its `festvox-*` voices): Russian (`festvox-ru`); its Italian voices
+(`festvox-italp16k`, `festvox-itapc16k`) are only compared with Pico by bench/language.py.
 
 Festival runs as a separate program, so one long-lived `festival --pipe` process serves every sentence: starting
 it and loading the Russian unit-selection voice takes about 0.8 s a time, a sentence in a running process about
@@ -54,7 +55,7 @@ def _scheme_string(text: str) -> str:
 
 
 class FestivalSynthesizer:
-    def __init__(self, languages: tuple[str, ...] = tuple(VOICES), voices: Mapping[str, str] | None = None) -> None:
+    def __init__(self, languages: tuple[str, ...] = ("ru",), voices: Mapping[str, str] | None = None) -> None:
         self.languages = languages
         self.voices = {code: VOICES[code][0] for code in languages} | dict(voices or {})
         self._lock = threading.Lock()
