@@ -30,10 +30,10 @@ class Settings(BaseSettings):
     language: str = "en"  # the users' language until they choose (/language); "auto" detects it
     # the languages users here speak and hear spoken: detection picks among these (a short clip is not taken for
     # Hindi); each has a voice Whisper reads back within 15 % (bench/language.py --part voices, docs/languages.md)
-    languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["en", "zh", "fr", "es", "de", "it", "pt", "ru"])
+    languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["en", "zh", "fr", "es", "de", "it", "ru"])
     # languages users may write or speak that no voice here speaks understandably yet: detected too, answered in
     # text, with a note saying so once per chat
-    text_languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["ja"])
+    text_languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["pt", "ja"])
     max_input_seconds: float = 120.0
     max_text_chars: int = 2000  # a typed message longer than this is refused
     history_token_budget: int = 1200
