@@ -213,6 +213,13 @@ VOICE_LANGUAGES = {"en": "English", "fr": "French", "es": "Spanish", "de": "Germ
 VOICE_BOUND = 0.15  # read-back WER (CER for zh/ja) a language's voice must stay under to be spoken
 
 
+def kana_reading(text: str) -> str:
+    """Japanese as it is read, kanji turned into hiragana (pykakasi, pure Python, its dictionary in the wheel)."""
+    import pykakasi
+
+    return "".join(part["hira"] for part in pykakasi.kakasi().convert(text))
+
+
 def engine_label(synthesizer: object, code: str) -> str:
     from adapters.tts_festival import FestivalSynthesizer
 
@@ -226,7 +233,6 @@ def voice_candidates(engines: Engines) -> dict[str, list[tuple[str, Callable]]]:
     """Per language, the engines that can speak it: what the product uses now first, then the others tried."""
     from adapters.tts_espeak import EspeakSynthesizer
     from adapters.tts_festival import FestivalSynthesizer
-    from adapters.tts_kana import kana_reading
     from adapters.tts_pico import PicoSynthesizer
 
     chosen = {code: next((s for s in engines.synthesizers if s.supports(code)), None) for code in VOICE_LANGUAGES}
