@@ -138,7 +138,7 @@ async def test_typed_portuguese_is_answered_in_portuguese_text_with_the_notice_i
     done = frames[-1]
     assert isinstance(done, ReplyDone) and done.language == "pt" and done.text in ANSWERS["Portuguese"]
     assert [f.text for f in frames if isinstance(f, NoteFrame)] == [CANNOT_SPEAK["pt"]]
-    assert not [f for f in frames if isinstance(f, AudioFrame)]
+    assert not [f for f in frames if isinstance(f, AudioFrame)] and server.asked == ["Portuguese"]
 
 
 @pytest.mark.slow
