@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-nodeps.txt |
 # llama.cpp compiles from source once; use both cores
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: setup browser postgres speech demo check lint test bench clean
+.PHONY: setup browser postgres speech festival demo check lint test bench clean
 
 setup: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-demo: setup
+demo: setup festival
 	$(BIN)/doppel reply --demo --audio assets/question.ogg --user demo --out out/demo-reply.ogg --video out/demo-reply.mp4
 
 # lint, type check and the tests that load no models and train nothing (slow ones: see tests/conftest.py)
@@ -32,7 +32,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: setup lint browser postgres speech
+test: setup lint browser postgres speech festival
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # the web tests drive Debian's headless Chromium: installed here when missing and we are root
@@ -58,6 +58,15 @@ speech: setup
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SPEECH_PACKAGES); \
 	else echo "the test speech is missing: most tests will fail (apt-get install $(SPEECH_PACKAGES))"; fi
 	$(BIN)/python -m tests.speech
+
+# Russian is spoken by Festival (adapters/tts_festival.py), a Debian program with a Debian voice: installed here
+# when missing and we are root
+FESTIVAL_PACKAGES := festival festvox-ru
+festival:
+	@if command -v festival >/dev/null && [ -d /usr/share/festival/voices/russian/msu_ru_nsh_clunits ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(FESTIVAL_PACKAGES); \
+	else echo "$(FESTIVAL_PACKAGES) are missing: Russian answers will fail to speak (apt-get install $(FESTIVAL_PACKAGES))"; fi
 
 bench: setup
 	$(BIN)/python bench/latency.py

@@ -28,8 +28,12 @@ class Settings(BaseSettings):
     persona: str = "default"
     personas_dir: Path | None = None  # extra persona files beside the shipped ones
     language: str = "en"  # the users' language until they choose (/language); "auto" detects it
-    # the languages users here speak: detection picks among these only (a short clip is not taken for Hindi)
-    languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["en", "zh", "fr", "es", "de", "it", "pt", "ru"])
+    # the languages users here speak and hear spoken: detection picks among these (a short clip is not taken for
+    # Hindi); each has a voice Whisper reads back within 15 % (bench/language.py --part voices, docs/languages.md)
+    languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["en", "zh", "fr", "es", "de", "it", "ru"])
+    # languages users may write or speak that no voice here speaks understandably yet: detected too, answered in
+    # text, with a note saying so once per chat
+    text_languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["pt", "ja"])
     max_input_seconds: float = 120.0
     max_text_chars: int = 2000  # a typed message longer than this is refused
     history_token_budget: int = 1200
@@ -159,7 +163,12 @@ class Settings(BaseSettings):
     def _ids(cls, value: object) -> object:
         return _id_list(value)
 
-    @field_validator("languages", "llm_languages", mode="before")
+    @property
+    def heard_languages(self) -> list[str]:
+        """Every language detection picks among: the spoken ones, then those answered in text only."""
+        return self.languages + [code for code in self.text_languages if code not in self.languages]
+
+    @field_validator("languages", "text_languages", "llm_languages", mode="before")
     @classmethod
     def _codes(cls, value: object) -> object:
         if isinstance(value, str):

@@ -1,4 +1,5 @@
-"""eSpeak NG through its C API (the library espeakng-loader ships): every other language, Chinese included."""
+"""eSpeak NG through its C API (the library espeakng-loader ships). No longer one of the product's voices: Whisper
+read its Russian and Portuguese back at 164 % and 62 % WER (bench/language.py --part voices compares it)."""
 from __future__ import annotations
 
 import asyncio

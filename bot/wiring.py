@@ -59,13 +59,16 @@ def check_language_settings(settings: Settings) -> None:
     for code in settings.languages:
         if not is_known(code):
             raise UnknownLanguage(code, "DOPPEL_LANGUAGES")
+    for code in settings.text_languages:
+        if not is_known(code):
+            raise UnknownLanguage(code, "DOPPEL_TEXT_LANGUAGES")
     for code in settings.llm_languages:
         if not is_known(code):
             raise UnknownLanguage(code, "DOPPEL_LLM_LANGUAGES")
     language = settings.language.strip().lower()
     if language != "auto" and not is_known(language):
         raise UnknownLanguage(settings.language, "DOPPEL_LANGUAGE")
-    if language != "auto" and settings.languages and language not in settings.languages:
+    if language != "auto" and settings.languages and language not in settings.heard_languages:
         raise BadInput(f"DOPPEL_LANGUAGE: '{language}' is not among DOPPEL_LANGUAGES ({', '.join(settings.languages)}).")
 
 
@@ -123,7 +126,7 @@ async def build_services(settings: Settings | None = None, *, engines: Engines |
         converters=converters, renderer=renderer, text_languages=engines.text_languages or build_text_languages(settings),
         config=PipelineConfig(max_input_seconds=settings.max_input_seconds, history_token_budget=settings.history_token_budget,
                               max_input_chars=settings.max_text_chars,
-                              languages=tuple(settings.languages), model_languages=model_languages(settings)),
+                              languages=tuple(settings.heard_languages), model_languages=model_languages(settings)),
     )
     return Services(
         settings=settings, engine=engine, sessions=sessions, history=history, voices=voices, jobs=JobRepository(sessions),

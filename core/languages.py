@@ -64,6 +64,10 @@ RIVAL_SHARE = 0.05  # a language holding less of the expected ones' share is not
 MAX_RIVALS = 2
 PRIOR_WEIGHT = 0.1  # how much detection still counts beside the decode's mean token log-probability
 LOOPING = 2.4  # text that compresses this well repeats itself: a decoder stuck in a loop, however sure it is
+# Of the transcripts of an unsure clip, the chat's last language keeps the clip unless another transcript is surer
+# by this much (log mean word probability): a short clip's decodes in two close languages can score within a few
+# hundredths of each other, and a difference that small must not decide what a Spanish speaker said.
+LAST_LEAD = 0.1
 
 # Said once per chat and language when the model cannot write the user's language; keyed by the answer's language.
 FALLBACK_NOTICE = {
@@ -72,6 +76,27 @@ FALLBACK_NOTICE = {
     "fr": "Je ne sais pas encore bien écrire en {user_native}, je vais donc répondre en français.",
     "es": "Todavía no sé escribir bien en {user_native}, así que responderé en español.",
 }
+
+
+# Said once per chat and language where no voice here speaks the answer's language understandably; in that language
+# where we have the sentence, else in English. The answer itself still comes, as text.
+CANNOT_SPEAK = {
+    "en": "I can't speak {name} yet, so I'm answering in text.",
+    "pt": "Ainda não sei falar português, por isso respondo por escrito.",
+    "ja": "まだ日本語を話せないので、文字で答えます。",
+    "ru": "Я пока не умею говорить по-русски, поэтому отвечаю текстом.",
+    "it": "Non so ancora parlare italiano, quindi rispondo per iscritto.",
+    "de": "Ich kann noch kein Deutsch sprechen, deshalb antworte ich schriftlich.",
+    "fr": "Je ne sais pas encore parler français, je réponds donc par écrit.",
+    "es": "Todavía no sé hablar español, así que respondo por escrito.",
+    "zh": "我还不会说中文，所以用文字回答。",
+    "ko": "아직 한국어로 말할 수 없어서 글로 답합니다.",
+}
+
+
+def cannot_speak(language: str) -> str:
+    """The notice that the answer comes in text because no voice here speaks `language`."""
+    return CANNOT_SPEAK.get(language, CANNOT_SPEAK["en"]).format(name=english_name(language))
 
 
 class UnknownLanguage(BadInput):
@@ -155,9 +180,11 @@ def looping(text: str) -> bool:
     return len(data) > 40 and len(data) / len(zlib.compress(data)) > LOOPING
 
 
-def surest(transcripts: Mapping[str, Transcript], scores: Mapping[str, float], allowed: Collection[str] = ()) -> str:
+def surest(transcripts: Mapping[str, Transcript], scores: Mapping[str, float], allowed: Collection[str] = (),
+           last: str | None = None) -> str:
     """Of one clip decoded in several languages, the language whose transcript the recognizer was surest of
-    (mean token probability, with detection's share as a light prior); a looping or empty one never wins."""
+    (mean token probability, with detection's share as a light prior); a looping or empty one never wins. The
+    chat's `last` language, where it was decoded, wins unless another is surer by LAST_LEAD."""
     share = shares(scores, allowed)
 
     def score(code: str) -> float:
@@ -166,7 +193,10 @@ def surest(transcripts: Mapping[str, Transcript], scores: Mapping[str, float], a
             return -math.inf
         return math.log(max(transcripts[code].confidence, 1e-9)) + PRIOR_WEIGHT * math.log(max(share.get(code, 0.0), 1e-6))
 
-    return max(transcripts, key=score)
+    best = max(transcripts, key=score)
+    if last in transcripts and last != best and score(last) > -math.inf and score(best) - score(last) < LAST_LEAD:
+        return last
+    return best
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from typing import AsyncIterator, Sequence
 
 from core import audio as audio_ops
 from core.errors import AnswerCut, AudioTooLong, BadInput, DoppelError, EngineError, NoSpeech, TextTooLong, VoiceNotReady
-from core.languages import AnswerLanguage, choose_language, english_name, persona_prompt, plan_answer, rivals, surest
+from core.languages import (AnswerLanguage, cannot_speak, choose_language, english_name, looping, persona_prompt, plan_answer,
+                            rivals, surest)
 from core.ports import (AvatarRenderer, ChatModel, HistoryStore, LanguageDetector, SpeechRecognizer, SpeechSynthesizer,
                         VoiceCatalog, VoiceConverter)
 from core.speakable import spoken_form
@@ -53,6 +54,7 @@ class ReplyRequest:
     speak: bool = True
     last_language: str | None = None  # what this user spoke last time: breaks near-ties in detection
     noticed: frozenset[str] = frozenset()  # languages this chat was already told the model cannot write
+    unspoken_noticed: frozenset[str] = frozenset()  # languages this chat was already told no voice here speaks
     video: bool = True  # False: end at speech (live talk draws the face itself while it speaks)
     # False: the caller stores the exchange as it was heard (live talk cuts an answer where the person interrupted)
     remember: bool = True
@@ -134,7 +136,12 @@ class ReplyPipeline:
             yield TranscriptFrame(Transcript(user_text, language, request.audio.seconds))
         plan = plan_answer(language, request.persona, self.config.model_languages)
         answer_language = plan.answer
-        synthesizer = self._synthesizer_for(answer_language) if request.speak else None
+        synthesizer = self._voice_for(answer_language) if request.speak else None
+        # no voice here speaks it understandably: the answer comes as text, and the chat is told so once
+        unspoken = cannot_speak(answer_language) if request.speak and synthesizer is None \
+            and answer_language not in request.unspoken_noticed else ""
+        if unspoken:
+            yield NoteFrame(unspoken)
 
         messages = await self._messages(request, user_text, plan)
         notice = plan.notice if plan.user not in request.noticed else ""
@@ -191,7 +198,7 @@ class ReplyPipeline:
             await self.history.append_exchange(request.key, user_text, text)
         watch.mark("total")
         yield ReplyDone(text, tuple(_summarize(watch)), user_language=language, language=answer_language,
-                        notice_given=bool(notice))
+                        notice_given=bool(notice), unspoken_notice_given=bool(unspoken))
 
     async def speak(self, request: ReplyRequest) -> AsyncIterator[AudioFrame]:
         """Say `request.text` itself in the request's voice (a /say command): the speech stages without the LLM,
@@ -199,7 +206,9 @@ class ReplyPipeline:
         watch = Stopwatch()
         voice = await self._resolve_voice(request)
         language = await self._text_language(request.text or "", request)
-        synthesizer = self._synthesizer_for(language)
+        synthesizer = self._voice_for(language)
+        if synthesizer is None:
+            raise BadInput(cannot_speak(language))
         splitter = SentenceSplitter(self.config.splitter)
         for index, sentence in enumerate(splitter.feed(request.text or "") + splitter.flush()):
             chunk, _ = await self._speak(sentence, language, synthesizer, voice, watch)  # a fallback is logged by the converter
@@ -236,16 +245,27 @@ class ReplyPipeline:
         heard = choose_language(scores, allowed=self.config.languages, last=request.last_language,
                                 default=expected or (request.persona.language if request.persona.language != "auto" else "en"))
         if scores and self.config.languages and sum(scores.get(code, 0.0) for code in self.config.languages) < 0.05:
+            # a short clip in the chat's own language can sound like another: a 3-s Spanish one held 4.9 % of
+            # detection's belief on the expected languages (Hindi 0.73), a hair under the bound. Decoded in the chat's
+            # last language, it is heard as surely as speech (0.70) where speech in another language is not (0.38)
+            last = request.last_language
+            if last and last in self.config.languages:
+                transcript = await self.recognizer.transcribe(audio, last)
+                if transcript.confidence >= self.config.recheck_confidence and not looping(transcript.text):
+                    return transcript
             # speech in a language nobody expects here: say so rather than answer a transcript of noise
             names = ", ".join(english_name(code) for code in self.config.languages)
             raise BadInput(f"That sounded like {english_name(max(scores, key=scores.get))}; here I understand {names}.")
         # detection is unsure of short clips: then the close languages are decoded too, and the surest transcript wins
         contenders = (heard, *rivals(scores, heard, self.config.languages))
+        last = request.last_language
+        if len(contenders) > 1 and last and last not in contenders and (not self.config.languages or last in self.config.languages):
+            contenders += (last,)  # unsure: what this chat spoke last is decoded too, and breaks a near-tie
         decoded = {expected: transcript} if expected in contenders else {}
         for code in contenders:
             if code not in decoded:
                 decoded[code] = await self.recognizer.transcribe(audio, code)
-        return decoded[surest(decoded, scores, self.config.languages)]
+        return decoded[surest(decoded, scores, self.config.languages, last=request.last_language)]
 
     async def _text_language(self, text: str, request: ReplyRequest) -> str:
         scores = {}
@@ -340,11 +360,9 @@ class ReplyPipeline:
             raise VoiceNotReady(name)
         return voice
 
-    def _synthesizer_for(self, language: str) -> SpeechSynthesizer:
-        for synthesizer in self.synthesizers:
-            if synthesizer.supports(language):
-                return synthesizer
-        raise EngineError(f"No speech synthesizer here speaks '{language}'.")
+    def _voice_for(self, language: str) -> SpeechSynthesizer | None:
+        """The first synthesizer that speaks `language` understandably (bench/language.py --part voices); None: none."""
+        return next((s for s in self.synthesizers if s.supports(language)), None)
 
 
 def _join_sentences(sentences: list[str]) -> str:

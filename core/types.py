@@ -207,6 +207,7 @@ class ReplyDone(Frame):
     user_language: str = ""  # what the user wrote or spoke
     language: str = ""  # what the answer was written and spoken in
     notice_given: bool = False  # the answer starts by saying the model cannot write the user's language
+    unspoken_notice_given: bool = False  # the answer came in text with a note that no voice here speaks its language
 
     def timing(self, stage: str) -> float | None:
         for t in self.timings:

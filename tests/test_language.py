@@ -52,6 +52,19 @@ def test_an_unsure_detection_is_settled_by_the_transcript_the_recognizer_is_sure
     assert surest(decoded, {**heard_as_italian, "pt": 0.03}) == "es"
 
 
+def test_the_chats_last_language_settles_a_near_tie_between_an_unsure_clips_decodes():
+    # measured on the 3-s Spanish clip: its two decodes scored within 0.02, so CPU noise decided between them
+    heard_as_italian = {"it": 0.565, "es": 0.408, "en": 0.02}
+    decoded = {"it": Transcript("ha ingressato alla conferenza.", "it", confidence=0.639),
+               "es": Transcript("Ha ingresado a la conferencia.", "es", confidence=0.673)}
+    assert surest(decoded, heard_as_italian, last="es") == "es"
+    assert surest(decoded, heard_as_italian, last="it") == "it"  # a near-tie: what the chat spoke last wins
+    clear = {**decoded, "es": Transcript("Ha ingresado a la conferencia.", "es", confidence=0.95)}
+    assert surest(clear, heard_as_italian, last="it") == "es"  # a clearly surer transcript still wins
+    looping = {**decoded, "it": Transcript("ha ingressato " * 20, "it", confidence=0.99)}
+    assert surest(looping, heard_as_italian, last="it") == "es"  # the last language never saves a loop
+
+
 def test_a_model_that_cannot_write_the_language_answers_in_one_it_can_and_says_so():
     auto = Persona("p", "Be kind.", language="auto")
     assert plan_answer("fr", auto, None) == AnswerLanguage("fr", "fr")
@@ -151,6 +164,9 @@ async def test_short_spanish_clips_that_detection_hears_as_hindi_or_italian_are_
     own = Engines(recognizer=engines.recognizer, chat_model=engines.chat_model, synthesizers=engines.synthesizers,
                   converters={}, renderer=None, text_languages=engines.text_languages)
     services = await build_services(settings, engines=own)
+    # a Spanish speaker's chat: where detection is unsure, the decodes in Spanish and Italian can score within a
+    # few hundredths of each other, and the chat's last language, not the machine's load, settles it
+    await services.chats.set("tg:6", last_language="es")
     try:
         for name, wrong in (("vm-savefolder", "hi"), ("confbridge-has-joined", "it")):
             clip = speech_clip("es", name).read_bytes()

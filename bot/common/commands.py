@@ -80,12 +80,12 @@ async def choose_persona(services: Services, chat: str, name: str, shown: Emphas
 
 async def show_language(services: Services, chat: str, shown: Emphasis) -> str:
     current = (await services.chats.get(chat)).language or services.settings.language
-    codes = ", ".join(services.settings.languages) or "any code"
+    codes = ", ".join(services.settings.heard_languages) or "any code"
     return f"I expect {shown(current)} here. /language CODE changes it: {codes}, or auto."
 
 
 async def choose_language(services: Services, chat: str, code: str, shown: Emphasis) -> str:
-    chosen = chosen_language(code, services.settings.languages)  # UnknownLanguage, or BadInput naming the choices
+    chosen = chosen_language(code, services.settings.heard_languages)  # UnknownLanguage, or BadInput naming the choices
     await services.chats.set(chat, language=chosen)
     return f"Language here: {shown(chosen)}."
 

@@ -50,6 +50,7 @@ class Dialogue:
             speak=speak,
             last_language=extra.get("last_language"),
             noticed=frozenset(extra.get("language_notices", ())),
+            unspoken_noticed=frozenset(extra.get("unspoken_notices", ())),
         )
 
     async def reply(self, msg: Incoming, *, speak: bool = True, audio: Audio | None = None,
@@ -81,5 +82,7 @@ class Dialogue:
             values["last_language"] = done.user_language
         if done.notice_given:
             values["language_notices"] = sorted(request.noticed | {done.user_language})
+        if done.unspoken_notice_given:
+            values["unspoken_notices"] = sorted(request.unspoken_noticed | {done.language})
         if values:
             await self.services.chats.set(chat_id, **values)
