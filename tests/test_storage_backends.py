@@ -77,6 +77,16 @@ async def test_settings_changed_at_once_keep_every_change(repos):
     assert (await repos.chats.get("dc:9")).settings == {f"key{i}": i for i in range(12)}
 
 
+async def test_a_voice_made_by_two_admins_at_once_is_made_once(repos):
+    # each saw no voice yet; the second insert meets the first's row and keeps it instead of failing
+    await asyncio.gather(*(repos.voices.create_missing("zed", VoiceEngine.LITE, ready=False, params={"dir": "zed"})
+                           for _ in range(6)))
+    assert await repos.voices.names() == ["zed"]
+    await repos.voices.set_ready("zed", True)
+    await repos.voices.create_missing("zed", VoiceEngine.LITE, ready=False)
+    assert (await repos.voices.get("zed")).ready  # an existing voice is left as it is
+
+
 async def test_voices_versions_rename_and_delete(repos, tmp_path):
     await repos.voices.upsert("anna", VoiceEngine.LITE, "en", ready=False, params={"steps": 10})
     clip = await repos.voices.add_clip("anna", str(tmp_path / "voices/anna/1.ogg"), 3.5, "hello", "asr")
