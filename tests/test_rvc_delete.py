@@ -3,23 +3,28 @@ again (they stayed, and every new registration of the name was refused as "alrea
 from __future__ import annotations
 
 import asyncio
+import io
 
+import numpy as np
 import pytest
 
 from bot.cli import main
 from bot.common.rvc_voices import add_rvc_voice
 from bot.settings import Settings
 from bot.wiring import build_services
-from tests.test_rvc_register import _engines_for, _models_dir, uploads  # noqa: F401  (fixture)
+from tests.test_rvc_register import _engines_for, _models_dir
+from tests.voice_fixtures import write_tiny_rvc
 
 pytestmark = pytest.mark.slow
 
 
-async def test_a_deleted_rvc_voice_leaves_no_files_and_its_name_is_free_again(tmp_path, uploads, engines, monkeypatch):
+async def test_a_deleted_rvc_voice_leaves_no_files_and_its_name_is_free_again(tmp_path, engines, monkeypatch):
     models = _models_dir(tmp_path)
     settings = Settings(_env_file=None, data_dir=tmp_path / "var", rvc_models_dir=models)
-    model = ("anna.pth", (uploads / "anna.pth").read_bytes())
-    index = ("anna.npy", (uploads / "anna.npy").read_bytes())
+    model = ("anna.pth", write_tiny_rvc(tmp_path / "anna.pth").read_bytes())
+    features = io.BytesIO()
+    np.save(features, np.random.default_rng(0).normal(size=(64, 768)).astype(np.float32))
+    index = ("anna.npy", features.getvalue())
     services = await build_services(settings, engines=_engines_for(settings, engines))
     try:
         await add_rvc_voice(services, "anna", model, index)
