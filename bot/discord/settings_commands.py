@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 
 from bot.common.avatars import find_avatar, list_avatars
+from bot.common.default_voice import back_to_default
 from bot.discord.gate import ALLOWED_ROLES, admit, chat_key, require_manager
 from core.errors import BadInput
 from core.languages import chosen_language
@@ -35,8 +36,7 @@ async def voice(interaction: discord.Interaction, name: str | None = None) -> No
         return
     await require_manager(bot, interaction)
     if name.lower() in RESET_WORDS:
-        await services.chats.set(_chat(interaction), voice=None)
-        await interaction.response.send_message("I answer with the default voice here now.")
+        await interaction.response.send_message(await back_to_default(services, _chat(interaction)))
         return
     chosen = await services.voices.get(name)  # UnknownVoice when there is none
     await services.chats.set(_chat(interaction), voice=chosen.name)

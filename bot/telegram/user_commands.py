@@ -8,6 +8,7 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import BotCommand, BufferedInputFile, Message
 
 from bot.common.access import AccessPolicy
+from bot.common.default_voice import back_to_default
 from bot.common.userqueue import UserQueue
 from bot.telegram.answer import chat_key, user_key
 from bot.wiring import Services
@@ -81,8 +82,7 @@ async def voice(message: Message, command: CommandObject, services: Services) ->
                              parse_mode=None)
         return
     if name == "default":
-        await services.chats.set(chat, voice=None)
-        await message.answer("Back to the standard voice.", parse_mode=None)
+        await message.answer(await back_to_default(services, chat), parse_mode=None)
         return
     chosen = await services.voices.get(name)  # UnknownVoice tells the user what exists
     await services.chats.set(chat, voice=chosen.name)
