@@ -100,7 +100,7 @@ def speaker_agreement(clips: list[np.ndarray], window_s: float) -> tuple[float |
         centres = np.stack([centroid(list(embs[side == k])) for k in (0, 1)])
     if min(np.sum(side == 0), np.sum(side == 1)) < max(2, len(embs) // 5):
         return 1.0, []
-    minority = int(np.sum(side == 1) < np.sum(side == 0))
+    minority = 1 if np.sum(side == 1) < np.sum(side == 0) else 0
     held = np.array(owners)
     share = {c: float(np.mean(side[held == c] == minority)) for c in sorted(set(owners))}
     named = [c for c, part in share.items() if part >= 0.5] or [max(share, key=lambda c: share[c])]

@@ -129,3 +129,22 @@ async def test_cli_reply_answers_in_the_standard_voice_when_the_voice_cannot_be_
         assert f"note:     {note}" in said and "answer:   Hello there. How are you?" in said, said
         assert out.stat().st_size > 1000, "no voice answer was written"
         assert err.count("cannot be used") == 1, err  # the admin's line, once
+
+
+async def test_discord_answers_in_the_standard_voice_and_voice_default_says_so(tmp_path, engines, fake_llm):
+    from tests.fakes.discord_api import IS_VOICE_MESSAGE
+    from tests.fakes.discord_bot import discord_world
+    from tests.test_discord_bot import voice_upload
+
+    settings = Settings(_env_file=None, data_dir=tmp_path / "unused", **_openai(fake_llm))
+    async with discord_world(tmp_path, _with_llm(settings, engines), voice="ghost", **_openai(fake_llm)) as w:
+        fake = w.fake
+        dm = fake.dm_channel(w.alice)
+        await fake.send_message(dm, w.alice, attachments=[voice_upload(speech_clips("en", 2.5)[0][0])],
+                                flags=IS_VOICE_MESSAGE)
+        await fake.wait_for(lambda m: m.by_bot and m.channel_id == dm and m.is_voice, 120)
+        await fake.wait_for(lambda m: m.by_bot and m.channel_id == dm and "There is no voice called 'ghost'" in m.content)
+
+        await fake.invoke("voice", w.admin, w.channel, name="default")
+        said = await fake.wait_for(lambda m: m.by_bot and m.channel_id == w.channel)
+        assert said.content == "Back to the standard voice: this server's default voice 'ghost' does not exist."
