@@ -101,8 +101,10 @@ def _ivf_flat(r: _Reader) -> tuple[int, int]:
     else:
         raise IndexRefused(f"unknown list layout {layout!r}")
     stored = sum(sizes)
-    if stored != ntotal or stored * (4 * d + 8) > r.left:  # each vector's numbers and its id are in the file
-        raise IndexRefused(f"it claims {ntotal:,} vectors but its lists hold {stored:,} and the file "
+    if stored != ntotal:
+        raise IndexRefused(f"its header claims {ntotal:,} vectors but its lists hold {stored:,}")
+    if stored * (4 * d + 8) > r.left:  # each vector's numbers and its id are in the file
+        raise IndexRefused(f"it claims {ntotal:,} vectors ({stored * (4 * d + 8):,} bytes) but the file holds "
                            f"{r.left:,} bytes more")
     return d, ntotal
 
