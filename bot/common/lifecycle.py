@@ -142,8 +142,8 @@ async def _rvc_files(services: Services, name: str) -> list[Path]:
     """The model and index an RVC voice was registered with: they are named after the voice, so left behind they
     would block registering the name again. Only files in the models folder that no other voice uses."""
     voices = await services.voices.list()
-    voice = next(v for v in voices if v.name == name)
-    if voice.engine is not VoiceEngine.RVC:
+    voice = next((v for v in voices if v.name == name), None)
+    if voice is None or voice.engine is not VoiceEngine.RVC:
         return []
     folder = Path(services.settings.rvc_models_dir).resolve()
     used_elsewhere = {str(v.params.get(key) or "") for v in voices if v.name != name for key in _RVC_FILES}
