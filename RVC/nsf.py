@@ -123,6 +123,8 @@ def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             base = key[: -len(".weight_v")]
             g = state[base + ".weight_g"].float()
             v = value.float()
+            if torch.broadcast_shapes(g.shape, v.shape) != v.shape:  # g * v must not grow past v (a crafted file's g)
+                raise ValueError(f"{base}: weight_g {tuple(g.shape)} does not fit weight_v {tuple(v.shape)}")
             # the norm runs over every axis but the one g keeps (g's axes of size > 1)
             keep = [i for i, s in enumerate(g.shape) if s > 1] or [0]
             dims = [i for i in range(v.dim()) if i not in keep]

@@ -70,8 +70,9 @@ def _speech_probability(x: np.ndarray) -> np.ndarray:
     return np.asarray(probs).reshape(-1)[:n]
 
 
-def speaker_agreement(clips: list[np.ndarray], window_s: float) -> float | None:
-    """Cosine between the two groups the speech stretches fall into: near 1 for one voice, low for two.
+def speaker_agreement(clips: list[np.ndarray], window_s: float) -> tuple[float | None, list[int]]:
+    """Cosine between the two groups the speech stretches fall into (near 1 for one voice, low for two), and
+    the clips that are mostly in the smaller group: who to name when the agreement is too low.
 
     Stretches are split by 2-means on their embeddings (seeded with the least alike pair); a group smaller
     than a fifth of the stretches counts as stray noise, not as a second speaker.
@@ -79,13 +80,15 @@ def speaker_agreement(clips: list[np.ndarray], window_s: float) -> float | None:
     from RVC.speaker import centroid, embed
 
     window = int(window_s * RATE)
-    stretches = []
-    for x in clips:
+    stretches, owners = [], []
+    for index, x in enumerate(clips):
         n = len(x) // FRAME * FRAME
         voiced = x[:n][np.repeat(_frame_db(x) > -40, FRAME)] if n else x
-        stretches += [voiced[a:a + window] for a in range(0, len(voiced) - window + 1, window)]
+        cut = [voiced[a:a + window] for a in range(0, len(voiced) - window + 1, window)]
+        stretches += cut
+        owners += [index] * len(cut)
     if len(stretches) < 4:
-        return None
+        return None, []
     embs = np.stack([embed(s) for s in stretches])
     sims = embs @ embs.T
     i, j = np.unravel_index(np.argmin(sims), sims.shape)
@@ -93,11 +96,15 @@ def speaker_agreement(clips: list[np.ndarray], window_s: float) -> float | None:
     for _ in range(10):
         side = np.argmax(embs @ centres.T, axis=1)
         if side.min() == side.max():
-            return 1.0
+            return 1.0, []
         centres = np.stack([centroid(list(embs[side == k])) for k in (0, 1)])
     if min(np.sum(side == 0), np.sum(side == 1)) < max(2, len(embs) // 5):
-        return 1.0
-    return float(centres[0] @ centres[1])
+        return 1.0, []
+    minority = 1 if np.sum(side == 1) < np.sum(side == 0) else 0
+    held = np.array(owners)
+    share = {c: float(np.mean(side[held == c] == minority)) for c in sorted(set(owners))}
+    named = [c for c, part in share.items() if part >= 0.5] or [max(share, key=lambda c: share[c])]
+    return float(centres[0] @ centres[1]), named
 
 
 def clip_outlier(clips: list[np.ndarray], limits: ReferenceLimits) -> int | None:
@@ -130,6 +137,17 @@ def clip_outlier(clips: list[np.ndarray], limits: ReferenceLimits) -> int | None
     return None
 
 
+def _recordings(indexes: list[int], new_from: int) -> str:
+    """"recordings 3 and 4 of those just sent", "recording 2 kept earlier" ..., numbered as the admin sent them."""
+    def named(numbers: list[int], where: str) -> str:
+        listed = ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}" if len(numbers) > 1 else str(numbers[0])
+        return f"recording{'s' if len(numbers) > 1 else ''} {listed} {where}"
+
+    new = [i - new_from + 1 for i in sorted(indexes) if i >= new_from]
+    kept = [i + 1 for i in sorted(indexes) if i < new_from]
+    return " and ".join(([named(new, "of those just sent")] if new else []) + ([named(kept, "kept earlier")] if kept else []))
+
+
 def check_reference(clips: list[Audio], limits: ReferenceLimits | None = None, *, speakers: bool = True,
                     new_from: int = 0) -> ReferenceReport:
     """Refuse (BadReference) recordings a voice can't be trained on. `new_from`: clips before it were
@@ -155,13 +173,13 @@ def check_reference(clips: list[Audio], limits: ReferenceLimits | None = None, *
     if speech_seconds < limits.min_speech_seconds:
         raise BadReference(f"The recording has only {speech_seconds:.1f} s of speech; at least "
                            f"{limits.min_speech_seconds:.0f} s are needed.")
-    agreement = speaker_agreement(xs, limits.speaker_window_seconds) if speakers else None
+    agreement, apart = speaker_agreement(xs, limits.speaker_window_seconds) if speakers else (None, [])
     if agreement is not None and agreement < limits.min_speaker_agreement:
-        raise BadReference("The recordings seem to hold more than one speaker. Please send recordings of one person only.")
+        raise BadReference(f"The recordings seem to hold more than one speaker: {_recordings(apart, new_from)} "
+                           f"{'sounds' if len(apart) == 1 else 'sound'} like someone else than the rest. "
+                           "Please send recordings of one person only.")
     odd = clip_outlier(xs, limits) if speakers else None
     if odd is not None:
-        which = (f"recording {odd - new_from + 1} of those just sent" if odd >= new_from
-                 else f"recording {odd + 1} kept earlier")
-        raise BadReference(f"The recordings seem to hold more than one speaker: {which} sounds like someone else. "
-                           "Please send recordings of one person only.")
+        raise BadReference(f"The recordings seem to hold more than one speaker: {_recordings([odd], new_from)} sounds "
+                           "like someone else. Please send recordings of one person only.")
     return ReferenceReport(seconds, speech_seconds, clipped, speech_ratio, agreement)

@@ -22,7 +22,7 @@ from torch import nn
 
 from core.errors import BadInput, EngineError
 from RVC.nsf import NSFGenerator, fold_weight_norm
-from RVC.safe_load import UnsafeWeights, load_weights
+from RVC.safe_load import OversizedClaim, UnsafeWeights, load_weights
 
 SAMPLE_RATES = {"32k": 32000, "40k": 40000, "48k": 48000}
 
@@ -261,11 +261,53 @@ class ModelInfo:
     info: str
 
 
+# what RVC's own configs use (v1/v2 at 32k/40k/48k) with room to spare; past these a config is not a voice model,
+# and building the layers it names would take minutes or gigabytes before its tensors could be compared
+MAX_SPEAKERS = 10_000
+_BOUNDS = {"inter_channels": 1024, "hidden_channels": 1024, "filter_channels": 4096, "n_heads": 16, "n_layers": 24,
+           "kernel_size": 31, "upsample_initial_channel": 2048, "gin_channels": 1024, "spk_embed_dim": MAX_SPEAKERS}
+
+
+class TooLarge(ValueError):
+    """A config value past what RVC's own models use."""
+
+
+def _check_bounds(cfg: RvcConfig) -> None:
+    for field, top in _BOUNDS.items():
+        value = getattr(cfg, field)
+        if not 1 <= value <= top:
+            raise TooLarge(f"{field} {value} (allowed: 1 to {top})")
+    if cfg.hidden_channels % cfg.n_heads:
+        raise ValueError(f"{cfg.hidden_channels} channels do not split into {cfg.n_heads} heads")
+    lists = {"resblock_kernel_sizes": cfg.resblock_kernel_sizes, "upsample_rates": cfg.upsample_rates,
+             "upsample_kernel_sizes": cfg.upsample_kernel_sizes, **{f"resblock_dilation_sizes[{i}]": d
+                                                                    for i, d in enumerate(cfg.resblock_dilation_sizes)}}
+    if not 1 <= len(cfg.resblock_dilation_sizes) <= 8:
+        raise TooLarge(f"{len(cfg.resblock_dilation_sizes)} dilation lists (allowed: 1 to 8)")
+    for field, values in lists.items():
+        if not 1 <= len(values) <= 8 or not all(isinstance(v, int) and 1 <= v <= 64 for v in values):
+            raise TooLarge(f"{field} {values!r} (allowed: 1 to 8 numbers of 1 to 64)")
+    if math.prod(cfg.upsample_rates) > 1024 or not 8000 <= cfg.sample_rate <= 96000:
+        raise TooLarge(f"upsampling {cfg.upsample_rates} at {cfg.sample_rate} Hz (allowed: x1024 at most, 8 to 96 kHz)")
+
+
+def _check_shapes(cfg: RvcConfig, state: dict[str, torch.Tensor]) -> None:
+    """The layers the config names, built on the meta device (shapes only, no memory), against the file's tensors."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in RvcSynthesizer(cfg).state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != found:
+        wrong = sorted(set(expected) ^ set(found)) or sorted(k for k in expected if expected[k] != found[k])
+        raise ValueError(f"{len(wrong)} tensors missing, extra or of another size, e.g. {wrong[:3]}")
+
+
 def load_checkpoint(path: Path, device: str = "cpu") -> tuple[RvcSynthesizer, ModelInfo]:
     """A user's RVC .pth (v1 or v2, with pitch) → the network in eval mode; any damage is one clear EngineError."""
     name = Path(path).name
     try:
         ckpt = load_weights(path)
+    except OversizedClaim as exc:
+        raise EngineError(f"The RVC model '{name}' claims more than the file holds ({exc}); it is not a usable model.") from None
     except UnsafeWeights as exc:
         raise EngineError(f"The RVC model '{name}' could not be read safely: it is damaged, not an RVC model, "
                           "or holds code instead of weights.", detail=str(exc)) from None
@@ -283,8 +325,12 @@ def load_checkpoint(path: Path, device: str = "cpu") -> tuple[RvcSynthesizer, Mo
         if phone_dim not in (256, 768):
             raise ValueError(f"content width {phone_dim}")
         cfg = RvcConfig(**{**cfg.__dict__, "spk_embed_dim": int(state["emb_g.weight"].shape[0]), "phone_dim": phone_dim})
+        _check_bounds(cfg)
+        _check_shapes(cfg, state)  # before the network is built at the size the config claims
         net = RvcSynthesizer(cfg)
         net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    except TooLarge as exc:
+        raise EngineError(f"The RVC model '{name}' claims {exc}; that is past what an RVC voice model uses.") from None
     except Exception as exc:
         raise EngineError(f"The RVC model '{name}' does not match the v1/v2 layout (tensors missing or of the wrong size).",
                           detail=repr(exc)) from exc

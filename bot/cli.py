@@ -11,14 +11,17 @@ from core.errors import DoppelError
 
 
 def _settings(args, *, checked: bool = True, **overrides):
+    """checked=False: only the database is checked (`doppel db`, `doppel worker` need nothing else)."""
     from adapters.settings import Settings
-    from bot.startup import check_settings
+    from bot.startup import check_database, check_settings
 
     if getattr(args, "database_url", None):
         overrides["database_url"] = args.database_url
     settings = Settings(**overrides)
     if checked:
         check_settings(settings)
+    else:
+        check_database(settings)
     return settings
 
 

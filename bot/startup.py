@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
 from core.errors import DoppelError, StartupError
 
 PROVIDERS = ("local", "openai", "zhipu", "gemini")
@@ -33,6 +36,7 @@ def from_validation(exc) -> StartupError:
 
 def check_settings(settings) -> None:
     """What can be known wrong from the settings alone, before any model loads or any network call."""
+    check_database(settings)
     entries = [(settings.llm_provider, settings.llm_model, "llm_provider")]
     entries += [(entry, "", "llm_fallback") for entry in settings.llm_fallback]
     for entry, model, field in entries:
@@ -79,10 +83,54 @@ def check_jobs(settings) -> None:
                                doc="docs/cluster.md") from None
 
 
+def check_database(settings) -> None:
+    """DOPPEL_DATABASE_URL names an async driver that is installed, and a SQLite file's folder exists (also checked
+    by `doppel db` and `doppel worker`, which need nothing else)."""
+    if not settings.database_url:
+        return  # doppel.db in DOPPEL_DATA_DIR, which doppel makes
+    setting, doc = setting_name("database_url"), "docs/architecture.md"
+    examples = "sqlite+aiosqlite:///path/to/doppel.db or postgresql+asyncpg://user:password@host/database"
+    try:
+        url = make_url(settings.database_url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        # the value is not shown: a mistyped URL may still hold a password
+        raise StartupError(f"the value is not a database URL; use {examples}", setting=setting, doc=doc) from None
+    try:
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        raise StartupError(f"'{url.drivername}' is not a database SQLAlchemy knows; use {examples}", setting=setting,
+                           doc=doc) from None
+    if not getattr(dialect, "is_async", False):
+        raise StartupError(f"'{url.drivername}' is not an async driver, which doppel needs; use {examples}",
+                           setting=setting, doc=doc)
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        raise StartupError(f"the driver of '{url.drivername}' is not installed ({exc.name or exc}); use {examples}",
+                           setting=setting, doc=doc) from None
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite" and database not in ("", ":memory:") and not database.startswith("file:"):
+        # not made: a mistyped folder would otherwise start an empty database, and the real one would seem lost
+        folder = Path(database).expanduser().parent
+        if not folder.is_dir():
+            raise StartupError(f"the folder {folder} for the SQLite file does not exist; create it, or correct the path",
+                               setting=setting, doc=doc)
+
+
 def _model_file(path: Path, setting: str) -> None:
     if not path.is_file():
         what = "is a folder, not a GGUF file" if path.is_dir() else "does not exist"
         raise StartupError(f"the local model file {path} {what}", setting=setting, doc="docs/llm.md")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise StartupError(f"the local model file {path} cannot be read: {exc.strerror or exc}", setting=setting,
+                           doc="docs/llm.md") from None
+    # every GGUF file starts with its magic and a format version (1 to 3 so far)
+    if len(head) < 8 or head[:4] != b"GGUF" or not 1 <= int.from_bytes(head[4:], "little") <= 3:
+        raise StartupError(f"the local model file {path} is not a GGUF model (damaged, or another format)",
+                           setting=setting, doc="docs/llm.md")
 
 
 def _personas(settings) -> None:

@@ -6,13 +6,15 @@ first audio leaves long before the last sentence exists.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import AsyncIterator, Sequence
 
 from core import audio as audio_ops
-from core.errors import AnswerCut, AudioTooLong, BadInput, DoppelError, EngineError, NoSpeech, TextTooLong, VoiceNotReady
+from core.errors import (AnswerCut, AudioTooLong, BadInput, DoppelError, EngineError, NoSpeech, TextTooLong, UnknownVoice,
+                         VoiceNotReady)
 from core.languages import (AnswerLanguage, cannot_speak, choose_language, english_name, looping, persona_prompt, plan_answer,
                             rivals, surest)
 from core.ports import (AvatarRenderer, ChatModel, HistoryStore, LanguageDetector, SpeechRecognizer, SpeechSynthesizer,
@@ -40,6 +42,18 @@ from core.types import (
     Voice,
     VoiceEngine,
 )
+
+
+log = logging.getLogger("doppel.pipeline")
+
+
+class _VoiceFailed(Exception):
+    """The voice's converter failed on a sentence: that sentence, and the rest of the answer, go out in the base
+    voice (`speech`) with `note` saying so."""
+
+    def __init__(self, speech: Audio, note: str, error: DoppelError) -> None:
+        super().__init__(note)
+        self.speech, self.note, self.error = speech, note, error
 
 
 @dataclass(frozen=True)
@@ -126,14 +140,17 @@ class ReplyPipeline:
         self.renderer = renderer
         self.config = config or PipelineConfig()
         self.text_languages = text_languages
+        self._told: set[tuple[str, str]] = set()  # (voice, problem) already logged for the admin
 
     async def run(self, request: ReplyRequest) -> AsyncIterator[Frame]:
         watch = Stopwatch()
-        voice = await self._resolve_voice(request) if request.speak else None
+        voice, unusable = await self._usable_voice(request) if request.speak else (None, "")
 
         user_text, language = await self._user_text(request, watch)
         if request.audio is not None:
             yield TranscriptFrame(Transcript(user_text, language, request.audio.seconds))
+        if unusable:
+            yield NoteFrame(unusable)
         plan = plan_answer(language, request.persona, self.config.model_languages)
         answer_language = plan.answer
         synthesizer = self._voice_for(answer_language) if request.speak else None
@@ -166,7 +183,11 @@ class ReplyPipeline:
                 answer.append(item)
                 yield SentenceFrame(index, item)
                 if synthesizer is not None:
-                    chunk, note = await self._speak(item, answer_language, synthesizer, voice, watch)
+                    try:
+                        chunk, note = await self._speak(item, answer_language, synthesizer, voice, watch)
+                    except _VoiceFailed as failed:  # its files are broken: the rest of this answer in the base voice
+                        voice = None
+                        chunk, note = audio_ops.match_loudness(failed.speech), failed.note
                     if not chunk.samples.size:  # a piece with nothing to say ("...", a dash): no audio to send
                         index += 1
                         continue
@@ -211,7 +232,10 @@ class ReplyPipeline:
             raise BadInput(cannot_speak(language))
         splitter = SentenceSplitter(self.config.splitter)
         for index, sentence in enumerate(splitter.feed(request.text or "") + splitter.flush()):
-            chunk, _ = await self._speak(sentence, language, synthesizer, voice, watch)  # a fallback is logged by the converter
+            try:
+                chunk, _ = await self._speak(sentence, language, synthesizer, voice, watch)  # a fallback is logged by the converter
+            except _VoiceFailed as failed:  # asked for this voice by name: its failure is the answer
+                raise failed.error from None
             yield AudioFrame(index, sentence, chunk)
 
     async def _user_text(self, request: ReplyRequest, watch: Stopwatch) -> tuple[str, str]:
@@ -347,9 +371,34 @@ class ReplyPipeline:
             if converter is None:
                 raise EngineError(f"The voice engine '{voice.engine.value}' is not available on this server.")
             async with watch.stage("convert"):
-                speech = await converter.convert(speech, voice)
+                try:
+                    speech = await converter.convert(speech, voice)
+                except DoppelError as exc:
+                    self._tell_admin(voice.name, "failed", exc.message + (f" ({exc.detail})" if exc.detail else ""))
+                    raise _VoiceFailed(speech, f"The voice '{voice.name}' could not be used ({exc.message.rstrip('.')}), "
+                                               "so this answer is in the standard voice. An admin should check it.",
+                                      exc) from exc
         note = speech.note if isinstance(speech, FallbackAudio) else ""
         return audio_ops.match_loudness(speech), note
+
+    async def _usable_voice(self, request: ReplyRequest) -> tuple[Voice | None, str]:
+        """The request's voice, or None and a note for the user when it cannot speak yet: a voice that does not
+        exist (a chat's choice since deleted, a DOPPEL_VOICE mistyped) or is still training must not stop every
+        answer; they go out in the standard voice, and the admin reads why in the log, once."""
+        try:
+            return await self._resolve_voice(request), ""
+        except UnknownVoice as exc:
+            self._tell_admin(exc.voice, "unknown", "there is no such voice")
+            return None, f"There is no voice called '{exc.voice}', so I answer in the standard voice."
+        except VoiceNotReady:
+            name = request.voice or request.persona.voice or ""
+            self._tell_admin(name, "training", "it is not ready (still training, or its training failed)")
+            return None, f"The voice '{name}' is not ready yet, so I answer in the standard voice until it is."
+
+    def _tell_admin(self, voice: str, problem: str, why: str) -> None:
+        if (voice, problem) not in self._told:
+            self._told.add((voice, problem))
+            log.warning("voice %r cannot be used: %s; answering in the standard voice", voice, why)
 
     async def _resolve_voice(self, request: ReplyRequest) -> Voice | None:
         name = request.voice or request.persona.voice

@@ -1,6 +1,7 @@
 """Typed SQLAlchemy 2 models. Schema changes go through Alembic (migrations/), never create_all in production."""
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
@@ -30,6 +31,47 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
+class CleanString(TypeDecorator):
+    """Text as both backends can keep it: PostgreSQL refuses a NUL character in text ("invalid byte sequence")
+    where SQLite stores it, so it is dropped on the way in, on both, and the same message reads back alike."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect) -> str | None:
+        return value.replace("\x00", "") if isinstance(value, str) else value
+
+
+class CleanText(CleanString):
+    impl = Text
+    cache_ok = True
+
+
+ID_LENGTH = 64
+
+
+class ChatKey(CleanString):
+    """A user or chat id ("tg:42", "dc:1234", "web:<token>", "cli:<name>"), in at most 64 characters on both backends:
+    PostgreSQL refused a longer one ("value too long") where SQLite kept it whole. A longer id (only `--user` on
+    the command line makes one today) is kept as its start and a digest of the whole, the same every time, so
+    its owner keeps one history; an id of 64 characters or fewer is kept as it is."""
+
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(ID_LENGTH)
+
+    def process_bind_param(self, value: str | None, dialect) -> str | None:
+        return bounded_id(super().process_bind_param(value, dialect))
+
+
+def bounded_id(value: str | None) -> str | None:
+    if value is None or len(value) <= ID_LENGTH:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    return f"{value[:ID_LENGTH - len(digest) - 1]}~{digest}"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -37,8 +79,8 @@ class Base(DeclarativeBase):
 class User(Base):
     __tablename__ = "users"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # "tg:42", "dc:1234", "cli:demo"
-    display_name: Mapped[str] = mapped_column(String(200), default="")
+    id: Mapped[str] = mapped_column(ChatKey(), primary_key=True)  # "tg:42", "dc:1234", "cli:demo"
+    display_name: Mapped[str] = mapped_column(CleanString(200), default="")
     allowed: Mapped[bool] = mapped_column(Boolean, default=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -47,11 +89,11 @@ class User(Base):
 class Chat(Base):
     __tablename__ = "chats"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    persona: Mapped[str | None] = mapped_column(String(100))
-    voice: Mapped[str | None] = mapped_column(String(100))
-    avatar: Mapped[str | None] = mapped_column(String(100))
-    language: Mapped[str | None] = mapped_column(String(16))
+    id: Mapped[str] = mapped_column(ChatKey(), primary_key=True)
+    persona: Mapped[str | None] = mapped_column(CleanString(100))
+    voice: Mapped[str | None] = mapped_column(CleanString(100))
+    avatar: Mapped[str | None] = mapped_column(CleanString(100))
+    language: Mapped[str | None] = mapped_column(CleanString(16))
     settings: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
@@ -60,10 +102,10 @@ class Message(Base):
     __table_args__ = (Index("ix_messages_conversation", "user_id", "chat_id", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    chat_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(ChatKey(), ForeignKey("users.id", ondelete="CASCADE"))
+    chat_id: Mapped[str] = mapped_column(ChatKey())
     role: Mapped[str] = mapped_column(String(16))
-    content: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(CleanText)
     tokens: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -71,7 +113,7 @@ class Message(Base):
 class VoiceRecord(Base):
     __tablename__ = "voices"
 
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(CleanString(100), primary_key=True)
     engine: Mapped[str] = mapped_column(String(32), default="lite")
     language: Mapped[str] = mapped_column(String(16), default="en")
     ready: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -87,7 +129,7 @@ class VoiceClip(Base):
     voice_name: Mapped[str] = mapped_column(ForeignKey("voices.name", ondelete="CASCADE"))
     path: Mapped[str] = mapped_column(String(500))
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
-    transcript: Mapped[str] = mapped_column(Text, default="")
+    transcript: Mapped[str] = mapped_column(CleanText, default="")
     transcript_source: Mapped[str] = mapped_column(String(16), default="asr")  # "asr" | "given" | "edited"
     voice: Mapped[VoiceRecord] = relationship(back_populates="clips")
 
@@ -95,7 +137,7 @@ class VoiceClip(Base):
 class AvatarRecord(Base):
     __tablename__ = "avatars"
 
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(CleanString(100), primary_key=True)
     engine: Mapped[str] = mapped_column(String(32), default="lite")
     ready: Mapped[bool] = mapped_column(Boolean, default=False)
     source_path: Mapped[str] = mapped_column(String(500), default="")
@@ -119,9 +161,9 @@ class JobRecord(Base):
     gpu: Mapped[int | None] = mapped_column(Integer)
     params: Mapped[dict] = mapped_column(JSON, default=dict)
     checkpoint: Mapped[str] = mapped_column(String(500), default="")
-    message: Mapped[str] = mapped_column(Text, default="")
-    log_tail: Mapped[str] = mapped_column(Text, default="")
-    notify_chat: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(CleanText, default="")
+    log_tail: Mapped[str] = mapped_column(CleanText, default="")
+    notify_chat: Mapped[str | None] = mapped_column(ChatKey())
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # "host:pid" of the worker running it: a restart requeues only jobs whose worker is gone
     worker: Mapped[str | None] = mapped_column(String(100))

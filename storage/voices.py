@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
@@ -58,6 +59,22 @@ class VoiceRepository:
             rec.params = dict(params or {})
             await session.flush()
             return _to_voice(rec)
+
+    async def create_missing(self, name: str, engine: VoiceEngine, language: str = "en", *, ready: bool,
+                             params: dict | None = None) -> None:
+        """A new voice's record, unless it exists: made by another admin's add a moment ago, it is kept as it is."""
+        try:
+            async with self.sessions.begin() as session:
+                if await session.get(VoiceRecord, name) is None:
+                    session.add(VoiceRecord(name=name, engine=engine.value, language=language, ready=ready,
+                                            params=dict(params or {})))
+        except IntegrityError:
+            if await self._missing(name):
+                raise
+
+    async def _missing(self, name: str) -> bool:
+        async with self.sessions() as session:
+            return await session.get(VoiceRecord, name) is None
 
     async def add_clip(self, name: str, path: str, seconds: float, transcript: str, source: str) -> ClipInfo:
         async with self.sessions.begin() as session:

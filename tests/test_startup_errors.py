@@ -3,6 +3,8 @@ and nothing is stored for a reply that could not be delivered."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -10,6 +12,7 @@ from adapters.settings import Settings
 from bot.discord.app import DoppelDiscord, start
 from bot.wiring import build_services
 from core.errors import StartupError
+from tests.conftest import ROOT
 from tests.fakes.discord_api import FakeDiscord
 
 BROKEN_PERSONA = 'name = "broken"\nsystem_prompt = "unterminated\n'
@@ -67,6 +70,41 @@ def test_bad_settings_and_files_are_one_line_each(tmp_path, monkeypatch, capsys)
         _one_line(doppel(monkeypatch, capsys, tmp_path, *args, **env), *needles)
     # none of those got as far as touching the database
     assert not (tmp_path / "var" / "doppel.db").exists()
+
+
+def test_a_database_url_doppel_cannot_use_is_one_line_from_the_command_line(tmp_path):
+    """Run as a user runs it, a process of its own: each of these printed a traceback."""
+    missing = tmp_path / "no" / "such" / "folder"
+    cases = [
+        ("foo://host/db", ("'foo' is not a database SQLAlchemy knows",)),
+        ("mysql+aiomysql://user@host/db", ("driver of 'mysql+aiomysql' is not installed",)),
+        ("postgresql://user:secret@host/db", ("'postgresql' is not an async driver", "postgresql+asyncpg://")),
+        ("postgresql+asyncpg://user:secret@host:port/db", ("not a database URL",)),
+        ("sqlite:///doppel.db", ("'sqlite' is not an async driver", "sqlite+aiosqlite:///")),
+        (f"sqlite+aiosqlite:///{missing / 'doppel.db'}", (f"the folder {missing} for the SQLite file does not exist",)),
+    ]
+    for url, needles in cases:
+        for command in (("reply", "--text", "hi"), ("db", "upgrade")):
+            result = _doppel_process(tmp_path, *command, DOPPEL_DATABASE_URL=url)
+            _one_line(result, "DOPPEL_DATABASE_URL", *needles)
+            assert "secret" not in result[1], "the password was shown"
+    assert not (tmp_path / "no").exists(), "a mistyped folder was made"
+
+
+def test_a_local_model_file_that_is_not_gguf_is_named_at_start_up(tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_text("this was never a model\n" * 50, encoding="utf-8")
+    _one_line(_doppel_process(tmp_path, "reply", "--text", "hi", DOPPEL_LOCAL_MODEL_PATH=str(broken)),
+              "DOPPEL_LOCAL_MODEL_PATH", "broken.gguf", "not a GGUF model")
+
+
+def _doppel_process(where, *args: str, **env: str) -> tuple[int, str]:
+    """`doppel ARGS` in a process of its own, in folder `where`, with only these DOPPEL_ settings."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DOPPEL_")}
+    done = subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=where, capture_output=True, text=True,
+                          timeout=120, check=False,
+                          env={**clean, "DOPPEL_DATA_DIR": str(where / "var"), "PYTHONPATH": str(ROOT), **env})
+    return done.returncode, done.stderr
 
 
 @pytest.mark.slow

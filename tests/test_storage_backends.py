@@ -70,11 +70,40 @@ async def test_users_chats_and_history(repos):
     assert await repos.chats.delete("tg:5") is True and await repos.chats.delete("tg:5") is False
 
 
+async def test_a_nul_in_text_and_a_long_id_are_kept_alike_on_both_backends(repos):
+    # PostgreSQL refused both ("invalid byte sequence", "value too long for type character varying(64)"), SQLite kept them
+    long_id = "cli:" + "x" * 196
+    key = ConversationKey(long_id, long_id)
+    await repos.users.touch(long_id, "Ann\x00 B")
+    await repos.history.append_exchange(key, "before\x00after", "an answer")
+    await repos.chats.set(long_id, persona="brief")
+    assert [m.content for m in await repos.history.load(key, token_budget=10_000)] == ["beforeafter", "an answer"]
+    assert (await repos.chats.get(long_id)).persona == "brief"
+    user = await repos.users.get(long_id)
+    assert user.display_name == "Ann B" and len(user.id) == 64 and user.id.startswith("cli:xxx")
+    # the same long id always finds the same user; another long id with the same start is someone else
+    other = "cli:" + "x" * 195 + "y"
+    await repos.users.touch(other, "Bo")
+    assert [u.display_name for u in await repos.users.list()] == ["Ann B", "Bo"]
+    assert (await repos.users.get(user.id)).display_name == "Ann B"  # the stored id reads back as itself
+    assert await repos.history.delete_user(long_id) == 2
+
+
 async def test_settings_changed_at_once_keep_every_change(repos):
     # two admins (or two bot replicas) changing different settings of one chat at the same moment
     await repos.chats.set("dc:9", persona="default")
     await asyncio.gather(*(repos.chats.set("dc:9", **{f"key{i}": i}) for i in range(12)))
     assert (await repos.chats.get("dc:9")).settings == {f"key{i}": i for i in range(12)}
+
+
+async def test_a_voice_made_by_two_admins_at_once_is_made_once(repos):
+    # each saw no voice yet; the second insert meets the first's row and keeps it instead of failing
+    await asyncio.gather(*(repos.voices.create_missing("zed", VoiceEngine.LITE, ready=False, params={"dir": "zed"})
+                           for _ in range(6)))
+    assert await repos.voices.names() == ["zed"]
+    await repos.voices.set_ready("zed", True)
+    await repos.voices.create_missing("zed", VoiceEngine.LITE, ready=False)
+    assert (await repos.voices.get("zed")).ready  # an existing voice is left as it is
 
 
 async def test_voices_versions_rename_and_delete(repos, tmp_path):

@@ -67,7 +67,7 @@ async def test_user_settings_export_and_forget(fake_tg, tmp_path, engines):
         assert "no persona called 'nobody'" in said[1]
         assert "no voice called 'nobody'" in said[2]
         assert "I am 'default' here now" in said[3]
-        assert said[4] == "I answer with the standard voice here now."  # the reset words of every bot (bot/common)
+        assert said[4] == "Back to the standard voice."  # the reset words of every bot (bot/common)
         chat = await services.chats.get(f"tg:{user}")
         assert (chat.language, chat.persona) == ("fr", "default")
         export = json.loads(fake_tg.sent_to(user, "sendDocument")[0].files["document"])

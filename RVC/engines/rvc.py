@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from core.errors import BadInput, EngineError
 from RVC.features import RATE, to_rate
 from RVC.hubert import Hubert, load_hubert
+from RVC.index_file import IndexRefused, check_faiss_index, load_feature_array
 from RVC.pitch import F0_METHODS, estimate_f0
 from RVC.rvc_model import ModelInfo, RvcSynthesizer, load_checkpoint
 
@@ -106,21 +107,25 @@ def mix_rms(source: np.ndarray, source_rate: int, out: np.ndarray, out_rate: int
 class FeatureIndex:
     """Retrieval over the training set's content features: faiss when installed, else exact k-NN in numpy.
 
-    A `.index` is read by faiss's own binary reader and a `.npy` with pickles refused: neither can run code."""
+    A `.index` is read by faiss's own binary reader and a `.npy` with pickles refused: neither can run code.
+    Either has its sizes checked against the file first (RVC/index_file.py), so it cannot claim gigabytes."""
 
     def __init__(self, path: Path) -> None:
         self.faiss_index = None
         try:
             if path.suffix == ".npy":
-                self.vectors = np.load(path, allow_pickle=False).astype(np.float32)
+                self.vectors = load_feature_array(path)
             else:
                 import faiss  # optional: absent, a .npy of the same vectors serves
 
+                check_faiss_index(path)
                 index = faiss.read_index(str(path))
                 self.vectors = index.reconstruct_n(0, index.ntotal).astype(np.float32)
                 self.faiss_index = index
         except ImportError as exc:
             raise EngineError(f"Reading '{path.name}' needs faiss; install faiss-cpu or give the features as .npy.") from exc
+        except IndexRefused as exc:
+            raise EngineError(f"The index '{path.name}' could not be read: {exc}.") from None
         except Exception as exc:
             raise EngineError(f"The index '{path.name}' could not be read: it is damaged or not a faiss index.",
                               detail=repr(exc)) from None

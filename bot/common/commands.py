@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Awaitable, Callable
 
 from bot.common.avatars import find_avatar, list_avatars
+from bot.common.default_voice import back_to_default
 from bot.common.userqueue import UserQueue
 from bot.wiring import Services
 from core.errors import BadInput
@@ -40,8 +41,7 @@ async def show_voice(services: Services, chat: str, shown: Emphasis) -> str:
 
 async def choose_voice(services: Services, chat: str, name: str, shown: Emphasis) -> str:
     if name.lower() in RESET_WORDS:
-        await services.chats.set(chat, voice=None)
-        return "I answer with the standard voice here now."
+        return await back_to_default(services, chat)
     chosen = await services.voices.get(name)  # UnknownVoice tells the user what exists
     await services.chats.set(chat, voice=chosen.name)
     note = "" if chosen.ready else " It is still training; replies will use it once it is ready."

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bot.wiring import Services
 from core.errors import BadInput, UnknownAvatar, UnknownVoice
-from core.types import Job, JobStatus
+from core.types import Job, JobStatus, VoiceEngine
 from storage.artifacts import ArtifactStore
 from storage.avatars import AvatarRepository
 from storage.versions import kept, moved_paths
@@ -123,7 +123,10 @@ async def delete(services: Services, kind: str, name: str) -> str:
     await entry(services, kind, name)  # an unknown name is refused before anything changes
     await _stop_training(services, kind, name)
     if kind == "voice":
+        rvc_files = await _rvc_files(services, name)
         await services.voices.delete(name)
+        for path in rvc_files:
+            path.unlink(missing_ok=True)
     else:
         await AvatarRepository(services.sessions).delete(name)
     store = ArtifactStore(services.settings.artifacts) if services.settings.artifacts else None
@@ -134,6 +137,27 @@ async def delete(services: Services, kind: str, name: str) -> str:
     # a voice's clips and versions or an avatar's source videos: gigabytes, removed off the event loop
     await asyncio.to_thread(shutil.rmtree, _folder(services, kind, name), True)
     return f"{kind} '{name}' deleted, with its files"
+
+
+async def _rvc_files(services: Services, name: str) -> list[Path]:
+    """The model and index an RVC voice was registered with: they are named after the voice, so left behind they
+    would block registering the name again. Only files in the models folder that no other voice uses."""
+    voices = await services.voices.list()
+    voice = next((v for v in voices if v.name == name), None)
+    if voice is None or voice.engine is not VoiceEngine.RVC:
+        return []
+    folder = Path(services.settings.rvc_models_dir).resolve()
+    used_elsewhere = {str(v.params.get(key) or "") for v in voices if v.name != name for key in _RVC_FILES}
+    paths = []
+    for key in _RVC_FILES:
+        named = str(voice.params.get(key) or "")
+        path = (folder / named).resolve()
+        if named and named not in used_elsewhere and path.parent == folder:
+            paths.append(path)
+    return paths
+
+
+_RVC_FILES = ("model", "index")  # not its content_model: HuBERT is shared by every RVC voice
 
 
 async def restore(services: Services, kind: str, name: str, version: int) -> str:

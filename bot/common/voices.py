@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,19 @@ def is_confident(transcript: Transcript, language: str | None) -> bool:
     return not (transcript.no_speech_prob is not None and transcript.no_speech_prob > UNSURE_NO_SPEECH)
 
 
+def _new_clip_path(folder: Path, start: int) -> Path:
+    """The first free clip name from `start` on, taken with O_EXCL: two admins adding clips to one voice at the
+    same moment (in one process or two) each get names of their own, never each other's files."""
+    number = start
+    while True:
+        path = folder / f"clip-{number:03d}.wav"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            return path
+        except FileExistsError:
+            number += 1
+
+
 def voice_dir(services: Services, name: str) -> Path:
     return services.settings.data_dir / "voices" / name
 
@@ -120,16 +134,15 @@ async def add_voice(services: Services, name: str, files: list[tuple[str, Source
     folder.mkdir(parents=True, exist_ok=True)
     made: list[tuple[str, str, str]] = []
     entries = []
-    for i, (audio, (text, source, segments)) in enumerate(zip(decoded, texts)):
-        path = folder / f"clip-{len(existing) + i:03d}.wav"
+    for audio, (text, source, segments) in zip(decoded, texts):
+        path = await asyncio.to_thread(_new_clip_path, folder, len(existing))
         await asyncio.to_thread(path.write_bytes, encode_wav(audio))
         await asyncio.to_thread(_write_transcript_files, path, text, segments)
         entries.append((path, audio.seconds, text, source))
         made.append((path.name, text, source))
 
     ready = engine is VoiceEngine.TTS
-    if name not in await services.voices.names():
-        await services.voices.upsert(name, engine, language or "en", ready=ready, params={"dir": str(folder)})
+    await services.voices.create_missing(name, engine, language or "en", ready=ready, params={"dir": str(folder)})
     for path, seconds, text, source in entries:
         await services.voices.add_clip(name, str(path), seconds, text, source)
     job = None
