@@ -13,7 +13,7 @@ from storage.db import create_engine, session_factory, upgrade
 from storage.history import HistoryRepository
 from tests.postgres import postgres  # noqa: F401  (fixture)
 
-BUDGET = 1200  # the default (bot/settings.py)
+BUDGET = 1200  # the default (adapters/settings.py)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

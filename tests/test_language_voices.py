@@ -13,8 +13,9 @@ import pytest
 from adapters.tts_festival import FestivalSynthesizer, missing_packages
 from adapters.wer import sentence_errors
 from bot.common.dialogue import Dialogue, Incoming
-from bot.settings import Settings
-from bot.wiring import Engines, build_chat_model, build_services
+from adapters.settings import Settings
+from adapters.engines import Engines, build_chat_model
+from bot.wiring import build_services
 from core.errors import BadInput, EngineError
 from core.languages import CANNOT_SPEAK, cannot_speak
 from core.pipeline import ReplyRequest

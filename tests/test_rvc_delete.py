@@ -10,7 +10,7 @@ import pytest
 
 from bot.cli import main
 from bot.common.rvc_voices import add_rvc_voice
-from bot.settings import Settings
+from adapters.settings import Settings
 from bot.wiring import build_services
 from tests.test_rvc_register import _engines_for, _models_dir
 from tests.voice_fixtures import write_tiny_rvc

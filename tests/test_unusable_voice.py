@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings
-from bot.wiring import Engines, build_chat_model, build_services
+from adapters.settings import Settings
+from adapters.engines import Engines, build_chat_model
+from bot.wiring import build_services
 from core.types import VoiceEngine
 from tests.conftest import ROOT, speech_clips
 from tests.fakes.llm_servers import FakeLLMServer
