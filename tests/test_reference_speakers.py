@@ -9,7 +9,7 @@ import pytest
 from adapters.media import decode_audio
 from core.errors import BadReference
 from RVC.reference import check_reference, limits_for
-from tests.conftest import speech_clips
+from tests.speech import speech_clips
 
 pytestmark = pytest.mark.slow
 

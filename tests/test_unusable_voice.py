@@ -19,7 +19,8 @@ from adapters.settings import Settings
 from adapters.engines import Engines, build_chat_model
 from bot.wiring import build_services
 from core.types import VoiceEngine
-from tests.conftest import ROOT, speech_clips
+from tests.conftest import ROOT
+from tests.speech import speech_clips
 from tests.fakes.llm_servers import FakeLLMServer
 from tests.telegram_support import bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
 

@@ -10,7 +10,7 @@ import pytest
 
 from adapters.media import decode_audio
 from bot.common.voices import add_voice
-from tests.conftest import speech_clips
+from tests.speech import speech_clips
 
 pytestmark = pytest.mark.slow
 
