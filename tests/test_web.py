@@ -367,3 +367,16 @@ async def test_logging_out_ends_the_admin_login_even_for_a_copied_cookie(site):
         r = await http.post(site.url + "/admin/logout", data={"csrf": token}, allow_redirects=False)
         assert r.status == 303
     assert await admin_page_status(cookie) == 303  # and not after logging out
+
+
+async def test_logging_out_from_a_page_whose_token_has_expired_still_logs_out(site):
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        login = await (await http.get(site.url + "/admin/login")).text()
+        stale = re.search(r'name="csrf-token" content="([^"]+)"', login).group(1)  # logging in replaces it
+        r = await http.post(site.url + "/admin/login", data={"csrf": stale, "password": PASSWORD}, allow_redirects=False)
+        assert r.status == 303
+        assert (await http.get(site.url + "/admin/voices", allow_redirects=False)).status == 200
+        r = await http.post(site.url + "/admin/logout", data={"csrf": stale})  # a tab opened before the login
+        landed = str(r.url)
+        assert r.status == 200 and landed.endswith("/admin/login"), (r.status, landed)
+        assert (await http.get(site.url + "/admin/voices", allow_redirects=False)).status == 303
