@@ -14,6 +14,13 @@
     });
   }
 
+  // what cannot be undone asks first
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (e) => {
+      if (!window.confirm(form.dataset.confirm)) e.preventDefault();
+    });
+  }
+
   for (const form of document.querySelectorAll("form[enctype='multipart/form-data']")) {
     form.addEventListener("submit", (e) => {
       e.preventDefault();
