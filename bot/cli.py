@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -57,6 +58,21 @@ def _writable(path: str, option: str) -> Path:
     return p
 
 
+def _write_whole(path: Path, data: bytes, option: str) -> None:
+    """The file whole or not at all: written beside its place and renamed onto it, so a full disk leaves no
+    truncated file where a player would take it for the answer (and an earlier file there stays as it was)."""
+    part = path.with_name(f".{path.name}.part")
+    try:
+        with open(part, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(part, path)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise FileProblem(f"{option} {path} cannot be written: {exc.strerror or exc}; nothing was stored") from None
+
+
 async def cmd_reply(args) -> int:
     from adapters.media import encode_ogg_opus
     from bot.common.dialogue import Dialogue, Incoming
@@ -90,16 +106,10 @@ async def cmd_reply(args) -> int:
                 print(f"note:     {frame.text}")
             elif isinstance(frame, SpeechDone) and out is not None and chunks:
                 # written before the exchange is stored: if the file cannot be written, nothing is kept
-                try:
-                    out.write_bytes(encode_ogg_opus(audio_ops.join(chunks)))
-                except OSError as exc:
-                    raise FileProblem(f"--out {out} cannot be written: {exc.strerror or exc}; nothing was stored") from None
+                _write_whole(out, encode_ogg_opus(audio_ops.join(chunks)), "--out")
                 written = f"voice:    {out} ({sum(c.seconds for c in chunks):.1f} s of speech)" + written
             elif isinstance(frame, VideoFrame) and video_out is not None:
-                try:
-                    video_out.write_bytes(frame.mp4)
-                except OSError as exc:
-                    raise FileProblem(f"--video-out {video_out} cannot be written: {exc.strerror or exc}; nothing was stored") from None
+                _write_whole(video_out, frame.mp4, "--video-out")
                 written += f"\nvideo:    {video_out} ({frame.seconds:.1f} s, the talking head)"
             elif isinstance(frame, ReplyDone):
                 print(f"answer:   {frame.text}")
