@@ -342,26 +342,24 @@ async def cmd_geneface(args) -> int:
 
 
 async def cmd_telegram(args) -> int:
-    from bot.common.warmup import ready
+    from bot.common.warmup import serve_while_warming
     from bot.telegram.app import run_telegram
 
     services = await _services(args)
     try:
-        await ready(services, "telegram")
-        await run_telegram(services)
+        await serve_while_warming(services, "telegram", lambda: run_telegram(services))
     finally:
         await services.close()
     return 0
 
 
 async def cmd_discord(args) -> int:
-    from bot.common.warmup import ready
+    from bot.common.warmup import serve_while_warming
     from bot.discord.app import run
 
     services = await _services(args)
     try:
-        await ready(services, "discord")
-        await run(services)
+        await serve_while_warming(services, "discord", lambda: run(services))
     finally:
         await services.close()
     return 0
