@@ -2,6 +2,7 @@
 before the update was made), only mark the job for the worker to stop."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -29,8 +30,9 @@ async def test_cancelling_a_job_from_the_command_line_touches_only_the_database(
     jobs = JobRepository(session_factory(engine))
     queued = await jobs.submit("voice", "zed", engine="lite", max_steps=10, gpu=None, params={})
     try:
-        done = subprocess.run([sys.executable, "-c", RUN, str(queued.id), *HEAVY], cwd=ROOT, capture_output=True,
-                              text=True, timeout=120, env={**os.environ, "DOPPEL_DATA_DIR": str(data)})
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-c", RUN, str(queued.id), *HEAVY], cwd=ROOT, capture_output=True,
+            text=True, timeout=120, check=False, env={**os.environ, "DOPPEL_DATA_DIR": str(data)})
         assert done.returncode == 0, done.stderr
         said, report = done.stdout.strip().splitlines()[-2:]
         assert said == f"job {queued.id}: cancelled"
