@@ -37,14 +37,9 @@ class Decoding:
     without_timestamps: bool = False  # text tokens only: no time tokens between the words
     prompt: bool = False  # start from a sentence in the language (LANGUAGE_PROMPTS)
     guard: bool = True  # a decode that made text up is tried again (attempts); off only to measure without it
-    # a beam search only where greedy is unsure: a greedy decode at least this sure (mean token probability, as
-    # Transcript.confidence) and not made up is kept as it is; 0: always the search above
-    greedy_above: float = 0.0
 
     def describe(self) -> str:
         parts = ["greedy" if self.beam_size == 1 else f"beam {self.beam_size}"]
-        if self.greedy_above and self.beam_size > 1:
-            parts = [f"greedy, beam {self.beam_size} below {self.greedy_above:g}"]
         parts += ["no timestamps"] * self.without_timestamps + ["prompt"] * self.prompt
         return ", ".join(parts + ["no guard"] * (not self.guard))
 
@@ -100,12 +95,6 @@ class _Decoded:
         if not self.segments:
             return None
         return float(np.average([s.avg_logprob for s in self.segments], weights=self._weights()))
-
-    @property
-    def confidence(self) -> float:
-        """The mean probability of its tokens (Transcript.confidence)."""
-        tokens = sum(len(s.tokens) for s in self.segments)
-        return math.exp(sum(s.avg_logprob * len(s.tokens) for s in self.segments) / tokens) if tokens else 0.0
 
     def _weights(self) -> list[float]:
         return [max(s.end - s.start, 1e-3) for s in self.segments]
@@ -231,26 +220,15 @@ class WhisperRecognizer:
         seconds = samples.size / ASR_RATE
         budget = token_budget(seconds) if decoding.guard else None
         chosen = None
-
-        def decode(attempt: Decoding) -> _Decoded:
-            segments, info = model.transcribe(
-                samples, language=("en" if which == "en" else language), temperature=0.0,
-                beam_size=attempt.beam_size, initial_prompt=attempt.initial_prompt(language), vad_filter=False,
-                condition_on_previous_text=False, without_timestamps=attempt.without_timestamps,
-                max_new_tokens=budget,
-            )
-            return _Decoded(list(segments), info.language)
-
         with self._locks[which]:
-            if decoding.greedy_above and decoding.beam_size > 1:
-                # most clips come out the same either way: the search is paid for only where greedy hesitates
-                quick = replace(decoding, beam_size=1, greedy_above=0.0)
-                decoded = decode(quick)
-                prompted = quick.prompt and (language or "") in LANGUAGE_PROMPTS
-                if not decoded.failed(seconds, prompted) and decoded.confidence >= decoding.greedy_above:
-                    return self._transcript(decoded, audio, made_up=False)
             for attempt in decoding.attempts():
-                decoded = decode(attempt)
+                segments, info = model.transcribe(
+                    samples, language=("en" if which == "en" else language), temperature=0.0,
+                    beam_size=attempt.beam_size, initial_prompt=attempt.initial_prompt(language), vad_filter=False,
+                    condition_on_previous_text=False, without_timestamps=attempt.without_timestamps,
+                    max_new_tokens=budget,
+                )
+                decoded = _Decoded(list(segments), info.language)
                 if not decoded.failed(seconds, prompted=attempt.prompt and (language or "") in LANGUAGE_PROMPTS):
                     chosen = decoded
                     break
@@ -261,13 +239,16 @@ class WhisperRecognizer:
     @staticmethod
     def _transcript(decoded: _Decoded, audio: Audio, made_up: bool) -> Transcript:
         segs = tuple((s.start, s.end, s.text.strip()) for s in decoded.segments)
-        # made up: every attempt made text up (tiny.en loops "to be able to be able ..." at 0.84 on French
-        # speech): none of it is to be trusted, so the language check and the choice between languages pass it over
-        confidence = 0.0 if made_up else decoded.confidence
+        tokens = sum(len(s.tokens) for s in decoded.segments)
+        mean_logprob = sum(s.avg_logprob * len(s.tokens) for s in decoded.segments) / tokens if tokens else -math.inf
+        if made_up:
+            # every attempt made text up (tiny.en loops "to be able to be able ..." at 0.84 on French speech):
+            # none of it is to be trusted, so the language check and the choice between languages pass it over
+            mean_logprob = -math.inf
         weights = decoded._weights()
         no_speech = float(np.average([s.no_speech_prob for s in decoded.segments], weights=weights)) if segs else None
         return Transcript(text=decoded.text, language=decoded.language, audio_seconds=audio.seconds, segments=segs,
-                          confidence=confidence, avg_logprob=decoded.avg_logprob, no_speech_prob=no_speech)
+                          confidence=math.exp(mean_logprob), avg_logprob=decoded.avg_logprob, no_speech_prob=no_speech)
 
 
 def speech_only(samples: np.ndarray, pad_s: float = 0.25) -> np.ndarray:

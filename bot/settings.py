@@ -42,9 +42,6 @@ class Settings(BaseSettings):
 
     # speech recognition
     asr_beam_size: int = 5  # tiny.en; beam 5: 18 % fewer errors than greedy on the 351 shared clips, ~1.1x its CPU
-    # tiny.en decodes greedily first and keeps that transcript at or above this confidence; the beam runs only
-    # below it (0: the beam on every clip). bench/latency.py --asr
-    asr_greedy_above: float = 0.7
     asr_multilingual_beam_size: int = 5  # Whisper base, every other language (bench/language.py)
     asr_multilingual: bool = True
 

@@ -52,8 +52,7 @@ def build_recognizer(settings: Settings):
     from adapters.whisper_models import english_tiny_dir, multilingual_base_dir
 
     multi = (lambda: multilingual_base_dir(settings.cache_dir)) if settings.asr_multilingual else None
-    english = Decoding(beam_size=settings.asr_beam_size, greedy_above=settings.asr_greedy_above)
-    return WhisperRecognizer(english_tiny_dir(), multi, threads=settings.threads, english=english,
+    return WhisperRecognizer(english_tiny_dir(), multi, threads=settings.threads, english=Decoding(beam_size=settings.asr_beam_size),
                              multilingual=replace(MULTILINGUAL, beam_size=settings.asr_multilingual_beam_size))
 
 
