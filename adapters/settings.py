@@ -148,7 +148,10 @@ class Settings(BaseSettings):
     web_max_model_bytes: int = 300 * 1024 * 1024  # one RVC model or index file
     web_replies_at_once: int = 2  # answers made at the same time, all visitors together (0: no cap)
     web_max_in_line: int = 100  # answers waiting for a turn; past it a visitor is told the bot is busy
-    web_rate_limit_per_address: int = 30  # turns a minute from one client address, whatever its cookies
+    # the limit is per visitor (rate_limit_per_minute); these caps on one client address are for cookie droppers,
+    # and set well above it, since an office or a school shares one address among many visitors
+    web_rate_limit_per_address: int = 120  # turns a minute from one client address, whatever its cookies
+    web_new_visitors_per_address: int = 60  # new visitors (cookies) from one address at once, then one a minute (0: no cap)
     web_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)  # their X-Forwarded-For is believed
     web_secure_cookie: bool = False  # always mark the session cookie Secure (it is anyway over https)
 

@@ -115,9 +115,14 @@ async def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latency.txt"))
     parser.add_argument("--demo-voice", action="store_true",
                         help="the shipped demo voice (make demo) against the base TTS alone, side by side")
+    parser.add_argument("--asr", action="store_true",
+                        help="the English decoding now against the one before (greedy, no guard), interleaved")
+    parser.add_argument("--rounds", type=int, default=2, help="with --asr: passes over the clips")
     args = parser.parse_args()
     if args.demo_voice:
         return await demo_voice(args)
+    if args.asr:
+        return await asr_settings(args)
 
     clips = [c for c in speech_clips("en") if 4.0 <= c[1] <= 7.0][: args.clips]
     with tempfile.TemporaryDirectory() as tmp:
@@ -202,6 +207,60 @@ async def demo_voice(args) -> None:
     print(text)
     if args.out != str(ROOT / "bench" / "results" / "latency.txt"):
         Path(args.out).write_text(text + "\n")
+
+def ratio_ci(a: list[float], b: list[float], n: int = 2000) -> tuple[float, float, float]:
+    """median(a)/median(b) over paired replies (the same clip, one after the other), 95 % interval resampling pairs."""
+    import numpy as np
+
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    pick = np.random.default_rng(1).integers(0, len(x), (n, len(x)))
+    ratios = np.median(x[pick], axis=1) / np.median(y[pick], axis=1)
+    return float(np.median(x) / np.median(y)), float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
+
+
+async def asr_settings(args) -> None:
+    """First audio with tiny.en decoding as configured now (beam 5, the guard) and as before (greedy, no guard):
+    each clip goes through both in turn, the first arm alternating, so both see the same machine load."""
+    from adapters.asr_whisper import Decoding
+
+    clips = [c for c in speech_clips("en") if 4.0 <= c[1] <= 7.0][: args.clips]
+    with tempfile.TemporaryDirectory() as tmp:
+        engines, services = await warm_services(Path(tmp))
+        recognizer = engines.recognizer
+        now = recognizer.english
+        arms = {"before: greedy, no guard": Decoding(beam_size=1, guard=False), f"now: {now.describe()}": now}
+        stats: dict[str, dict[str, list[float]]] = {name: {} for name in arms}
+        loads = [os.getloadavg()[0]]
+        try:
+            await run_mode(services, clips[:1])  # first calls pay for lazy set-up a server has behind it
+            for i, clip in enumerate(clips * args.rounds):
+                names = list(arms)
+                for name in names[i % len(names):] + names[:i % len(names)]:
+                    recognizer.english = arms[name]
+                    for k, vals in (await run_mode(services, [clip])).items():
+                        stats[name].setdefault(k, []).extend(vals)
+                loads.append(os.getloadavg()[0])
+        finally:
+            recognizer.english = now
+            await services.close()
+    before = next(iter(arms))
+    lines = [f"bench/latency.py --asr: {len(clips)} real English voice questions of "
+             f"{min(c[1] for c in clips):.1f}-{max(c[1] for c in clips):.1f} s x {args.rounds} rounds, each through "
+             f"both English decodings in turn (interleaved), default offline engines, {os.cpu_count()} CPU cores "
+             f"shared with other work: 1-min load {min(loads):.1f}-{max(loads):.1f} (median {statistics.median(loads):.1f})", ""]
+    for name in arms:
+        lines += table(f"{name}:", stats[name]) + [""]
+    for stage in ("asr", "first_audio"):
+        for name in arms:
+            lo, hi = median_ci(stats[name][stage])
+            ratio, rlo, rhi = ratio_ci(stats[name][stage], stats[before][stage])
+            lines.append(f"{stage:<12} p50 {pct(stats[name][stage], .5):.2f} s [95 % CI {lo:.2f}, {hi:.2f}]   "
+                         f"x{ratio:.2f} [{rlo:.2f}, {rhi:.2f}] of before   {name}")
+    text = "\n".join(lines)
+    print(text)
+    if args.out != str(ROOT / "bench" / "results" / "latency.txt"):
+        Path(args.out).write_text(text + "\n")
+
 
 if __name__ == "__main__":
     asyncio.run(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -60,6 +61,21 @@ def _writable(path: str, option: str) -> Path:
     return p
 
 
+def _write_whole(path: Path, data: bytes, option: str) -> None:
+    """The file whole or not at all: written beside its place and renamed onto it, so a full disk leaves no
+    truncated file where a player would take it for the answer (and an earlier file there stays as it was)."""
+    part = path.with_name(f".{path.name}.part")
+    try:
+        with open(part, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(part, path)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise FileProblem(f"{option} {path} cannot be written: {exc.strerror or exc}; nothing was stored") from None
+
+
 async def cmd_reply(args) -> int:
     from adapters.media import encode_ogg_opus
     from bot.common.dialogue import Dialogue, Incoming
@@ -93,16 +109,10 @@ async def cmd_reply(args) -> int:
                 print(f"note:     {frame.text}")
             elif isinstance(frame, SpeechDone) and out is not None and chunks:
                 # written before the exchange is stored: if the file cannot be written, nothing is kept
-                try:
-                    out.write_bytes(encode_ogg_opus(audio_ops.join(chunks)))
-                except OSError as exc:
-                    raise FileProblem(f"--out {out} cannot be written: {exc.strerror or exc}; nothing was stored") from None
+                _write_whole(out, encode_ogg_opus(audio_ops.join(chunks)), "--out")
                 written = f"voice:    {out} ({sum(c.seconds for c in chunks):.1f} s of speech)" + written
             elif isinstance(frame, VideoFrame) and video_out is not None:
-                try:
-                    video_out.write_bytes(frame.mp4)
-                except OSError as exc:
-                    raise FileProblem(f"--video-out {video_out} cannot be written: {exc.strerror or exc}; nothing was stored") from None
+                _write_whole(video_out, frame.mp4, "--video-out")
                 written += f"\nvideo:    {video_out} ({frame.seconds:.1f} s, the talking head)"
             elif isinstance(frame, ReplyDone):
                 print(f"answer:   {frame.text}")
@@ -257,12 +267,10 @@ async def cmd_db(args) -> int:
 
 
 async def cmd_jobs(args) -> int:
+    if args.cancel:
+        return await _cancel_job(args)
     services = await _services(args)
     try:
-        if args.cancel:
-            job = await services.jobs.cancel(args.cancel)
-            print(f"job {job.id}: {job.status.value}" + (" (stopping)" if job.status.value == "running" else ""))
-            return 0
         if args.retry:
             from bot.common.lifecycle import retry
 
@@ -277,6 +285,22 @@ async def cmd_jobs(args) -> int:
                 print("\t" + job.log_tail.replace("\n", "\n\t"))
     finally:
         await services.close()
+    return 0
+
+
+async def _cancel_job(args) -> int:
+    """The database alone: the worker does the stopping. Building every engine first (what _services does) took
+    6-16 s on a busy machine before the one UPDATE that cancelling is."""
+    from storage.db import create_engine, session_factory, upgrade
+    from storage.jobs import JobRepository
+
+    engine = create_engine(_settings(args).db_url)
+    try:
+        await upgrade(engine)
+        job = await JobRepository(session_factory(engine)).cancel(args.cancel)
+    finally:
+        await engine.dispose()
+    print(f"job {job.id}: {job.status.value}" + (" (stopping)" if job.status.value == "running" else ""))
     return 0
 
 
@@ -321,26 +345,24 @@ async def cmd_geneface(args) -> int:
 
 
 async def cmd_telegram(args) -> int:
-    from bot.common.warmup import ready
+    from bot.common.warmup import serve_while_warming
     from bot.telegram.app import run_telegram
 
     services = await _services(args)
     try:
-        await ready(services, "telegram")
-        await run_telegram(services)
+        await serve_while_warming(services, "telegram", lambda: run_telegram(services))
     finally:
         await services.close()
     return 0
 
 
 async def cmd_discord(args) -> int:
-    from bot.common.warmup import ready
+    from bot.common.warmup import serve_while_warming
     from bot.discord.app import run
 
     services = await _services(args)
     try:
-        await ready(services, "discord")
-        await run(services)
+        await serve_while_warming(services, "discord", lambda: run(services))
     finally:
         await services.close()
     return 0

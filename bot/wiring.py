@@ -1,6 +1,7 @@
 """The composition root: the one place that reads settings and decides which engines the pipeline gets."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -38,6 +39,8 @@ class Services:
     converters: dict[VoiceEngine, VoiceConverter] = field(default_factory=dict)
     renderer: AvatarRenderer | None = None
     owned_engines: Engines | None = None  # built for these services alone, so closed with them
+    # the engines' warm-up while a channel already takes messages (bot/common/warmup.py): answers wait for it
+    warming: asyncio.Task | None = None
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -4,6 +4,7 @@ never shrinks below half of it. On SQLite and PostgreSQL, through the repository
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 import pytest
 
@@ -57,7 +58,7 @@ async def test_the_window_start_holds_for_several_turns_as_old_turns_drop(histor
         starts.append(window[0].content)
     # how many consecutive turns each window start lasted: the cached prefix is reused on all but the first
     runs = [1]
-    for before, now in zip(starts, starts[1:]):
+    for before, now in pairwise(starts):
         if now == before:
             runs[-1] += 1
         else:

@@ -76,8 +76,8 @@ async def test_the_command_menu_is_filled_for_everyone_and_the_admins(fake_tg, t
         await fake_tg.wait_for(lambda: len(fake_tg.menus) >= 2, 30)
     everyone = fake_tg.menus['{"type": "default"}']
     admin = fake_tg.menus[f'{{"chat_id": {ADMIN}, "type": "chat"}}']
-    assert {"reset", "voice", "language", "cancel", "forget"} <= set(everyone) and "add_voice" not in everyone
-    assert {"add_voice", "train_avatar", "allow", "deny", "stats", "reset"} <= set(admin)
+    assert {"start", "help", "reset", "voice", "language", "cancel", "forget"} <= set(everyone) and "add_voice" not in everyone
+    assert {"start", "help", "add_voice", "train_avatar", "allow", "deny", "stats", "reset"} <= set(admin)
 
 
 async def test_a_recording_too_long_by_its_stated_duration_is_refused_before_download(fake_tg, tmp_path, engines):

@@ -272,15 +272,29 @@ async def test_admin_adds_a_voice_sees_its_transcript_and_corrects_it(site, brow
         form = browser.find_element(By.ID, "voice-form")
         form.find_element(By.NAME, "name").send_keys("ada")
         form.find_element(By.NAME, "clips").send_keys(str(clip))
+        # what the upload's status line says, kept across the page change that ends it
+        browser.execute_script("""
+            new MutationObserver(() => {
+              const note = document.querySelector('#voice-form .upload-status');
+              const seen = JSON.parse(sessionStorage.getItem('statuses') || '[]');
+              if (note && note.textContent && !seen.includes(note.textContent)) {
+                seen.push(note.textContent);
+                sessionStorage.setItem('statuses', JSON.stringify(seen));
+              }
+            }).observe(document.getElementById('voice-form'), {subtree: true, childList: true, characterData: true});
+        """)
         flash = submit(browser, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        statuses = browser.execute_script("return JSON.parse(sessionStorage.getItem('statuses') || '[]')")
         field = browser.find_element(By.CSS_SELECTOR, "#voice-ada form.transcript input[name=transcript]")
         automatic = field.get_attribute("value")
         field.clear()
         field.send_keys("Please enter your password, then the pound key.")
         saved = submit(browser, browser.find_element(By.CSS_SELECTOR, "#voice-ada form.transcript button"))
-        return flash, automatic, saved
+        return flash, automatic, saved, statuses
 
-    flash, automatic, saved = await in_thread(story)
+    flash, automatic, saved, statuses = await in_thread(story)
+    # while the server transcribes, the page says so and counts the seconds
+    assert any(re.fullmatch(r"Uploaded; transcribing the recordings .*… \d+ s", s) for s in statuses), statuses
     assert saved == "Transcript saved."
     assert "Voice 'ada': 1 clip(s)" in flash and "training job" in flash
     assert len(words(automatic) & words(truth)) >= len(words(truth)) // 2, (automatic, truth)
@@ -367,3 +381,16 @@ async def test_logging_out_ends_the_admin_login_even_for_a_copied_cookie(site):
         r = await http.post(site.url + "/admin/logout", data={"csrf": token}, allow_redirects=False)
         assert r.status == 303
     assert await admin_page_status(cookie) == 303  # and not after logging out
+
+
+async def test_logging_out_from_a_page_whose_token_has_expired_still_logs_out(site):
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        login = await (await http.get(site.url + "/admin/login")).text()
+        stale = re.search(r'name="csrf-token" content="([^"]+)"', login).group(1)  # logging in replaces it
+        r = await http.post(site.url + "/admin/login", data={"csrf": stale, "password": PASSWORD}, allow_redirects=False)
+        assert r.status == 303
+        assert (await http.get(site.url + "/admin/voices", allow_redirects=False)).status == 200
+        r = await http.post(site.url + "/admin/logout", data={"csrf": stale})  # a tab opened before the login
+        landed = str(r.url)
+        assert r.status == 200 and landed.endswith("/admin/login"), (r.status, landed)
+        assert (await http.get(site.url + "/admin/voices", allow_redirects=False)).status == 303

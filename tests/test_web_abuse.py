@@ -214,7 +214,7 @@ async def test_identity_holds_without_cookies_and_forged_headers_change_nothing(
 
 
 async def test_new_cookies_from_one_address_add_only_a_few_users(make_site):
-    async with make_site(rate_limit_per_minute=100) as site:
+    async with make_site(rate_limit_per_minute=100, web_new_visitors_per_address=5) as site:
         statuses = []
         for i in range(8):
             async with visitor() as http:
@@ -225,6 +225,26 @@ async def test_new_cookies_from_one_address_add_only_a_few_users(make_site):
         users = [u for u in await site.services.users.list() if u.id.startswith("web:")]
     assert statuses == [400] * 5 + [429] * 3
     assert len(users) == 5
+
+
+async def test_an_office_behind_one_address_is_let_in_while_each_visitor_keeps_their_own_limit(make_site):
+    async with make_site() as site:  # the default limits
+        newcomers = []
+        for _ in range(20):  # twenty colleagues, each a first message
+            async with visitor() as http:
+                token = await csrf(http, site.url + "/")
+                r = await http.post(site.url + "/chat/turn", data=turn_form(audio=NOT_AUDIO), headers={"X-CSRF-Token": token})
+                await r.read()
+                newcomers.append(r.status)
+        hasty = []
+        async with visitor() as http:  # one of them sending as fast as they can
+            token = await csrf(http, site.url + "/")
+            for _ in range(site.services.settings.rate_limit_per_minute + 2):
+                r = await http.post(site.url + "/chat/turn", data=turn_form(audio=NOT_AUDIO), headers={"X-CSRF-Token": token})
+                hasty.append((r.status, await r.text()))
+    # 400: let in, and the (unreadable) recording refused
+    assert newcomers == [400] * 20
+    assert [status for status, _ in hasty[-2:]] == [429, 429] and "too fast" in hasty[-1][1]
 
 
 async def test_an_admins_deny_holds_for_the_address_and_behind_a_trusted_proxy(make_site):

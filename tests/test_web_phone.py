@@ -131,3 +131,47 @@ async def test_admin_pages_fit_a_phone_and_an_upload_error_is_shown_as_an_error(
     assert "MiB" in label
     assert "'notes.txt' is not an audio file" in text
     assert "error" in classes.split() and color.startswith("rgba(180, 35, 24")
+
+
+SMALL_TARGETS = """
+    return [...document.querySelectorAll('button, select, input[type=text], input[type=password]')]
+      .filter(el => el.offsetParent !== null)
+      .map(el => [el.id || el.name || el.textContent.trim(), el.getBoundingClientRect().height])
+      .filter(([, h]) => h < 44)
+"""
+
+
+@pytest.mark.slow
+async def test_a_phone_gets_fingertip_sized_buttons_true_labels_and_a_question_before_a_delete(site, phone):
+    from tests.lifecycle_fixtures import voice_with_versions
+
+    await voice_with_versions(site.services, "anna")
+
+    def story():
+        phone.get(site.url)
+        WebDriverWait(phone, 10).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+        small = {"chat": phone.execute_script(SMALL_TARGETS)}
+        record = phone.find_element(By.ID, "record")
+        said = {record.text.strip(), record.get_attribute("aria-label") or record.text.strip(),
+                record.get_attribute("title") or record.text.strip()}
+        box_labels = phone.execute_script("return [...document.getElementById('text').labels].map(l => l.textContent.trim())")
+        phone.get(f"{site.url}/admin")
+        WebDriverWait(phone, 10).until(EC.presence_of_element_located((By.ID, "password"))).send_keys(PASSWORD)
+        phone.find_element(By.ID, "login").click()
+        WebDriverWait(phone, 10).until(EC.url_contains("/admin/voices"))
+        for page in ("voices", "avatars", "jobs", "users"):
+            phone.get(f"{site.url}/admin/{page}")
+            small[page] = phone.execute_script(SMALL_TARGETS)
+        phone.get(f"{site.url}/admin/voices")
+        phone.find_element(By.CSS_SELECTOR, "#voice-anna form.delete button").click()
+        alert = WebDriverWait(phone, 10).until(EC.alert_is_present())
+        question = alert.text
+        alert.dismiss()
+        return small, said, box_labels, question
+
+    small, said, box_labels, question = await in_thread(story)
+    assert not any(small.values()), small
+    assert said == {"Hold to talk"}, said
+    assert box_labels == ["Message"]
+    assert "anna" in question and "cannot be undone" in question
+    assert await site.services.voices.get("anna") is not None  # saying no deleted nothing

@@ -57,6 +57,10 @@ class Dialogue:
                     live: bool = False) -> AsyncIterator[Frame]:
         """`live`: the answer ends at speech (the live page draws the face as it speaks) and is not stored;
         the caller stores what the person heard with `remember_heard`."""
+        warming = self.services.warming
+        if warming is not None and not warming.done():
+            # taken at once, answered once the engines are warm; the channel shows its chat action meanwhile
+            await asyncio.wait({warming})
         await self.services.users.touch(msg.user_id, msg.display_name)
         request = await self.request_for(msg, speak=speak, audio=audio)
         if live:

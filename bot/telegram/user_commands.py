@@ -17,6 +17,7 @@ from core.types import ConversationKey
 
 HELP = """Send me a voice message, an audio file, a video note or text, and I answer in text and with a voice note.
 
+/start, /help – what I understand
 /reset – forget our conversation
 /voice [name|default] – show or choose the voice I answer with
 /persona [name] – show or choose who I am

@@ -40,8 +40,9 @@ class ChatPages:
         self.access = AccessPolicy(settings, ctx.services.users, "web")
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
         self.per_address = RateLimiter(settings.web_rate_limit_per_address)
-        # five new visitors from one address at once, then one every five minutes
-        self.new_visitors = RateLimiter(0.2, burst=5)
+        # each new cookie becomes a stored user: a client dropping its cookie every time makes only so many
+        newcomers = settings.web_new_visitors_per_address
+        self.new_visitors = RateLimiter(1 if newcomers > 0 else 0, burst=newcomers or None)
         self.slots = ReplySlots(settings.web_replies_at_once, settings.web_max_in_line)
         self.turns = TurnBook()
 

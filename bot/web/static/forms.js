@@ -14,6 +14,13 @@
     });
   }
 
+  // what cannot be undone asks first
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (e) => {
+      if (!window.confirm(form.dataset.confirm)) e.preventDefault();
+    });
+  }
+
   for (const form of document.querySelectorAll("form[enctype='multipart/form-data']")) {
     form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -29,18 +36,31 @@
       const body = new FormData(form);
       for (const el of form.elements) el.disabled = true;
       const xhr = new XMLHttpRequest();
+      let ticking = 0;
       xhr.upload.addEventListener("progress", (p) => {
         if (!p.lengthComputable) return;
         bar.max = p.total;
         bar.value = p.loaded;
-        note.textContent = p.loaded < p.total ? `Uploading: ${mib(p.loaded)} of ${mib(p.total)} MiB`
-          : "Uploaded; checking the file…";
+        if (p.loaded < p.total) {
+          note.textContent = `Uploading: ${mib(p.loaded)} of ${mib(p.total)} MiB`;
+          return;
+        }
+        if (ticking) return;
+        // the server now works on the file (transcribing recordings takes about a minute): say what, and
+        // count the seconds, so a long wait never looks like a stuck page
+        bar.removeAttribute("value");
+        const doing = form.dataset.working || "Uploaded; checking the file";
+        const since = Date.now();
+        const show = () => { note.textContent = `${doing}… ${Math.round((Date.now() - since) / 1000)} s`; };
+        show();
+        ticking = window.setInterval(show, 1000);
       });
       xhr.addEventListener("load", () => {
         // the server answered with its page after the redirect; opening that page shows the notice it left
         window.location.assign(xhr.responseURL || form.action);
       });
       xhr.addEventListener("error", () => {
+        window.clearInterval(ticking);
         for (const el of form.elements) el.disabled = false;
         box.remove();
         const problem = document.createElement("p");
