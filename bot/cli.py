@@ -22,10 +22,10 @@ def _settings(args, *, checked: bool = True, **overrides):
     return settings
 
 
-def _services(args):
+def _services(args, **overrides):
     from bot.wiring import build_services
 
-    return build_services(_settings(args))
+    return build_services(_settings(args, **overrides))
 
 
 class FileProblem(DoppelError):
@@ -66,7 +66,8 @@ async def cmd_reply(args) -> int:
     audio = _read(args.audio) if args.audio else None
     out = _writable(args.out, "--out") if args.out else None
     video_out = _writable(args.video_out, "--video-out") if args.video_out else None
-    services = await _services(args)
+    # the demo's model writes its likeliest words (no sampling), so every `make demo` says the same
+    services = await _services(args, **({"llm_temperature": 0.0} if getattr(args, "demo", False) else {}))
     try:
         chat_id = f"cli:{args.chat or args.user}"
         persona = None
