@@ -26,10 +26,10 @@ def _settings(args, *, checked: bool = True, **overrides):
     return settings
 
 
-def _services(args):
+def _services(args, **overrides):
     from bot.wiring import build_services
 
-    return build_services(_settings(args))
+    return build_services(_settings(args, **overrides))
 
 
 class FileProblem(DoppelError):
@@ -80,19 +80,23 @@ async def cmd_reply(args) -> int:
     from adapters.media import encode_ogg_opus
     from bot.common.dialogue import Dialogue, Incoming
     from core import audio as audio_ops
-    from core.types import AudioFrame, NoteFrame, ReplyDone, SentenceFrame, SpeechDone, TranscriptFrame, VideoFrame
+    from core.types import AudioFrame, ConversationKey, NoteFrame, ReplyDone, SentenceFrame, SpeechDone, TranscriptFrame, VideoFrame
 
     audio = _read(args.audio) if args.audio else None
     out = _writable(args.out, "--out") if args.out else None
     video_out = _writable(args.video_out, "--video-out") if args.video_out else None
-    services = await _services(args)
+    # the demo's model writes its likeliest words (no sampling), so every `make demo` says the same
+    services = await _services(args, **({"llm_temperature": 0.0} if getattr(args, "demo", False) else {}))
     try:
         chat_id = f"cli:{args.chat or args.user}"
+        persona = None
         if getattr(args, "demo", False):
-            from bot.common.demo import install_demo
+            from bot.common.demo import install_demo, warm_demo
 
-            args.voice = args.avatar = await install_demo(services)
-        choices = {k: v for k, v in (("voice", args.voice), ("avatar", args.avatar)) if v}
+            args.voice = args.avatar = persona = await install_demo(services, ConversationKey(f"cli:{args.user}", chat_id))
+            # timings start when the question is taken: the models' first load is done here, and said apart
+            print(f"warm-up:  {await warm_demo(services):.2f}s (models loaded, the demo voice and face used once)")
+        choices = {k: v for k, v in (("voice", args.voice), ("avatar", args.avatar), ("persona", persona)) if v}
         if choices:  # kept for the chat, as /voice and /avatar keep them
             await services.chats.set(chat_id, **choices)
         msg = Incoming(user_id=f"cli:{args.user}", chat_id=chat_id, audio=audio, text=args.text)

@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 
 from adapters.media import decode_audio
+from adapters.wer import normalize
 from RVC.features import f0_yin
 from tests.conftest import ROOT
+
+# what Allison Smith says in assets/question.ogg (assets/README.md)
+QUESTION = "Something is terribly wrong. Weasels have eaten our phone system."
 
 
 def _envelope(x: np.ndarray, hop: int = 320) -> np.ndarray:
@@ -24,6 +28,10 @@ def test_the_demo_answers_in_the_demo_voice_with_a_video_of_the_same_speech(tmp_
                           "--user", "demo", "--out", str(voice), "--video", str(video)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
+    heard_said = next(line for line in out.stdout.splitlines() if line.startswith("you said: "))
+    assert normalize(heard_said.removeprefix("you said: ").rsplit("  [", 1)[0]) == normalize(QUESTION), out.stdout
+    # the models' first load is done before the question is taken, and printed apart from its timings
+    assert any(line.startswith("warm-up: ") for line in out.stdout.splitlines()), out.stdout
     assert f"voice:    {voice}" in out.stdout and f"video:    {video}" in out.stdout, out.stdout
 
     spoken = decode_audio(voice.read_bytes()).samples

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.wiring import Services
 from core import audio as audio_ops
-from core.errors import DoppelError
+from core.errors import AnswerCut, DoppelError
 from core.pipeline import ReplyRequest
 from core.types import ChatMessage, ConversationKey, LLMOptions
 
@@ -28,11 +28,11 @@ def _load(services: Services) -> None:
             warm()
 
 
-async def warm_up(services: Services) -> float:
+async def warm_up(services: Services, *, voice: str | None = None, avatar: str | None = None) -> float:
     """Seconds it took. The models load in a worker thread, the language model writes a word, one sentence is
-    spoken in the configured voice (the voice worker starts and loads that voice) and heard back by the
-    recognizer (its VAD and decoder). A configured voice that is not usable yet, or a provider that does not
-    answer, is reported and skipped: the channel still starts."""
+    spoken in the configured voice, or `voice` (the voice worker starts and loads that voice), and heard back by
+    the recognizer (its VAD and decoder); with `avatar`, that face says it once too (the renderer loads). A voice
+    that is not usable yet, or a provider that does not answer, is reported and skipped: the channel still starts."""
     start = time.perf_counter()
     await asyncio.to_thread(_load, services)
     settings = services.settings
@@ -43,8 +43,9 @@ async def warm_up(services: Services) -> float:
                                                   LLMOptions(max_tokens=2)):
             pass
     except DoppelError as exc:
-        log.warning("warm-up: the language model said %s: %s", exc.code, exc.message)
-    request = ReplyRequest(key=_KEY, persona=persona, text="Hello, I am ready.", voice=settings.voice or persona.voice)
+        if not (isinstance(exc, AnswerCut) and exc.at_limit):  # at the limit: the two tokens asked for were written
+            log.warning("warm-up: the language model said %s: %s", exc.code, exc.message)
+    request = ReplyRequest(key=_KEY, persona=persona, text="Hello, I am ready.", voice=voice or settings.voice or persona.voice)
     try:
         spoken = [frame.audio async for frame in services.pipeline.speak(request)]
     except DoppelError as exc:
@@ -57,6 +58,12 @@ async def warm_up(services: Services) -> float:
             await services.recognizer.transcribe(audio_ops.join(spoken), language)  # type: ignore[attr-defined]
         except DoppelError as exc:
             log.warning("warm-up: speech recognition said %s", exc.code)
+        renderer = services.pipeline.renderer
+        if avatar and renderer is not None and await renderer.is_ready(avatar):
+            try:
+                await renderer.render(audio_ops.join(spoken), avatar, request.text or "")
+            except DoppelError as exc:
+                log.warning("warm-up: the avatar %r said %s: %s", avatar, exc.code, exc.message)
     return time.perf_counter() - start
 
 
