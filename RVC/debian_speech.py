@@ -143,7 +143,14 @@ def dev_split(language: str, train_seconds: float = TRAIN_SECONDS, root: Path | 
     """A development speaker's running-speech prompts: the first `train_seconds` of them (in a fixed hashed order)
     to train on, every other one held apart for scoring similarity."""
     speaker = DEV_SPEAKERS[language]
-    folder = unpacked(speaker.package, root)
+    train, held = split_prompts(unpacked(speaker.package, root), train_seconds)
+    if not held:
+        raise ValueError(f"{speaker.package} has no more than {train_seconds:.0f} s of speech: nothing to hold apart")
+    return DevSplit(speaker, train, held)
+
+
+def split_prompts(folder: Path, train_seconds: float) -> tuple[list[Path], list[Path]]:
+    """A package's running-speech prompts in a fixed hashed order: the first `train_seconds` of them, and the rest."""
     prompts = [p for p in audio_files(folder) if not WORD_FOLDERS & set(p.relative_to(folder).parts[:-1])]
     prompts = [p for p in prompts if seconds_of(p) >= 0.5]
     prompts.sort(key=lambda p: _order_key(folder, p))
@@ -154,7 +161,4 @@ def dev_split(language: str, train_seconds: float = TRAIN_SECONDS, root: Path | 
             break
         train.append(p)
         total += seconds_of(p)
-    held = prompts[len(train):]
-    if not held:
-        raise ValueError(f"{speaker.package} has no more than {train_seconds:.0f} s of speech: nothing to hold apart")
-    return DevSplit(speaker, train, held)
+    return train, prompts[len(train):]
