@@ -231,7 +231,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--seconds", type=float, default=480, help="the training budget")
     ap.add_argument("--base", default="", help="fine-tune from this base (RVC/base/lite-base.pt)")
-    ap.add_argument("--as-base", action="store_true", help="write a base (generator and discriminators) to fine-tune from")
+    ap.add_argument("--as-base", action="store_true",
+                    help="write a base (generator and discriminators) to fine-tune from; with --base, the base trained on")
+    ap.add_argument("--parts-mib", type=float, default=0,
+                    help="also cut --out into parts of at most this many MiB beside it (RVC/file_parts.py)")
     ap.add_argument("--minutes", type=float, default=0, help="train on the set's first clips only, this much speech")
     ap.add_argument("--batch", type=int, default=0, help="windows per step (default: the config's)")
     ap.add_argument("--mel-only", action="store_true", help="train without the discriminators")
@@ -280,7 +283,15 @@ def main() -> None:
                        bf16=args.bf16, base=base, device=device, seed=args.seed)
     seconds = time.perf_counter() - t0
     if args.as_base:
-        export_base(net, state["disc"], data, Path(args.out), steps=state["step"], seconds=seconds)
+        # a base trained on across sessions keeps count of every step and second it has had
+        before = (int(base.get("trained_steps", 0)), float(base.get("trained_seconds", 0.0))) if base else (0, 0.0)
+        export_base(net, state["disc"], data, Path(args.out), steps=before[0] + state["step"], seconds=before[1] + seconds)
+        if args.parts_mib:
+            from RVC.file_parts import split
+
+            out = Path(args.out)
+            manifest = split(out, out.parent / f"{out.name}.parts", int(args.parts_mib * 2**20))
+            print(f"{out.name} in {len(manifest['parts'])} parts under {out.name}.parts/", flush=True)
     else:
         export(net, data, Path(args.out), steps=state["step"], seconds=seconds)
     print(f"trained {state['step']} steps in {seconds:.0f} s on {where}", flush=True)

@@ -24,7 +24,6 @@ machine); then one call that joins and checks the parts, unpacks them, installs 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -34,6 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from RVC.file_parts import join, split  # noqa: E402
 
 KIT = ROOT / ".device-kit"
 PART_MIB = 60
@@ -153,56 +154,6 @@ def pack(files: list[tuple[Path, str]], wheels: list[Path], tar_path: Path, mark
     return tar_path
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def split(path: Path, parts_dir: Path, part_bytes: int, **extra) -> dict:
-    """`path` cut into parts of at most `part_bytes` (named NAME.part-001 ...) and a manifest with every SHA-256."""
-    if part_bytes <= 0:
-        raise ValueError("a part must hold at least one byte")
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    for old in parts_dir.glob(f"{path.name}.part-*"):
-        old.unlink()
-    parts = []
-    with path.open("rb") as f:
-        for i in range(1, 10_000):
-            block = f.read(part_bytes)
-            if not block:
-                break
-            part = parts_dir / f"{path.name}.part-{i:03d}"
-            part.write_bytes(block)
-            parts.append({"name": part.name, "bytes": len(block), "sha256": hashlib.sha256(block).hexdigest()})
-    manifest = {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256(path), "parts": parts, **extra}
-    (parts_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return manifest
-
-
-def join(parts_dir: Path, out_dir: Path) -> Path:
-    """The parts put back together, each and the whole checked against the manifest; a missing or changed part is named."""
-    manifest = json.loads((parts_dir / "manifest.json").read_text())
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / manifest["name"]
-    whole = hashlib.sha256()
-    with out.open("wb") as f:
-        for part in manifest["parts"]:
-            path = parts_dir / part["name"]
-            if not path.exists():
-                raise FileNotFoundError(f"part {part['name']} has not arrived")
-            block = path.read_bytes()
-            if hashlib.sha256(block).hexdigest() != part["sha256"]:
-                raise ValueError(f"part {part['name']} is damaged")
-            whole.update(block)
-            f.write(block)
-    if whole.hexdigest() != manifest["sha256"]:
-        raise ValueError(f"{manifest['name']} joined does not match its checksum")
-    return out
-
-
 SPARSE = ("git sparse-checkout set --no-cone '/*' '!/RVC/base/' '!/assets/demo/'   # before the calls; after them: "
           "git sparse-checkout disable")
 
@@ -233,9 +184,24 @@ SCORE_ALL = ("python3 bench/new_speakers.py --device cuda --recipes {recipe} --s
              "--phase score --write $OUT/new_speakers.txt > $OUT/score.log 2>&1; cp var/new-speakers/scores.jsonl $OUT/")
 
 
-def bench_command(light: bool, recipe: str, seconds: float) -> str:
+# the many-voice base (RVC/base_corpus.py) trained on from the shipped one; the new base comes back in parts of
+# 15 MiB ($OUT returns files of at most 16 MiB) to be joined here, scored, and committed only if it is better
+TRAIN_BASE = ("python3 -m RVC.lite_train --data .lite-data/many.npz --base RVC/base/lite-base.pt --as-base "
+              "--out /tmp/base/lite-base.pt --seconds {seconds} --batch 32 --parts-mib 15 > $OUT/base.log 2>&1; "
+              "cp -r /tmp/base/lite-base.pt.parts $OUT/")
+
+
+def bench_command(light: bool, recipe: str, seconds: float, bench: str = "new_speakers") -> str:
+    if bench == "base":
+        return TRAIN_BASE.format(seconds=f"{seconds:.0f}")
     cmd = TRAIN_ALL if light else f"{TRAIN_ALL}; {SCORE_ALL}"
     return cmd.format(recipe=recipe, seconds=f"{seconds:.0f}")
+
+
+def base_data(many: Path) -> list[tuple[Path, str]]:
+    if not many.exists():
+        raise SystemExit(f"no {many}: python -m RVC.base_corpus build first")
+    return [(many, ".lite-data/many.npz"), (ROOT / "RVC/base/lite-base.pt", "RVC/base/lite-base.pt")]
 
 
 def install(parts: Path, no_wheels: bool) -> None:
@@ -255,7 +221,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build")
-    b.add_argument("bench", choices=sorted(IMPORTS))
+    b.add_argument("bench", choices=[*sorted(IMPORTS), "base"])
     b.add_argument("--light", action="store_true", help="no wheels: train on the GPU, score here")
     b.add_argument("--out", default=str(KIT))
     b.add_argument("--part-mib", type=float, default=PART_MIB)
@@ -277,8 +243,9 @@ def main() -> None:
     parts_dir = out / "parts"
     rel = os.path.relpath(parts_dir, ROOT)
     if args.cmd == "build":
-        files = new_speakers_data(Path(args.work), args.light)
-        reqs = [] if args.light else wheel_requirements(args.bench)
+        base = args.bench == "base"  # training alone: torch and numpy, both on the machine
+        files = base_data(ROOT / ".lite-data" / "many.npz") if base else new_speakers_data(Path(args.work), args.light)
+        reqs = [] if args.light or base else wheel_requirements(args.bench)
         size = sum(src.stat().st_size for src, _ in files)
         print(f"{len(files)} data files, {size / 2**20:.1f} MiB; {len(reqs)} wheels: {' '.join(reqs)}", flush=True)
         if args.dry_run:
@@ -286,13 +253,14 @@ def main() -> None:
         wheels = download_wheels(reqs, out / "wheelhouse") if reqs else []
         markers = sorted({"/".join(n.split("/")[:3]) + "/.unpacked" for _, n in files if n.startswith("var/debian-speech/")})
         tar_path = pack(files, wheels, out / "kit.tar", markers)
-        manifest = split(tar_path, parts_dir, int(args.part_mib * 2**20), light=args.light)
+        manifest = split(tar_path, parts_dir, int(args.part_mib * 2**20), light=args.light or base, bench=args.bench)
         tar_path.unlink()
         print(f"{manifest['bytes'] / 2**20:.1f} MiB in {len(manifest['parts'])} parts under {rel}", flush=True)
     manifest = json.loads((parts_dir / "manifest.json").read_text())
     recipe, seconds = getattr(args, "recipe", "gpu"), getattr(args, "seconds", 500.0)
     light = bool(manifest.get("light"))
-    print("\n".join(plan(manifest, rel, bench_command(light, recipe, seconds), light)))
+    command = bench_command(light, recipe, seconds, manifest.get("bench", "new_speakers"))
+    print("\n".join(plan(manifest, rel, command, light)))
 
 
 if __name__ == "__main__":
