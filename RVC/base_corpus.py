@@ -232,19 +232,22 @@ def build(out_dir: Path, minutes: float, synthetic_minutes: float, cache: Path, 
     clips, oggs, owners = [clips[i] for i in keep], [oggs[i] for i in keep], [owners[i] for i in keep]
     print(f"{len(set(owners))} speakers, {sum(map(len, clips)) / 16000 / 60:.1f} min in {len(clips)} clips "
           f"({time.perf_counter() - t0:.0f} s); features next", flush=True)
-    data = build_dataset(clips, bundled_content(cache), 128, projection=base_projection(base), perturbations=(0.8,),
+    data: dict = build_dataset(clips, bundled_content(cache), 128, projection=base_projection(base), perturbations=(0.8,),
                          progress=lambda i, n: print(f"  features {i}/{n}", flush=True) if i % 200 == 0 else None)
     out_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(out_dir / "many.npz", **compact(data, oggs))
+    packed: dict = compact(data, oggs)
+    np.savez(out_dir / "many.npz", **packed)
     # the replay set: the first clips of every speaker, `replay_seconds` each
-    picked, seen = [], {}
+    picked: list[int] = []
+    seen: dict[str, float] = {}
     for i, owner in enumerate(owners):
         if seen.get(owner, 0.0) < replay_seconds:
             picked.append(i)
             seen[owner] = seen.get(owner, 0.0) + len(clips[i]) / 16000
     replay = build_dataset([clips[i] for i in picked], bundled_content(cache), 128, projection=base_projection(base),
                            perturbations=(0.8,))
-    np.savez(out_dir / "replay.npz", **compact(replay, [oggs[i] for i in picked]))
+    packed = compact(replay, [oggs[i] for i in picked])
+    np.savez(out_dir / "replay.npz", **packed)
     print(f"written {out_dir / 'many.npz'} and replay.npz ({len(picked)} clips) in {time.perf_counter() - t0:.0f} s", flush=True)
 
 

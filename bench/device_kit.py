@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from RVC.file_parts import join, split  # noqa: E402
+from RVC.file_parts import join, split
 
 KIT = ROOT / ".device-kit"
 PART_MIB = 60

@@ -27,14 +27,15 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.lite_voice_goals import paired_gap  # noqa: E402
-from bench.new_speakers_text import SENTENCES  # noqa: E402
+from bench.lite_voice_goals import paired_gap
+from bench.new_speakers_text import SENTENCES
 
 DEMO = "demo voice"
 GOALS = {"gpu": (0.80, 0.03), "cpu": (0.75, 0.08)}  # similarity at least, WER gap to the source at most
@@ -79,7 +80,7 @@ def speaker_dataset(lang: str, work: Path, cache: Path) -> Path:
         split = dev_split(lang)
         t0 = time.perf_counter()
         clips = [read_audio(p) for p in split.train]
-        data = training_set(clips, _base(), bundled_content(cache, threads=torch.get_num_threads()),
+        data: dict = training_set(clips, _base(), bundled_content(cache, threads=torch.get_num_threads()),
                             progress=lambda i, n: print(f"  {lang} features {i}/{n}", flush=True) if i % 20 == 0 else None)
         np.savez(folder / "dataset.tmp.npz", **data)
         (folder / "dataset.tmp.npz").replace(dataset)
@@ -126,7 +127,8 @@ class Sources:
         self.folder = work / "sources"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.renders = renders
-        self._piper = self._pico = None
+        self._piper: Any = None
+        self._pico: Any = None
 
     def get(self, lang: str, i: int, r: int) -> np.ndarray:
         path = self.folder / f"{lang}-{i:02d}-{r}.npy"
@@ -230,7 +232,7 @@ def _per_sentence(rows: list[dict], n: int) -> tuple[np.ndarray, np.ndarray, np.
     return sim / np.maximum(count, 1), e, w
 
 
-def _ci(values: np.ndarray, rng: np.random.Generator, stat, n: int = 2000) -> tuple[float, float]:
+def _ci(values: list[np.ndarray], rng: np.random.Generator, stat, n: int = 2000) -> tuple[float, float]:
     idx = rng.integers(0, len(values[0]), (n, len(values[0])))
     draws = [stat(*(v[ix] for v in values)) for ix in idx]
     return float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
@@ -298,13 +300,13 @@ def main() -> None:
         voices.append((lang, "source", None, ["en", lang]))
         for recipe in recipes:
             budget = recipe.max_seconds if args.seconds is None else args.seconds
-            path = artifact_path(work, lang, recipe.name, args.device, budget)
+            artifact = artifact_path(work, lang, recipe.name, args.device, budget)
             if args.phase != "score":
-                path = train_speaker(lang, recipe.name, args.device, args.seconds, work, cache)
-            if path.exists():
-                voices.append((lang, f"{recipe.name} {args.device} {budget:.0f}s", path, ["en", lang]))
+                artifact = train_speaker(lang, recipe.name, args.device, args.seconds, work, cache)
+            if artifact.exists():
+                voices.append((lang, f"{recipe.name} {args.device} {budget:.0f}s", artifact, ["en", lang]))
             else:
-                print(f"{lang}: no artifact {path.name} yet (run --phase train)", flush=True)
+                print(f"{lang}: no artifact {artifact.name} yet (run --phase train)", flush=True)
     if args.demo:
         voices += [("demo", "source", None, ["en"]), ("demo", DEMO, ROOT / "assets" / "demo" / "voice.lite.pt", ["en"])]
     if args.phase in ("features", "train"):
