@@ -235,7 +235,7 @@ def build(out_dir: Path, minutes: float, synthetic_minutes: float, cache: Path, 
     data: dict = build_dataset(clips, bundled_content(cache), 128, projection=base_projection(base), perturbations=(0.8,),
                          progress=lambda i, n: print(f"  features {i}/{n}", flush=True) if i % 200 == 0 else None)
     out_dir.mkdir(parents=True, exist_ok=True)
-    packed: dict = compact(data, oggs)
+    packed: dict = dict(compact(data, oggs))
     np.savez(out_dir / "many.npz", **packed)
     # the replay set: the first clips of every speaker, `replay_seconds` each
     picked: list[int] = []
@@ -246,7 +246,7 @@ def build(out_dir: Path, minutes: float, synthetic_minutes: float, cache: Path, 
             seen[owner] = seen.get(owner, 0.0) + len(clips[i]) / 16000
     replay = build_dataset([clips[i] for i in picked], bundled_content(cache), 128, projection=base_projection(base),
                            perturbations=(0.8,))
-    packed = compact(replay, [oggs[i] for i in picked])
+    packed = dict(compact(replay, [oggs[i] for i in picked]))
     np.savez(out_dir / "replay.npz", **packed)
     print(f"written {out_dir / 'many.npz'} and replay.npz ({len(picked)} clips) in {time.perf_counter() - t0:.0f} s", flush=True)
 
