@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-nodeps.txt |
 # llama.cpp compiles from source once; use both cores
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: setup browser postgres demo test bench clean
+.PHONY: setup browser postgres festival demo test bench clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,13 @@ postgres:
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	else echo "postgresql is missing: the PostgreSQL storage tests will fail (apt-get install postgresql)"; fi
+
+# the many-voice lite base's Festival speakers (RVC/base_corpus.py): installed here when missing and we are root
+festival:
+	@if command -v text2wave >/dev/null && [ -d /usr/share/festival/voices/italian ] && [ -d /usr/share/festival/voices/russian ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq festival festvox-italp16k festvox-itapc16k festvox-ru; \
+	else echo "festival and its voices are missing: the base set will have no Festival speakers (apt-get install festival festvox-italp16k festvox-itapc16k festvox-ru)"; fi
 
 bench: setup
 	$(BIN)/python bench/latency.py
