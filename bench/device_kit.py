@@ -136,6 +136,9 @@ def new_speakers_data(work: Path, light: bool) -> list[tuple[Path, str]]:
     pkg = "var/debian-speech/asterisk-core-sounds-en-wav"
     files += [(p, f"{pkg}/{str(p).lstrip('/')}") for p in demo]
     files += [(p, name) for p, name in datasets if p.exists()]
+    # renderings and centroids made here already: the same audio is scored there, and nothing is made twice
+    files += [(p, f"var/new-speakers/{p.relative_to(work).as_posix()}")
+              for p in [*sorted((work / "sources").glob("*.npy")), *sorted(work.glob("centroid-*.npy"))]]
     for model in ("RVC/base/lite-base.pt", "assets/demo/voice.lite.pt"):
         files.append((ROOT / model, model))
     return files
