@@ -180,11 +180,19 @@ def plan(manifest: dict, parts_rel: str, bench_cmd: str, light: bool) -> list[st
 # light: the three speakers train at once on the one GPU (three processes; the network is small, so each keeps most
 # of the steps it would get alone, which the training log says), within one call's 10 minutes; the artifacts come back
 # ($OUT: at most 8 files of 16 MiB) and are scored on the CPU host. Full: the same, then scoring on the machine's cores.
-TRAIN_ALL = ("for s in it es fr; do python3 bench/new_speakers.py --device cuda --recipes {recipe} --seconds {seconds} "
-             "--speakers $s --phase train > $OUT/train-$s.log 2>&1 & done; wait; "
+TRAIN_ALL = ("mkdir -p /tmp/ns-logs; for s in it es fr; do python3 bench/new_speakers.py --device cuda --recipes {recipe} "
+             "--seconds {seconds} --speakers $s --phase train > /tmp/ns-logs/train-$s.log 2>&1 & done; wait; "
              "cp var/new-speakers/*/*.lite.pt var/new-speakers/training.jsonl $OUT/")
 SCORE_ALL = ("python3 bench/new_speakers.py --device cuda --recipes {recipe} --seconds {seconds} --threads 16 --demo "
-             "--phase score --write $OUT/new_speakers.txt > $OUT/score.log 2>&1; cp var/new-speakers/scores.jsonl $OUT/")
+             "--phase score --write $OUT/new_speakers.txt > /tmp/ns-logs/score.log 2>&1; cp var/new-speakers/scores.jsonl $OUT/")
+LOGS = "; cat /tmp/ns-logs/*.log > $OUT/run.log"  # one file: $OUT returns at most 8
+
+
+def bench_command(light: bool, recipe: str, seconds: float, bench: str = "new_speakers") -> str:
+    if bench == "base":
+        return TRAIN_BASE.format(seconds=f"{seconds:.0f}")
+    cmd = (TRAIN_ALL if light else f"{TRAIN_ALL}; {SCORE_ALL}") + LOGS
+    return cmd.format(recipe=recipe, seconds=f"{seconds:.0f}")
 
 
 # the many-voice base (RVC/base_corpus.py) trained on from the shipped one; the new base comes back in parts of
@@ -192,13 +200,6 @@ SCORE_ALL = ("python3 bench/new_speakers.py --device cuda --recipes {recipe} --s
 TRAIN_BASE = ("python3 -m RVC.lite_train --data .lite-data/many.npz --base RVC/base/lite-base.pt --as-base "
               "--out /tmp/base/lite-base.pt --seconds {seconds} --batch 32 --parts-mib 15 > $OUT/base.log 2>&1; "
               "cp -r /tmp/base/lite-base.pt.parts $OUT/")
-
-
-def bench_command(light: bool, recipe: str, seconds: float, bench: str = "new_speakers") -> str:
-    if bench == "base":
-        return TRAIN_BASE.format(seconds=f"{seconds:.0f}")
-    cmd = TRAIN_ALL if light else f"{TRAIN_ALL}; {SCORE_ALL}"
-    return cmd.format(recipe=recipe, seconds=f"{seconds:.0f}")
 
 
 def base_data(many: Path) -> list[tuple[Path, str]]:
@@ -233,7 +234,8 @@ def main() -> None:
     p = sub.add_parser("plan")
     p.add_argument("--out", default=str(KIT))
     p.add_argument("--recipe", default="gpu")
-    p.add_argument("--seconds", type=float, default=500.0, help="training budget (one call runs at most 600 s)")
+    p.add_argument("--seconds", type=float, default=480.0,
+                   help="training budget: the three speakers train at once within one call's 600 s")
     i = sub.add_parser("install")
     i.add_argument("--parts", default=REMOTE)
     i.add_argument("--no-wheels", action="store_true")
@@ -260,7 +262,7 @@ def main() -> None:
         tar_path.unlink()
         print(f"{manifest['bytes'] / 2**20:.1f} MiB in {len(manifest['parts'])} parts under {rel}", flush=True)
     manifest = json.loads((parts_dir / "manifest.json").read_text())
-    recipe, seconds = getattr(args, "recipe", "gpu"), getattr(args, "seconds", 500.0)
+    recipe, seconds = getattr(args, "recipe", "gpu"), getattr(args, "seconds", 480.0)
     light = bool(manifest.get("light"))
     command = bench_command(light, recipe, seconds, manifest.get("bench", "new_speakers"))
     print("\n".join(plan(manifest, rel, command, light)))
