@@ -122,7 +122,7 @@ def new_speakers_data(work: Path, light: bool) -> list[tuple[Path, str]]:
 
     datasets = [(work / lang / "dataset.npz", f"var/new-speakers/{lang}/dataset.npz") for lang in DEV_SPEAKERS]
     missing = [str(p) for p, _ in datasets if not p.exists()]
-    if light and missing:
+    if missing:  # made there, the speakers' trainings running at once would each make them
         raise SystemExit(f"no features yet for {', '.join(missing)}: bench/new_speakers.py --phase features first")
     if light:
         return datasets + [(ROOT / "RVC/base/lite-base.pt", "RVC/base/lite-base.pt")]
@@ -161,38 +161,51 @@ SPARSE = ("git sparse-checkout set --no-cone '/*' '!/RVC/base/' '!/assets/demo/'
           "git sparse-checkout disable")
 
 
-def plan(manifest: dict, parts_rel: str, bench_cmd: str, light: bool) -> list[str]:
-    """The calls, in order: a `run` per part (carrying it), then one that installs and runs the bench."""
+def plan(manifest: dict, parts_rel: str, bench_cmds: list[str], light: bool) -> list[str]:
+    """The calls, in order: a `run` per part (carrying it), then those that install and run the bench (each installs
+    again from the parts kept on the machine: a call's tree is a fresh copy)."""
     lines = ["# in the session's checkout, so that the tree stays small (the base and the demo voice travel in the kit):",
              SPARSE, "", "# one device call per part, back to back (each within the 30 s the machine stays warm):"]
     for part in manifest["parts"]:
         lines.append(json.dumps({"carry": [f"{parts_rel}/{part['name']}"], "timeout_s": 120,
                                  "command": f"mkdir -p {REMOTE} && cp {parts_rel}/{part['name']} {REMOTE}/ && ls -l {REMOTE}"}))
-    final = (f"cp {parts_rel}/manifest.json {REMOTE}/ && python3 bench/device_kit.py install --parts {REMOTE}"
-             + (" --no-wheels" if light else "") + f" && export PYTHONPATH={SITE} PYTHONUNBUFFERED=1 && {bench_cmd}")
-    lines += ["", "# then, in the same warm window:", json.dumps({"carry": [f"{parts_rel}/manifest.json"], "timeout_s": 600,
-                                                                    "command": final})]
-    if len(final) > 2000:
-        raise ValueError("the last call's command passes the 2,000 characters a call may have")
+    lines += ["", "# then, each in the warm window of the last:"]
+    for cmd in bench_cmds:
+        final = (f"cp {parts_rel}/manifest.json {REMOTE}/ && python3 bench/device_kit.py install --parts {REMOTE}"
+                 + (" --no-wheels" if light else "") + f" && export PYTHONPATH={SITE} PYTHONUNBUFFERED=1 && {cmd}")
+        if len(final) > 2000:
+            raise ValueError("a call's command passes the 2,000 characters a call may have")
+        lines.append(json.dumps({"carry": [f"{parts_rel}/manifest.json"], "timeout_s": 600, "command": final}))
     return lines
 
 
 # light: the three speakers train at once on the one GPU (three processes; the network is small, so each keeps most
 # of the steps it would get alone, which the training log says), within one call's 10 minutes; the artifacts come back
 # ($OUT: at most 8 files of 16 MiB) and are scored on the CPU host. Full: the same, then scoring on the machine's cores.
-TRAIN_ALL = ("mkdir -p /tmp/ns-logs; for s in it es fr; do python3 bench/new_speakers.py --device cuda --recipes {recipe} "
-             "--seconds {seconds} --speakers $s --phase train > /tmp/ns-logs/train-$s.log 2>&1 & done; wait; "
-             "cp var/new-speakers/*/*.lite.pt var/new-speakers/training.jsonl $OUT/")
-SCORE_ALL = ("python3 bench/new_speakers.py --device cuda --recipes {recipe} --seconds {seconds} --threads 16 --demo "
-             "--phase score --write $OUT/new_speakers.txt > /tmp/ns-logs/score.log 2>&1; cp var/new-speakers/scores.jsonl $OUT/")
+WORK = "/tmp/ns-work"  # outside the tree, so artifacts stay on the warm machine from the training call to the scoring one
+TRAIN_ALL = ("mkdir -p /tmp/ns-logs {work} && cp -rn var/new-speakers/. {work}/; "
+             "for r in {recipes}; do for s in it es fr; do python3 bench/new_speakers.py --work {work} --device cuda "
+             "--recipes $r --seconds {seconds} --speakers $s --phase train > /tmp/ns-logs/train-$r-$s.log 2>&1 & done; done; "
+             "wait; cp {work}/training.jsonl $OUT/")
+RETURN_ARTIFACTS = "; cp {work}/*/*-cuda-*.lite.pt $OUT/"
+SCORE_ALL = ("python3 bench/new_speakers.py --work {work} --device cuda --recipes {recipe_list} --seconds {seconds} "
+             "--threads 16 --demo --phase score --write $OUT/new_speakers.txt > /tmp/ns-logs/score.log 2>&1; "
+             "cp {work}/scores.jsonl {work}/training.jsonl $OUT/")
 LOGS = "; cat /tmp/ns-logs/*.log > $OUT/run.log"  # one file: $OUT returns at most 8
+ARTIFACT_MIB = 13  # a lite artifact in float16
 
 
-def bench_command(light: bool, recipe: str, seconds: float, bench: str = "new_speakers") -> str:
+def bench_commands(light: bool, recipes: list[str], seconds: float, bench: str = "new_speakers") -> list[str]:
+    """The bench's calls. Light: train every recipe for the three speakers at once and bring the artifacts back (at
+    most 8 files of 16 MiB, 64 MiB in all: one recipe). Full: train in one call, score on the machine's cores in the next."""
     if bench == "base":
-        return TRAIN_BASE.format(seconds=f"{seconds:.0f}")
-    cmd = (TRAIN_ALL if light else f"{TRAIN_ALL}; {SCORE_ALL}") + LOGS
-    return cmd.format(recipe=recipe, seconds=f"{seconds:.0f}")
+        return [TRAIN_BASE.format(seconds=f"{seconds:.0f}")]
+    fill = {"work": WORK, "recipes": " ".join(recipes), "recipe_list": ",".join(recipes), "seconds": f"{seconds:.0f}"}
+    if light:
+        if 3 * len(recipes) + 2 > 8 or 3 * len(recipes) * ARTIFACT_MIB > 60:
+            raise ValueError("a light kit brings back one recipe's three artifacts a call; score several on the machine")
+        return [(TRAIN_ALL + RETURN_ARTIFACTS + LOGS).format(**fill)]
+    return [(TRAIN_ALL + LOGS).format(**fill), (SCORE_ALL + LOGS).format(**fill)]
 
 
 # the many-voice base (RVC/base_corpus.py) trained on from the shipped one; the new base comes back in parts of
@@ -233,7 +246,7 @@ def main() -> None:
     b.add_argument("--dry-run", action="store_true", help="list what would be packed and the plan; download nothing")
     p = sub.add_parser("plan")
     p.add_argument("--out", default=str(KIT))
-    p.add_argument("--recipe", default="gpu")
+    p.add_argument("--recipe", default="gpu", help="recipes, comma-separated (a light kit: one)")
     p.add_argument("--seconds", type=float, default=480.0,
                    help="training budget: the three speakers train at once within one call's 600 s")
     i = sub.add_parser("install")
@@ -264,8 +277,8 @@ def main() -> None:
     manifest = json.loads((parts_dir / "manifest.json").read_text())
     recipe, seconds = getattr(args, "recipe", "gpu"), getattr(args, "seconds", 480.0)
     light = bool(manifest.get("light"))
-    command = bench_command(light, recipe, seconds, manifest.get("bench", "new_speakers"))
-    print("\n".join(plan(manifest, rel, command, light)))
+    commands = bench_commands(light, recipe.split(","), seconds, manifest.get("bench", "new_speakers"))
+    print("\n".join(plan(manifest, rel, commands, light)))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from bench.device_kit import bench_command, join, pack, plan, split
+from bench.device_kit import bench_commands, join, pack, plan, split
 
 
 def test_parts_join_back_into_the_same_bytes(tmp_path):
@@ -63,13 +63,21 @@ def test_the_plan_carries_every_part_once_then_runs_the_bench(tmp_path, light):
     src = tmp_path / "kit.tar"
     src.write_bytes(os.urandom(70_000))
     manifest = split(src, tmp_path / "parts", 30_000, light=light)
-    lines = plan(manifest, ".device-kit/parts", bench_command(light, "gpu", 500), light)
+    recipes = ["gpu"] if light else ["gpu", "gpu-frozen"]
+    lines = plan(manifest, ".device-kit/parts", bench_commands(light, recipes, 480), light)
     calls = [json.loads(line) for line in lines if line.startswith("{")]
-    assert len(calls) == len(manifest["parts"]) + 1
-    carried = [c["carry"][0] for c in calls[:-1]]
+    assert len(calls) == len(manifest["parts"]) + (1 if light else 2)
+    carried = [c["carry"][0] for c in calls[: len(manifest["parts"])]]
     assert carried == [f".device-kit/parts/{p['name']}" for p in manifest["parts"]]
-    last = calls[-1]["command"]
-    assert len(last) <= 2000 and "device_kit.py install" in last and "--phase train" in last
-    assert ("--no-wheels" in last) == light and ("--phase score" in last) == (not light)
+    bench = [c["command"] for c in calls[len(manifest["parts"]):]]
+    assert all(len(cmd) <= 2000 and "device_kit.py install" in cmd for cmd in bench)
+    assert "--phase train" in bench[0] and ("--phase score" in bench[-1]) == (not light)
+    assert all(("--no-wheels" in cmd) == light for cmd in bench)
+    assert ("lite.pt $OUT" in bench[0]) == light  # artifacts come back only where they are scored here
     assert all(c["timeout_s"] <= 600 for c in calls)
     assert any("sparse-checkout set" in line and "!/RVC/base/" in line for line in lines)
+
+
+def test_a_light_kit_refuses_more_artifacts_than_a_call_returns():
+    with pytest.raises(ValueError, match="one recipe"):
+        bench_commands(True, ["gpu", "gpu-frozen"], 480)
