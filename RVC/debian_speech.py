@@ -90,7 +90,10 @@ def audio_files(folder: Path) -> list[Path]:
 
 def package_audio(package: str) -> list[Path]:
     """A package's recordings: where it is installed, its own files; else unpacked from its .deb."""
-    listed = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True)
+    try:
+        listed = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True, check=False)
+    except OSError:  # no dpkg at all (a machine the kit was carried to): the unpacked copy
+        return audio_files(unpacked(package))
     if listed.returncode == 0:
         files = [Path(line) for line in listed.stdout.split() if line.endswith((".wav", ".gsm"))]
         files = [f for f in files if f.is_file()]
