@@ -187,7 +187,8 @@ TRAIN_ALL = ("mkdir -p /tmp/ns-logs {work} && cp -rn var/new-speakers/. {work}/;
              "for r in {recipes}; do for s in it es fr; do python3 bench/new_speakers.py --work {work} --device cuda "
              "--recipes $r --seconds {seconds} --speakers $s --phase train > /tmp/ns-logs/train-$r-$s.log 2>&1 & done; done; "
              "wait; cp {work}/training.jsonl $OUT/")
-RETURN_ARTIFACTS = "; cp {work}/*/*-cuda-*.lite.pt $OUT/"
+# each speaker's artifact comes back as LANG-NAME (the names are alike across speakers); `receive` puts them back
+RETURN_ARTIFACTS = "; for f in {work}/*/*-cuda-*.lite.pt; do cp $f $OUT/$(basename $(dirname $f))-$(basename $f); done"
 SCORE_ALL = ("python3 bench/new_speakers.py --work {work} --device cuda --recipes {recipe_list} --seconds {seconds} "
              "--threads 16 --demo --phase score --write $OUT/new_speakers.txt > /tmp/ns-logs/score.log 2>&1; "
              "cp {work}/scores.jsonl {work}/training.jsonl $OUT/")
@@ -221,6 +222,29 @@ def base_data(many: Path) -> list[tuple[Path, str]]:
     return [(many, ".lite-data/many.npz"), (ROOT / "RVC/base/lite-base.pt", "RVC/base/lite-base.pt")]
 
 
+def receive(files_at: Path, work: Path) -> list[Path]:
+    """What a light kit's call brought back, into the bench's cache: LANG-NAME.lite.pt → WORK/LANG/NAME.lite.pt, and
+    the training log's lines added to WORK/training.jsonl (those already there are not added twice)."""
+    from RVC.debian_speech import DEV_SPEAKERS
+
+    placed = []
+    for f in sorted(files_at.glob("*.lite.pt")):
+        lang, _, name = f.name.partition("-")
+        if lang in DEV_SPEAKERS and name:
+            (work / lang).mkdir(parents=True, exist_ok=True)
+            dest = work / lang / name
+            dest.write_bytes(f.read_bytes())
+            placed.append(dest)
+    log = files_at / "training.jsonl"
+    if log.exists():
+        known = set((work / "training.jsonl").read_text().splitlines()) if (work / "training.jsonl").exists() else set()
+        with (work / "training.jsonl").open("a") as out:
+            for line in log.read_text().splitlines():
+                if line.strip() and line not in known:
+                    out.write(line + "\n")
+    return placed
+
+
 def install(parts: Path, no_wheels: bool) -> None:
     """On the GPU machine: join, check, unpack into the checkout, install the wheels where PYTHONPATH will find them."""
     tar_path = join(parts, parts / "joined")
@@ -252,8 +276,15 @@ def main() -> None:
     i = sub.add_parser("install")
     i.add_argument("--parts", default=REMOTE)
     i.add_argument("--no-wheels", action="store_true")
+    r = sub.add_parser("receive", help="a light kit's artifacts, from files_at into the bench's cache")
+    r.add_argument("files_at")
+    r.add_argument("--work", default=str(ROOT / "var" / "new-speakers"))
     args = ap.parse_args()
 
+    if args.cmd == "receive":
+        for placed in receive(Path(args.files_at), Path(args.work)):
+            print(placed)
+        return
     if args.cmd == "install":
         install(Path(args.parts), args.no_wheels)
         return

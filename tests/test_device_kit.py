@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from bench.device_kit import bench_commands, join, pack, plan, split
+from bench.device_kit import bench_commands, join, pack, plan, receive, split
 
 
 def test_parts_join_back_into_the_same_bytes(tmp_path):
@@ -81,3 +81,17 @@ def test_the_plan_carries_every_part_once_then_runs_the_bench(tmp_path, light):
 def test_a_light_kit_refuses_more_artifacts_than_a_call_returns():
     with pytest.raises(ValueError, match="one recipe"):
         bench_commands(True, ["gpu", "gpu-frozen"], 480)
+
+
+def test_received_artifacts_go_back_to_their_speakers(tmp_path):
+    back, work = tmp_path / "back", tmp_path / "work"
+    back.mkdir()
+    for lang in ("it", "es"):
+        (back / f"{lang}-gpu-cuda-480s.lite.pt").write_bytes(lang.encode())
+    (back / "run.log").write_text("log")
+    (back / "training.jsonl").write_text('{"lang": "it"}\n{"lang": "es"}\n')
+    placed = receive(back, work)
+    assert sorted(p.relative_to(work).as_posix() for p in placed) == ["es/gpu-cuda-480s.lite.pt", "it/gpu-cuda-480s.lite.pt"]
+    assert (work / "it" / "gpu-cuda-480s.lite.pt").read_bytes() == b"it"
+    receive(back, work)  # twice: the log's lines are not repeated
+    assert (work / "training.jsonl").read_text().splitlines() == ['{"lang": "it"}', '{"lang": "es"}']
