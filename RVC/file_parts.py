@@ -56,3 +56,17 @@ def join(parts_dir: Path, out_dir: Path) -> Path:
     if whole.hexdigest() != manifest["sha256"]:
         raise ValueError(f"{manifest['name']} joined does not match its checksum")
     return out
+
+
+def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Join a file's parts back (e.g. a base trained on the GPU machine).")
+    ap.add_argument("parts", help="the folder with manifest.json and NAME.part-NNN")
+    ap.add_argument("out_dir")
+    args = ap.parse_args()
+    print(join(Path(args.parts), Path(args.out_dir)))
+
+
+if __name__ == "__main__":
+    main()
