@@ -273,8 +273,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=None, help="training budget (default: the recipe's)")
     ap.add_argument("--sentences", type=int, default=20)
     ap.add_argument("--renders", type=int, default=2, help="Piper renderings of each English sentence")
-    ap.add_argument("--phase", default="all", choices=("all", "features", "train", "score"),
-                    help="features: the training sets only (to carry to a GPU machine)")
+    ap.add_argument("--phase", default="all", choices=("all", "features", "train", "score", "report"),
+                    help="features: the training sets only (to carry to a GPU machine); report: the table from the scores so far")
     ap.add_argument("--demo", action="store_true", help="also score the demo voice on the English sentences")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     ap.add_argument("--work", default=str(ROOT / "var" / "new-speakers"))
@@ -301,7 +301,7 @@ def main() -> None:
         for recipe in recipes:
             budget = recipe.max_seconds if args.seconds is None else args.seconds
             artifact = artifact_path(work, lang, recipe.name, args.device, budget)
-            if args.phase != "score":
+            if args.phase not in ("score", "report"):
                 artifact = train_speaker(lang, recipe.name, args.device, args.seconds, work, cache)
             if artifact.exists():
                 voices.append((lang, f"{recipe.name} {args.device} {budget:.0f}s", artifact, ["en", lang]))
@@ -311,7 +311,8 @@ def main() -> None:
         voices += [("demo", "source", None, ["en"]), ("demo", DEMO, ROOT / "assets" / "demo" / "voice.lite.pt", ["en"])]
     if args.phase in ("features", "train"):
         return
-    rows = score_all(voices, work, cache, args.sentences, args.renders, args.threads)
+    rows = (_read_lines(work / "scores.jsonl") if args.phase == "report"
+            else score_all(voices, work, cache, args.sentences, args.renders, args.threads))
     trained = {r["artifact"]: r for r in _read_lines(work / "training.jsonl")}
     load = os.getloadavg()
     lines = [f"New speakers (bench/new_speakers.py): {args.sentences} sentences per language, English × {args.renders} "
