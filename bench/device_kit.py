@@ -245,6 +245,15 @@ def receive(files_at: Path, work: Path) -> list[Path]:
     return placed
 
 
+def tree_mib() -> float:
+    """What the sparse checkout sends with every call: tracked files outside RVC/base/ and assets/demo/, and untracked
+    files git does not ignore."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.split(b"\0")
+    paths = [ROOT / p.decode() for p in listed if p and not p.startswith((b"RVC/base/", b"assets/demo/"))]
+    return sum(p.stat().st_size for p in paths if p.is_file()) / 2**20
+
+
 def install(parts: Path, no_wheels: bool) -> None:
     """On the GPU machine: join, check, unpack into the checkout, install the wheels where PYTHONPATH will find them."""
     tar_path = join(parts, parts / "joined")
@@ -299,10 +308,14 @@ def main() -> None:
         print(f"{len(files)} data files, {size / 2**20:.1f} MiB; {len(reqs)} wheels: {' '.join(reqs)}", flush=True)
         if args.dry_run:
             return
+        # a call carries 64 MiB with the tree: the parts leave room for it (and a little for the tree to grow)
+        tree = tree_mib()
+        part_mib = min(args.part_mib, 63.0 - tree)
+        print(f"the tree sends {tree:.1f} MiB a call: parts of {part_mib:.1f} MiB", flush=True)
         wheels = download_wheels(reqs, out / "wheelhouse") if reqs else []
         markers = sorted({"/".join(n.split("/")[:3]) + "/.unpacked" for _, n in files if n.startswith("var/debian-speech/")})
         tar_path = pack(files, wheels, out / "kit.tar", markers)
-        manifest = split(tar_path, parts_dir, int(args.part_mib * 2**20), light=args.light or base, bench=args.bench)
+        manifest = split(tar_path, parts_dir, int(part_mib * 2**20), light=args.light or base, bench=args.bench)
         tar_path.unlink()
         print(f"{manifest['bytes'] / 2**20:.1f} MiB in {len(manifest['parts'])} parts under {rel}", flush=True)
     manifest = json.loads((parts_dir / "manifest.json").read_text())
