@@ -190,7 +190,7 @@ def score_all(voices: list[tuple[str, str, Path | None, list[str]]], work: Path,
     # what the judge heard in an unconverted rendering does not depend on whose centroid it is compared with
     heard_source = {(r["lang"], r["i"], r["r"]): r["heard"] for r in known if r["label"] == "source"}
     sources = Sources(work, renders)
-    judge = recognizers_as_configured(cache)["base"]
+    judge = recognizers_as_configured(cache, ("base",), threads)["base"]
     engine = LiteEngine(bundled_content(cache, threads), threads=threads)
     t0 = time.perf_counter()
     for speaker, label, artifact, langs in voices:
