@@ -122,6 +122,8 @@ def new_speakers_data(work: Path, light: bool) -> list[tuple[Path, str]]:
 
     datasets = [(work / lang / "dataset.npz", f"var/new-speakers/{lang}/dataset.npz") for lang in DEV_SPEAKERS]
     missing = [str(p) for p, _ in datasets if not p.exists()]
+    if not light and not (work / "sources").is_dir():
+        missing.append(str(work / "sources"))  # scoring processes running at once must convert the same renderings
     if missing:  # made there, the speakers' trainings running at once would each make them
         raise SystemExit(f"no features yet for {', '.join(missing)}: bench/new_speakers.py --phase features first")
     if light:
@@ -189,8 +191,11 @@ TRAIN_ALL = ("mkdir -p /tmp/ns-logs {work} && cp -rn var/new-speakers/. {work}/;
              "wait; cp {work}/training.jsonl $OUT/")
 # each speaker's artifact comes back as LANG-NAME (the names are alike across speakers); `receive` puts them back
 RETURN_ARTIFACTS = "; for f in {work}/*/*-cuda-*.lite.pt; do cp $f $OUT/$(basename $(dirname $f))-$(basename $f); done"
-SCORE_ALL = ("python3 bench/new_speakers.py --work {work} --device cuda --recipes {recipe_list} --seconds {seconds} "
-             "--threads 16 --demo --phase score --write $OUT/new_speakers.txt > /tmp/ns-logs/score.log 2>&1; "
+# one scoring process a speaker (5 threads each: 16 cores), the demo voice with the first; then one table of it all
+SCORE_ALL = ("for s in it es fr; do python3 bench/new_speakers.py --work {work} --device cuda --recipes {recipe_list} "
+             "--seconds {seconds} --threads 5 --speakers $s $([ $s = it ] && echo --demo) --phase score "
+             "> /tmp/ns-logs/score-$s.log 2>&1 & done; wait; python3 bench/new_speakers.py --work {work} --device cuda "
+             "--recipes {recipe_list} --seconds {seconds} --threads 16 --demo --phase report --write $OUT/new_speakers.txt; "
              "cp {work}/scores.jsonl {work}/training.jsonl $OUT/")
 LOGS = "; cat /tmp/ns-logs/*.log > $OUT/run.log"  # one file: $OUT returns at most 8
 ARTIFACT_MIB = 13  # a lite artifact in float16

@@ -150,7 +150,9 @@ class Sources:
                 self._pico = PicoSynthesizer()
             audio = self._pico.synthesize_sync(text, lang)  # Pico is deterministic: renderings differ only for Piper
         x = to_rate(audio.samples, audio.sample_rate).astype(np.float32)
-        np.save(path, x)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, x)
+        tmp.replace(path)  # scoring processes running at once never read half a file
         return x
 
 
@@ -276,7 +278,8 @@ def main() -> None:
     ap.add_argument("--sentences", type=int, default=20)
     ap.add_argument("--renders", type=int, default=2, help="Piper renderings of each English sentence")
     ap.add_argument("--phase", default="all", choices=("all", "features", "train", "score", "report"),
-                    help="features: the training sets only (to carry to a GPU machine); report: the table from the scores so far")
+                    help="features: the training sets and the renderings (to carry to a GPU machine); "
+                         "report: the table from the scores so far")
     ap.add_argument("--demo", action="store_true", help="also score the demo voice on the English sentences")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     ap.add_argument("--work", default=str(ROOT / "var" / "new-speakers"))
@@ -298,6 +301,12 @@ def main() -> None:
     for lang in langs:
         if args.phase == "features":
             speaker_dataset(lang, work, cache)
+            # the renderings too: made once here, every later process (and machine) converts the same audio
+            sources = Sources(work, args.renders)
+            for text_lang in ("en", lang):
+                for i in range(args.sentences):
+                    for r in range(args.renders if text_lang == "en" else 1):
+                        sources.get(text_lang, i, r)
             continue
         voices.append((lang, "source", None, ["en", lang]))
         for recipe in recipes:
