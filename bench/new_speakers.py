@@ -307,6 +307,7 @@ def main() -> None:
                 for i in range(args.sentences):
                     for r in range(args.renders if text_lang == "en" else 1):
                         sources.get(text_lang, i, r)
+            centroid_for(lang, work)  # and the centroid: no recording needs to travel to score elsewhere
             continue
         voices.append((lang, "source", None, ["en", lang]))
         for recipe in recipes:
@@ -320,6 +321,8 @@ def main() -> None:
                 print(f"{lang}: no artifact {artifact.name} yet (run --phase train)", flush=True)
     if args.demo:
         voices += [("demo", "source", None, ["en"]), ("demo", DEMO, ROOT / "assets" / "demo" / "voice.lite.pt", ["en"])]
+        if args.phase == "features":
+            centroid_for("demo", work)
     if args.phase in ("features", "train"):
         return
     rows = (_read_lines(work / "scores.jsonl") if args.phase == "report"
