@@ -62,12 +62,15 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
           device: str | None = None, progress: Progress | None = None, report_every: int = 50,
           resume: dict | None = None, seed: int = 0, bf16: bool = False,
           state_hook: dict | None = None, base: dict | None = None, frozen: tuple[str, ...] = (),
-          replay: dict[str, np.ndarray] | None = None, replay_share: float = 0.0) -> tuple[LiteNet, dict]:
+          replay: dict[str, np.ndarray] | None = None, replay_share: float = 0.0,
+          warmup_steps: int = 0) -> tuple[LiteNet, dict]:
     """Returns the trained network and a state to resume from; `state_hook["state_fn"](step)` gives that state mid-run.
 
     `base`: the pretrained base (RVC/lite_base.py) to start from; its config decides the network's shape.
     `frozen`: names of the generator's parts (prefixes: "inp", "blocks", "dec.ups" ...) kept as they start.
     `replay`: a set of other speakers (the base's) of which `replay_share` of every batch's windows are drawn.
+    `warmup_steps`: the learning rate rises linearly over these first steps (Adam's first steps from fresh moments
+    move every weight by about the full rate at once, which a pretrained network does not survive unharmed).
     `max_seconds` is a budget, not a cue: a step that would end past it is not started. Progress is reported
     after the first step, every `report_every` steps and at the last one."""
     torch.manual_seed(seed)
@@ -97,6 +100,9 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
         opt_g.load_state_dict(resume["opt_g"])
         opt_d.load_state_dict(resume["opt_d"])
         step = int(resume["step"])
+    # a resumed run has its moments back: no second warm-up
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda done: min(1.0, (done + 1) / warmup_steps))
+                  for o in (opt_g, opt_d)] if warmup_steps > 0 and not resume else []
     batches = Batches(data, cfg.segment_frames, dev, cfg.own_content)
     replayed = Batches(replay, cfg.segment_frames, dev, cfg.own_content) if replay is not None and replay_share > 0 else None
     n_replay = min(cfg.batch_size - 1, round(cfg.batch_size * replay_share)) if replayed is not None else 0
@@ -161,6 +167,8 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
                 mixed = False
                 print("non-finite losses under bf16: continuing in float32", flush=True)
         step += 1
+        for scheduler in schedulers:
+            scheduler.step()
         if step == first_step + 1 or step % report_every == 0 or step == max_steps:
             report()  # inside the step's time: a report may write a checkpoint
         seconds = time.perf_counter() - step_start  # the isfinite checks wait for the GPU, so this is the step's real time

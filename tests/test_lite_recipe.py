@@ -118,3 +118,21 @@ def test_development_and_check_speakers_are_never_training_data(package):
 def test_other_prompt_sets_may_be_training_data():
     check_allowed("asterisk-core-sounds-fr-wav")
     check_allowed("asterisk-core-sounds-en-wav")
+
+
+def test_a_warm_up_raises_the_rate_over_its_first_steps(monkeypatch):
+    from RVC import lite_train
+
+    rates: list[float] = []
+    original = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    cfg = LiteConfig.tiny()
+    cfg.content_dims = 8
+    cfg.adversarial = False
+    lite_train.train(_set(2.0, 8, 0), cfg, max_steps=6, device="cpu", report_every=100, base=_base(cfg), warmup_steps=4)
+    assert rates == pytest.approx([cfg.learning_rate * f for f in (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)])
