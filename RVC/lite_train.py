@@ -102,7 +102,7 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
         step = int(resume["step"])
     # a resumed run has its moments back: no second warm-up
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda done: min(1.0, (done + 1) / warmup_steps))
-                  for o in (opt_g, opt_d)] if warmup_steps > 0 and not resume else []
+                  for o in ((opt_g, opt_d) if cfg.adversarial else (opt_g,))] if warmup_steps > 0 and not resume else []
     batches = Batches(data, cfg.segment_frames, dev, cfg.own_content)
     replayed = Batches(replay, cfg.segment_frames, dev, cfg.own_content) if replay is not None and replay_share > 0 else None
     n_replay = min(cfg.batch_size - 1, round(cfg.batch_size * replay_share)) if replayed is not None else 0
