@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -113,7 +114,10 @@ def download_wheels(reqs: list[str], dest: Path) -> list[Path]:
            "--python-version", "3.12", "--implementation", "cp", "--abi", "cp312", "--abi", "abi3", "--abi", "none",
            *[a for p in PLATFORMS for a in ("--platform", p)], "--platform", "any", "-d", str(dest), *reqs]
     subprocess.run(cmd, check=True)
-    return sorted(dest.glob("*.whl"))
+    # the folder keeps earlier builds' wheels (pip reuses them): only those asked for now go in the kit
+    norm = lambda name: re.sub(r"[-_.]+", "_", name).lower()
+    wanted = {norm(re.split(r"[=<>]", r)[0]) for r in reqs}
+    return sorted(w for w in dest.glob("*.whl") if norm(w.name.split("-")[0]) in wanted)
 
 
 def new_speakers_data(work: Path, light: bool) -> list[tuple[Path, str]]:
