@@ -327,14 +327,15 @@ def main() -> None:
         return
     rows = (_read_lines(work / "scores.jsonl") if args.phase == "report"
             else score_all(voices, work, cache, args.sentences, args.renders, args.threads))
-    trained = {r["artifact"]: r for r in _read_lines(work / "training.jsonl")}
+    trained = {(r["lang"], r["artifact"]): r for r in _read_lines(work / "training.jsonl")}
     load = os.getloadavg()
     lines = [f"New speakers (bench/new_speakers.py): {args.sentences} sentences per language, English × {args.renders} "
              f"Piper renderings, the speaker's language × 1 Pico rendering; judge Whisper base; "
-             f"scored on {args.threads} CPU threads, load {load[0]:.1f}/{load[1]:.1f} ({time.perf_counter() - t0:.0f} s)"]
-    for _, label, path, _ in voices:
-        if path is not None and path.name in trained:
-            t = trained[path.name]
+             + (f"scored on {args.threads} CPU threads, load {load[0]:.1f}/{load[1]:.1f} ({time.perf_counter() - t0:.0f} s)"
+                if args.phase != "report" else "from the scores cached by earlier runs")]
+    for speaker, label, path, _ in voices:
+        if path is not None and (speaker, path.name) in trained:
+            t = trained[(speaker, path.name)]
             lines.append(f"  {t['lang']} {label}: {t['steps']} steps in {t['seconds']:.0f} s on {t['where']}")
     lines += table(rows, voices, args.sentences, "gpu" if args.device == "cuda" else "cpu", args.renders)
     text = "\n".join(lines)

@@ -79,7 +79,8 @@ def test_replay_windows_come_from_the_other_set(monkeypatch):
 
 
 def test_the_worker_picks_the_recipe_by_machine_and_refuses_unknown_names():
-    assert recipe_for("cuda") is RECIPES["gpu"] and recipe_for("cpu") is RECIPES["cpu"]
+    assert recipe_for("cuda") is RECIPES["gpu"] and recipe_for("cpu") is RECIPES["cpu-warm"]
+    assert RECIPES["cpu-warm"].warmup_steps > 0
     assert recipe_for("cpu", "cpu-frozen").frozen == CONTENT_STACK
     assert RECIPES["cpu"].batch_size == 8 and not RECIPES["cpu"].adversarial and RECIPES["gpu"].adversarial
     with pytest.raises(ValueError, match="unknown lite recipe"):
