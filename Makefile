@@ -59,11 +59,12 @@ speech: setup
 	else echo "the test speech is missing: most tests will fail (apt-get install $(SPEECH_PACKAGES))"; fi
 	$(BIN)/python -m tests.speech
 
-# Russian is spoken by Festival (adapters/tts_festival.py), a Debian program with a Debian voice: installed here
-# when missing and we are root
-FESTIVAL_PACKAGES := festival festvox-ru
+# Russian is spoken by Festival (adapters/tts_festival.py), a Debian program with a Debian voice; the Italian
+# voices are speakers of the many-voice lite base (RVC/base_corpus.py): installed here when missing and we are root
+FESTIVAL_PACKAGES := festival festvox-ru festvox-italp16k festvox-itapc16k
 festival:
-	@if command -v festival >/dev/null && [ -d /usr/share/festival/voices/russian/msu_ru_nsh_clunits ]; then :; \
+	@if command -v text2wave >/dev/null && [ -d /usr/share/festival/voices/russian/msu_ru_nsh_clunits ] \
+	  && [ -d /usr/share/festival/voices/italian ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(FESTIVAL_PACKAGES); \
 	else echo "$(FESTIVAL_PACKAGES) are missing: Russian answers will fail to speak (apt-get install $(FESTIVAL_PACKAGES))"; fi

@@ -20,10 +20,6 @@ PROFILES = ("full", "tiny")
 CHECKPOINT_STEPS = 50
 CHECKPOINT_SECONDS = 30.0  # a run killed between step checkpoints loses at most this much
 REPORT_SECONDS = 1.0  # progress reaches the database at most this often (every step is checked for a cancel)
-# windows per step and whether the discriminators train, when a voice is fine-tuned on the CPU: 25 min on 2 cores
-# give about 1,140 mel-only steps or 330 with discriminators (bench/lite_cpu_steps.py), and the mel-only voice
-# came out closer to the speaker on both scores (bench/results/lite_voice_goals.txt)
-CPU_FINE_TUNE = (8, False)
 
 
 def _profile(ctx: JobContext) -> str:
@@ -53,10 +49,10 @@ async def train_voice(ctx: JobContext) -> str:
     import torch
 
     from RVC.features import bundled_content
-    from RVC.lite_base import base_projection, load_base
-    from RVC.lite_data import build_dataset
+    from RVC.lite_base import load_base
     from RVC.lite_model import LiteConfig
-    from RVC.lite_train import export, train
+    from RVC.lite_recipe import fine_tune, recipe_for, training_set
+    from RVC.lite_train import export
     from RVC.reference import check_reference, limits_for
     from core.types import Audio
 
@@ -68,12 +64,12 @@ async def train_voice(ctx: JobContext) -> str:
     # every full voice starts from the shipped base (RVC/lite_base.py): on two CPU cores the budget buys a few
     # hundred steps, enough to move a speaking network's timbre, far too few to teach a blank one to speak
     base = None if profile == "tiny" else load_base()
-    cfg = LiteConfig.tiny() if profile == "tiny" else (LiteConfig.from_dict(base["config"]) if base else LiteConfig())
-    if base is not None and not gpu:
-        cfg.batch_size, cfg.adversarial = CPU_FINE_TUNE
+    # the recipe (RVC/lite_recipe.py) is what bench/new_speakers.py measures: budget, batch, losses, frozen parts
+    recipe = recipe_for("cuda" if gpu else "cpu", ctx.params.get("recipe"))
+    cfg = LiteConfig.tiny() if profile == "tiny" else (recipe.config(base) if base else LiteConfig())
     limits = limits_for(profile, ctx.params.get("min_seconds"))
-    max_steps = ctx.job.max_steps or (20 if profile == "tiny" else (100_000 if gpu else 20_000))
-    max_seconds = float(ctx.params.get("max_seconds", 20 if profile == "tiny" else (540 if gpu else 1500)))
+    max_steps = ctx.job.max_steps or (20 if profile == "tiny" else recipe.max_steps)
+    max_seconds = float(ctx.params.get("max_seconds", 20 if profile == "tiny" else recipe.max_seconds))
     checkpoint_steps = int(ctx.params.get("checkpoint_steps", CHECKPOINT_STEPS))
     checkpoint_seconds = float(ctx.params.get("checkpoint_seconds", CHECKPOINT_SECONDS))
     loop = asyncio.get_running_loop()
@@ -95,8 +91,7 @@ async def train_voice(ctx: JobContext) -> str:
                 ctx.report(step=0, progress=0.01 + 0.04 * done / total, log_line=f"features: clip {done}/{total}"),
                 loop).result()
 
-        projection = base_projection(base) if base is not None else None
-        data = await asyncio.to_thread(build_dataset, clips, content, cfg.content_dims, features_done, projection)
+        data = await asyncio.to_thread(training_set, clips, base, content, cfg.content_dims, features_done)
         tmp = work / "dataset.tmp.npz"
         await asyncio.to_thread(lambda: np.savez(tmp, **data))
         tmp.replace(dataset_path)  # a run killed while saving leaves no half-written set to resume from
@@ -132,8 +127,8 @@ async def train_voice(ctx: JobContext) -> str:
                          log_line=f"resumed from the checkpoint at step {first_step}")
 
     def run():
-        return train(data, cfg, max_steps=max_steps, max_seconds=max_seconds, progress=progress,
-                     report_every=1, resume=resume, state_hook=current, base=base)
+        return fine_tune(data, base, recipe, cfg=cfg, max_steps=max_steps, max_seconds=max_seconds, progress=progress,
+                         report_every=1, resume=resume, state_hook=current)
 
     net, state = await asyncio.to_thread(run)
     artifact = export(net, data, next_artifact(folder), steps=state["step"], seconds=time.perf_counter() - t0)

@@ -61,10 +61,16 @@ class Batches:
 def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_seconds: float | None = None,
           device: str | None = None, progress: Progress | None = None, report_every: int = 50,
           resume: dict | None = None, seed: int = 0, bf16: bool = False,
-          state_hook: dict | None = None, base: dict | None = None) -> tuple[LiteNet, dict]:
+          state_hook: dict | None = None, base: dict | None = None, frozen: tuple[str, ...] = (),
+          replay: dict[str, np.ndarray] | None = None, replay_share: float = 0.0,
+          warmup_steps: int = 0) -> tuple[LiteNet, dict]:
     """Returns the trained network and a state to resume from; `state_hook["state_fn"](step)` gives that state mid-run.
 
     `base`: the pretrained base (RVC/lite_base.py) to start from; its config decides the network's shape.
+    `frozen`: names of the generator's parts (prefixes: "inp", "blocks", "dec.ups" ...) kept as they start.
+    `replay`: a set of other speakers (the base's) of which `replay_share` of every batch's windows are drawn.
+    `warmup_steps`: the learning rate rises linearly over these first steps (Adam's first steps from fresh moments
+    move every weight by about the full rate at once, which a pretrained network does not survive unharmed).
     `max_seconds` is a budget, not a cue: a step that would end past it is not started. Progress is reported
     after the first step, every `report_every` steps and at the last one."""
     torch.manual_seed(seed)
@@ -79,7 +85,13 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
         net.load_state_dict({k: v.float() for k, v in base["net"].items()})
         disc.load_state_dict({k: v.float() for k, v in base["disc"].items()})
     mel = LogMel().to(dev)
-    opt_g = torch.optim.AdamW(net.parameters(), cfg.learning_rate, betas=(0.8, 0.99))
+    for name, param in net.named_parameters():
+        if frozen and name.startswith(frozen):
+            param.requires_grad_(False)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError(f"freezing {frozen} leaves nothing to train")
+    opt_g = torch.optim.AdamW(trainable, cfg.learning_rate, betas=(0.8, 0.99))
     opt_d = torch.optim.AdamW(disc.parameters(), cfg.learning_rate, betas=(0.8, 0.99))
     step = 0
     if resume:
@@ -88,7 +100,12 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
         opt_g.load_state_dict(resume["opt_g"])
         opt_d.load_state_dict(resume["opt_d"])
         step = int(resume["step"])
+    # a resumed run has its moments back: no second warm-up
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda done: min(1.0, (done + 1) / warmup_steps))
+                  for o in ((opt_g, opt_d) if cfg.adversarial else (opt_g,))] if warmup_steps > 0 and not resume else []
     batches = Batches(data, cfg.segment_frames, dev, cfg.own_content)
+    replayed = Batches(replay, cfg.segment_frames, dev, cfg.own_content) if replay is not None and replay_share > 0 else None
+    n_replay = min(cfg.batch_size - 1, round(cfg.batch_size * replay_share)) if replayed is not None else 0
 
     def snapshot(at: int) -> dict:
         return {"net": net.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
@@ -120,7 +137,10 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
             if time.perf_counter() - t0 + upcoming > max_seconds:
                 break
         step_start = time.perf_counter()
-        content, f0, real = batches.sample(cfg.batch_size)
+        content, f0, real = batches.sample(cfg.batch_size - n_replay)
+        if replayed is not None and n_replay:
+            more = replayed.sample(n_replay)
+            content, f0, real = torch.cat([content, more[0]]), torch.cat([f0, more[1]]), torch.cat([real, more[2]])
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mixed):
             fake = net(content, f0).float()
             n = min(fake.shape[-1], real.shape[-1])
@@ -139,7 +159,7 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
         opt_g.zero_grad(set_to_none=True)
         if torch.isfinite(loss_g):
             loss_g.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1000.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 1000.0)
             opt_g.step()
         else:
             bad_steps += 1
@@ -147,6 +167,8 @@ def train(data: dict[str, np.ndarray], cfg: LiteConfig, *, max_steps: int, max_s
                 mixed = False
                 print("non-finite losses under bf16: continuing in float32", flush=True)
         step += 1
+        for scheduler in schedulers:
+            scheduler.step()
         if step == first_step + 1 or step % report_every == 0 or step == max_steps:
             report()  # inside the step's time: a report may write a checkpoint
         seconds = time.perf_counter() - step_start  # the isfinite checks wait for the GPU, so this is the step's real time
@@ -217,7 +239,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--seconds", type=float, default=480, help="the training budget")
     ap.add_argument("--base", default="", help="fine-tune from this base (RVC/base/lite-base.pt)")
-    ap.add_argument("--as-base", action="store_true", help="write a base (generator and discriminators) to fine-tune from")
+    ap.add_argument("--as-base", action="store_true",
+                    help="write a base (generator and discriminators) to fine-tune from; with --base, the base trained on")
+    ap.add_argument("--parts-mib", type=float, default=0,
+                    help="also cut --out into parts of at most this many MiB beside it (RVC/file_parts.py)")
     ap.add_argument("--minutes", type=float, default=0, help="train on the set's first clips only, this much speech")
     ap.add_argument("--batch", type=int, default=0, help="windows per step (default: the config's)")
     ap.add_argument("--mel-only", action="store_true", help="train without the discriminators")
@@ -266,7 +291,15 @@ def main() -> None:
                        bf16=args.bf16, base=base, device=device, seed=args.seed)
     seconds = time.perf_counter() - t0
     if args.as_base:
-        export_base(net, state["disc"], data, Path(args.out), steps=state["step"], seconds=seconds)
+        # a base trained on across sessions keeps count of every step and second it has had
+        before = (int(base.get("trained_steps", 0)), float(base.get("trained_seconds", 0.0))) if base else (0, 0.0)
+        export_base(net, state["disc"], data, Path(args.out), steps=before[0] + state["step"], seconds=before[1] + seconds)
+        if args.parts_mib:
+            from RVC.file_parts import split
+
+            out = Path(args.out)
+            manifest = split(out, out.parent / f"{out.name}.parts", int(args.parts_mib * 2**20))
+            print(f"{out.name} in {len(manifest['parts'])} parts under {out.name}.parts/", flush=True)
     else:
         export(net, data, Path(args.out), steps=state["step"], seconds=seconds)
     print(f"trained {state['step']} steps in {seconds:.0f} s on {where}", flush=True)

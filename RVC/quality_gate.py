@@ -150,6 +150,19 @@ def refusal(scores: VoiceScores, short: list[str], limits: GateLimits | None = N
             "and rarely learns the voice well enough.")
 
 
+def what_to_do(quality: dict) -> str:
+    """For a refused voice, what the admin can do, from the scores stored on it (`params["quality"]`); "" if it passed."""
+    if quality.get("passed"):
+        return ""
+    steps = []
+    if quality.get("cpu"):
+        steps.append("train it again where `doppel worker` has a GPU (a CPU's training is too short to keep every word)")
+    if quality.get("similarity", 0.0) < quality.get("min_similarity", GateLimits().min_similarity):
+        steps.append("add more of the person's speech (5 minutes or more of one person)")
+    steps.append("use clean recordings (no music, echo or background noise)")
+    return "To do: " + "; ".join(steps) + "."
+
+
 def _score_artifact(folder: Path, artifact: Path, cache: Path) -> VoiceScores:
     from adapters.asr_whisper import WhisperRecognizer
     from adapters.media import decode_audio
@@ -182,8 +195,11 @@ async def gate_trained_voice(ctx, artifact: Path, step: int, limits: GateLimits 
     scores = await asyncio.to_thread(_score_artifact, folder, Path(artifact), cache)
     short = judge(scores, limits)
     scores = VoiceScores(**{**asdict(scores), "passed": not short, "artifact": Path(artifact).name})
-    # only the scores: whether a version serves is not the gate's business (a refused v2 leaves v1 serving)
-    await VoiceRepository(ctx.sessions).update_params(ctx.job.target, {"quality": scores.as_params()})
+    # only the scores (and the limits they were held to, so a refusal can say what to do): whether a version serves
+    # is not the gate's business (a refused v2 leaves v1 serving)
+    quality = {**scores.as_params(), "cpu": limits.cpu, "min_similarity": limits.min_similarity,
+               "max_wer_gap": limits.max_wer_gap}
+    await VoiceRepository(ctx.sessions).update_params(ctx.job.target, {"quality": quality})
     log.info("voice %s: %s (%s)", ctx.job.target, scores.summary(), "passed" if not short else "refused")
     await ctx.report(step=step, progress=0.99, log_line=f"quality: {scores.summary()}")
     if short:

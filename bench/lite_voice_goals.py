@@ -65,9 +65,9 @@ def load_sentences(limit: int = 0):
     return names, texts, clip, centres
 
 
-def recognizers_as_configured(cache: Path) -> dict:
-    """Both bundled recognizers, each on its own, decoding with the product's defaults (adapters/settings.py), so the
-    beam sizes follow them (the multilingual base's prompt is for French and Spanish only)."""
+def recognizers_as_configured(cache: Path, names: tuple[str, ...] = ("tiny.en", "base"), threads: int = 2) -> dict:
+    """Both bundled recognizers (or those of `names`), each on its own, decoding with the product's defaults
+    (adapters/settings.py), so the beam sizes follow them (the multilingual base's prompt is for French and Spanish only)."""
     from dataclasses import replace
 
     from adapters.asr_whisper import MULTILINGUAL, Decoding, WhisperRecognizer
@@ -75,10 +75,11 @@ def recognizers_as_configured(cache: Path) -> dict:
     from adapters.whisper_models import english_tiny_dir, multilingual_base_dir
 
     fields = Settings.model_fields
-    return {"tiny.en": WhisperRecognizer(english_tiny_dir(), None, threads=2,
-                                         english=Decoding(beam_size=fields["asr_beam_size"].default)),
-            "base": WhisperRecognizer(None, lambda: multilingual_base_dir(cache), threads=2,
-                                      multilingual=replace(MULTILINGUAL, beam_size=fields["asr_multilingual_beam_size"].default))}
+    made = {"tiny.en": lambda: WhisperRecognizer(english_tiny_dir(), None, threads=threads,
+                                                 english=Decoding(beam_size=fields["asr_beam_size"].default)),
+            "base": lambda: WhisperRecognizer(None, lambda: multilingual_base_dir(cache), threads=threads,
+                                              multilingual=replace(MULTILINGUAL, beam_size=fields["asr_multilingual_beam_size"].default))}
+    return {name: made[name]() for name in names}
 
 
 def score_speech(samples: np.ndarray, text: str, centre: np.ndarray, recognizers: dict) -> dict:

@@ -51,9 +51,13 @@ def quality_summary(voice: Voice) -> str:
     q = voice.params.get("quality")
     if not isinstance(q, dict) or "similarity" not in q or "wer" not in q:
         return ""
+    from RVC.quality_gate import what_to_do
+
+    advice = what_to_do(q)
     return (f"Quality check {'passed' if q.get('passed') else 'failed'}"
             f"{' (' + q['artifact'] + ')' if q.get('artifact') else ''}: similarity {q['similarity']:.2f} "
-            f"(base voice {q.get('base_similarity', 0.0):.2f}), WER {q['wer']:.0%} (base voice {q.get('base_wer', 0.0):.0%})")
+            f"(base voice {q.get('base_similarity', 0.0):.2f}), WER {q['wer']:.0%} (base voice {q.get('base_wer', 0.0):.0%})"
+            + (f". {advice}" if advice else ""))
 
 
 def is_confident(transcript: Transcript, language: str | None) -> bool:
