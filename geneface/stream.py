@@ -156,15 +156,18 @@ def _driver_for(engine, size: int) -> Driver:
 
 
 class PhotoDriver:
-    """The photo engine, frame by frame: the mouth opens with each frame's own loudness."""
+    """The photo engine, frame by frame: the mouth opens with each frame's own loudness and takes its shape
+    from the frame's sound; the head's liveliness follows the openings as in a recorded answer."""
 
     lookahead = 0.0
 
     def __init__(self, avatar, size: int) -> None:
+        from geneface.photo import Motion
         from geneface.warp import LoudnessFollower
 
         self.avatar = avatar.resized(size)
         self.loudness = LoudnessFollower()
+        self.motion = Motion()
         self._done = 0  # frames whose sound was complete and is learnt from
 
     def reset(self) -> None:
@@ -172,19 +175,28 @@ class PhotoDriver:
         self.loudness.restart()
 
     def draw(self, tail: Tail, k0: int, k1: int, poses: list[int]) -> list[np.ndarray]:
+        from geneface.photo import Motion
+        from geneface.warp import lip_spread
+
         hop = tail.rate / FPS
-        opening = []
+        shapes = []
         prev = self.loudness.state
+        motion = Motion()
+        motion.level = self.motion.level
         # from the first frame not yet learnt from: the frame cut short at the last piece's end is heard whole now
         for k in range(self._done, k1):
             a, b = int(k * hop), int((k + 1) * hop)
             prev, db = self.loudness.opening(tail.get(a, b), prev)
+            lively = motion.step(prev)
             if b <= tail.end and k == self._done:
                 self.loudness.commit(prev, db)
+                self.motion.level = motion.level
                 self._done += 1
             if k >= k0:
-                opening.append(prev)
-        return [self.avatar.frame(a, p) for a, p in zip(opening, poses)]
+                spread = lip_spread(tail.get(max(0, int((k - 1) * hop)), b), tail.rate, prev)
+                shapes.append((prev, spread, lively))
+        return [self.avatar.frame(a, p, s, v) for (a, s, v), p in zip(shapes, poses)]
 
     def idle(self, pose: int) -> np.ndarray:
-        return self.avatar.frame(0.0, pose)
+        self.motion.step(0.0)
+        return self.avatar.frame(0.0, pose, 0.0, self.motion.level)
