@@ -193,6 +193,16 @@ class VideoFrame(Frame):
 
 
 @dataclass(frozen=True)
+class VideoPartFrame(Frame):
+    """The talking head of sentence `index` alone (MP4 bytes, its sound that sentence's): sent as soon as it is
+    drawn, so a page can show the face while the voice plays instead of after the whole answer."""
+
+    index: int
+    mp4: bytes
+    seconds: float
+
+
+@dataclass(frozen=True)
 class StageTiming:
     stage: str
     seconds: float

@@ -52,6 +52,36 @@
     playing.play().catch(() => playNext()); // autoplay refused: the whole answer's player stays for a click
   }
 
+  function faceOf(turn) {
+    if (!turn.face) {
+      const video = document.createElement("video");
+      video.className = "reply-video";
+      video.muted = true;
+      video.playsInline = true;
+      video.preload = "auto";
+      turn.bot.append(video);
+      turn.face = video;
+      turn.faceParts = {};
+    }
+    return turn.face;
+  }
+
+  function showFace(turn, index, audio) {
+    const url = turn.faceParts && turn.faceParts[index];
+    if (!url) return;
+    const video = turn.face;
+    if (video.dataset.index !== String(index)) {
+      video.src = url;
+      video.dataset.index = String(index);
+    }
+    const go = () => {
+      video.currentTime = Math.min(audio.currentTime, video.duration || audio.currentTime);
+      video.play().catch(() => {});
+    };
+    if (video.readyState >= 1) go();
+    else video.addEventListener("loadedmetadata", go, { once: true });
+  }
+
   function parseEvent(chunk) {
     let event = "message";
     const data = [];
@@ -87,7 +117,19 @@
     } else if (event === "audio") {
       const part = new Audio(data.url);
       part.preload = "auto";
+      part.addEventListener("play", () => {
+        turn.speaking = { index: data.index, audio: part };
+        showFace(turn, data.index, part);
+      });
       enqueue(part);
+    } else if (event === "video_part") {
+      // the talking head, a sentence at a time: each part is shown with its sentence's voice, muted (the voice
+      // plays from the audio parts), caught up to where that voice is when the part comes late
+      const face = faceOf(turn);
+      turn.faceParts[data.index] = data.url;
+      const now = turn.speaking;
+      if (now && now.index === data.index && !now.audio.ended) showFace(turn, data.index, now.audio);
+      else if (!face.src) face.src = data.url;
     } else if (event === "speech") {
       const audio = document.createElement("audio");
       audio.className = "reply-audio";
