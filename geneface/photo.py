@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import io
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -144,12 +145,14 @@ class BlinkSchedule:
         self.rng = np.random.default_rng(seed)
         self.starts: list[int] = []
         self._next = int(self.rng.uniform(0.8, 2.5) * FPS)
+        self._lock = threading.Lock()  # one avatar's schedule is shared by the streams drawing it
 
     def closure(self, index: int) -> float:
         """How closed the eyes are in frame `index`, 0..1."""
-        while self._next <= index + len(self.SHAPE):
-            self.starts.append(self._next)
-            self._next += int(round(self.rng.uniform(2.0, 6.0) * FPS))
+        with self._lock:
+            while self._next <= index + len(self.SHAPE):
+                self.starts.append(self._next)
+                self._next += int(round(self.rng.uniform(2.0, 6.0) * FPS))
         i = bisect.bisect_right(self.starts, index) - 1
         if i < 0 or index - self.starts[i] >= len(self.SHAPE):
             return 0.0
