@@ -20,7 +20,7 @@ from core.errors import BadReference
 from core.types import Audio
 from geneface import framing
 from geneface import landmarks as lm
-from geneface.warp import loudness_track, open_mouth, shift_frame, spread_track
+from geneface.warp import loudness_track, open_mouth, shift_frame, spread_track, with_margin
 
 FPS = 25
 
@@ -110,7 +110,9 @@ class PhotoAvatar:
         dx = eye * (0.015 * np.sin(0.5 * t) + 0.03 * liveliness * np.sin(1.3 * t + 0.7))
         dy = eye * (0.012 * breath + 0.04 * liveliness * (0.6 + 0.4 * np.sin(2.1 * t)))
         angle = 0.4 * np.sin(0.35 * t) + 1.2 * liveliness * np.sin(0.9 * t + 1.0)
-        return shift_frame(frame, dx, dy, angle, center=tuple(self.points[8]))
+        # the moves stay within a few pixels: a border of repeated edge pixels that wide covers them
+        margin = int(np.ceil(0.1 * eye)) + 2
+        return shift_frame(with_margin(frame, margin), dx, dy, angle, center=tuple(self.points[8]), margin=margin)
 
     def render(self, audio: Audio, text: str = "", subtitles: bool = False) -> bytes:
         from adapters.video import encode_mp4, timed_cues

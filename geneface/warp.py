@@ -175,12 +175,14 @@ def open_mouth(image: np.ndarray, pts: np.ndarray, amount: float, max_open: floa
     src_y = np.where(inside, seam, gy - shift)
     warped = np.stack([map_coordinates(image[..., c].astype(np.float32), [src_y, sx], order=1, mode="nearest")
                        for c in range(image.shape[2])], axis=-1)
-    if gap > 0.5:
-        depth = np.where(inside, below / np.maximum(opening, 1e-3), 0)
-        color = mouth_inside(image, pts, u, depth, opening, mouth_w, upper_teeth=not teeth)
+    if gap > 0.5 and inside.any():
+        # only the gap's pixels are painted (a few percent of the region): the inside is costly per pixel
+        o = opening[inside]
+        b = below[inside]
+        color = mouth_inside(image, pts, u[inside], b / np.maximum(o, 1e-3), o, mouth_w, upper_teeth=not teeth)
         # soft edge so the lips' outline stays anti-aliased
-        edge = np.clip(np.minimum(below, opening - below), 0, 1.0)[..., None] * inside[..., None]
-        warped = warped * (1 - edge) + color * edge
+        edge = np.clip(np.minimum(b, o - b), 0, 1.0)[:, None]
+        warped[inside] = warped[inside] * (1 - edge) + color * edge
     out = image.copy()
     out[y0:y1, x0:x1] = np.clip(warped, 0, 255).astype(np.uint8)
     return out
@@ -251,13 +253,21 @@ def mouth_inside(image: np.ndarray, pts: np.ndarray, u: np.ndarray, depth: np.nd
 
 
 def shift_frame(image: np.ndarray, dx: float, dy: float, angle_deg: float,
-                center: tuple[float, float] | None = None) -> np.ndarray:
-    """Small rigid head motion: rotate about `center` (the picture's middle by default) and translate, edges repeated."""
+                center: tuple[float, float] | None = None, margin: int = 0) -> np.ndarray:
+    """Small rigid head motion: rotate about `center` (the picture's middle by default) and translate, edges repeated.
+
+    `margin`: the image already has that many pixels of border around the picture (see `with_margin`): the
+    motion shows them instead of black corners, and the picture without them is returned (a cheap way to
+    repeat the edges)."""
     from PIL import Image
 
     pil = Image.fromarray(image)
+    if center is not None and margin:
+        center = (center[0] + margin, center[1] + margin)
     moved = pil.rotate(angle_deg, resample=Image.BILINEAR, translate=(dx, dy), fillcolor=None, center=center)
     arr = np.asarray(moved)
+    if margin:
+        return arr[margin:arr.shape[0] - margin, margin:arr.shape[1] - margin]
     if dx or dy or angle_deg:
         # rotating leaves black corners; fill them from the original so no border flickers
         mask = arr.sum(-1) == 0
@@ -265,3 +275,8 @@ def shift_frame(image: np.ndarray, dx: float, dy: float, angle_deg: float,
             arr = arr.copy()
             arr[mask] = image[mask]
     return arr
+
+
+def with_margin(image: np.ndarray, margin: int) -> np.ndarray:
+    """The image with its edge pixels repeated `margin` wide all round, for `shift_frame(..., margin=margin)`."""
+    return np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="edge")
