@@ -398,6 +398,9 @@ def _summarize(watch: Stopwatch) -> list[StageTiming]:
     return [StageTiming(s, seen[s]) for s in order]
 
 
+FIRST_PART_SECONDS = 1.0
+
+
 class _VideoParts:
     """Each spoken sentence's face, drawn one after another in the order spoken (so parts share the CPU with the
     next sentence's speech rather than with each other), and handed out in that order as each is done."""
@@ -405,10 +408,20 @@ class _VideoParts:
     def __init__(self, renderer: AvatarRenderer, avatar: str) -> None:
         self.renderer = renderer
         self.avatar = avatar
-        self.pending: deque[tuple[int, float, asyncio.Task]] = deque()
+        self.pending: deque[tuple[int, float, float, asyncio.Task]] = deque()
         self._last: asyncio.Task | None = None
 
     def add(self, index: int, audio: Audio, text: str) -> None:
+        # the answer's first second is drawn as a part of its own: the face then starts about as long after the
+        # voice as a second of it takes to draw, however long the first sentence is
+        cut = int(FIRST_PART_SECONDS * audio.sample_rate)
+        if self._last is None and len(audio.samples) > 1.5 * cut:
+            self._add(index, Audio(audio.samples[:cut], audio.sample_rate), "", 0.0)
+            self._add(index, Audio(audio.samples[cut:], audio.sample_rate), text, cut / audio.sample_rate)
+        else:
+            self._add(index, audio, text, 0.0)
+
+    def _add(self, index: int, audio: Audio, text: str, offset: float) -> None:
         before = self._last
 
         async def draw() -> bytes:
@@ -417,24 +430,24 @@ class _VideoParts:
             return await self.renderer.render(audio, self.avatar, text)
 
         self._last = asyncio.create_task(draw())
-        self.pending.append((index, audio.seconds, self._last))
+        self.pending.append((index, offset, audio.seconds, self._last))
 
     async def until(self, waited: asyncio.Future | None) -> AsyncIterator[VideoPartFrame]:
         """The parts drawn before `waited` is done (which it then is); None: every part still to come."""
         while self.pending:
-            index, seconds, task = self.pending[0]
+            index, offset, seconds, task = self.pending[0]
             if waited is not None and not task.done():
                 await asyncio.wait({waited, task}, return_when=asyncio.FIRST_COMPLETED)
                 if not task.done():
                     return
             self.pending.popleft()
-            yield VideoPartFrame(index, await task, seconds)
+            yield VideoPartFrame(index, await task, seconds, offset)
         if waited is not None:
             await waited
 
     async def close(self) -> None:
         """Stop drawing what nobody will see (the answer failed or its reader left)."""
-        tasks = [t for _, _, t in self.pending]
+        tasks = [t for *_, t in self.pending]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

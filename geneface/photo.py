@@ -14,13 +14,12 @@ from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from scipy.ndimage import map_coordinates
 
 from core.errors import BadReference
 from core.types import Audio
 from geneface import framing
 from geneface import landmarks as lm
-from geneface.warp import loudness_track, open_mouth, shift_frame, spread_track, with_margin
+from geneface.warp import bilinear, loudness_track, open_mouth, shift_frame, spread_track, with_margin
 
 FPS = 25
 
@@ -185,6 +184,5 @@ def close_eyes(frame: np.ndarray, pts: np.ndarray, closure: float) -> np.ndarray
         src = gy - shift
         if out is frame:
             out = frame.copy()
-        out[y0:y1, x0:x1] = np.stack([map_coordinates(frame[..., c].astype(np.float32), [src, gx], order=1, mode="nearest")
-                                      for c in range(3)], axis=-1).clip(0, 255).astype(np.uint8)
+        out[y0:y1, x0:x1] = bilinear(frame, src, gx).clip(0, 255).astype(np.uint8)
     return out

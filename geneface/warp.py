@@ -8,7 +8,6 @@ lips and face so a dim photo does not get glowing teeth. The amount per frame co
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import map_coordinates
 
 from core.types import Audio
 from geneface.landmarks import INNER_LOWER, INNER_UPPER
@@ -173,8 +172,7 @@ def open_mouth(image: np.ndarray, pts: np.ndarray, amount: float, max_open: floa
     opening = gap * lip_profile
     inside = (below >= 0) & (below < opening)
     src_y = np.where(inside, seam, gy - shift)
-    warped = np.stack([map_coordinates(image[..., c].astype(np.float32), [src_y, sx], order=1, mode="nearest")
-                       for c in range(image.shape[2])], axis=-1)
+    warped = bilinear(image, src_y, sx)
     if gap > 0.5 and inside.any():
         # only the gap's pixels are painted (a few percent of the region): the inside is costly per pixel
         o = opening[inside]
@@ -186,6 +184,21 @@ def open_mouth(image: np.ndarray, pts: np.ndarray, amount: float, max_open: floa
     out = image.copy()
     out[y0:y1, x0:x1] = np.clip(warped, 0, 255).astype(np.uint8)
     return out
+
+
+def bilinear(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """The image's colours (float32) at points (ys, xs), interpolated between the four nearest pixels, edges
+    repeated: all channels in one gather, several times quicker than one spline call per channel."""
+    h, w = image.shape[:2]
+    ys = np.clip(ys, 0, h - 1)
+    xs = np.clip(xs, 0, w - 1)
+    y0 = np.minimum(ys.astype(np.int32), h - 2)
+    x0 = np.minimum(xs.astype(np.int32), w - 2)
+    fy = (ys - y0)[..., None].astype(np.float32)
+    fx = (xs - x0)[..., None].astype(np.float32)
+    top = image[y0, x0] * (1 - fx) + image[y0, x0 + 1] * fx
+    bottom = image[y0 + 1, x0] * (1 - fx) + image[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
 
 
 def _smooth(x: np.ndarray, lo: float, hi: float) -> np.ndarray:

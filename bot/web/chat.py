@@ -189,7 +189,8 @@ class ChatPages:
             return sse("video", {"url": f"/media/{key}", "seconds": round(frame.seconds, 2)})
         if isinstance(frame, VideoPartFrame):
             key = self.ctx.media.put(frame.mp4, "video/mp4", user)
-            return sse("video_part", {"index": frame.index, "url": f"/media/{key}", "seconds": round(frame.seconds, 2)})
+            return sse("video_part", {"index": frame.index, "offset": round(frame.offset, 3), "url": f"/media/{key}",
+                                      "seconds": round(frame.seconds, 2)})
         if isinstance(frame, NoteFrame):
             return sse("note", {"text": frame.text})
         if isinstance(frame, ReplyDone):

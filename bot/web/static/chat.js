@@ -66,16 +66,22 @@
     return turn.face;
   }
 
+  // Shows the piece of sentence `index`'s face that covers where its voice (`audio`) is now, from that point.
   function showFace(turn, index, audio) {
-    const url = turn.faceParts && turn.faceParts[index];
-    if (!url) return;
+    const pieces = (turn.faceParts && turn.faceParts[index]) || [];
+    const piece = pieces.filter((p) => p.offset <= audio.currentTime + 0.05)
+      .find((p) => audio.currentTime < p.offset + p.seconds);
+    if (!piece) return;
     const video = turn.face;
-    if (video.dataset.index !== String(index)) {
-      video.src = url;
-      video.dataset.index = String(index);
+    if (video.dataset.url !== piece.url) {
+      video.src = piece.url;
+      video.dataset.url = piece.url;
+      video.onended = () => { // the next piece of the same sentence, if the voice is still on it
+        if (turn.speaking && turn.speaking.index === index && !audio.ended) showFace(turn, index, audio);
+      };
     }
     const go = () => {
-      video.currentTime = Math.min(audio.currentTime, video.duration || audio.currentTime);
+      video.currentTime = Math.max(0, Math.min(audio.currentTime - piece.offset, video.duration || 0));
       video.play().catch(() => {});
     };
     if (video.readyState >= 1) go();
@@ -126,7 +132,7 @@
       // the talking head, a sentence at a time: each part is shown with its sentence's voice, muted (the voice
       // plays from the audio parts), caught up to where that voice is when the part comes late
       const face = faceOf(turn);
-      turn.faceParts[data.index] = data.url;
+      (turn.faceParts[data.index] ||= []).push(data); // a sentence may come in pieces: its first second alone
       const now = turn.speaking;
       if (now && now.index === data.index && !now.audio.ended) showFace(turn, data.index, now.audio);
       else if (!face.src) face.src = data.url;
