@@ -3,6 +3,7 @@ side by side with an earlier commit's engines, plus screenshots.
 
   python bench/face.py [--baseline COMMIT] [--write] [--shots]
   python bench/face.py parts [--write]        # how soon a web page's face can start after the voice
+  python bench/face.py live [--write]         # the live face's cost to the voice, with and without, ABBA
 
 Each engine's code (this checkout's, and the baseline commit's taken with `git archive`) renders in its own
 process; every measurement is made here, on the decoded MP4s, by the same code:
@@ -285,6 +286,89 @@ def cmd_parts(args) -> None:
             f.write(text)
 
 
+# ---- the live face's cost to the voice ----
+
+
+class _Clock:
+    started = True
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+
+def cmd_live(args) -> None:
+    """Live talk's voice with the face drawing and without: how long Piper takes to speak each sentence of an
+    answer while the demo portrait's live track (bot/web/live_video.py, its thread niced as in a session)
+    draws 512 px frames for speech at 25 fps and a consumer takes them as WebRTC would, against the same with
+    no face; trials alternate ABBA. The local language model is left out (its llama.cpp build crashed in this
+    environment), so this is the face's cost to the speech stage of the first answer audio."""
+    import asyncio
+
+    from bot.settings import Settings
+    from bot.wiring import build_synthesizers
+    from bot.web.live_video import AvatarVideoTrack
+    from geneface.photo import PhotoAvatar, check_photo
+    from geneface.stream import FaceStream
+    from PIL import Image
+
+    sentences = ["Hello there, it is good to hear from you again.", "The weather should stay mild for the rest of the week.",
+                 "Take a light jacket if you go out tonight.", "I can tell you more about it whenever you like."]
+
+    async def main() -> list[str]:
+        with tempfile.TemporaryDirectory() as tmp:
+            synth = build_synthesizers(Settings(_env_file=None, data_dir=Path(tmp)))[0]
+            await synth.synthesize("Warming up.")
+            path = Path(tmp) / "photo.png"
+            Image.fromarray(check_photo(PORTRAIT.read_bytes())).save(path)
+            photo = PhotoAvatar(path)
+            speech = _speech(_prompts(3)[:6], 8.0)
+            took: dict[bool, list[float]] = {False: [], True: []}
+            received = []
+            for i in range(4 * args.rounds):
+                with_face = (i % 4) in (1, 2)
+                track = consumer = None
+                if with_face:
+                    clock = _Clock()
+                    track = AvatarVideoTrack(FaceStream(photo, 512), clock)
+                    track.speak(speech, clock.now() + 0.2)
+
+                    async def consume(t=track) -> None:
+                        while True:
+                            await t.recv()
+
+                    consumer = asyncio.ensure_future(consume())
+                    await asyncio.sleep(0.5)  # the face is speaking when the next sentence is asked for
+                t0 = time.perf_counter()
+                for text in sentences:
+                    await synth.synthesize(text)
+                took[with_face].append(time.perf_counter() - t0)
+                if track is not None:
+                    received.append((track.shown, track.repeated))
+                    consumer.cancel()
+                    await asyncio.gather(consumer, return_exceptions=True)
+                    track.stop()
+            med = {k: float(np.median(v)) for k, v in took.items()}
+            shown = sum(a for a, _ in received)
+            repeated = sum(b for _, b in received)
+            return [f"# bench/face.py live, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average "
+                    f"{os.getloadavg()[0]:.1f}, {os.cpu_count()} cores (shared: other work slows both arms alike, ABBA)",
+                    f"live voice (Piper, 4 sentences) without a face: median {med[False]:.2f} s "
+                    f"({', '.join(f'{v:.2f}' for v in took[False])})",
+                    f"  with the demo face's live track drawing 512 px speech frames: median {med[True]:.2f} s "
+                    f"({', '.join(f'{v:.2f}' for v in took[True])}); ratio {med[True] / med[False]:.2f} (goal <= 1.3); "
+                    f"{repeated} of {shown} frames sent were repeats because drawing fell behind"]
+
+    lines = asyncio.run(main())
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if args.write:
+        with open(RESULTS / "avatar.txt", "a", encoding="utf-8") as f:
+            f.write(text)
+
+
 # ---- screenshots ----
 
 
@@ -336,26 +420,43 @@ def screenshots(results: dict) -> None:
     sheet = Image.new("RGB", (rows[0].width, 192 * len(rows)))
     for i, r in enumerate(rows):
         sheet.paste(r, (0, 192 * i))
-    sheet.save(RESULTS / "face-mouth.png", optimize=True)
+    _save(sheet, RESULTS / "face-mouth.png")
+    framing_sheet({name: out for name, (out, _, _) in results.items()})
+
+
+def framing_sheet(dirs: dict[str, Path]) -> None:
+    """Per engine version: the photo engine's frame as sent (a chat's rectangular video) and the round video notes
+    that `to_video_note` makes of the photo and lite videos, one second in."""
+    from PIL import Image, ImageDraw
 
     from adapters.video import read_frames, to_video_note
 
-    tiles = []
-    for name, (out, photo, lite) in results.items():
+    circle = Image.new("L", (256, 256), 0)
+    ImageDraw.Draw(circle).ellipse((0, 0, 255, 255), fill=255)
+    rows = []
+    for name, out in dirs.items():
+        tiles = []
+        photo = (out / "photo.mp4").read_bytes()
+        frame = list(read_frames(photo))[FPS]
+        tiles.append(_label(Image.fromarray(frame).resize((256, 256), Image.LANCZOS), f"{name.split()[0]} photo: video"))
         for engine in ("photo", "lite"):
             mp4 = (out / f"{engine}.mp4").read_bytes()
-            frame = list(read_frames(to_video_note(mp4, side=256)))[FPS]
-            circle = Image.new("L", (256, 256), 0)
-            from PIL import ImageDraw
-
-            ImageDraw.Draw(circle).ellipse((0, 0, 255, 255), fill=255)
             tile = Image.new("RGB", (256, 256), (240, 240, 240))
-            tile.paste(Image.fromarray(frame), (0, 0), circle)
+            tile.paste(Image.fromarray(list(read_frames(to_video_note(mp4, side=256)))[FPS]), (0, 0), circle)
             tiles.append(_label(tile, f"{name.split()[0]} {engine}: note"))
-    sheet = Image.new("RGB", (256 * 2, 256 * (len(tiles) // 2)))
-    for i, t in enumerate(tiles):
-        sheet.paste(t, (256 * (i % 2), 256 * (i // 2)))
-    sheet.save(RESULTS / "face-framing.png", optimize=True)
+        rows.append(tiles)
+    sheet = Image.new("RGB", (256 * 3, 256 * len(rows)))
+    for r, tiles in enumerate(rows):
+        for c, t in enumerate(tiles):
+            sheet.paste(t, (256 * c, 256 * r))
+    _save(sheet, RESULTS / "face-framing.png")
+
+
+def _save(image, path: Path) -> None:
+    from PIL import Image
+
+    # 256 colours: a few hundred kB for all the screenshots kept in the repository
+    image.convert("P", palette=Image.Palette.ADAPTIVE, colors=256).save(path, optimize=True)
 
 
 def main() -> None:
@@ -372,11 +473,16 @@ def main() -> None:
     q = sub.add_parser("parts")
     q.add_argument("--tries", type=int, default=3)
     q.add_argument("--write", action="store_true")
+    q = sub.add_parser("live")
+    q.add_argument("--rounds", type=int, default=2)
+    q.add_argument("--write", action="store_true")
     args = p.parse_args()
     if args.cmd == "render":
         cmd_render(args)
     elif args.cmd == "parts":
         cmd_parts(args)
+    elif args.cmd == "live":
+        cmd_live(args)
     else:
         cmd_run(args)
 
