@@ -269,7 +269,7 @@ def cmd_parts(args) -> None:
         lines = [f"# bench/face.py parts, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average "
                  f"{os.getloadavg()[0]:.1f}, {os.cpu_count()} cores",
                  "web page: a first sentence's face (photo engine, demo portrait, 512 px), drawn and encoded as one part"]
-        for seconds in (1.5, 2.5, 4.0):
+        for seconds in (1.0, 1.5, 2.5):
             part = speech.__class__(speech.samples[:int(seconds * speech.sample_rate)], speech.sample_rate)
             best_cpu = best_wall = float("inf")
             for _ in range(args.tries):
