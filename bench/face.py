@@ -26,6 +26,7 @@ speaks with the demo portrait; the lite engine trains its tiny configuration on 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -186,7 +187,7 @@ def measure(mp4: bytes) -> dict:
     note_h, note_wander, note_found = face_fraction(note)
     return {"frames": len(frames), "size": f"{frames[0].shape[1]}x{frames[0].shape[0]}", "r": r,
             "offset_ms": av_offset_ms(opening, drive), "tracked": float(ok.mean()), "blinks": len(starts),
-            "blink_gaps_s": [round((b - a) / FPS, 2) for a, b in zip(starts, starts[1:])], "seconds": len(frames) / FPS,
+            "blink_gaps_s": [round((b - a) / FPS, 2) for a, b in itertools.pairwise(starts)], "seconds": len(frames) / FPS,
             "face_rect": rect, "wander_rect": wander, "found_rect": f"{found}/{len(sample)}",
             "face_note": note_h, "wander_note": note_wander, "found_note": f"{note_found}/{len(note)}",
             "opening": opening.tolist()}

@@ -153,7 +153,7 @@ class BlinkSchedule:
         with self._lock:
             while self._next <= index + len(self.SHAPE):
                 self.starts.append(self._next)
-                self._next += int(round(self.rng.uniform(2.0, 6.0) * FPS))
+                self._next += round(self.rng.uniform(2.0, 6.0) * FPS)
         i = bisect.bisect_right(self.starts, index) - 1
         if i < 0 or index - self.starts[i] >= len(self.SHAPE):
             return 0.0
