@@ -207,6 +207,8 @@ class ReplyPipeline:
                 async with watch.stage("avatar"):
                     async for part in parts.until(None):
                         yield part
+                if parts.failures and not parts.shown:  # no face at all: said, now that the voice is out
+                    raise parts.failures[0]
             finally:
                 await parts.close()
         elif spoken and await self._will_draw(request, avatar):
@@ -410,6 +412,8 @@ class _VideoParts:
         self.avatar = avatar
         self.pending: deque[tuple[int, float, float, asyncio.Task]] = deque()
         self._last: asyncio.Task | None = None
+        self.failures: list[DoppelError] = []
+        self.shown = 0
 
     def add(self, index: int, audio: Audio, text: str) -> None:
         # the answer's first second is drawn as a part of its own: the face then starts about as long after the
@@ -441,7 +445,13 @@ class _VideoParts:
                 if not task.done():
                     return
             self.pending.popleft()
-            yield VideoPartFrame(index, await task, seconds, offset)
+            try:
+                mp4 = await task
+            except DoppelError as exc:  # a face that cannot be drawn costs its part, never the voice still to come
+                self.failures.append(exc)
+                continue
+            self.shown += 1
+            yield VideoPartFrame(index, mp4, seconds, offset)
         if waited is not None:
             await waited
 

@@ -77,3 +77,38 @@ async def test_the_first_sentence_has_its_face_before_the_model_writes_the_secon
     assert frames.index(faces[0]) < frames.index(audio[1])
     between = frames[frames.index(audio[-1]) + 1:frames.index(next(f for f in frames if isinstance(f, SpeechDone)))]
     assert all(isinstance(f, VideoPartFrame) for f in between)  # only faces already drawn, never a wait for one
+
+
+class _FirstFails(LevelMeterAvatar):
+    """The level meter, except that drawing the first part fails as an engine does."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def render(self, audio, avatar: str, text: str = "") -> bytes:
+        self.calls += 1
+        if self.calls == 1:
+            from core.errors import EngineError
+
+            raise EngineError("the face could not be drawn")
+        return await super().render(audio, avatar, text)
+
+
+async def test_a_face_that_fails_costs_its_part_not_the_voice(tmp_path, piper):
+    async with FakeLLMServer("openai", [Reply(pieces=ANSWER)]) as server:
+        settings = Settings(_env_file=None, data_dir=tmp_path / "var", llm_provider="openai", llm_model=MODELS["openai"],
+                            openai_base_url=server.base_url, openai_api_key=KEYS["openai"])
+        engines = Engines(recognizer=None, chat_model=build_chat_model(settings), synthesizers=piper, converters={},
+                          renderer=_FirstFails())
+        services = await build_services(settings, engines=engines)
+        try:
+            request = ReplyRequest(key=ConversationKey("web:2", "web:2"), persona=services.personas.get("default"),
+                                   text="Do I need a coat?", avatar="meter", video_parts=True)
+            frames = [f async for f in services.pipeline.run(request)]
+        finally:
+            await services.close()
+            await engines.close()
+    assert isinstance(frames[-1], ReplyDone)
+    assert len([f for f in frames if isinstance(f, AudioFrame)]) == 2
+    faces = [f for f in frames if isinstance(f, VideoPartFrame)]
+    assert faces and faces[0].offset > 0  # the first second's part failed; the rest of the faces came
