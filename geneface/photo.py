@@ -62,7 +62,7 @@ def _framed(image: np.ndarray, square: framing.Square, side: int) -> np.ndarray:
 class PhotoAvatar:
     def __init__(self, path: str | Path, seed: int = 0) -> None:
         image = np.asarray(Image.open(path).convert("RGB"))
-        faces = lm.detect(image)
+        faces = lm.detect(image, max_side=640)  # a photo kept unframed may show a small face
         if not faces:
             raise BadReference("The avatar's photo has no face in it.")
         points = lm.landmarks(image, faces[0].box)
