@@ -101,10 +101,11 @@ def _write_audio(container, stream, audio: Audio, seconds: float) -> None:
         container.mux(packet)
 
 
-# how a round video note frames a face: the circle is this many face widths across (head and shoulders),
-# and the face box's centre (about the nose) sits this far down it, so the circle does not cut the hair
-NOTE_FACE_WIDTHS = 2.6
-NOTE_FACE_HEIGHT = 0.48
+# how a round video note frames a face: the circle is this many face widths across (head and shoulders, the
+# face half its height: a chat shows the circle small), and the face box's centre (about the nose) sits this
+# far down it, so the circle does not cut the hair
+NOTE_FACE_WIDTHS = 2.0
+NOTE_FACE_HEIGHT = 0.47
 
 
 def square(frame: np.ndarray, side: int, box: tuple[int, int, int] | None = None) -> np.ndarray:

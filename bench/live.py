@@ -12,10 +12,13 @@
    starts at the interrupting clip's first sample; the clips keep up to 50 ms of lead-in before the first
    word, so the figure errs long by that much. A trial where the answer had already ended is not counted.
 3. With --avatar-turns: a photo avatar's face track, frames received per second while answers are spoken.
+4. With --face-ab N: the same latency as 1, N turns with the demo portrait's face and N without, alternating
+   (ABBA), each turn in a fresh session (its own connection, so one arm's face never draws during the other's
+   turn); the ratio of the medians is the face's cost to the voice (goal ≤ 1.3).
 
 p50/p95 with 95 % bootstrap intervals. Default engines (tiny.en, SmolLM2 on llama.cpp, Piper), warmed first.
 
-    .venv/bin/python bench/live.py [--turns 10] [--barge-ins 10] [--avatar-turns 3] [--write]
+    .venv/bin/python bench/live.py [--turns 10] [--barge-ins 10] [--avatar-turns 3] [--face-ab 6] [--write]
 """
 from __future__ import annotations
 
@@ -151,6 +154,7 @@ async def main() -> None:
                         help="answer packets the client holds before decoding (aiortc's default is 4, ~100 ms; "
                              "the server takes the microphone with 0)")
     parser.add_argument("--avatar-turns", type=int, default=0, help="then this many turns with a photo avatar's face")
+    parser.add_argument("--face-ab", type=int, default=0, help="then this many turns with the demo face and as many without")
     parser.add_argument("--write", action="store_true", help="write bench/results/live.txt")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
@@ -194,6 +198,9 @@ async def main() -> None:
             if args.avatar_turns:
                 log("3. with an avatar")
                 await faces(engines, questions[: args.avatar_turns], args, log)
+            if args.face_ab:
+                log("4. end of speech → first answer audio, with the demo face and without, alternating")
+                await face_ab(engines, questions[: args.face_ab], args, log)
         finally:
             await services.close()
             await engines.close()
@@ -253,6 +260,43 @@ async def faces(engines, questions: list[Audio], args, log) -> None:
                 f"(min {min(rates):.1f}); the whole session {whole:.1f} frames/s (goal 25 on one GPU)")
         finally:
             await services.close()
+
+
+async def face_ab(engines, questions: list[Audio], args, log) -> None:
+    """4. First answer audio with and without the demo portrait's live face, turns alternating ABBA."""
+    from bot.common.avatars import add_photo_avatar
+    from bot.common.demo import DEMO_PORTRAIT
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(_env_file=None, data_dir=Path(tmp), web_secret="bench-live", language="en", avatar="demo")
+        services = await build_services(settings, engines=engines)
+        took: dict[bool, list[float]] = {False: [], True: []}
+        try:
+            await add_photo_avatar(services, "demo", DEMO_PORTRAIT.read_bytes())
+            async with live_server(services) as server:
+                for i, audio in enumerate(q for q in questions for _ in (0, 1)):
+                    with_face = (i % 4) in (1, 2)  # ABBA: neither arm always goes first
+                    client = LiveClient(server.url, receive_prefetch=args.client_prefetch, video=with_face)
+                    await client.connect()
+                    try:
+                        for session in server.app.state.live.sessions.all():
+                            await services.history.reset(ConversationKey(session.user, session.user))
+                        said = client.say(audio)
+                        await asyncio.wait_for(said.done.wait(), 60)
+                        first = await sound_or_refusal(client, said.ended)
+                        if first is not None:
+                            took[with_face].append(first - said.ended)
+                            log(f"  turn {i + 1:2} {'with' if with_face else 'without'} the face: first answer audio "
+                                f"{took[with_face][-1]:.3f} s (load {os.getloadavg()[0]:.1f})")
+                            await answer_finished(client, said.ended)
+                    finally:
+                        await client.close()
+        finally:
+            await services.close()
+    log(summary("  without a face", took[False], "—"))
+    log(summary("  with the demo face (photo engine, 512 px)", took[True], "—"))
+    if took[False] and took[True]:
+        log(f"  with / without, ratio of medians: {pct(took[True], 0.5) / pct(took[False], 0.5):.2f} (goal ≤ 1.3)")
 
 
 async def answer_finished_or_warm(client: LiveClient, audio: Audio) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import AsyncIterator, Sequence
@@ -39,6 +40,7 @@ from core.types import (
     Transcript,
     TranscriptFrame,
     VideoFrame,
+    VideoPartFrame,
     Voice,
     VoiceEngine,
 )
@@ -70,6 +72,9 @@ class ReplyRequest:
     noticed: frozenset[str] = frozenset()  # languages this chat was already told the model cannot write
     unspoken_noticed: frozenset[str] = frozenset()  # languages this chat was already told no voice here speaks
     video: bool = True  # False: end at speech (live talk draws the face itself while it speaks)
+    # True: the face comes a sentence at a time (VideoPartFrame, each drawn while the next sentence is spoken)
+    # instead of once for the whole answer after the last sentence
+    video_parts: bool = False
     # False: the caller stores the exchange as it was heard (live talk cuts an answer where the person interrupted)
     remember: bool = True
 
@@ -172,10 +177,21 @@ class ReplyPipeline:
         spoken: list[Audio] = []
         answer: list[str] = []
         noted = False  # a fallback's note is shown once per answer, however many sentences needed it
+        avatar = request.avatar or request.persona.avatar
+        parts = _VideoParts(self.renderer, avatar) if request.video_parts and await self._will_draw(request, avatar) \
+            else None
+        getter: asyncio.Future | None = None
+        item: object = None
         try:
             index = 0
             while True:
-                item = await sentences.get()
+                if parts is None:
+                    item = await sentences.get()
+                else:  # a sentence's face goes out as soon as it is drawn, while the next is still being spoken
+                    getter = asyncio.ensure_future(sentences.get())
+                    async for part in parts.until(getter):
+                        yield part
+                    item = getter.result()
                 if item is _END:
                     break
                 if isinstance(item, BaseException):
@@ -198,18 +214,32 @@ class ReplyPipeline:
                         noted = True
                         yield NoteFrame(note)
                     yield AudioFrame(index, item, chunk)
+                    if parts is not None:
+                        parts.add(index, chunk, item)
                 index += 1
         finally:
+            if getter is not None and not getter.done():
+                getter.cancel()
             if not producer.done():
                 producer.cancel()
                 await asyncio.gather(producer, return_exceptions=True)
+            if parts is not None and item is not _END:  # failed or left: nobody will see the faces still drawn
+                await parts.close()
 
         text = _join_sentences(answer)
         if not text:
             raise EngineError("The language model gave an empty answer. Please try again.")
         yield SpeechDone(text)
-        avatar = request.avatar or request.persona.avatar
-        if request.video and spoken and avatar and self.renderer is not None and await self.renderer.is_ready(avatar):
+        if parts is not None:
+            try:
+                async with watch.stage("avatar"):
+                    async for part in parts.until(None):
+                        yield part
+                if parts.failures and not parts.shown:  # no face at all: said, now that the voice is out
+                    raise parts.failures[0]
+            finally:
+                await parts.close()
+        elif spoken and await self._will_draw(request, avatar):
             whole = audio_ops.join(spoken)
             async with watch.stage("avatar"):
                 mp4 = await self.renderer.render(whole, avatar, text)
@@ -220,6 +250,10 @@ class ReplyPipeline:
         watch.mark("total")
         yield ReplyDone(text, tuple(_summarize(watch)), user_language=language, language=answer_language,
                         notice_given=bool(notice), unspoken_notice_given=bool(unspoken))
+
+    async def _will_draw(self, request: ReplyRequest, avatar: str | None) -> bool:
+        return bool(request.video and request.speak and avatar and self.renderer is not None
+                    and await self.renderer.is_ready(avatar))
 
     async def speak(self, request: ReplyRequest) -> AsyncIterator[AudioFrame]:
         """Say `request.text` itself in the request's voice (a /say command): the speech stages without the LLM,
@@ -431,3 +465,67 @@ def _summarize(watch: Stopwatch) -> list[StageTiming]:
             seen[t.stage] = 0.0
         seen[t.stage] += t.seconds
     return [StageTiming(s, seen[s]) for s in order]
+
+
+FIRST_PART_SECONDS = 1.0
+
+
+class _VideoParts:
+    """Each spoken sentence's face, drawn one after another in the order spoken (so parts share the CPU with the
+    next sentence's speech rather than with each other), and handed out in that order as each is done."""
+
+    def __init__(self, renderer: AvatarRenderer, avatar: str) -> None:
+        self.renderer = renderer
+        self.avatar = avatar
+        self.pending: deque[tuple[int, float, float, asyncio.Task]] = deque()
+        self._last: asyncio.Task | None = None
+        self.failures: list[DoppelError] = []
+        self.shown = 0
+
+    def add(self, index: int, audio: Audio, text: str) -> None:
+        # the answer's first second is drawn as a part of its own: the face then starts about as long after the
+        # voice as a second of it takes to draw, however long the first sentence is
+        cut = int(FIRST_PART_SECONDS * audio.sample_rate)
+        if self._last is None and len(audio.samples) > 1.5 * cut:
+            self._add(index, Audio(audio.samples[:cut], audio.sample_rate), "", 0.0)
+            self._add(index, Audio(audio.samples[cut:], audio.sample_rate), text, cut / audio.sample_rate)
+        else:
+            self._add(index, audio, text, 0.0)
+
+    def _add(self, index: int, audio: Audio, text: str, offset: float) -> None:
+        before = self._last
+
+        async def draw() -> bytes:
+            if before is not None:
+                await asyncio.gather(before, return_exceptions=True)
+            return await self.renderer.render(audio, self.avatar, text)
+
+        self._last = asyncio.create_task(draw())
+        self.pending.append((index, offset, audio.seconds, self._last))
+
+    async def until(self, waited: asyncio.Future | None) -> AsyncIterator[VideoPartFrame]:
+        """The parts drawn before `waited` is done (which it then is); None: every part still to come."""
+        while self.pending:
+            index, offset, seconds, task = self.pending[0]
+            if waited is not None and not task.done():
+                await asyncio.wait({waited, task}, return_when=asyncio.FIRST_COMPLETED)
+                if not task.done():
+                    return
+            self.pending.popleft()
+            try:
+                mp4 = await task
+            except DoppelError as exc:  # a face that cannot be drawn costs its part, never the voice still to come
+                self.failures.append(exc)
+                continue
+            self.shown += 1
+            yield VideoPartFrame(index, mp4, seconds, offset)
+        if waited is not None:
+            await waited
+
+    async def close(self) -> None:
+        """Stop drawing what nobody will see (the answer failed or its reader left)."""
+        tasks = [t for *_, t in self.pending]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.pending.clear()

@@ -193,6 +193,18 @@ class VideoFrame(Frame):
 
 
 @dataclass(frozen=True)
+class VideoPartFrame(Frame):
+    """The talking head of sentence `index` from `offset` seconds into its audio (MP4 bytes, its sound that
+    stretch of the sentence's): sent as soon as it is drawn, so a page can show the face while the voice plays
+    instead of after the whole answer."""
+
+    index: int
+    mp4: bytes
+    seconds: float
+    offset: float = 0.0
+
+
+@dataclass(frozen=True)
 class StageTiming:
     stage: str
     seconds: float

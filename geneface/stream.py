@@ -156,7 +156,10 @@ def _driver_for(engine, size: int) -> Driver:
 
 
 class PhotoDriver:
-    """The photo engine, frame by frame: the mouth opens with each frame's own loudness."""
+    """The photo engine, frame by frame: the mouth opens with each frame's own loudness and takes its shape
+    from the frame's sound; the head's liveliness follows the openings as in a recorded answer and, once the
+    speech stops, settles frame by frame (a function of the pose alone, so idle frames are the same however
+    often they are drawn)."""
 
     lookahead = 0.0
 
@@ -165,26 +168,51 @@ class PhotoDriver:
 
         self.avatar = avatar.resized(size)
         self.loudness = LoudnessFollower()
+        self._spoke = (0.0, 0)  # the liveliness after the last speech frame learnt from, and that frame's pose
+        self._before = (0.0, 0)  # the liveliness when this speech began, and its first pose (idle frames drawn
+        # ahead of it, after it was drawn, keep the motion they had)
         self._done = 0  # frames whose sound was complete and is learnt from
 
     def reset(self) -> None:
         self._done = 0
         self.loudness.restart()
 
+    def _lively(self, pose: int) -> float:
+        before, start = self._before
+        if pose < start:
+            return before
+        level, at = self._spoke
+        return level * SETTLE ** max(0, pose - at)
+
     def draw(self, tail: Tail, k0: int, k1: int, poses: list[int]) -> list[np.ndarray]:
+        from geneface.photo import Motion
+        from geneface.warp import lip_spread
+
         hop = tail.rate / FPS
-        opening = []
+        shapes = []
         prev = self.loudness.state
+        motion = Motion()
+        pose = poses[0] - (k0 - self._done)  # the pose of frame `_done` (drawn again when it was cut short)
+        motion.level = self._lively(pose - 1)
+        if self._done == 0:
+            self._before = (motion.level, pose)
         # from the first frame not yet learnt from: the frame cut short at the last piece's end is heard whole now
         for k in range(self._done, k1):
             a, b = int(k * hop), int((k + 1) * hop)
             prev, db = self.loudness.opening(tail.get(a, b), prev)
+            lively = motion.step(prev)
             if b <= tail.end and k == self._done:
                 self.loudness.commit(prev, db)
+                self._spoke = (motion.level, pose)
                 self._done += 1
+                pose += 1
             if k >= k0:
-                opening.append(prev)
-        return [self.avatar.frame(a, p) for a, p in zip(opening, poses)]
+                spread = lip_spread(tail.get(max(0, int((k - 1) * hop)), b), tail.rate, prev)
+                shapes.append((prev, spread, lively))
+        return [self.avatar.frame(a, p, s, v) for (a, s, v), p in zip(shapes, poses)]
 
     def idle(self, pose: int) -> np.ndarray:
-        return self.avatar.frame(0.0, pose)
+        return self.avatar.frame(0.0, pose, 0.0, self._lively(pose))
+
+
+SETTLE = 0.96  # per frame: how a silent head's liveliness fades, as `Motion` fades it with the mouth closed

@@ -1,7 +1,7 @@
 """Test talking videos with a known mouth signal: a real face photo whose mouth follows a real speech clip's loudness.
 
 There is no real talking video to test with, so this makes one: scikit-image's astronaut portrait, its
-mouth opened frame by frame by the loudness of the speech (geneface.warp), with a small head sway. The
+mouth opened frame by frame by the loudness of the speech (geneface.warp), with a small head sway and blinks. The
 driving signal is returned too: it is what a lip-sync engine's output must follow.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 
 from core.types import Audio
 from geneface import landmarks as lm
+from geneface.photo import BlinkSchedule, close_eyes
 from geneface.warp import loudness_track, open_mouth, shift_frame
 
 FPS = 25
@@ -55,6 +56,7 @@ def make_clip(audio: Audio, *, size: int = 256, seed: int = 0, sway_px: float = 
     opening = loudness_track(audio, FPS)
     rng = np.random.default_rng(seed)
     phase = rng.uniform(0, 2 * np.pi, 3)
+    blinks = BlinkSchedule(seed)
     frames = []
     for i, amount in enumerate(opening):
         t = i / FPS
@@ -62,7 +64,11 @@ def make_clip(audio: Audio, *, size: int = 256, seed: int = 0, sway_px: float = 
         dx = sway_px * np.sin(0.9 * t + phase[0])
         dy = 0.6 * sway_px * np.sin(1.3 * t + phase[1])
         angle = 1.2 * np.sin(0.7 * t + phase[2])
-        frames.append(shift_frame(open_mouth(base, pts, float(amount)), dx, dy, angle))
+        face = open_mouth(base, pts, float(amount))
+        closure = blinks.closure(i)
+        if closure > 0:  # a person blinks: the lite engine's idle loop takes its blinks from the video
+            face = close_eyes(face, pts, closure)
+        frames.append(shift_frame(face, dx, dy, angle))
     return TalkingClip(frames, audio, opening)
 
 

@@ -75,6 +75,52 @@ def test_photo_checks():
         check_photo(blank.getvalue())
 
 
+def _scene(face_at: tuple[int, int], face_px: int, size: tuple[int, int] = (1600, 1200)) -> bytes:
+    """A wide photo (grey room) with the astronaut's head and shoulders pasted at `face_at`, `face_px` across."""
+    from skimage import data
+
+    w, h = size
+    scene = Image.new("RGB", (w, h), (96, 100, 104))
+    person = Image.fromarray(data.astronaut()).resize((face_px, face_px), Image.LANCZOS)
+    scene.paste(person, (face_at[0] - face_px // 2, face_at[1] - face_px // 2))
+    buf = io.BytesIO()
+    scene.save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+def _cnn_face_height(frame: np.ndarray) -> float:
+    """Face height over frame height by dlib's CNN detector: not the HOG detector the framing itself uses."""
+    import dlib
+
+    found = dlib.cnn_face_detection_model_v1(str(lm._models_dir() / "mmod_human_face_detector.dat"))(frame, 0)
+    assert len(found) == 1
+    return found[0].rect.height() / frame.shape[0]
+
+
+def test_a_small_face_in_a_wide_photo_is_framed_head_and_shoulders():
+    framed = check_photo(_scene((800, 600), 700))
+    assert framed.shape == (512, 512, 3)
+    assert _cnn_face_height(framed) >= 0.45  # the face was a tenth of the photo's height
+    faces = lm.detect(framed)
+    x0, y0, x1, y1 = faces[0].box
+    assert abs((x0 + x1) / 2 - 256) < 40 and abs((y0 + y1) / 2 - 256) < 60
+
+
+def test_photos_that_cannot_be_framed_are_refused_with_the_reason():
+    with pytest.raises(BadReference, match="too near the edge"):
+        check_photo(_scene((1600, 600), 700))  # the face at the right edge: framing it would put it off the middle
+    with pytest.raises(BadReference, match="face is too small"):
+        check_photo(_scene((320, 240), 250, size=(640, 480)))  # about 50 px brows to chin
+
+
+def test_an_old_unframed_photo_is_framed_when_loaded(tmp_path):
+    path = tmp_path / "old.png"
+    Image.open(io.BytesIO(_scene((800, 600), 700))).resize((800, 600)).save(path)  # kept as it came, 800 px
+    avatar = PhotoAvatar(path)
+    assert avatar.image.shape == (512, 512, 3)
+    assert _cnn_face_height(avatar.frame(0.0, 0)) >= 0.45
+
+
 def test_photo_engine_mouth_follows_the_speech(tmp_path):
     base, _ = portrait(256)
     path = tmp_path / "photo.png"
@@ -123,4 +169,4 @@ async def test_a_photo_avatar_answers_with_video_through_the_pipeline(services):
     video = [f for f in frames if isinstance(f, VideoFrame)]
     assert len(video) == 1
     info = read_info(video[0].mp4)
-    assert info.has_audio and abs(info.seconds - video[0].seconds) < 0.1 and info.width == 256
+    assert info.has_audio and abs(info.seconds - video[0].seconds) < 0.1 and info.width == 512  # framed, 512 px

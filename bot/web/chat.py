@@ -24,7 +24,7 @@ from bot.web.turns import TURN_ID, Turn, TurnBook
 from bot.web.uploads import AUDIO, read_form, take_file
 from core.errors import BadInput, DoppelError, NotAllowed, UnknownAvatar, VoiceNotReady
 from core.types import (AudioFrame, ConversationKey, Frame, NoteFrame, ReplyDone, SentenceFrame, SpeechDone,
-                        TranscriptFrame, VideoFrame)
+                        TranscriptFrame, VideoFrame, VideoPartFrame)
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class ChatPages:
             async for place in ticket.places():
                 turn.add(sse("queued", {"place": place, "message": busy_note(place)}))
             reply = ReplyAssembler()
-            async with aclosing(self.ctx.dialogue.reply(msg, speak=speak)) as frames:
+            async with aclosing(self.ctx.dialogue.reply(msg, speak=speak, video_parts=True)) as frames:
                 async for frame in frames:
                     reply.feed(frame)
                     turn.add(self._event(msg.user_id, frame, reply))
@@ -188,6 +188,10 @@ class ChatPages:
         if isinstance(frame, VideoFrame):
             key = self.ctx.media.put(frame.mp4, "video/mp4", user)
             return sse("video", {"url": f"/media/{key}", "seconds": round(frame.seconds, 2)})
+        if isinstance(frame, VideoPartFrame):
+            key = self.ctx.media.put(frame.mp4, "video/mp4", user)
+            return sse("video_part", {"index": frame.index, "offset": round(frame.offset, 3), "url": f"/media/{key}",
+                                      "seconds": round(frame.seconds, 2)})
         if isinstance(frame, NoteFrame):
             return sse("note", {"text": frame.text})
         if isinstance(frame, ReplyDone):

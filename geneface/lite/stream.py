@@ -34,7 +34,7 @@ class LiteDriver:
         self.avatar = avatar
         self.fps = avatar.fps
         self.per = MEL_RATE / self.fps
-        h, w = avatar.idle.shape[1:3]
+        w, h = avatar.frame_size
         scale = size / max(h, w)
         self.size = (max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2))
         self.filters = np.ascontiguousarray(mel_filters().T, np.float32)  # (201, 80)

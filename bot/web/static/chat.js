@@ -52,6 +52,42 @@
     playing.play().catch(() => playNext()); // autoplay refused: the whole answer's player stays for a click
   }
 
+  function faceOf(turn) {
+    if (!turn.face) {
+      const video = document.createElement("video");
+      video.className = "reply-video";
+      video.muted = true;
+      video.playsInline = true;
+      video.preload = "auto";
+      turn.bot.append(video);
+      turn.face = video;
+      turn.faceParts = {};
+    }
+    return turn.face;
+  }
+
+  // Shows the piece of sentence `index`'s face that covers where its voice (`audio`) is now, from that point.
+  function showFace(turn, index, audio) {
+    const pieces = (turn.faceParts && turn.faceParts[index]) || [];
+    const piece = pieces.filter((p) => p.offset <= audio.currentTime + 0.05)
+      .find((p) => audio.currentTime < p.offset + p.seconds);
+    if (!piece) return;
+    const video = turn.face;
+    if (video.dataset.url !== piece.url) {
+      video.src = piece.url;
+      video.dataset.url = piece.url;
+      video.onended = () => { // the next piece of the same sentence, if the voice is still on it
+        if (turn.speaking && turn.speaking.index === index && !audio.ended) showFace(turn, index, audio);
+      };
+    }
+    const go = () => {
+      video.currentTime = Math.max(0, Math.min(audio.currentTime - piece.offset, video.duration || 0));
+      video.play().catch(() => {});
+    };
+    if (video.readyState >= 1) go();
+    else video.addEventListener("loadedmetadata", go, { once: true });
+  }
+
   function parseEvent(chunk) {
     let event = "message";
     const data = [];
@@ -87,7 +123,19 @@
     } else if (event === "audio") {
       const part = new Audio(data.url);
       part.preload = "auto";
+      part.addEventListener("play", () => {
+        turn.speaking = { index: data.index, audio: part };
+        showFace(turn, data.index, part);
+      });
       enqueue(part);
+    } else if (event === "video_part") {
+      // the talking head, a sentence at a time: each part is shown with its sentence's voice, muted (the voice
+      // plays from the audio parts), caught up to where that voice is when the part comes late
+      const face = faceOf(turn);
+      (turn.faceParts[data.index] ||= []).push(data); // a sentence may come in pieces: its first second alone
+      const now = turn.speaking;
+      if (now && now.index === data.index && !now.audio.ended) showFace(turn, data.index, now.audio);
+      else if (!face.src) face.src = data.url;
     } else if (event === "speech") {
       const audio = document.createElement("audio");
       audio.className = "reply-audio";
