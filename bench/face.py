@@ -308,7 +308,7 @@ def cmd_live(args) -> None:
     environment), so this is the face's cost to the speech stage of the first answer audio."""
     import asyncio
 
-    from bot.settings import Settings
+    from adapters.settings import Settings
     from bot.wiring import build_synthesizers
     from bot.web.live_video import AvatarVideoTrack
     from geneface.photo import PhotoAvatar, check_photo

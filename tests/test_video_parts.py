@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from adapters.video import read_info
-from bot.settings import Settings
+from adapters.settings import Settings
 from bot.wiring import Engines, build_chat_model, build_services, build_synthesizers
 from core.pipeline import ReplyRequest
 from core.types import AudioFrame, ConversationKey, ReplyDone, SpeechDone, VideoFrame, VideoPartFrame
