@@ -309,7 +309,7 @@ def cmd_live(args) -> None:
     import asyncio
 
     from adapters.settings import Settings
-    from bot.wiring import build_synthesizers
+    from adapters.engines import build_synthesizers
     from bot.web.live_video import AvatarVideoTrack
     from geneface.photo import PhotoAvatar, check_photo
     from geneface.stream import FaceStream

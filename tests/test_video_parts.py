@@ -8,7 +8,8 @@ import pytest
 
 from adapters.video import read_info
 from adapters.settings import Settings
-from bot.wiring import Engines, build_chat_model, build_services, build_synthesizers
+from adapters.engines import Engines, build_chat_model, build_synthesizers
+from bot.wiring import build_services
 from core.pipeline import ReplyRequest
 from core.types import AudioFrame, ConversationKey, ReplyDone, SpeechDone, VideoFrame, VideoPartFrame
 from tests.fakes.llm_servers import FakeLLMServer, Reply
