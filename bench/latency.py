@@ -19,13 +19,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.media import decode_audio  # noqa: E402
-from adapters.tts_piper import PiperSynthesizer, bundled_voice  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from bot.wiring import build_engines, build_services  # noqa: E402
-from core.pipeline import ReplyRequest  # noqa: E402
-from core.types import Audio, AudioFrame, ConversationKey, ReplyDone  # noqa: E402
-from tests.conftest import speech_clips  # noqa: E402
+from adapters.media import decode_audio
+from adapters.tts_piper import PiperSynthesizer, bundled_voice
+from bot.settings import Settings
+from bot.wiring import build_engines, build_services
+from core.pipeline import ReplyRequest
+from core.types import Audio, AudioFrame, ConversationKey, ReplyDone
+from tests.conftest import speech_clips
 
 
 class ReloadEachSentence:
@@ -74,7 +74,7 @@ async def run_mode(services, clips, synthesizers=None, voice: str | None = None)
         pipeline.synthesizers = synthesizers
     stats: dict[str, list[float]] = {}
     persona = services.personas.get("default")
-    for i, (path, seconds, _) in enumerate(clips):
+    for i, (path, _seconds, _) in enumerate(clips):
         audio = decode_audio(path.read_bytes())
         request = ReplyRequest(key=ConversationKey(f"bench:{i}", f"bench:{i}"), persona=persona, audio=audio, language="en",
                                voice=voice)
@@ -121,7 +121,7 @@ async def main() -> None:
 
     clips = [c for c in speech_clips("en") if 4.0 <= c[1] <= 7.0][: args.clips]
     with tempfile.TemporaryDirectory() as tmp:
-        engines, services = await warm_services(Path(tmp))
+        _engines, services = await warm_services(Path(tmp))
         try:
             persistent = await run_mode(services, clips)
             reloaded = await run_mode(services, clips, [ReloadEachSentence()])
@@ -170,7 +170,7 @@ async def demo_voice(args) -> None:
 
     clips = [c for c in speech_clips("en") if 4.0 <= c[1] <= 7.0][: args.clips]
     with tempfile.TemporaryDirectory() as tmp:
-        engines, services = await warm_services(Path(tmp))
+        _engines, services = await warm_services(Path(tmp))
         try:
             voice = await install_demo(services)
             await run_mode(services, clips[:1], voice=voice)  # loads the voice (a server has it loaded)

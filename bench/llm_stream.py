@@ -23,13 +23,13 @@ from typing import AsyncIterator, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.settings import Settings  # noqa: E402
-from bot.wiring import Engines, build_chat_model, build_services, build_synthesizers  # noqa: E402
-from core.errors import AnswerCut  # noqa: E402
-from core.pipeline import ReplyRequest  # noqa: E402
-from core.ports import ChatModel  # noqa: E402
-from core.types import AudioFrame, ChatMessage, ConversationKey, LLMOptions, ReplyDone  # noqa: E402
-from tests.fakes.llm_servers import FakeLLMServer, Reply  # noqa: E402
+from bot.settings import Settings
+from bot.wiring import Engines, build_chat_model, build_services, build_synthesizers
+from core.errors import AnswerCut
+from core.pipeline import ReplyRequest
+from core.ports import ChatModel
+from core.types import AudioFrame, ChatMessage, ConversationKey, LLMOptions, ReplyDone
+from tests.fakes.llm_servers import FakeLLMServer, Reply
 
 TOKENS_PER_SECOND = 30.0
 ANSWER = ("Sure, a warm bowl of oatmeal with fresh berries is a great way to start the day. "

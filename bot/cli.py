@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - settings, files and the database fail with one line, not a traceback
+    except Exception as exc:  # settings, files and the database fail with one line, not a traceback
         message = _one_line(exc)
         if message is None:
             raise

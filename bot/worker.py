@@ -172,5 +172,5 @@ class Worker:
             if await self.run_once() is None:
                 try:
                     await asyncio.wait_for(stop.wait(), self.poll_seconds)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass

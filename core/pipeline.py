@@ -265,7 +265,8 @@ class ReplyPipeline:
         budget = self.config.history_token_budget
         context = getattr(self.chat_model, "context_tokens", None)
         if context:
-            fixed = token_bound(persona.system_prompt if system is None else system) + token_bound(user_text) + 2 * MESSAGE_OVERHEAD + persona.max_tokens
+            prompt = token_bound(persona.system_prompt if system is None else system) + token_bound(user_text)
+            fixed = prompt + 2 * MESSAGE_OVERHEAD + persona.max_tokens
             budget = min(budget, context - fixed)
         return max(0, budget)
 

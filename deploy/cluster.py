@@ -66,7 +66,7 @@ def deploy(settings, config: EnginesConfig, timeout: float = 600.0) -> None:
         try:
             serve.run(app, name=config.app, route_prefix=None)
             outcome["done"] = True
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             outcome["error"] = exc
 
     threading.Thread(target=run, name="serve-run", daemon=True).start()
@@ -101,7 +101,7 @@ def _blocking(call):
     def run() -> None:
         try:
             box["value"] = call()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the caller below
+        except BaseException as exc:  # handed back to the caller below
             box["error"] = exc
 
     worker = threading.Thread(target=run, name="ray-describe")

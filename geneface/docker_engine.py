@@ -338,7 +338,7 @@ class GeneFaceDocker:
         """
         container = self.client().containers.run(**run_kwargs(self.image, stage.command, mounts, gpu, name))
         self._running[name] = container
-        log = open(log_file, "a", encoding="utf-8") if log_file else None
+        log = open(log_file, "a", encoding="utf-8") if log_file else None  # noqa: SIM115 - closed in the finally below
         try:
             for line in split_lines(container.logs(stream=True, follow=True)):
                 event = parse_line(line)

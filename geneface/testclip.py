@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -72,7 +73,7 @@ def speech(paths, sample_rate: int = 16_000, seconds: float | None = None) -> Au
 
     parts = []
     for p in paths:
-        parts.append(decode_audio(open(p, "rb").read(), sample_rate).samples)
+        parts.append(decode_audio(Path(p).read_bytes(), sample_rate).samples)
         parts.append(np.zeros(int(0.25 * sample_rate), np.float32))
         if seconds and sum(x.size for x in parts) >= seconds * sample_rate:
             break

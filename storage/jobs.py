@@ -1,7 +1,7 @@
 """Training jobs (avatars and voices) kept in the database, so a restart resumes them."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Sequence
 
 from sqlalchemy import select, update
@@ -139,7 +139,7 @@ class JobRepository:
                 claimed = await session.execute(
                     update(JobRecord).where(JobRecord.id == job_id, JobRecord.status == JobStatus.QUEUED.value)
                     .values(status=JobStatus.RUNNING.value, worker=worker or worker_id(), cancel_requested=False,
-                            updated_at=datetime.now(timezone.utc))
+                            updated_at=datetime.now(UTC))
                 )
                 if claimed.rowcount == 1:
                     return _to_job(await session.get(JobRecord, job_id))
@@ -150,14 +150,14 @@ class JobRepository:
         A worker on this host is gone when its process is; one elsewhere when it has not reported for
         `stale_seconds`. A job of a live worker is left alone, so two workers can share one database.
         """
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with self.sessions.begin() as session:
             running = (await session.scalars(select(JobRecord).where(JobRecord.status == JobStatus.RUNNING.value))).all()
             count, me = 0, worker_id()
             for rec in running:
                 if rec.worker == me:
                     continue
-                updated = rec.updated_at if rec.updated_at.tzinfo else rec.updated_at.replace(tzinfo=timezone.utc)
+                updated = rec.updated_at if rec.updated_at.tzinfo else rec.updated_at.replace(tzinfo=UTC)
                 stale = (now - updated).total_seconds() > stale_seconds
                 if alive(rec.worker) and not (stale and not on_this_host(rec.worker)):
                     continue

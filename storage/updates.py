@@ -2,7 +2,7 @@
 already answered, so neither a crash nor several bot replicas sharing one database lose or repeat an answer."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +14,7 @@ from storage.owners import alive
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _free(claimed_by: str | None, lease_until: datetime | None, holder: str) -> bool:

@@ -38,7 +38,7 @@ class UserRepository:
 
     async def stats(self) -> dict[str, int]:
         async with self.sessions() as session:
-            count = lambda model: session.scalar(select(func.count()).select_from(model))  # noqa: E731
+            count = lambda model: session.scalar(select(func.count()).select_from(model))
             return {
                 "users": await count(User) or 0,
                 "messages": await count(Message) or 0,

@@ -16,16 +16,16 @@ import pytest_asyncio
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
-from adapters.media import decode_audio  # noqa: E402
-from bot.common.demo import DEMO_VOICE, install_demo  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from bot.wiring import build_engines, build_services  # noqa: E402
-from core.errors import NoSpeech  # noqa: E402
-from core.pipeline import ReplyRequest  # noqa: E402
-from core.types import (Audio, AudioFrame, ConversationKey, ReplyDone, SentenceFrame, TranscriptFrame,  # noqa: E402
+from adapters.media import decode_audio
+from bot.common.demo import DEMO_VOICE, install_demo
+from bot.settings import Settings
+from bot.wiring import build_engines, build_services
+from core.errors import NoSpeech
+from core.pipeline import ReplyRequest
+from core.types import (Audio, AudioFrame, ConversationKey, ReplyDone, SentenceFrame, TranscriptFrame,
                         VideoFrame, VoiceEngine)
-from tests.conftest import speech_clips  # noqa: E402
-from tests.fakes.llm_servers import FakeLLMServer, Reply  # noqa: E402
+from tests.conftest import speech_clips
+from tests.fakes.llm_servers import FakeLLMServer, Reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

@@ -14,7 +14,7 @@ from RVC.client import WorkerConverter
 from RVC.quality_gate import TEST_SENTENCES, GateLimits, held_apart, judge, score_voice, training_clips
 from RVC.speech_check import check_speech
 from tests.conftest import ROOT, SPEECH, speech_clips
-from tests.telegram_support import bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
+from tests.telegram_support import bot_settings, fake_tg, running_bot, texts_to  # noqa: F401 - a pytest fixture, requested by name
 
 SPLIT = json.loads((ROOT / "RVC" / "data" / "en_split.json").read_text())
 

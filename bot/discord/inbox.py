@@ -43,7 +43,7 @@ async def on_message(bot: "DoppelDiscord", message: discord.Message) -> None:
             return  # answered already (a replayed event), or being answered by another replica
         try:
             await _answer(bot, message)
-        except Exception as exc:  # noqa: BLE001 — every failure becomes one reply; errors.tell logs what is unexpected
+        except Exception as exc:  # every failure becomes one reply; errors.tell logs what is unexpected
             await tell(message, exc, bot.error_replies)
 
 

@@ -224,7 +224,7 @@ class LivePages:
             try:
                 frame = await asyncio.wait_for(track.recv(), wait)
                 wait = self.idle_seconds
-            except (asyncio.TimeoutError, MediaStreamError):
+            except (TimeoutError, MediaStreamError):
                 self._close_soon(session, "no audio from the page")
                 return
             for out in resampler.resample(frame):

@@ -81,10 +81,11 @@ class AvatarVideoTrack(MediaStreamTrack):
             n = self._next
             if self.clock.now() >= (n + 1) / self.fps:  # late by more than a frame: show what is due now
                 n = math.floor(self.clock.now() * self.fps)
-            while (wait := n / self.fps - self.clock.now()) > 0:
+            while (wait := n / self.fps - self.clock.now()) > 0:  # noqa: ASYNC110 - waits on a clock, which no event marks
                 await asyncio.sleep(min(wait, 0.1))
             pts = self._early + n
-        while self._fallback is None and self._last_idle is None and self._error is None:  # the first frame is being drawn
+        # the first frame is being drawn (in a thread, which has no event to set)
+        while self._fallback is None and self._last_idle is None and self._error is None:  # noqa: ASYNC110 - see above
             await asyncio.sleep(0.005)
         if self._error is not None:
             self.stop()

@@ -232,7 +232,7 @@ class FakeTelegram:
                     raise TimeoutError(f"waited {timeout:.0f} s; the bot sent: {[(s.method, s.chat_id, s.text[:60]) for s in self.sent]}")
                 try:
                     await asyncio.wait_for(self._changed.wait(), left)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     # ---- the HTTP side ----
@@ -320,7 +320,7 @@ class FakeTelegram:
                     if 200 <= resp.status < 300:
                         self.updates = [u for u in self.updates if u["update_id"] != update["update_id"]]
                         return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             await asyncio.sleep(0.3)
 
@@ -350,7 +350,7 @@ class FakeTelegram:
             while not self.updates and time.monotonic() < deadline:
                 try:
                     await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
         batch = self.updates[:limit]
         self.delivered.extend(u["update_id"] for u in batch)
