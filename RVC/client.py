@@ -274,6 +274,14 @@ class WorkerConverter:
             matched = audio_ops.match_loudness(checked)
             yield FallbackAudio(matched.samples, matched.sample_rate, note=checked.note) if isinstance(checked, FallbackAudio) else matched
 
+    async def preview(self, voice: Voice, text: str) -> Audio:
+        """The worker says `text` in its base voice and converts it with `voice`'s files; no speech check and no
+        fallback, since a new model is judged by exactly what it makes."""
+        request = Request(voice.engine.value, dict(voice.params), text=text, language=voice.language)
+        async for out in self.worker.stream([request]):
+            return out
+        raise EngineError("The voice worker returned nothing.")
+
     async def close(self) -> None:
         await self.worker.close()
 

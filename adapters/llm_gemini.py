@@ -6,7 +6,7 @@ turn at all but the request's `system_instruction`.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Sequence
+from typing import AsyncGenerator, Sequence
 
 from adapters.llm_errors import auth_error, error_for_status, missing_key, redact, refused, unfinished, unreachable
 from core.errors import ProviderError
@@ -57,6 +57,11 @@ def to_gemini(messages: Sequence[ChatMessage]) -> tuple[str | None, list[dict]]:
 
 
 class GeminiChatModel:
+    context_tokens: int | None = None  # a hosted model's window is far beyond any history budget here
+
+    def warm_up(self) -> None:
+        """Nothing to load: the first call opens the connection."""
+
     def __init__(self, model: str = DEFAULT_MODEL, *, api_key: str, base_url: str = "") -> None:
         self.model = model or DEFAULT_MODEL
         self.name = f"gemini:{self.model}"
@@ -72,7 +77,7 @@ class GeminiChatModel:
             options = types.HttpOptions(base_url=base_url or None, retry_options=types.HttpRetryOptions(attempts=1))
             self._client = genai.Client(api_key=api_key, vertexai=False, http_options=options)
 
-    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
         if self._client is None:
             raise missing_key("gemini", "DOPPEL_GEMINI_API_KEY")
         from google.genai import errors, types

@@ -5,7 +5,7 @@ import difflib
 import re
 import threading
 from pathlib import Path
-from typing import AsyncIterator, Iterator, Sequence
+from typing import AsyncGenerator, Iterator, Sequence
 
 import numpy as np
 
@@ -77,6 +77,9 @@ class LocalChatModel:
         with self._lock:
             self._load()
 
+    async def aclose(self) -> None:
+        """Nothing to close: the model stays loaded for the process's life (other Services may share it)."""
+
     def prompt(self, messages: Sequence[ChatMessage]) -> list[dict]:
         """The chat messages as the model gets them: the example turns go after the system prompt."""
         payload = [{"role": m.role, "content": m.content} for m in messages]
@@ -93,7 +96,7 @@ class LocalChatModel:
         shots = sum(token_bound(q) + token_bound(a) + 2 * MESSAGE_OVERHEAD for q, a in EXAMPLE_TURNS) if self.examples else 0
         return self.context - shots - MESSAGE_OVERHEAD
 
-    def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
+    def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
         payload = self.prompt(messages)
         question = next((m.content for m in reversed(messages) if m.role == "user"), "")
         # set when the caller stops listening (a timeout, a cancelled reply): llama.cpp checks it after every token,

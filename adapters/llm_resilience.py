@@ -15,7 +15,7 @@ import asyncio
 import logging
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import AsyncIterator, Sequence
+from typing import AsyncGenerator, Sequence
 
 from adapters.llm_errors import ProviderUnavailable, is_retryable, redact
 from core.errors import AnswerCut, ContentRefused, DoppelError, ProviderAuthError, ProviderError
@@ -74,23 +74,19 @@ class ResilientChatModel:
     @property
     def context_tokens(self) -> int | None:
         """The smallest context window in the chain (a local model's), so a fallback's prompt fits too."""
-        sizes = [size for m in self.chain if (size := getattr(m, "context_tokens", None))]
+        sizes = [size for m in self.chain if (size := m.context_tokens)]
         return min(sizes) if sizes else None
 
     def warm_up(self) -> None:
         for model in self.chain:
-            warm = getattr(model, "warm_up", None)
-            if callable(warm):
-                warm()
+            model.warm_up()
 
     async def aclose(self) -> None:
         """Close the providers' HTTP clients (on the loop that used them)."""
         for model in self.chain:
-            close = getattr(model, "aclose", None)
-            if close is not None:
-                await close()
+            await model.aclose()
 
-    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
         options = self.options_for(options)
         failures: list[ProviderError] = []
         for position, model in enumerate(self.chain):
@@ -110,7 +106,7 @@ class ResilientChatModel:
                             f"; falling back to {following}" if following else "")
         raise _worst(failures) from None
 
-    async def _with_retries(self, model: ChatModel, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
+    async def _with_retries(self, model: ChatModel, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
         attempt = 0
         while True:
             wrote = False
@@ -134,8 +130,8 @@ class ResilientChatModel:
             log.info("chat model %s: %s; retry %d of %d in %.2f s", model.name, error.detail, attempt, self.policy.retries, wait)
             await asyncio.sleep(wait)
 
-    async def _watched(self, model: ChatModel, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
-        pieces = model.stream(messages, options).__aiter__()
+    async def _watched(self, model: ChatModel, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
+        pieces = model.stream(messages, options)
         try:
             while True:
                 try:
@@ -146,9 +142,7 @@ class ResilientChatModel:
                     raise ProviderUnavailable(detail=f"{model.name}: silent for {self.policy.timeout:g} s") from None
                 yield piece
         finally:
-            close = getattr(pieces, "aclose", None)
-            if close is not None:
-                await close()
+            await pieces.aclose()
 
     def _as_provider_error(self, exc: Exception, name: str) -> ProviderError:
         if isinstance(exc, ProviderError):

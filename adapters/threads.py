@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import AsyncIterator, Callable, Iterator, TypeVar
+from typing import AsyncGenerator, Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 _DONE = object()
 
 
 async def iterate_in_thread(make_iter: Callable[[], Iterator[T]], lock: threading.Lock | None = None,
-                            stop: threading.Event | None = None) -> AsyncIterator[T]:
+                            stop: threading.Event | None = None) -> AsyncGenerator[T, None]:
     """Yield items a blocking iterator produces in a worker thread. Closing the async side (a timeout, a cancelled
     reply) sets `stop`: a run still waiting for the lock never starts, and a running one ends at its next item,
     or sooner where the iterator itself watches `stop` (a model checking it per token)."""

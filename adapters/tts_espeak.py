@@ -42,6 +42,10 @@ class EspeakSynthesizer:
             cls._lib = lib
         return cls._lib
 
+    def warm_up(self) -> None:
+        with self._lock:
+            self._load()
+
     def supports(self, language: str) -> bool:
         with self._lock:
             lib = self._load()

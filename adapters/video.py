@@ -118,7 +118,7 @@ def square(frame: np.ndarray, side: int, box: tuple[int, int, int] | None = None
     crop = frame[y:y + s, x:x + s]
     if s == side:
         return crop
-    return np.asarray(Image.fromarray(crop).resize((side, side), Image.BILINEAR))
+    return np.asarray(Image.fromarray(crop).resize((side, side), Image.Resampling.BILINEAR))
 
 
 def face_square(face: tuple[int, int, int, int], h: int, w: int) -> tuple[int, int, int]:

@@ -34,6 +34,9 @@ class ReloadEachSentence:
     def supports(self, language: str) -> bool:
         return language.startswith("en")
 
+    def warm_up(self) -> None:
+        """Nothing is kept between sentences, so nothing to load ahead."""
+
     async def synthesize(self, text: str, language: str) -> Audio:
         model, config = bundled_voice()
         return await PiperSynthesizer(model, config).synthesize(text, language)
@@ -52,6 +55,9 @@ class ProcessEachSentence:
 
     def supports(self, language: str) -> bool:
         return language.startswith("en")
+
+    def warm_up(self) -> None:
+        """Nothing is kept between sentences, so nothing to load ahead."""
 
     async def synthesize(self, text: str, language: str) -> Audio:
         with tempfile.TemporaryDirectory() as tmp:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import AsyncIterator, Sequence
+from typing import AsyncGenerator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,7 +51,17 @@ class WholeAnswer:
         self.inner = inner
         self.name = f"whole:{inner.name}"
 
-    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
+    @property
+    def context_tokens(self) -> int | None:
+        return self.inner.context_tokens
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
         pieces: list[str] = []
         try:
             async for piece in self.inner.stream(messages, options):

@@ -10,7 +10,7 @@ from bot.settings import Settings
 from core.errors import BadInput
 from core.languages import UnknownLanguage, is_known
 from core.pipeline import PipelineConfig, ReplyPipeline
-from core.ports import AvatarRenderer, ChatModel, LanguageDetector, SpeechSynthesizer, VoiceConverter
+from core.ports import AvatarRenderer, ChatModel, LanguageDetector, SpeechRecognizer, SpeechSynthesizer, VoiceConverter
 from core.types import VoiceEngine
 from storage.db import create_engine, session_factory, upgrade
 from storage.history import HistoryRepository
@@ -30,7 +30,7 @@ class Services:
     users: UserRepository
     chats: ChatSettingsRepository
     personas: PersonaBook
-    recognizer: object
+    recognizer: SpeechRecognizer
     chat_model: ChatModel
     synthesizers: list[SpeechSynthesizer]
     pipeline: ReplyPipeline
@@ -44,7 +44,7 @@ class Services:
             await self.owned_engines.close()
 
 
-def build_recognizer(settings: Settings):
+def build_recognizer(settings: Settings) -> SpeechRecognizer:
     from adapters.asr_whisper import MULTILINGUAL, Decoding, WhisperRecognizer
     from adapters.whisper_models import english_tiny_dir, multilingual_base_dir
 
@@ -163,7 +163,7 @@ def build_renderer(settings: Settings, sessions: async_sessionmaker[AsyncSession
 class Engines:
     """The loaded models. Built once per process and shared by everything that answers."""
 
-    recognizer: object
+    recognizer: SpeechRecognizer
     chat_model: ChatModel
     synthesizers: list[SpeechSynthesizer]
     converters: dict[VoiceEngine, VoiceConverter]
@@ -172,13 +172,9 @@ class Engines:
 
     async def close(self) -> None:
         """Lets go of what the engines hold open: the LLM's HTTP connections, the voice worker's process or container."""
-        close_model = getattr(self.chat_model, "aclose", None)
-        if close_model is not None:
-            await close_model()
+        await self.chat_model.aclose()
         for converter in {id(c): c for c in self.converters.values()}.values():  # one worker serves several engines
-            close = getattr(converter, "close", None)
-            if close is not None:
-                await close()
+            await converter.close()
 
 
 def build_engines(settings: Settings) -> Engines:
@@ -204,8 +200,9 @@ async def build_services(settings: Settings | None = None, *, engines: Engines |
     sessions = session_factory(engine)
     history = HistoryRepository(sessions)
     voices = VoiceRepository(sessions)
-    owned = None if engines is not None else build_engines(settings)
-    engines = engines or owned
+    owned: Engines | None = None
+    if engines is None:
+        engines = owned = build_engines(settings)
     recognizer, chat_model, synthesizers = engines.recognizer, engines.chat_model, engines.synthesizers
     converters, renderer = engines.converters, engines.renderer or build_renderer(settings, sessions)
     pipeline = ReplyPipeline(

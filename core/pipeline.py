@@ -9,7 +9,7 @@ import asyncio
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import AsyncIterator, Sequence
+from typing import AsyncGenerator, Sequence
 
 from core import audio as audio_ops
 from core.errors import AnswerCut, AudioTooLong, BadInput, DoppelError, EngineError, NoSpeech, TextTooLong, VoiceNotReady
@@ -125,7 +125,7 @@ class ReplyPipeline:
         self.config = config or PipelineConfig()
         self.text_languages = text_languages
 
-    async def run(self, request: ReplyRequest) -> AsyncIterator[Frame]:
+    async def run(self, request: ReplyRequest) -> AsyncGenerator[Frame, None]:
         watch = Stopwatch()
         voice = await self._resolve_voice(request) if request.speak else None
 
@@ -193,7 +193,7 @@ class ReplyPipeline:
         yield ReplyDone(text, tuple(_summarize(watch)), user_language=language, language=answer_language,
                         notice_given=bool(notice))
 
-    async def speak(self, request: ReplyRequest) -> AsyncIterator[AudioFrame]:
+    async def speak(self, request: ReplyRequest) -> AsyncGenerator[AudioFrame, None]:
         """Say `request.text` itself in the request's voice (a /say command): the speech stages without the LLM,
         so a voice sounds the same here as in a reply. Nothing is stored in the history."""
         watch = Stopwatch()
@@ -263,7 +263,7 @@ class ReplyPipeline:
     def history_budget(self, persona: Persona, user_text: str, system: str | None = None) -> int:
         """The configured budget, cut so that prompt + history + the longest answer fit the model's context."""
         budget = self.config.history_token_budget
-        context = getattr(self.chat_model, "context_tokens", None)
+        context = self.chat_model.context_tokens
         if context:
             prompt = token_bound(persona.system_prompt if system is None else system) + token_bound(user_text)
             fixed = prompt + 2 * MESSAGE_OVERHEAD + persona.max_tokens

@@ -105,9 +105,13 @@ class Voice:
 
 @dataclass(frozen=True)
 class Avatar:
+    """A face that speaks the answers, as stored (storage/avatars.py)."""
+
     name: str
-    engine: str  # "lite" | "photo" | "geneface"
-    ready: bool = False
+    engine: str  # "photo" | "lite" | "geneface"
+    ready: bool
+    source_path: str  # the photo or video it was made from
+    artifact_path: str  # what its engine loads: a prepared photo, a trained lite model, a GeneFace++ folder
     params: dict = field(default_factory=dict)
 
 

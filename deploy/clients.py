@@ -4,12 +4,12 @@ Audio goes as numpy samples and a rate; what comes back from the object store is
 """
 from __future__ import annotations
 
-from typing import AsyncIterator, Sequence
+from typing import AsyncGenerator, Sequence
 
 import numpy as np
 
 from core.errors import UnknownAvatar
-from core.ports import SpeechSynthesizer
+from core.ports import FaceStream, SpeechSynthesizer
 from core.types import Audio, ChatMessage, FallbackAudio, LLMOptions, Transcript, Voice
 from deploy.avatars import ENGINES as RAY_AVATAR_ENGINES
 from deploy.avatars import avatar_model_id
@@ -24,6 +24,9 @@ def _audio(samples: np.ndarray, rate: int) -> Audio:
 class RaySpeechRecognizer:
     def __init__(self, handle) -> None:
         self.handle = handle
+
+    def warm_up(self) -> None:
+        """The replica loaded its models when it started."""
 
     async def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
         try:
@@ -51,7 +54,13 @@ class RayChatModel:
         self.name = f"ray:{info['name']}"
         self.context_tokens: int | None = info.get("context_tokens")
 
-    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
+    def warm_up(self) -> None:
+        """The replica loaded its model when it started."""
+
+    async def aclose(self) -> None:
+        """Nothing held here: the replica keeps the model's connections."""
+
+    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
         # a streaming call: each piece arrives as the replica's model writes it, so the pipeline's splitter closes the
         # first sentence (and it is spoken) while the model is still writing the rest
         response = self.handle.options(stream=True).stream.remote(
@@ -78,6 +87,9 @@ class RaySpeechSynthesizer:
     def supports(self, language: str) -> bool:
         return any(s.supports(language) for s in self.synthesizers)
 
+    def warm_up(self) -> None:
+        """The replica loaded its first voice when it started; the others load on their language's first sentence."""
+
     async def synthesize(self, text: str, language: str) -> Audio:
         try:
             samples, rate = await self.handle.synthesize.remote(text, language)
@@ -99,6 +111,17 @@ class RayVoiceConverter:
         out = _audio(samples, rate)
         return FallbackAudio(out.samples, out.sample_rate, note=note) if note else out
 
+    async def preview(self, voice: Voice, text: str) -> Audio:
+        try:
+            samples, rate = await self.handle.preview.remote(voice.name, voice.engine.value, voice.language,
+                                                              dict(voice.params), text)
+        except Exception as exc:
+            raise arrived(exc) from exc
+        return _audio(samples, rate)
+
+    async def close(self) -> None:
+        """Nothing to stop here: the replicas belong to the cluster."""
+
 
 class RayAvatarRenderer:
     """Photo and lite avatars render on the AvatarRendering deployment; GeneFace++ ones in their own containers
@@ -109,6 +132,10 @@ class RayAvatarRenderer:
 
     async def is_ready(self, avatar: str) -> bool:
         return await self.local.is_ready(avatar)
+
+    async def face_stream(self, avatar: str, size: int) -> FaceStream | None:
+        """None: a live face is drawn frame by frame beside the call, and these avatars render on the cluster."""
+        return None
 
     async def render(self, audio: Audio, avatar: str, text: str = "") -> bytes:
         record = await self.avatars.get(avatar)

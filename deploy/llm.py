@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import aclosing
-from typing import AsyncIterator
+from typing import AsyncGenerator
 
 from ray import serve
 
@@ -21,7 +21,7 @@ class ChatModel:
     def describe(self) -> dict:
         return {"name": self.model.name, "context_tokens": self.model.context_tokens}
 
-    async def stream(self, messages: list[tuple[str, str]], temperature: float, max_tokens: int) -> AsyncIterator[str]:
+    async def stream(self, messages: list[tuple[str, str]], temperature: float, max_tokens: int) -> AsyncGenerator[str, None]:
         pieces = self.model.stream([ChatMessage(role, text) for role, text in messages],
                                    LLMOptions(temperature=temperature, max_tokens=max_tokens))
         try:

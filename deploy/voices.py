@@ -92,6 +92,15 @@ class VoiceConversion:
         except Exception as exc:
             raise carry(exc) from None
 
+    async def preview(self, name: str, engine: str, language: str, params: dict, text: str) -> tuple[np.ndarray, int]:
+        """`text` in a voice that is not stored yet (a new model on trial): loaded for this call only, outside the
+        multiplexed cache, since its files move once it passes."""
+        try:
+            out = await self.converter.preview(Voice(name, VoiceEngine(engine), language, False, params), text)
+            return out.samples, out.sample_rate
+        except Exception as exc:
+            raise carry(exc) from None
+
     def describe(self) -> dict:
         """Which voices this replica holds now, and how many loads it has made (tests, `doppel engines status`)."""
         return {"replica": serve.get_replica_context().replica_id.unique_id, "pid": os.getpid(),

@@ -402,7 +402,7 @@ def prepare_input(data: bytes, points, out_path: Path) -> None:
             side = int(min(span, h, w))
             x0 = int(np.clip(cx - side / 2, 0, w - side))
             y0 = int(np.clip(cy - side * 0.45, 0, h - side))
-            yield np.asarray(Image.fromarray(frame[y0:y0 + side, x0:x0 + side]).resize((SIDE, SIDE), Image.LANCZOS))
+            yield np.asarray(Image.fromarray(frame[y0:y0 + side, x0:x0 + side]).resize((SIDE, SIDE), Image.Resampling.LANCZOS))
 
     out_path.write_bytes(encode_mp4(frames(), FPS, decode_audio(data), crf=16))
 

@@ -131,4 +131,4 @@ def _resize(image: np.ndarray, scale: float) -> np.ndarray:
     from PIL import Image
 
     h, w = image.shape[:2]
-    return np.asarray(Image.fromarray(image).resize((max(1, int(w * scale)), max(1, int(h * scale))), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((max(1, int(w * scale)), max(1, int(h * scale))), Image.Resampling.BILINEAR))

@@ -30,7 +30,7 @@ def check_photo(data: bytes, max_side: int = 512) -> np.ndarray:
     w, h = int(image.width * scale) // 2 * 2, int(image.height * scale) // 2 * 2
     if min(w, h) < 128:
         raise BadReference("The photo is too small; please send one at least 128 px on each side.")
-    rgb = np.asarray(image.resize((w, h), Image.LANCZOS))
+    rgb = np.asarray(image.resize((w, h), Image.Resampling.LANCZOS))
     faces = lm.detect(rgb)
     if not faces:
         raise BadReference("I can't find a face in that photo; please send a portrait facing the camera.")
@@ -56,7 +56,7 @@ class PhotoAvatar:
         scale = longer_side / max(h, w)
         size = (max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2))
         out = object.__new__(PhotoAvatar)
-        out.image = np.asarray(Image.fromarray(self.image).resize(size, Image.LANCZOS))
+        out.image = np.asarray(Image.fromarray(self.image).resize(size, Image.Resampling.LANCZOS))
         out.points = self.points * np.array([size[0] / w, size[1] / h], np.float32)
         out.fps = self.fps
         return out

@@ -6,8 +6,9 @@ import threading
 from collections import OrderedDict
 
 from core.errors import EngineError, UnknownAvatar
-from core.types import Audio
-from storage.avatars import Avatar, AvatarRepository
+from core.ports import FaceStream
+from core.types import Audio, Avatar
+from storage.avatars import AvatarRepository
 
 
 class AvatarStudio:
@@ -38,7 +39,7 @@ class AvatarStudio:
         engine = await asyncio.to_thread(self._engine, record)
         return await asyncio.to_thread(engine.render, audio, text, self.subtitles)
 
-    async def face_stream(self, avatar: str, size: int = 512):
+    async def face_stream(self, avatar: str, size: int = 512) -> FaceStream:
         """A `geneface.stream.FaceStream` of the avatar for live talk; it shares the loaded engine with every other."""
         record = await self.avatars.get(avatar)
         if not record.ready:

@@ -46,7 +46,7 @@ def portrait(size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     x0 = int(np.clip(cx - half, 0, image.shape[1] - 2 * half))
     y0 = int(np.clip(cy - int(half * 0.9), 0, image.shape[0] - 2 * half))
     crop = image[y0:y0 + 2 * half, x0:x0 + 2 * half]
-    framed = np.asarray(Image.fromarray(crop).resize((size, size), Image.LANCZOS))
+    framed = np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.LANCZOS))
     faces = lm.detect(framed)
     return framed, lm.landmarks(framed, faces[0].box)
 

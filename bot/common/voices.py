@@ -111,7 +111,7 @@ async def add_voice(services: Services, name: str, files: list[tuple[str, Source
         else:
             transcript = await services.recognizer.transcribe(audio, language)
             sure = is_confident(transcript, language)
-            if sure and language and hasattr(services.recognizer, "language_probability"):
+            if sure and language:
                 heard = await asyncio.to_thread(services.recognizer.language_probability, audio, language)
                 sure = heard is None or heard >= UNSURE_LANGUAGE
             source = "asr" if sure else "asr-unsure"
