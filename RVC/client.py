@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Protocol, Sequence
 
 import numpy as np
 
@@ -23,13 +23,16 @@ from core.errors import BadInput, DoppelError, EngineError, ProviderError
 from core.types import Audio, FallbackAudio, Voice
 from RVC.protocol import Message, float_from_pcm, pcm_from_float, read_message, write_message
 
+if TYPE_CHECKING:
+    from RVC.service import VoiceService
+
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Request:
     engine: str
-    params: dict
+    params: dict[str, Any]
     audio: Audio | None = None
     text: str | None = None
     language: str = "en"
@@ -40,9 +43,9 @@ class WorkerDown(ConnectionError):
 
 
 class VoiceWorker(Protocol):
-    async def describe(self) -> dict: ...
+    async def describe(self) -> dict[str, Any]: ...
 
-    async def health(self) -> dict: ...
+    async def health(self) -> dict[str, Any]: ...
 
     def stream(self, requests: Sequence[Request]) -> AsyncIterator[Audio]:
         """Results in request order, each as soon as it is made."""
@@ -54,20 +57,22 @@ class VoiceWorker(Protocol):
 _ERRORS = {cls.code: cls for cls in (BadInput, EngineError)}
 
 
-def _error(data: dict) -> DoppelError:
+def _error(data: dict[str, Any]) -> DoppelError:
     cls = _ERRORS.get(data.get("code", ""), EngineError)
     return cls(data.get("message") or None)
 
 
 class InProcessWorker:
-    def __init__(self, service) -> None:
+    def __init__(self, service: VoiceService) -> None:
         self.service = service
 
-    async def describe(self) -> dict:
-        return self.service.describe()
+    async def describe(self) -> dict[str, Any]:
+        described: dict[str, Any] = self.service.describe()
+        return described
 
-    async def health(self) -> dict:
-        return self.service.health()
+    async def health(self) -> dict[str, Any]:
+        health: dict[str, Any] = self.service.health()
+        return health
 
     async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Audio]:
         for r in requests:
@@ -94,7 +99,7 @@ class SocketWorker:
         except (TimeoutError, OSError) as exc:
             raise WorkerDown(f"voice worker unreachable: {exc!r}") from exc
 
-    async def _ask(self, message: Message, answer: str) -> dict:
+    async def _ask(self, message: Message, answer: str) -> dict[str, Any]:
         reader, writer = await self._connect()
         try:
             await write_message(writer, message)
@@ -107,10 +112,10 @@ class SocketWorker:
             raise WorkerDown(f"unexpected reply {reply!r}")
         return reply.data
 
-    async def describe(self) -> dict:
+    async def describe(self) -> dict[str, Any]:
         return await self._ask(Message("describe"), "info")
 
-    async def health(self) -> dict:
+    async def health(self) -> dict[str, Any]:
         return await self._ask(Message("health"), "healthy")
 
     async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Audio]:
@@ -191,11 +196,11 @@ class SubprocessWorker(SocketWorker):
                     await asyncio.sleep(0.1)
             raise EngineError("The voice worker did not start in time.")
 
-    async def describe(self) -> dict:
+    async def describe(self) -> dict[str, Any]:
         await self.start()
         return await super().describe()
 
-    async def health(self) -> dict:
+    async def health(self) -> dict[str, Any]:
         await self.start()
         return await super().health()
 

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.ports import VoiceConverter
 from core.types import VoiceEngine
 from RVC.client import InProcessWorker, SubprocessWorker, VoiceWorker, WorkerConverter
 
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
-def build_worker(settings) -> VoiceWorker:
+
+def build_worker(settings: Settings) -> VoiceWorker:
     mode = settings.voice_worker
     cache = settings.cache_dir
     if mode == "inprocess":
@@ -27,7 +31,7 @@ def build_worker(settings) -> VoiceWorker:
     raise ValueError(f"DOPPEL_VOICE_WORKER must be inprocess, subprocess or docker, not '{mode}'")
 
 
-def build_converters(settings) -> dict[VoiceEngine, VoiceConverter]:
+def build_converters(settings: Settings) -> dict[VoiceEngine, VoiceConverter]:
     from RVC.engines.cosyvoice import available
 
     converter = WorkerConverter(build_worker(settings))

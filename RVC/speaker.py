@@ -21,7 +21,7 @@ def _pkg_resources_shim() -> None:
         import pkg_resources  # noqa: F401 - imported to learn whether it exists
     except ImportError:
         shim = types.ModuleType("pkg_resources")
-        shim.get_distribution = lambda name: types.SimpleNamespace(version=importlib.metadata.version(name))  # type: ignore[attr-defined]
+        shim.get_distribution = lambda name: types.SimpleNamespace(version=importlib.metadata.version(name))  # type: ignore[attr-defined]  # a stand-in module, given the one function webrtcvad calls
         sys.modules["pkg_resources"] = shim
 
 

@@ -5,7 +5,7 @@ import difflib
 import re
 import threading
 from pathlib import Path
-from typing import AsyncGenerator, Iterator, Sequence
+from typing import Any, AsyncGenerator, Generator, Iterator, Sequence
 
 import numpy as np
 
@@ -60,10 +60,10 @@ class LocalChatModel:
         self.min_p = min_p
         self.examples = examples
         self.echo_retries = echo_retries
-        self._llm = None
+        self._llm: Any = None  # a llama_cpp.Llama, whose streamed and whole answers share one union type
         self._lock = threading.Lock()  # one llama context cannot decode two prompts at once
 
-    def _load(self):
+    def _load(self) -> Any:
         if self._llm is None:
             from llama_cpp import Llama
 
@@ -80,7 +80,7 @@ class LocalChatModel:
     async def aclose(self) -> None:
         """Nothing to close: the model stays loaded for the process's life (other Services may share it)."""
 
-    def prompt(self, messages: Sequence[ChatMessage]) -> list[dict]:
+    def prompt(self, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
         """The chat messages as the model gets them: the example turns go after the system prompt."""
         payload = [{"role": m.role, "content": m.content} for m in messages]
         system_end = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
@@ -104,7 +104,7 @@ class LocalChatModel:
         stop = threading.Event()
         return iterate_in_thread(lambda: self._answer(payload, question, options, stop), self._lock, stop)
 
-    def _answer(self, payload: list[dict], question: str, options: LLMOptions, stop: threading.Event | None = None) -> Iterator[str]:
+    def _answer(self, payload: list[dict[str, Any]], question: str, options: LLMOptions, stop: threading.Event | None = None) -> Iterator[str]:
         """Stream one answer. Its opening is held back until it shows whether the model is parroting the
         question; if it is, the answer is written again with the parroted first token forbidden, up to
         `echo_retries` times. A tiny model echoes by starting with the question's first word, so taking
@@ -145,15 +145,15 @@ class LocalChatModel:
         if finish == ["length"]:
             raise AnswerCut(detail=f"{self.name}: stopped at max_tokens={options.max_tokens}", at_limit=True)
 
-    def _generate(self, payload: list[dict], options: LLMOptions, banned: set[int], stop: threading.Event,
-                  finish: list[str]) -> Iterator[str]:
+    def _generate(self, payload: list[dict[str, Any]], options: LLMOptions, banned: set[int], stop: threading.Event,
+                  finish: list[str]) -> Generator[str, None, None]:
         from llama_cpp import LogitsProcessorList
 
         forbidden = sorted(banned)
         llm = self._load()
         end = llm.token_eos()
 
-        def watch(_ids, logits):
+        def watch(_ids: Any, logits: np.ndarray) -> np.ndarray:
             # llama.cpp's chat completion takes no stopping criteria, but runs this before sampling each token
             # (inside a C callback, where an exception would be swallowed): a run given up on is made to end here
             if stop.is_set():

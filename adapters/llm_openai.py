@@ -1,7 +1,7 @@
 """Any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, llama.cpp server, Ollama ...), streamed."""
 from __future__ import annotations
 
-from typing import AsyncGenerator, Sequence
+from typing import TYPE_CHECKING, AsyncGenerator, Sequence, cast
 
 import openai
 from openai import AsyncOpenAI
@@ -9,6 +9,9 @@ from openai import AsyncOpenAI
 from adapters.llm_errors import error_for_status, redact, refused, unfinished, unreachable
 from core.errors import ProviderError
 from core.types import ChatMessage, LLMOptions
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 DEFAULT_MODEL = "gpt-4o-mini"
 
@@ -29,11 +32,11 @@ class OpenAIChatModel:
         self._client = AsyncOpenAI(api_key=api_key or "no-key", base_url=base_url, max_retries=0, timeout=timeout)
 
     async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
-        payload = [{"role": m.role, "content": m.content} for m in messages]
+        payload = [cast("ChatCompletionMessageParam", {"role": m.role, "content": m.content}) for m in messages]
         failure: ProviderError | None = None
         try:
             response = await self._client.chat.completions.create(
-                model=self.model, messages=payload, stream=True,  # type: ignore[arg-type]
+                model=self.model, messages=payload, stream=True,
                 temperature=options.temperature, max_tokens=options.max_tokens,
             )
             finish = None

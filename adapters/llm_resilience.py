@@ -34,7 +34,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None) -> float | None:
         """Seconds to wait before retry number `attempt` (0-based), or None when waiting is not worth it."""
-        backoff = min(self.base_delay * (2 ** attempt), self.max_delay)
+        backoff = min(self.base_delay * 2.0 ** attempt, self.max_delay)
         if retry_after is None:
             return backoff
         return None if retry_after > self.max_delay else max(backoff, retry_after)

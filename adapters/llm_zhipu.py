@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import AsyncGenerator, Iterator, Sequence
+from typing import Any, AsyncGenerator, Iterator, Sequence
 
 from adapters.llm_errors import error_for_status, missing_key, redact, refused, unfinished, unreachable
 from adapters.threads import iterate_in_thread
@@ -37,9 +37,9 @@ class ZhipuChatModel:
             # the SDK's own retries stay off: the resilience layer retries, and only before the first token
             self._client = ZhipuAI(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
 
-    def request(self, messages: Sequence[ChatMessage], options: LLMOptions) -> dict:
+    def request(self, messages: Sequence[ChatMessage], options: LLMOptions) -> dict[str, Any]:
         """The keyword arguments for `chat.completions.create`."""
-        kwargs: dict = dict(
+        kwargs: dict[str, Any] = dict(
             model=self.model, stream=True, temperature=options.temperature, max_tokens=options.max_tokens,
             messages=[{"role": m.role, "content": m.content} for m in messages],
         )
@@ -99,7 +99,7 @@ class ZhipuChatModel:
         if self._client is not None:
             self._client.close()
 
-    def _status_error(self, exc) -> ProviderError:
+    def _status_error(self, exc: Any) -> ProviderError:  # zhipuai's APIStatusError, not imported until used
         try:
             body = exc.response.json()
         except (ValueError, json.JSONDecodeError):

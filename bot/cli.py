@@ -356,6 +356,7 @@ async def cmd_worker(args) -> int:
     try:
         await upgrade(engine)
         jobs = JobRepository(session_factory(engine))
+        worker: Worker
         if settings.jobs == "ray":
             from bot.ray_worker import RayWorker
             from deploy.cluster import connect
@@ -389,7 +390,8 @@ async def cmd_web(args) -> int:
 
 
 async def cmd_engines(args) -> int:
-    from deploy.cluster import config_lines, deploy, load_config, remote_cluster, status_lines
+    from deploy.cluster import config_lines, deploy, remote_cluster, status_lines
+    from deploy.config import load_config
 
     settings = _settings(args)
     remote_cluster(settings)

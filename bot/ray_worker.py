@@ -46,6 +46,7 @@ class StagedJob(RunningJob):
                      checkpoint: str | None = None, log_line: str | None = None) -> None:
         stored = None
         if checkpoint is not None:
+            assert self.store is not None  # given to every job run on the cluster
             await asyncio.to_thread(self.store.push, self.job.id, Path(self.work_dir))
             stored = f"{self.store.job_url(self.job.id)}/{Path(checkpoint).name}"
         try:

@@ -9,7 +9,7 @@ import asyncio
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import AsyncGenerator, Sequence
+from typing import Any, AsyncGenerator, AsyncIterator, Sequence
 
 from core import audio as audio_ops
 from core.errors import AnswerCut, AudioTooLong, BadInput, DoppelError, EngineError, NoSpeech, TextTooLong, VoiceNotReady
@@ -87,7 +87,7 @@ class Stopwatch:
         self.timings.append(StageTiming(stage, time.perf_counter() - (self.start if since is None else since)))
 
     @asynccontextmanager
-    async def stage(self, name: str):
+    async def stage(self, name: str) -> AsyncIterator[None]:
         t0 = time.perf_counter()
         try:
             yield
@@ -138,7 +138,7 @@ class ReplyPipeline:
 
         messages = await self._messages(request, user_text, plan)
         notice = plan.notice if plan.user not in request.noticed else ""
-        sentences: asyncio.Queue = asyncio.Queue()
+        sentences: asyncio.Queue[Any] = asyncio.Queue()
         if notice:
             await sentences.put(notice)  # said once per chat, before the answer, in the answer's voice
         converted = voice is not None and voice.engine is not VoiceEngine.TTS
@@ -238,7 +238,7 @@ class ReplyPipeline:
         if scores and self.config.languages and sum(scores.get(code, 0.0) for code in self.config.languages) < 0.05:
             # speech in a language nobody expects here: say so rather than answer a transcript of noise
             names = ", ".join(english_name(code) for code in self.config.languages)
-            raise BadInput(f"That sounded like {english_name(max(scores, key=scores.get))}; here I understand {names}.")
+            raise BadInput(f"That sounded like {english_name(max(scores, key=lambda code: scores[code]))}; here I understand {names}.")
         # detection is unsure of short clips: then the close languages are decoded too, and the surest transcript wins
         contenders = (heard, *rivals(scores, heard, self.config.languages))
         decoded = {expected: transcript} if expected in contenders else {}
@@ -270,7 +270,7 @@ class ReplyPipeline:
             budget = min(budget, context - fixed)
         return max(0, budget)
 
-    async def _write_answer(self, messages: list[ChatMessage], persona: Persona, out: asyncio.Queue, watch: Stopwatch,
+    async def _write_answer(self, messages: list[ChatMessage], persona: Persona, out: asyncio.Queue[Any], watch: Stopwatch,
                             config: SplitterConfig) -> None:
         splitter = SentenceSplitter(config)
         options = LLMOptions(max_tokens=persona.max_tokens)
@@ -312,7 +312,7 @@ class ReplyPipeline:
             await out.put(_END)
 
     @staticmethod
-    async def _emit(sentence: str, count: int, out: asyncio.Queue, watch: Stopwatch, t0: float) -> int:
+    async def _emit(sentence: str, count: int, out: asyncio.Queue[Any], watch: Stopwatch, t0: float) -> int:
         if count == 0:
             watch.mark("llm_first_sentence", t0)
         await out.put(sentence)

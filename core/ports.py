@@ -1,7 +1,7 @@
 """Ports: what the pipeline needs from the outside world. Adapters implement them; core never imports an adapter."""
 from __future__ import annotations
 
-from typing import AsyncGenerator, Collection, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, AsyncGenerator, Collection, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -157,7 +157,7 @@ class VoiceCatalog(Protocol):
 @runtime_checkable
 class JobQueue(Protocol):
     async def submit(self, kind: str, target: str, *, engine: str, max_steps: int, gpu: int | None,
-                     params: dict, notify_chat: str | None = None) -> Job: ...
+                     params: dict[str, Any], notify_chat: str | None = None) -> Job: ...
 
     async def get(self, job_id: int) -> Job: ...
 

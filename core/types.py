@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -100,7 +100,7 @@ class Voice:
     language: str = "en"
     ready: bool = True
     # engine-specific: artifact path, pitch shift, index rate ...
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class Avatar:
     ready: bool
     source_path: str  # the photo or video it was made from
     artifact_path: str  # what its engine loads: a prepared photo, a trained lite model, a GeneFace++ folder
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class JobStatus(str, enum.Enum):

@@ -20,7 +20,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+if TYPE_CHECKING:
+    from geneface.render_worker import RenderPool
 
 ROOT = "/opt/GeneFacePlusPlus"
 SIDE, FPS = 512, 25
@@ -226,7 +229,9 @@ class StageProgress:
             self.step = max(self.step, event.step)
         elif event.kind == "part" and not self.stage.max_steps:
             # a step's announcement: the ones before it are done
-            self.parts = int(_STEP_OF.search(event.text).group(2))
+            found = _STEP_OF.search(event.text)
+            assert found is not None  # a "part" event is a line this pattern matched
+            self.parts = int(found.group(2))
             self.step, self.part = event.step - 1, event.path
         elif event.kind == "end":
             self.ended = True
@@ -262,7 +267,8 @@ class ProgressWriter:
     def __init__(self, ctx, loop: asyncio.AbstractEventLoop, stage: str, *, interval: float = REPORT_INTERVAL,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.ctx, self.loop, self.stage, self.interval, self.clock = ctx, loop, stage, interval, clock
-        self.step, self.progress, self.eta = 0, 0.0, None
+        self.step, self.progress = 0, 0.0
+        self.eta: float | None = None
         self.lines: list[str] = []
         self.checkpoint: str | None = None
         self.dirty = False
@@ -311,8 +317,8 @@ class GeneFaceDocker:
         self.render_port = render_port  # the render container of gpus[i] listens on 127.0.0.1:render_port+i
         self._factory = client_factory
         self._client = None
-        self._running: dict[str, object] = {}  # container name → container, for stop_all()
-        self._pool = None  # the render containers, made on the first reply
+        self._running: dict[str, Any] = {}  # container name → container, for stop_all()
+        self._pool: RenderPool | None = None  # the render containers, made on the first reply
 
     def client(self):
         if self._client is None:

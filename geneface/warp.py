@@ -189,7 +189,8 @@ def shift_frame(image: np.ndarray, dx: float, dy: float, angle_deg: float) -> np
     from PIL import Image
 
     pil = Image.fromarray(image)
-    moved = pil.rotate(angle_deg, resample=Image.Resampling.BILINEAR, translate=(dx, dy), fillcolor=None)
+    # PIL moves by fractions of a pixel too; its stubs ask for ints
+    moved = pil.rotate(angle_deg, resample=Image.Resampling.BILINEAR, translate=(dx, dy), fillcolor=None)  # type: ignore[arg-type]
     arr = np.asarray(moved)
     if dx or dy or angle_deg:
         # rotating leaves black corners; fill them from the original so no border flickers

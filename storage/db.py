@@ -43,8 +43,8 @@ def _stop_aiosqlite_once() -> None:
             self._doppel_stopping = first_stop(self)
         return self._doppel_stopping
 
-    stop._doppel_once = True
-    aiosqlite.Connection.stop = stop
+    stop._doppel_once = True  # type: ignore[attr-defined]  # marks the patch, so a second call leaves it alone
+    aiosqlite.Connection.stop = stop  # type: ignore[method-assign]  # the patch itself: see the docstring
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -1,6 +1,7 @@
 """Training jobs (avatars and voices) kept in the database, so a restart resumes them."""
 from __future__ import annotations
 
+import builtins
 from datetime import datetime, UTC
 from typing import Sequence
 
@@ -11,6 +12,7 @@ from core.errors import BadInput, JobNotFound
 from core.types import Job, JobStatus
 from storage.models import JobRecord
 from storage.owners import alive, on_this_host, process_id
+from storage.rows import rowcount
 
 
 def worker_id() -> str:
@@ -54,7 +56,7 @@ class JobRepository:
                 raise JobNotFound()
             return dict(rec.params or {}), rec.checkpoint
 
-    async def list(self, statuses: Sequence[JobStatus] | None = None) -> list[Job]:
+    async def list(self, statuses: Sequence[JobStatus] | None = None) -> builtins.list[Job]:
         stmt = select(JobRecord).order_by(JobRecord.id.desc())
         if statuses:
             stmt = stmt.where(JobRecord.status.in_([s.value for s in statuses]))
@@ -86,7 +88,7 @@ class JobRepository:
                                        .order_by(JobRecord.id.desc()).limit(1))
             return _to_job(rec) if rec else None
 
-    async def for_target(self, kind: str, target: str) -> list[Job]:
+    async def for_target(self, kind: str, target: str) -> builtins.list[Job]:
         async with self.sessions() as session:
             recs = await session.scalars(select(JobRecord).where(JobRecord.kind == kind, JobRecord.target == target)
                                          .order_by(JobRecord.id))
@@ -141,8 +143,10 @@ class JobRepository:
                     .values(status=JobStatus.RUNNING.value, worker=worker or worker_id(), cancel_requested=False,
                             updated_at=datetime.now(UTC))
                 )
-                if claimed.rowcount == 1:
-                    return _to_job(await session.get(JobRecord, job_id))
+                if rowcount(claimed) == 1:
+                    rec = await session.get(JobRecord, job_id)
+                    assert rec is not None  # claimed just now, in this transaction
+                    return _to_job(rec)
 
     async def recover(self, stale_seconds: float = 600.0) -> int:
         """At worker start: requeue jobs still 'running' whose worker is gone, to resume from their checkpoints.

@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.history import ensure_chat, ensure_user
 from storage.models import Chat, JobRecord, Message, User, VoiceRecord
-from storage.rows import locked
+from storage.rows import locked, rowcount
 
 
 class UserRepository:
@@ -64,6 +64,7 @@ class ChatSettingsRepository:
         async with self.sessions.begin() as session:
             await ensure_chat(session, chat_id)
             chat = await locked(session, Chat, chat_id)
+            assert chat is not None  # ensured above
             extra = dict(chat.settings or {})
             for name, value in values.items():
                 if name in self.FIELDS:
@@ -77,4 +78,4 @@ class ChatSettingsRepository:
         """Forget a chat's choices (a user's /forget takes their private chat's along); True if there were any."""
         async with self.sessions.begin() as session:
             result = await session.execute(delete(Chat).where(Chat.id == chat_id))
-            return bool(result.rowcount)
+            return bool(rowcount(result))

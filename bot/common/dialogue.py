@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
-from typing import AsyncIterator
+from typing import AsyncGenerator
 
 from adapters.media import decode_audio
 from bot.wiring import Services
@@ -53,7 +53,7 @@ class Dialogue:
         )
 
     async def reply(self, msg: Incoming, *, speak: bool = True, audio: Audio | None = None,
-                    live: bool = False) -> AsyncIterator[Frame]:
+                    live: bool = False) -> AsyncGenerator[Frame, None]:
         """`live`: the answer ends at speech (the live page draws the face as it speaks) and is not stored;
         the caller stores what the person heard with `remember_heard`."""
         await self.services.users.touch(msg.user_id, msg.display_name)

@@ -15,6 +15,7 @@ any of the answer was heard (a pause mid-sentence), the answer is dropped and bo
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -248,7 +249,7 @@ class LiveConversation:
             async with aclosing(self.dialogue.reply(self.person, audio=audio, live=True)) as frames:
                 async for frame in frames:
                     if answer.held:
-                        answer.later.append(lambda frame=frame: self._show(answer, frame))
+                        answer.later.append(functools.partial(self._show, answer, frame))
                     else:
                         self._show(answer, frame)
         except NoSpeech:

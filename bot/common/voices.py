@@ -5,6 +5,7 @@ import asyncio
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from adapters.media import Source, decode_audio, encode_wav
 from bot.wiring import Services
@@ -82,7 +83,7 @@ def _check_set(new: list[Audio], existing: list[Path], profile: str) -> None:
     check_reference(kept + new, limits_for(profile), new_from=len(kept))
 
 
-async def add_voice(services: Services, name: str, files: list[tuple[str, Source]], transcripts: list[str | None] | None = None,
+async def add_voice(services: Services, name: str, files: Sequence[tuple[str, Source]], transcripts: list[str | None] | None = None,
                     *, engine: VoiceEngine = VoiceEngine.LITE, notify_chat: str | None = None, max_steps: int = 0,
                     gpu: int | None = None) -> AddedVoice:
     """Every clip is checked before anything is written, so a bad file leaves no half-made voice behind.

@@ -30,6 +30,7 @@ def addressed_to_me(bot: "DoppelDiscord", message: discord.Message) -> bool:
 
 def _question_text(bot: "DoppelDiscord", message: discord.Message) -> str:
     text = message.content
+    assert bot.user is not None  # logged in before any message arrives
     for mention in (f"<@{bot.user.id}>", f"<@!{bot.user.id}>"):
         text = text.replace(mention, " ")
     return " ".join(text.split())

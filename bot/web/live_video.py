@@ -116,6 +116,7 @@ class AvatarVideoTrack(MediaStreamTrack):
             frame = idle
         if frame is None:
             frame = self._fallback if self._fallback is not None else self._last_idle
+            assert frame is not None  # recv() waits until a first frame is drawn
             self.repeated += 1
         self.shown += 1
         for frames in (self._speech, self._idle):
@@ -206,6 +207,7 @@ class AvatarVideoTrack(MediaStreamTrack):
             # a new utterance, or one after a pause: its first frame starts the face stream afresh
             self.face.reset()
             self._anchor = anchor = (generation, start, job.start_at)
+        assert anchor is not None  # set just above when it did not follow on
         n = first = anchor[1] + self.face.frames_made
         made = 0
         for frame in self.face.stream(job.audio, pose=n):
