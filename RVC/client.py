@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Protocol, Sequence
 
 import numpy as np
 
@@ -23,13 +23,16 @@ from core.errors import BadInput, DoppelError, EngineError, ProviderError
 from core.types import Audio, FallbackAudio, Voice
 from RVC.protocol import Message, float_from_pcm, pcm_from_float, read_message, write_message
 
+if TYPE_CHECKING:
+    from RVC.service import VoiceService
+
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Request:
     engine: str
-    params: dict
+    params: dict[str, Any]
     audio: Audio | None = None
     text: str | None = None
     language: str = "en"
@@ -40,9 +43,9 @@ class WorkerDown(ConnectionError):
 
 
 class VoiceWorker(Protocol):
-    async def describe(self) -> dict: ...
+    async def describe(self) -> dict[str, Any]: ...
 
-    async def health(self) -> dict: ...
+    async def health(self) -> dict[str, Any]: ...
 
     def stream(self, requests: Sequence[Request]) -> AsyncIterator[Audio]:
         """Results in request order, each as soon as it is made."""
@@ -54,20 +57,22 @@ class VoiceWorker(Protocol):
 _ERRORS = {cls.code: cls for cls in (BadInput, EngineError)}
 
 
-def _error(data: dict) -> DoppelError:
+def _error(data: dict[str, Any]) -> DoppelError:
     cls = _ERRORS.get(data.get("code", ""), EngineError)
     return cls(data.get("message") or None)
 
 
 class InProcessWorker:
-    def __init__(self, service) -> None:
+    def __init__(self, service: VoiceService) -> None:
         self.service = service
 
-    async def describe(self) -> dict:
-        return self.service.describe()
+    async def describe(self) -> dict[str, Any]:
+        described: dict[str, Any] = self.service.describe()
+        return described
 
-    async def health(self) -> dict:
-        return self.service.health()
+    async def health(self) -> dict[str, Any]:
+        health: dict[str, Any] = self.service.health()
+        return health
 
     async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Audio]:
         for r in requests:
@@ -91,15 +96,15 @@ class SocketWorker:
             if self.path:
                 return await asyncio.wait_for(asyncio.open_unix_connection(self.path, limit=1 << 20), 5)
             return await asyncio.wait_for(asyncio.open_connection(self.host, self.port, limit=1 << 20), 5)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise WorkerDown(f"voice worker unreachable: {exc!r}") from exc
 
-    async def _ask(self, message: Message, answer: str) -> dict:
+    async def _ask(self, message: Message, answer: str) -> dict[str, Any]:
         reader, writer = await self._connect()
         try:
             await write_message(writer, message)
             reply = await asyncio.wait_for(read_message(reader), self.timeout)
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             raise WorkerDown(repr(exc)) from exc
         finally:
             writer.close()
@@ -107,10 +112,10 @@ class SocketWorker:
             raise WorkerDown(f"unexpected reply {reply!r}")
         return reply.data
 
-    async def describe(self) -> dict:
+    async def describe(self) -> dict[str, Any]:
         return await self._ask(Message("describe"), "info")
 
-    async def health(self) -> dict:
+    async def health(self) -> dict[str, Any]:
         return await self._ask(Message("health"), "healthy")
 
     async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Audio]:
@@ -130,7 +135,7 @@ class SocketWorker:
                 await write_message(writer, Message("convert", data, payload))
             for rid in ids:
                 yield await self._receive(reader, rid)
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             raise WorkerDown(repr(exc)) from exc
         finally:
             writer.close()
@@ -191,11 +196,11 @@ class SubprocessWorker(SocketWorker):
                     await asyncio.sleep(0.1)
             raise EngineError("The voice worker did not start in time.")
 
-    async def describe(self) -> dict:
+    async def describe(self) -> dict[str, Any]:
         await self.start()
         return await super().describe()
 
-    async def health(self) -> dict:
+    async def health(self) -> dict[str, Any]:
         await self.start()
         return await super().health()
 
@@ -219,7 +224,7 @@ class SubprocessWorker(SocketWorker):
         if self.process is not None and self.process.returncode is None:
             try:
                 await asyncio.wait_for(self.process.wait(), 2)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
 
@@ -228,7 +233,7 @@ class SubprocessWorker(SocketWorker):
             self.process.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.process.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
 
@@ -273,6 +278,14 @@ class WorkerConverter:
             index += 1
             matched = audio_ops.match_loudness(checked)
             yield FallbackAudio(matched.samples, matched.sample_rate, note=checked.note) if isinstance(checked, FallbackAudio) else matched
+
+    async def preview(self, voice: Voice, text: str) -> Audio:
+        """The worker says `text` in its base voice and converts it with `voice`'s files; no speech check and no
+        fallback, since a new model is judged by exactly what it makes."""
+        request = Request(voice.engine.value, dict(voice.params), text=text, language=voice.language)
+        async for out in self.worker.stream([request]):
+            return out
+        raise EngineError("The voice worker returned nothing.")
 
     async def close(self) -> None:
         await self.worker.close()

@@ -2,13 +2,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from core.ports import VoiceConverter
 from core.types import VoiceEngine
 from RVC.client import InProcessWorker, SubprocessWorker, VoiceWorker, WorkerConverter
 
 
-def build_worker(settings) -> VoiceWorker:
+class WorkerSettings(Protocol):
+    """What choosing and starting the voice worker reads of the settings (bot/settings.py has them all)."""
+
+    voice_worker: str
+    rvc_models_dir: Path
+    threads: int
+    data_dir: Path
+    voice_socket: Path | None
+    voice_docker_image: str
+    voice_docker_port: int
+    voice_gpus: str
+    docker_url: str
+
+    @property
+    def cache_dir(self) -> Path: ...
+
+
+def build_worker(settings: WorkerSettings) -> VoiceWorker:
     mode = settings.voice_worker
     cache = settings.cache_dir
     if mode == "inprocess":
@@ -27,7 +45,7 @@ def build_worker(settings) -> VoiceWorker:
     raise ValueError(f"DOPPEL_VOICE_WORKER must be inprocess, subprocess or docker, not '{mode}'")
 
 
-def build_converters(settings) -> dict[VoiceEngine, VoiceConverter]:
+def build_converters(settings: WorkerSettings) -> dict[VoiceEngine, VoiceConverter]:
     from RVC.engines.cosyvoice import available
 
     converter = WorkerConverter(build_worker(settings))

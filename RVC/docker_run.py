@@ -5,6 +5,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from RVC.client import SocketWorker, WorkerDown
 
@@ -65,7 +66,7 @@ class DockerWorker(SocketWorker):
     def __init__(self, opts: DockerOptions) -> None:
         super().__init__(host="127.0.0.1", port=opts.host_port)
         self.opts = opts
-        self.container = None
+        self.container: Any = None  # a docker Container, once started or found
         self.device_checked = False
 
     def start(self) -> None:

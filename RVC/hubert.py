@@ -49,7 +49,7 @@ class _Layer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         a = self.self_attn
-        heads = lambda y: y.view(b, t, self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+        heads = lambda y: y.view(b, t, self.heads, d // self.heads).transpose(1, 2)
         y = F.scaled_dot_product_attention(heads(a.q_proj(x)), heads(a.k_proj(x)), heads(a.v_proj(x)))
         x = self.self_attn_layer_norm(x + a.out_proj(y.transpose(1, 2).reshape(b, t, d)))
         return self.final_layer_norm(x + self.fc2(F.gelu(self.fc1(x))))

@@ -1,6 +1,7 @@
 """`python RVC/image_requirements.py pyproject.toml`: the project's dependencies for the voice image, one a line,
-without torch; `--keep-installed`: the torch packages installed now, pinned, as a pip constraints file. The image's base ships a CUDA build of torch; the project pins the CPU build (for laptops), which
-pip would otherwise install over it, and the GPU worker would quietly run on the CPU."""
+without torch; `--keep-installed`: the torch packages installed now, pinned, as a pip constraints file.
+The image's base ships a CUDA build of torch; the project pins the CPU build (for laptops), which pip would
+otherwise install over it, and the GPU worker would quietly run on the CPU."""
 from __future__ import annotations
 
 import re

@@ -10,11 +10,15 @@ import asyncio
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from core.errors import BadReference
 from core.jobs import JobContext
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 PROFILES = ("full", "tiny")
 CHECKPOINT_STEPS = 50
@@ -136,12 +140,13 @@ async def train_voice(ctx: JobContext) -> str:
 
     # below its limits the job fails here and the version already serving (if any) goes on serving; a voice
     # fine-tuned from the base on a CPU is held to the CPU goal
-    limits = CPU_LIMITS if base is not None and not gpu else None
-    quality = await gate_trained_voice(ctx, artifact, state["step"], limits) if ctx.params.get("quality_gate", True) else None
+    gate_limits = CPU_LIMITS if base is not None and not gpu else None
+    quality = await gate_trained_voice(ctx, artifact, state["step"], gate_limits) if ctx.params.get("quality_gate", True) else None
     from storage.voices import VoiceRepository
 
     # only now does the new version serve; until here (and after a failure or a cancel) the previous one did
-    version = await VoiceRepository(ctx.sessions).add_version(name, str(artifact), {"steps": state["step"], "job": ctx.job.id},
-                                                              number=int(artifact.stem.split("-v")[-1]))
+    voices = VoiceRepository(cast("async_sessionmaker[AsyncSession]", ctx.sessions))
+    version = await voices.add_version(name, str(artifact), {"steps": state["step"], "job": ctx.job.id},
+                                       number=int(artifact.stem.split("-v")[-1]))
     await ctx.report(step=state["step"], progress=1.0, log_line=f"saved {artifact.name}")
     return f"voice '{name}' is ready: v{version} ({artifact.name}, {state['step']} steps; {quality.summary() if quality else 'quality not checked'})"

@@ -124,13 +124,13 @@ def prepare(out_dir: Path, cache: Path) -> None:
                         progress=lambda i, n: print(f"  base features {i}/{n}", flush=True) if i % 100 == 0 else None)
     projection = Projection(raw["pca_mean"], raw["pca_basis"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(out_dir / "base.npz", **compact(raw, oggs))
+    np.savez(out_dir / "base.npz", **compact(raw, oggs))  # type: ignore[arg-type]  # numpy's stubs match **arrays to allow_pickle
     print(f"base set written ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     en_clips, en_oggs = _keep_long(*_real("en", split["train"], 1e9))
     en = build_dataset(en_clips, content, 128, projection=projection,
                        progress=lambda i, n: print(f"  en features {i}/{n}", flush=True) if i % 100 == 0 else None)
-    np.savez(out_dir / "en.npz", **compact(en, en_oggs))
+    np.savez(out_dir / "en.npz", **compact(en, en_oggs))  # type: ignore[arg-type]  # as above
     print(f"en set written: {len(en['f0']) / 6000:.1f} min ({time.perf_counter() - t0:.0f} s)", flush=True)
 
 

@@ -159,8 +159,8 @@ class Discriminators(nn.Module):
 
 def mel_filters(n_fft: int = 1024, n_mels: int = 80, fmin: float = 0.0, fmax: float = RATE / 2) -> np.ndarray:
     """Triangular filters on the HTK mel scale, area-normalised."""
-    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
-    hz = lambda m: 700 * (10 ** (m / 2595) - 1)  # noqa: E731
+    mel = lambda f: 2595 * np.log10(1 + f / 700)
+    hz = lambda m: 700 * (10 ** (m / 2595) - 1)
     points = hz(np.linspace(mel(fmin), mel(fmax), n_mels + 2))
     bins = np.linspace(0, RATE / 2, n_fft // 2 + 1)
     fb = np.zeros((n_mels, len(bins)), np.float32)

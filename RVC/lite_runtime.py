@@ -86,7 +86,8 @@ def export_onnx(net: torch.nn.Module) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the tracer's notes on Python-side shape arithmetic: the check below decides
-        torch.onnx.export(net.eval(), (content, f0), buf, dynamo=False, input_names=["content", "f0"], output_names=["wave"],
+        # torch writes to a file object as well as a path; its annotations name paths only
+        torch.onnx.export(net.eval(), (content, f0), buf, dynamo=False, input_names=["content", "f0"], output_names=["wave"],  # type: ignore[arg-type]
                           dynamic_axes={"content": {1: "frames50"}, "f0": {1: "frames"}, "wave": {1: "samples"}},
                           opset_version=17)
     return buf.getvalue()

@@ -213,7 +213,7 @@ def export_base(net: LiteNet, disc_state: dict, data: dict[str, np.ndarray], pat
     fine-tuning resumes them as they were), float16, and the content projection every voice must share."""
     from RVC.lite_base import BASE_FORMAT
 
-    half = lambda sd: {k: v.detach().cpu().to(torch.float16) for k, v in sd.items()}  # noqa: E731
+    half = lambda sd: {k: v.detach().cpu().to(torch.float16) for k, v in sd.items()}
     artifact = {
         "format": BASE_FORMAT,
         "version": ARTIFACT_VERSION,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import numpy as np
 
@@ -55,7 +55,7 @@ async def read_message(reader: asyncio.StreamReader) -> Message | None:
 
 
 def encode_message(message: Message) -> bytes:
-    header = {"type": message.type, "data": message.data}
+    header: dict[str, Any] = {"type": message.type, "data": message.data}
     if message.payload:
         header["payload_length"] = len(message.payload)
     return json.dumps(header, separators=(",", ":")).encode() + b"\n" + message.payload

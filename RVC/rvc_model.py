@@ -55,7 +55,7 @@ class RelativeSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, c, t = x.shape
-        split = lambda y: y.view(b, self.heads, self.k_channels, t).transpose(2, 3)  # noqa: E731
+        split = lambda y: y.view(b, self.heads, self.k_channels, t).transpose(2, 3)
         q = split(self.conv_q(x)) / math.sqrt(self.k_channels)
         k, v = split(self.conv_k(x)), split(self.conv_v(x))
         # offset j - i of every pair, as an index into the 2w+1 learned offsets; pairs farther apart get none

@@ -11,11 +11,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from core.errors import BadInput, DoppelError, EngineError
+
+if TYPE_CHECKING:
+    from adapters.tts_piper import PiperSynthesizer
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ class VoiceService:
         self.served = 0
         self._engines: dict[str, Engine] = {}
         self._content = None
-        self._tts = None
+        self._tts: PiperSynthesizer | None = None
         # a thread lock, not an asyncio one: one service may serve several event loops (tests, bots) in turn
         self._lock = threading.Lock()
 
@@ -108,8 +111,12 @@ class VoiceService:
     def health(self) -> dict:
         health = {"uptime": round(time.time() - self.started, 1), "served": self.served, "loaded": sorted(self._engines),
                   **self._device_report()}
-        if "lite" in self._engines:
-            health["lite_runtimes"] = self._engines["lite"].runtimes()
+        lite = self._engines.get("lite")
+        if lite is not None:
+            from RVC.engines.lite import LiteEngine
+
+            assert isinstance(lite, LiteEngine)
+            health["lite_runtimes"] = lite.runtimes()
         return health
 
     def _speak(self, text: str, language: str) -> tuple[np.ndarray, int]:

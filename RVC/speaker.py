@@ -18,10 +18,10 @@ def _pkg_resources_shim() -> None:
     It only asks it for its own version, so importlib.metadata answers in its place.
     """
     try:
-        import pkg_resources  # noqa: F401
+        import pkg_resources  # noqa: F401 - imported to learn whether it exists
     except ImportError:
         shim = types.ModuleType("pkg_resources")
-        shim.get_distribution = lambda name: types.SimpleNamespace(version=importlib.metadata.version(name))  # type: ignore[attr-defined]
+        shim.get_distribution = lambda name: types.SimpleNamespace(version=importlib.metadata.version(name))  # type: ignore[attr-defined]  # a stand-in module, given the one function webrtcvad calls
         sys.modules["pkg_resources"] = shim
 
 

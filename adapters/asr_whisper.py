@@ -13,13 +13,16 @@ import math
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from adapters.media import ASR_RATE, resample
 from core.errors import NoSpeech
 from core.types import Audio, Transcript
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
 
 # Whisper base writes Chinese in traditional characters unless its context shows simplified ones: always given
 SCRIPT_PROMPTS = {"zh": "以下是普通话的句子。"}
@@ -82,7 +85,7 @@ def token_budget(seconds: float) -> int | None:
 
 @dataclass(frozen=True)
 class _Decoded:
-    segments: list
+    segments: list[Any]  # faster_whisper's Segments
     language: str
 
     @property
@@ -139,11 +142,11 @@ class WhisperRecognizer:
         self.english = english  # tiny.en
         self.multilingual = multilingual  # base, every other language
         self.vad = vad
-        self._models: dict[str, object] = {}
+        self._models: dict[str, WhisperModel] = {}
         self._locks = {"en": threading.Lock(), "multi": threading.Lock()}
         self._load_lock = threading.Lock()
 
-    def _model(self, which: str):
+    def _model(self, which: str) -> WhisperModel:
         with self._load_lock:
             if which not in self._models:
                 from faster_whisper import WhisperModel
@@ -234,6 +237,7 @@ class WhisperRecognizer:
                     break
                 if chosen is None or decoded.rank(seconds) > chosen.rank(seconds):
                     chosen = decoded
+        assert chosen is not None  # every decoding makes a first attempt
         return self._transcript(chosen, audio, made_up=decoding.guard and chosen.hallucinated(seconds))
 
     @staticmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from adapters.settings import Settings
-from core.ports import AvatarRenderer, ChatModel, LanguageDetector, SpeechSynthesizer, VoiceConverter
+from core.ports import AvatarRenderer, ChatModel, LanguageDetector, SpeechRecognizer, SpeechSynthesizer, VoiceConverter
 from core.types import VoiceEngine
 
 
@@ -16,7 +16,7 @@ from core.types import VoiceEngine
 class Engines:
     """The loaded models. Built once per process and shared by everything that answers."""
 
-    recognizer: object
+    recognizer: SpeechRecognizer
     chat_model: ChatModel
     synthesizers: list[SpeechSynthesizer]
     converters: dict[VoiceEngine, VoiceConverter]
@@ -25,16 +25,12 @@ class Engines:
 
     async def close(self) -> None:
         """Lets go of what the engines hold open: the LLM's HTTP connections, the voice worker's process or container."""
-        close_model = getattr(self.chat_model, "aclose", None)
-        if close_model is not None:
-            await close_model()
+        await self.chat_model.aclose()
         for converter in {id(c): c for c in self.converters.values()}.values():  # one worker serves several engines
-            close = getattr(converter, "close", None)
-            if close is not None:
-                await close()
+            await converter.close()
 
 
-def build_recognizer(settings: Settings):
+def build_recognizer(settings: Settings) -> SpeechRecognizer:
     from adapters.asr_whisper import MULTILINGUAL, Decoding, WhisperRecognizer
     from adapters.whisper_models import english_tiny_dir, multilingual_base_dir
 

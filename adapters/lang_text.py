@@ -6,7 +6,10 @@ short messages, so one is built per set of expected languages (DOPPEL_LANGUAGES)
 from __future__ import annotations
 
 import threading
-from typing import Collection
+from typing import TYPE_CHECKING, Collection
+
+if TYPE_CHECKING:
+    from lingua import LanguageDetector
 
 # Whisper's codes where Lingua's differ
 _TO_LINGUA = {"no": "nb", "jw": "jv"}
@@ -16,7 +19,7 @@ _FROM_LINGUA = {v: k for k, v in _TO_LINGUA.items()}
 class LinguaDetector:
     def __init__(self, languages: Collection[str] = ()) -> None:
         self.languages = tuple(languages)
-        self._detectors: dict[frozenset[str], object] = {}
+        self._detectors: dict[frozenset[str], LanguageDetector] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -25,7 +28,7 @@ class LinguaDetector:
 
         return hasattr(IsoCode639_1, _TO_LINGUA.get(code, code).upper())
 
-    def _detector(self, codes: frozenset[str]):
+    def _detector(self, codes: frozenset[str]) -> LanguageDetector:
         with self._lock:
             if codes not in self._detectors:
                 from lingua import IsoCode639_1, LanguageDetectorBuilder

@@ -6,7 +6,7 @@ turn at all but the request's `system_instruction`.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Sequence
+from typing import Any, AsyncGenerator, Sequence
 
 from adapters.llm_errors import auth_error, error_for_status, missing_key, redact, refused, unfinished, unreachable
 from core.errors import ProviderError
@@ -40,11 +40,11 @@ def thinking_budget(model: str) -> int | None:
     return 128 if "pro" in name else 0
 
 
-def to_gemini(messages: Sequence[ChatMessage]) -> tuple[str | None, list[dict]]:
+def to_gemini(messages: Sequence[ChatMessage]) -> tuple[str | None, list[dict[str, Any]]]:
     """(system_instruction, contents): system turns joined into the instruction, assistant → model,
     and consecutive turns of one role merged, since Gemini expects user and model to alternate."""
     system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content.strip())
-    contents: list[dict] = []
+    contents: list[dict[str, Any]] = []
     for m in messages:
         if m.role == "system":
             continue
@@ -57,6 +57,11 @@ def to_gemini(messages: Sequence[ChatMessage]) -> tuple[str | None, list[dict]]:
 
 
 class GeminiChatModel:
+    context_tokens: int | None = None  # a hosted model's window is far beyond any history budget here
+
+    def warm_up(self) -> None:
+        """Nothing to load: the first call opens the connection."""
+
     def __init__(self, model: str = DEFAULT_MODEL, *, api_key: str, base_url: str = "") -> None:
         self.model = model or DEFAULT_MODEL
         self.name = f"gemini:{self.model}"
@@ -72,7 +77,7 @@ class GeminiChatModel:
             options = types.HttpOptions(base_url=base_url or None, retry_options=types.HttpRetryOptions(attempts=1))
             self._client = genai.Client(api_key=api_key, vertexai=False, http_options=options)
 
-    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
         if self._client is None:
             raise missing_key("gemini", "DOPPEL_GEMINI_API_KEY")
         from google.genai import errors, types
@@ -89,7 +94,7 @@ class GeminiChatModel:
         finish = None
         try:
             response = await self._client.aio.models.generate_content_stream(
-                model=self.model, contents=contents, config=config,  # type: ignore[arg-type]
+                model=self.model, contents=contents, config=config,  # type: ignore[arg-type]  # plain dicts in the SDK's documented shape; its stubs ask for its own classes
             )
             async for chunk in response:
                 feedback = chunk.prompt_feedback
@@ -117,7 +122,7 @@ class GeminiChatModel:
             await self._client.aio.aclose()
             self._client.close()
 
-    def _api_error(self, exc) -> ProviderError:
+    def _api_error(self, exc: Any) -> ProviderError:  # google.genai's APIError, not imported until used
         detail = self._scrub(exc)
         # a wrong key is answered with 400 INVALID_ARGUMENT / API_KEY_INVALID, not 401
         if exc.code == 400 and ("API_KEY_INVALID" in detail or "API key not valid" in detail):

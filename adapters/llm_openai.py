@@ -1,7 +1,7 @@
 """Any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, llama.cpp server, Ollama ...), streamed."""
 from __future__ import annotations
 
-from typing import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, AsyncGenerator, Sequence, cast
 
 import openai
 from openai import AsyncOpenAI
@@ -10,10 +10,18 @@ from adapters.llm_errors import error_for_status, redact, refused, unfinished, u
 from core.errors import ProviderError
 from core.types import ChatMessage, LLMOptions
 
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
+
 DEFAULT_MODEL = "gpt-4o-mini"
 
 
 class OpenAIChatModel:
+    context_tokens: int | None = None  # a hosted model's window is far beyond any history budget here
+
+    def warm_up(self) -> None:
+        """Nothing to load: the first call opens the connection."""
+
     def __init__(self, model: str = DEFAULT_MODEL, *, base_url: str, api_key: str = "", timeout: float = 60.0,
                  provider: str = "openai") -> None:
         self.model = model or DEFAULT_MODEL
@@ -23,12 +31,12 @@ class OpenAIChatModel:
         # a local server needs no key, but the SDK insists on one; retries belong to the resilience layer
         self._client = AsyncOpenAI(api_key=api_key or "no-key", base_url=base_url, max_retries=0, timeout=timeout)
 
-    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
-        payload = [{"role": m.role, "content": m.content} for m in messages]
+    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
+        payload = [cast("ChatCompletionMessageParam", {"role": m.role, "content": m.content}) for m in messages]
         failure: ProviderError | None = None
         try:
             response = await self._client.chat.completions.create(
-                model=self.model, messages=payload, stream=True,  # type: ignore[arg-type]
+                model=self.model, messages=payload, stream=True,
                 temperature=options.temperature, max_tokens=options.max_tokens,
             )
             finish = None

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import AsyncIterator, Sequence
+from typing import AsyncGenerator, Sequence
 
 from adapters.llm_errors import ProviderUnavailable, is_retryable, redact
 from core.errors import AnswerCut, ContentRefused, DoppelError, ProviderAuthError, ProviderError
@@ -34,7 +34,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None) -> float | None:
         """Seconds to wait before retry number `attempt` (0-based), or None when waiting is not worth it."""
-        backoff = min(self.base_delay * (2 ** attempt), self.max_delay)
+        backoff = min(self.base_delay * 2.0 ** attempt, self.max_delay)
         if retry_after is None:
             return backoff
         return None if retry_after > self.max_delay else max(backoff, retry_after)
@@ -74,23 +74,19 @@ class ResilientChatModel:
     @property
     def context_tokens(self) -> int | None:
         """The smallest context window in the chain (a local model's), so a fallback's prompt fits too."""
-        sizes = [size for m in self.chain if (size := getattr(m, "context_tokens", None))]
+        sizes = [size for m in self.chain if (size := m.context_tokens)]
         return min(sizes) if sizes else None
 
     def warm_up(self) -> None:
         for model in self.chain:
-            warm = getattr(model, "warm_up", None)
-            if callable(warm):
-                warm()
+            model.warm_up()
 
     async def aclose(self) -> None:
         """Close the providers' HTTP clients (on the loop that used them)."""
         for model in self.chain:
-            close = getattr(model, "aclose", None)
-            if close is not None:
-                await close()
+            await model.aclose()
 
-    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
         options = self.options_for(options)
         failures: list[ProviderError] = []
         for position, model in enumerate(self.chain):
@@ -110,7 +106,7 @@ class ResilientChatModel:
                             f"; falling back to {following}" if following else "")
         raise _worst(failures) from None
 
-    async def _with_retries(self, model: ChatModel, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
+    async def _with_retries(self, model: ChatModel, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
         attempt = 0
         while True:
             wrote = False
@@ -123,7 +119,7 @@ class ResilientChatModel:
                     return
                 # an empty answer (a thinking model that spent its whole budget on thought): the next model may do better
                 raise AnswerCut(detail=f"{model.name}: empty answer")
-            except Exception as exc:  # noqa: BLE001 - every failure is turned into a scrubbed ProviderError
+            except Exception as exc:  # every failure is turned into a scrubbed ProviderError
                 error = self._as_provider_error(exc, model.name)
             if wrote:
                 raise _AfterOutput(error)
@@ -134,21 +130,19 @@ class ResilientChatModel:
             log.info("chat model %s: %s; retry %d of %d in %.2f s", model.name, error.detail, attempt, self.policy.retries, wait)
             await asyncio.sleep(wait)
 
-    async def _watched(self, model: ChatModel, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
-        pieces = model.stream(messages, options).__aiter__()
+    async def _watched(self, model: ChatModel, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
+        pieces = model.stream(messages, options)
         try:
             while True:
                 try:
                     piece = await asyncio.wait_for(pieces.__anext__(), self.policy.timeout)
                 except StopAsyncIteration:
                     return
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise ProviderUnavailable(detail=f"{model.name}: silent for {self.policy.timeout:g} s") from None
                 yield piece
         finally:
-            close = getattr(pieces, "aclose", None)
-            if close is not None:
-                await close()
+            await pieces.aclose()
 
     def _as_provider_error(self, exc: Exception, name: str) -> ProviderError:
         if isinstance(exc, ProviderError):

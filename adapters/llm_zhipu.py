@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import AsyncIterator, Iterator, Sequence
+from typing import Any, AsyncGenerator, Iterator, Sequence
 
 from adapters.llm_errors import error_for_status, missing_key, redact, refused, unfinished, unreachable
 from adapters.threads import iterate_in_thread
@@ -21,6 +21,11 @@ _THINKING_MODELS = re.compile(r"^glm-(4\.[5-9]|[5-9])", re.IGNORECASE)
 
 
 class ZhipuChatModel:
+    context_tokens: int | None = None  # a hosted model's window is far beyond any history budget here
+
+    def warm_up(self) -> None:
+        """Nothing to load: the first call opens the connection."""
+
     def __init__(self, model: str = DEFAULT_MODEL, *, api_key: str, base_url: str | None = None, timeout: float = 60.0) -> None:
         self.model = model or DEFAULT_MODEL
         self.name = f"zhipu:{self.model}"
@@ -32,9 +37,9 @@ class ZhipuChatModel:
             # the SDK's own retries stay off: the resilience layer retries, and only before the first token
             self._client = ZhipuAI(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
 
-    def request(self, messages: Sequence[ChatMessage], options: LLMOptions) -> dict:
+    def request(self, messages: Sequence[ChatMessage], options: LLMOptions) -> dict[str, Any]:
         """The keyword arguments for `chat.completions.create`."""
-        kwargs: dict = dict(
+        kwargs: dict[str, Any] = dict(
             model=self.model, stream=True, temperature=options.temperature, max_tokens=options.max_tokens,
             messages=[{"role": m.role, "content": m.content} for m in messages],
         )
@@ -42,7 +47,7 @@ class ZhipuChatModel:
             kwargs["thinking"] = {"type": "disabled"}
         return kwargs
 
-    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
         if self._client is None:
             raise missing_key("zhipu", "DOPPEL_ZHIPU_API_KEY")
         kwargs = self.request(messages, options)
@@ -94,7 +99,7 @@ class ZhipuChatModel:
         if self._client is not None:
             self._client.close()
 
-    def _status_error(self, exc) -> ProviderError:
+    def _status_error(self, exc: Any) -> ProviderError:  # zhipuai's APIStatusError, not imported until used
         try:
             body = exc.response.json()
         except (ValueError, json.JSONDecodeError):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Union
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
@@ -11,20 +11,23 @@ import numpy as np
 from core.errors import AudioTooLong, EmptyAudio, UnreadableAudio
 from core.types import Audio
 
+if TYPE_CHECKING:
+    from av.container import InputContainer
+
 ASR_RATE = 16_000
 OPUS_RATE = 48_000
 
 
 # what a reader takes: the bytes of a file, or its path (an upload streamed to disk is never read into memory)
-Source = Union[bytes, str, os.PathLike]
+Source = bytes | str | os.PathLike[str]
 
 
-def open_input(source: Source):
+def open_input(source: Source) -> InputContainer:
     return av.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else os.fspath(source), mode="r",
                    metadata_errors="ignore")
 
 
-def declared_seconds(container) -> float | None:
+def declared_seconds(container: InputContainer) -> float | None:
     """The length a container states (Ogg's last granule, MP4's header ...); None where it states none."""
     if container.duration:
         return float(container.duration / av.time_base)
@@ -60,7 +63,7 @@ def decode_audio(data: Source, sample_rate: int = ASR_RATE, *, max_seconds: floa
                     for out in resampler.resample(frame):
                         chunks.append(out.to_ndarray().reshape(-1))
                         total += chunks[-1].size
-                    if cap is not None and total > cap:
+                    if cap is not None and max_seconds is not None and total > cap:
                         raise AudioTooLong(None, max_seconds)
             except av.error.FFmpegError:
                 # a truncated upload: keep what decoded, refuse only if nothing did
@@ -124,7 +127,7 @@ def encode_wav(audio: Audio) -> bytes:
     return buf.getvalue()
 
 
-def probe(data: Source) -> dict:
+def probe(data: Source) -> dict[str, Any]:
     """Container, codecs and duration of an upload, for checks and for Discord's duration_secs."""
     if isinstance(data, (bytes, bytearray)) and not data:
         raise EmptyAudio()

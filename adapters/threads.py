@@ -3,19 +3,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import AsyncIterator, Callable, Iterator, TypeVar
+from typing import AsyncGenerator, Callable, Iterator, TypeVar, cast
 
 T = TypeVar("T")
 _DONE = object()
 
 
 async def iterate_in_thread(make_iter: Callable[[], Iterator[T]], lock: threading.Lock | None = None,
-                            stop: threading.Event | None = None) -> AsyncIterator[T]:
+                            stop: threading.Event | None = None) -> AsyncGenerator[T, None]:
     """Yield items a blocking iterator produces in a worker thread. Closing the async side (a timeout, a cancelled
     reply) sets `stop`: a run still waiting for the lock never starts, and a running one ends at its next item,
     or sooner where the iterator itself watches `stop` (a model checking it per token)."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
+    queue: asyncio.Queue[object] = asyncio.Queue()
     stop = stop or threading.Event()
 
     def pump() -> None:
@@ -59,7 +59,7 @@ async def iterate_in_thread(make_iter: Callable[[], Iterator[T]], lock: threadin
                 break
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            yield cast(T, item)
     finally:
         # the thread notices at its next item and lets go of the model's lock
         stop.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -23,14 +24,14 @@ class EspeakSynthesizer:
     """The C library keeps global state, so one process-wide lock guards every call."""
 
     _lock = threading.Lock()
-    _lib = None
+    _lib: ctypes.CDLL | None = None
     _rate = 22050
 
     def __init__(self, rate_wpm: int = 165) -> None:
         self.rate_wpm = rate_wpm
 
     @classmethod
-    def _load(cls):
+    def _load(cls) -> ctypes.CDLL:
         if cls._lib is None:
             import espeakng_loader
 
@@ -41,12 +42,17 @@ class EspeakSynthesizer:
                 raise RuntimeError("espeak-ng failed to initialize")
             cls._rate = rate
             cls._lib = lib
+        assert cls._lib is not None
         return cls._lib
+
+    def warm_up(self) -> None:
+        with self._lock:
+            self._load()
 
     def supports(self, language: str) -> bool:
         with self._lock:
             lib = self._load()
-            return lib.espeak_SetVoiceByName(self._voice_name(language).encode()) == 0
+            return bool(lib.espeak_SetVoiceByName(self._voice_name(language).encode()) == 0)
 
     @staticmethod
     def _voice_name(language: str) -> str:
@@ -59,7 +65,7 @@ class EspeakSynthesizer:
     def synthesize_sync(self, text: str, language: str) -> Audio:
         pieces: list[np.ndarray] = []
 
-        def on_audio(wav, count, _events):
+        def on_audio(wav: Any, count: int, _events: Any) -> int:
             if count > 0:
                 pieces.append(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.float32) / 32768.0)
             return 0

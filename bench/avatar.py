@@ -217,8 +217,8 @@ def cmd_gpu(args) -> list[str]:
 
     trainer.run(snaps[-1], report_every=1, on_progress=on_progress)
     held = Audio(z["held_audio"].astype(np.float32), 16_000)
-    result = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "frames": len(points), "prepare_s": prep_s, "batch": args.batch,
-              "config": config.to_dict(), "snapshots": {}}
+    result = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "frames": len(points), "prepare_s": prep_s,
+              "batch": args.batch, "config": config.to_dict(), "snapshots": {}}
     for step, (seconds, state, loss) in sorted(saved.items()):
         trainer.model.load_state_dict(state)
         folder = out_dir / f"m{step}"

@@ -95,7 +95,7 @@ def main() -> None:
     for i, ((warm, cold), total, first) in enumerate(zip(runs, totals, firsts), 1):
         lines.append(f"{i:<6}{cold['total']:>8.2f}{warm['total']:>8.2f}{total:>6.1f}×{cold['first']:>8.2f}{warm['first']:>8.2f}"
                      f"{first:>6.1f}×{warm['startup']:>20.2f}")
-    span = lambda xs: f"{min(xs):.1f}×" if len(xs) == 1 else f"{min(xs):.1f}–{max(xs):.1f}× (median {statistics.median(xs):.1f}×)"  # noqa: E731
+    span = lambda xs: f"{min(xs):.1f}×" if len(xs) == 1 else f"{min(xs):.1f}–{max(xs):.1f}× (median {statistics.median(xs):.1f}×)"
     lines += [
         "fresh: one process per sentence (the seed's flow); worker: the persistent voice worker (subprocess)",
         f"total time: {span(totals)} less (goal ≥ 10×); first chunk: {span(firsts)} sooner",

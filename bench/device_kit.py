@@ -62,7 +62,7 @@ IMPORTS = {
     "new_speakers": (
         "import bench.new_speakers, bench.lite_voice_goals, RVC.engines.lite, RVC.lite_recipe, RVC.debian_speech\n"
         "import adapters.asr_whisper, adapters.tts_piper, adapters.tts_pico, adapters.wer, adapters.whisper_models\n"
-        "import RVC.speaker, bot.settings, faster_whisper, av, resemblyzer, jiwer\n"
+        "import RVC.speaker, adapters.settings, faster_whisper, av, resemblyzer, jiwer\n"
         "RVC.speaker._pkg_resources_shim(); import resemblyzer.audio, webrtcvad, librosa\n"
         # lazy imports load only when used: use them once
         "import numpy as np; from adapters.wer import sentence_errors\n"

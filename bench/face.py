@@ -403,7 +403,7 @@ def screenshots(results: dict) -> None:
     from geneface import landmarks as lm
 
     rows = []
-    for name, (out, photo, lite) in results.items():
+    for name, (out, photo, _lite) in results.items():
         picked = _pick(out / "photo.mp4", photo["opening"])
         tiles = []
         for state, frame in picked.items():

@@ -48,21 +48,21 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.asr_whisper import Decoding  # noqa: E402
-from adapters.engines import Engines, build_chat_model  # noqa: E402
-from adapters.media import decode_audio  # noqa: E402
-from adapters.settings import Settings  # noqa: E402
-from adapters.wer import compared, normalize, sentence_errors  # noqa: E402
-from bot.common.dialogue import Dialogue, Incoming  # noqa: E402
-from bot.wiring import build_engines, build_services  # noqa: E402
-from core import audio as audio_ops  # noqa: E402
-from core.errors import DoppelError  # noqa: E402
-from core.languages import choose_language, english_name  # noqa: E402
-from core.pipeline import PipelineConfig  # noqa: E402
-from core.types import AudioFrame, ReplyDone, TranscriptFrame  # noqa: E402
-from tests.fakes.polyglot_llm import PolyglotServer  # noqa: E402
+from adapters.asr_whisper import Decoding
+from adapters.engines import Engines, build_chat_model
+from adapters.media import decode_audio
+from adapters.settings import Settings
+from adapters.wer import compared, normalize, sentence_errors
+from bot.common.dialogue import Dialogue, Incoming
+from bot.wiring import build_engines, build_services
+from core import audio as audio_ops
+from core.errors import DoppelError
+from core.languages import choose_language, english_name
+from core.pipeline import PipelineConfig
+from core.types import AudioFrame, ReplyDone, TranscriptFrame
+from tests.fakes.polyglot_llm import PolyglotServer
 from tests.speech import speech_clips
-from tests.test_llm_providers import KEYS, MODELS  # noqa: E402
+from tests.test_llm_providers import KEYS, MODELS
 
 DEPLOYMENT = ("en", "fr", "es", "zh")  # the languages this bench asks in
 WIDE = tuple(Settings.model_fields["languages"].default_factory())  # the default DOPPEL_LANGUAGES

@@ -19,12 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.media import decode_audio  # noqa: E402
-from adapters.settings import Settings  # noqa: E402
-from adapters.tts_piper import PiperSynthesizer, bundled_voice  # noqa: E402
-from bot.wiring import build_engines, build_services  # noqa: E402
-from core.pipeline import ReplyRequest  # noqa: E402
-from core.types import Audio, AudioFrame, ConversationKey, ReplyDone  # noqa: E402
+from adapters.media import decode_audio
+from adapters.settings import Settings
+from adapters.tts_piper import PiperSynthesizer, bundled_voice
+from bot.wiring import build_engines, build_services
+from core.pipeline import ReplyRequest
+from core.types import Audio, AudioFrame, ConversationKey, ReplyDone
 from tests.speech import speech_clips
 
 
@@ -33,6 +33,9 @@ class ReloadEachSentence:
 
     def supports(self, language: str) -> bool:
         return language.startswith("en")
+
+    def warm_up(self) -> None:
+        """Nothing is kept between sentences, so nothing to load ahead."""
 
     async def synthesize(self, text: str, language: str) -> Audio:
         model, config = bundled_voice()
@@ -52,6 +55,9 @@ class ProcessEachSentence:
 
     def supports(self, language: str) -> bool:
         return language.startswith("en")
+
+    def warm_up(self) -> None:
+        """Nothing is kept between sentences, so nothing to load ahead."""
 
     async def synthesize(self, text: str, language: str) -> Audio:
         with tempfile.TemporaryDirectory() as tmp:
@@ -74,7 +80,7 @@ async def run_mode(services, clips, synthesizers=None, voice: str | None = None)
         pipeline.synthesizers = synthesizers
     stats: dict[str, list[float]] = {}
     persona = services.personas.get("default")
-    for i, (path, seconds, _) in enumerate(clips):
+    for i, (path, _seconds, _) in enumerate(clips):
         audio = decode_audio(path.read_bytes())
         request = ReplyRequest(key=ConversationKey(f"bench:{i}", f"bench:{i}"), persona=persona, audio=audio, language="en",
                                voice=voice)
@@ -126,7 +132,7 @@ async def main() -> None:
 
     clips = [c for c in speech_clips("en") if 4.0 <= c[1] <= 7.0][: args.clips]
     with tempfile.TemporaryDirectory() as tmp:
-        engines, services = await warm_services(Path(tmp))
+        _engines, services = await warm_services(Path(tmp))
         try:
             persistent = await run_mode(services, clips)
             reloaded = await run_mode(services, clips, [ReloadEachSentence()])
@@ -175,7 +181,7 @@ async def demo_voice(args) -> None:
 
     clips = [c for c in speech_clips("en") if 4.0 <= c[1] <= 7.0][: args.clips]
     with tempfile.TemporaryDirectory() as tmp:
-        engines, services = await warm_services(Path(tmp))
+        _engines, services = await warm_services(Path(tmp))
         try:
             voice = await install_demo(services)
             await run_mode(services, clips[:1], voice=voice)  # loads the voice (a server has it loaded)

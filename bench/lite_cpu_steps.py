@@ -44,7 +44,7 @@ def main() -> None:
         times: list[float] = []
         last = [time.perf_counter()]
 
-        def tick(step, total, elapsed, losses):
+        def tick(step, total, elapsed, losses, times=times, last=last):
             now = time.perf_counter()
             times.append(now - last[0])
             last[0] = now

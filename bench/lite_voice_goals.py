@@ -57,7 +57,7 @@ def load_sentences(limit: int = 0):
     split = json.loads(SPLIT.read_text())
     texts = {path.stem: text for path, _, text in speech_clips("en")}
     texts.update(TRANSCRIPT_FIXES)
-    clip = lambda n: decode_audio(speech_clip("en", n).read_bytes()).samples  # noqa: E731
+    clip = lambda n: decode_audio(speech_clip("en", n).read_bytes()).samples
     ref_embeds = {n: embed(clip(n)) for n in split["reference"]}
     names = (split["eval"] + split["reference"])[: limit or None]
     # a reference sentence is scored against the centroid of the other reference clips
@@ -138,7 +138,7 @@ def main() -> None:
             got = []
             for r in renders:
                 t = time.perf_counter()
-                out, rate = engine.convert(r.samples, r.sample_rate, {"artifact": path})
+                out, _rate = engine.convert(r.samples, r.sample_rate, {"artifact": path})
                 seconds[label][0] += time.perf_counter() - t
                 seconds[label][1] += r.seconds
                 got.append(score(out, name))
@@ -155,7 +155,8 @@ def main() -> None:
 
     words = int(sum(totals(OWN, "tiny.en")[1]))
     lines = [f"Lite voices vs the speaker's own recordings: {len(names)} en sentences the training never saw ({words} words)"
-             f" × {args.renders} Piper renderings ({len(TRANSCRIPT_FIXES)} transcripts corrected to what she says); similarity to the centroid of the reference clips (the scored sentence's own clip left out)",
+             f" × {args.renders} Piper renderings ({len(TRANSCRIPT_FIXES)} transcripts corrected to what she says); "
+             "similarity to the centroid of the reference clips (the scored sentence's own clip left out)",
              f"{'':28}{'similarity':>11}{'WER tiny.en':>13}{'WER base':>10}   gap to own recordings, points (paired 95 % CI)"]
     own = {asr: totals(OWN, asr) for asr in recognizers}
     for label in rows:

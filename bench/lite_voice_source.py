@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.lite_voice_goals import load_sentences, paired_gap, recognizers_as_configured, score_speech  # noqa: E402
+from bench.lite_voice_goals import load_sentences, paired_gap, recognizers_as_configured, score_speech
 
 
 OWN = object()  # the speaker's own recordings in the tables (a variant may be labelled "own")

@@ -35,15 +35,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.asr_whisper import speech_only  # noqa: E402
-from adapters.media import decode_audio  # noqa: E402
-from adapters.settings import Settings  # noqa: E402
-from bench.latency import pct  # noqa: E402
-from bot.wiring import build_engines, build_services  # noqa: E402
-from core.types import Audio, ConversationKey  # noqa: E402
-from tests.live_client import AUDIBLE, LiveClient  # noqa: E402
+from adapters.asr_whisper import speech_only
+from adapters.media import decode_audio
+from adapters.settings import Settings
+from bench.latency import pct
+from bot.wiring import build_engines, build_services
+from core.types import Audio, ConversationKey
+from tests.live_client import AUDIBLE, LiveClient
 from tests.speech import speech_clips
-from tests.web_harness import live_server  # noqa: E402
+from tests.web_harness import live_server
 
 
 def speech(path: Path) -> Audio:

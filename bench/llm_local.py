@@ -19,10 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.llm_local import LocalChatModel, bundled_gguf, echoes  # noqa: E402
-from bot.personas import PersonaBook  # noqa: E402
-from core.errors import AnswerCut  # noqa: E402
-from core.types import ChatMessage, LLMOptions  # noqa: E402
+from adapters.llm_local import LocalChatModel, bundled_gguf, echoes
+from bot.personas import PersonaBook
+from core.errors import AnswerCut
+from core.types import ChatMessage, LLMOptions
 
 # (question, a word a right answer contains, or "" for open questions)
 QUESTIONS = [

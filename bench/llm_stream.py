@@ -18,19 +18,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import AsyncIterator, Sequence
+from typing import AsyncGenerator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.engines import Engines, build_chat_model, build_synthesizers  # noqa: E402
-from adapters.settings import Settings  # noqa: E402
-from bot.wiring import build_services  # noqa: E402
-from core.errors import AnswerCut  # noqa: E402
-from core.pipeline import ReplyRequest  # noqa: E402
-from core.ports import ChatModel  # noqa: E402
-from core.types import AudioFrame, ChatMessage, ConversationKey, LLMOptions, ReplyDone  # noqa: E402
-from tests.fakes.llm_servers import FakeLLMServer, Reply  # noqa: E402
+from adapters.engines import Engines, build_chat_model, build_synthesizers
+from adapters.settings import Settings
+from bot.wiring import build_services
+from core.errors import AnswerCut
+from core.pipeline import ReplyRequest
+from core.ports import ChatModel
+from core.types import AudioFrame, ChatMessage, ConversationKey, LLMOptions, ReplyDone
+from tests.fakes.llm_servers import FakeLLMServer, Reply
 
 TOKENS_PER_SECOND = 30.0
 ANSWER = ("Sure, a warm bowl of oatmeal with fresh berries is a great way to start the day. "
@@ -52,7 +52,17 @@ class WholeAnswer:
         self.inner = inner
         self.name = f"whole:{inner.name}"
 
-    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
+    @property
+    def context_tokens(self) -> int | None:
+        return self.inner.context_tokens
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
         pieces: list[str] = []
         try:
             async for piece in self.inner.stream(messages, options):

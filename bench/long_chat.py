@@ -21,22 +21,21 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from adapters.llm_local import LocalChatModel, bundled_gguf  # noqa: E402
-from bot.personas import PersonaBook  # noqa: E402
-from core.pipeline import PipelineConfig, ReplyPipeline, ReplyRequest  # noqa: E402
-from core.tokens import MESSAGE_OVERHEAD, token_bound  # noqa: E402
-from core.types import ChatMessage, ConversationKey, ReplyDone  # noqa: E402
-from storage.db import create_engine, session_factory, upgrade  # noqa: E402
-from storage.history import HistoryRepository  # noqa: E402
-from storage.models import Message  # noqa: E402
+from adapters.llm_local import LocalChatModel, bundled_gguf
+from bot.personas import PersonaBook
+from core.pipeline import PipelineConfig, ReplyPipeline, ReplyRequest
+from core.tokens import MESSAGE_OVERHEAD, token_bound
+from core.types import ChatMessage, ConversationKey, ReplyDone
+from storage.db import create_engine, session_factory, upgrade
+from storage.history import HistoryRepository
+from storage.models import Message
 
 QUESTIONS = [
     "Hi! I just moved to a new city and I don't know anyone yet.", "What could I do this weekend to meet people?",
@@ -84,7 +83,7 @@ class CountingModel(LocalChatModel):
         if not getattr(llm, "_counting", False):
             plain = llm.eval
 
-            def eval(tokens):  # noqa: A001  (llama.cpp's name)
+            def eval(tokens):
                 self.evaluated = max(self.evaluated, len(tokens))
                 return plain(tokens)
 

@@ -37,12 +37,12 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # in-process engines get the same here, before those libraries load, so both modes run the same engines the same way
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from adapters.media import decode_audio  # noqa: E402
-from adapters.settings import Settings  # noqa: E402
-from bench.latency import pct  # noqa: E402
-from bot.wiring import build_engines, build_services  # noqa: E402
-from core.pipeline import ReplyRequest  # noqa: E402
-from core.types import ConversationKey, ReplyDone  # noqa: E402
+from adapters.media import decode_audio
+from adapters.settings import Settings
+from bench.latency import pct
+from bot.wiring import build_engines, build_services
+from core.pipeline import ReplyRequest
+from core.types import ConversationKey, ReplyDone
 from tests.speech import speech_clips
 
 OUT = ROOT / "bench" / "results" / "scale.txt"
@@ -189,7 +189,7 @@ async def run_users(services, audios, n: int, rounds: int, tag: str) -> dict:
                 t = await one_reply(services, audios[(u + k) % len(audios)], f"load:{tag}:{u}:{k}")
                 totals.append(t["wall"])
                 firsts.append(t["first_audio"])
-            except Exception as exc:  # noqa: BLE001 - counted and shown, never hidden
+            except Exception as exc:  # counted and shown, never hidden
                 errors.append(repr(exc)[:200])
 
     t0 = time.perf_counter()

@@ -21,12 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.settings import Settings  # noqa: E402
-from bot.telegram.app import TelegramBot  # noqa: E402
-from bot.wiring import build_engines, build_services  # noqa: E402
+from adapters.settings import Settings
+from bot.telegram.app import TelegramBot
+from bot.wiring import build_engines, build_services
 from tests.speech import speech_clips
-from storage.updates import HandledUpdates  # noqa: E402
-from tests.fakes.telegram_api import FakeTelegram  # noqa: E402
+from storage.updates import HandledUpdates
+from tests.fakes.telegram_api import FakeTelegram
 
 TIMEOUT = 900.0
 

@@ -385,6 +385,7 @@ async def cmd_worker(args) -> int:
     try:
         await upgrade(engine)
         jobs = JobRepository(session_factory(engine))
+        worker: Worker
         if settings.jobs == "ray":
             from bot.ray_worker import RayWorker
             from deploy.cluster import connect
@@ -418,7 +419,8 @@ async def cmd_web(args) -> int:
 
 
 async def cmd_engines(args) -> int:
-    from deploy.cluster import config_lines, deploy, load_config, remote_cluster, status_lines
+    from deploy.cluster import config_lines, deploy, remote_cluster, status_lines
+    from deploy.config import load_config
 
     settings = _settings(args)
     remote_cluster(settings)
@@ -565,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - settings, files and the database fail with one line, not a traceback
+    except Exception as exc:  # settings, files and the database fail with one line, not a traceback
         message = _one_line(exc)
         if message is None:
             raise

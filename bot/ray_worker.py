@@ -46,6 +46,7 @@ class StagedJob(RunningJob):
                      checkpoint: str | None = None, log_line: str | None = None) -> None:
         stored = None
         if checkpoint is not None:
+            assert self.store is not None  # given to every job run on the cluster
             await asyncio.to_thread(self.store.push, self.job.id, Path(self.work_dir))
             stored = f"{self.store.job_url(self.job.id)}/{Path(checkpoint).name}"
         try:
@@ -111,7 +112,7 @@ class TrainingActor:
             worker = NodeWorker(jobs, scratch, ArtifactStore(self.artifacts), self.handlers, self.cancel_poll_seconds)
             status, message = await worker.run_job(job)
             return status.value, message
-        except Exception as exc:  # noqa: BLE001 - the store or the database failing on this node fails the job, with why
+        except Exception as exc:  # the store or the database failing on this node fails the job, with why
             log.error("job %s failed on %s:\n%s", job_id, socket.gethostname(), traceback.format_exc())
             return JobStatus.FAILED.value, f"{type(exc).__name__}: {exc}"
         finally:
@@ -193,7 +194,7 @@ class RayWorker(Worker):
             if await self.jobs.cancel_requested(job.id):
                 try:
                     return await asyncio.wait_for(asyncio.shield(result), self.cancel_grace)
-                except (asyncio.TimeoutError, RayActorError):
+                except (TimeoutError, RayActorError):
                     log.warning("job %s: the actor did not stop within %.0f s of the cancel; killed", job.id,
                                 self.cancel_grace)
                     return JobStatus.CANCELLED.value, "cancelled"
@@ -213,6 +214,6 @@ def _absolute(db_url: str) -> str:
 def _kill(actor) -> None:
     try:
         ray.kill(actor, no_restart=True)
-    except Exception:  # noqa: BLE001 - already gone
+    except Exception:  # already gone
         pass
 

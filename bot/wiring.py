@@ -12,7 +12,7 @@ from bot.personas import PersonaBook
 from core.errors import BadInput
 from core.languages import UnknownLanguage, is_known
 from core.pipeline import PipelineConfig, ReplyPipeline
-from core.ports import AvatarRenderer, ChatModel, SpeechSynthesizer, VoiceConverter
+from core.ports import AvatarRenderer, ChatModel, SpeechRecognizer, SpeechSynthesizer, VoiceConverter
 from core.types import VoiceEngine
 from storage.db import create_engine, session_factory, upgrade
 from storage.history import HistoryRepository
@@ -32,7 +32,7 @@ class Services:
     users: UserRepository
     chats: ChatSettingsRepository
     personas: PersonaBook
-    recognizer: object
+    recognizer: SpeechRecognizer
     chat_model: ChatModel
     synthesizers: list[SpeechSynthesizer]
     pipeline: ReplyPipeline
@@ -120,8 +120,9 @@ async def build_services(settings: Settings | None = None, *, engines: Engines |
     sessions = session_factory(engine)
     history = HistoryRepository(sessions)
     voices = VoiceRepository(sessions)
-    owned = None if engines is not None else build_engines(settings)
-    engines = engines or owned
+    owned: Engines | None = None
+    if engines is None:
+        engines = owned = build_engines(settings)
     recognizer, chat_model, synthesizers = engines.recognizer, engines.chat_model, engines.synthesizers
     converters, renderer = engines.converters, engines.renderer or build_renderer(settings, sessions)
     pipeline = ReplyPipeline(

@@ -13,7 +13,7 @@ import traceback
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from core.jobs import JobCancelled, JobHandler
 from core.types import Job, JobStatus
@@ -134,7 +134,7 @@ class Worker:
         ctx = await self.context(job, params, checkpoint)
         try:
             handler = load_handler(job.kind, self.handlers)
-            task = asyncio.create_task(handler(ctx))
+            task: asyncio.Future[str] = asyncio.ensure_future(handler(ctx))  # a handler is any awaitable of its message
             watcher = asyncio.create_task(self._watch(ctx, task))
             try:
                 return JobStatus.SUCCEEDED, await task
@@ -150,7 +150,7 @@ class Worker:
             log.error("job %s failed:\n%s", job.id, traceback.format_exc())
             return JobStatus.FAILED, getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
 
-    async def _watch(self, ctx: RunningJob, task: asyncio.Task) -> None:
+    async def _watch(self, ctx: RunningJob, task: asyncio.Future[Any]) -> None:
         """Polls the job's cancel flag, so a cancel lands within a second whatever the handler is doing.
 
         The handler's task is cancelled at once (the job is marked cancelled and nothing it made is
@@ -172,5 +172,5 @@ class Worker:
             if await self.run_once() is None:
                 try:
                     await asyncio.wait_for(stop.wait(), self.poll_seconds)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass

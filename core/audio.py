@@ -10,7 +10,7 @@ def rms_db(samples: np.ndarray) -> float:
     if samples.size == 0:
         return -120.0
     rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
-    return 20.0 * np.log10(max(rms, 1e-6))
+    return 20.0 * float(np.log10(max(rms, 1e-6)))
 
 
 def match_loudness(audio: Audio, target_db: float = -20.0, peak: float = 0.97) -> Audio:

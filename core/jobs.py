@@ -1,7 +1,7 @@
 """What a training job handler sees. Handlers live with their engines (RVC/, geneface/); the runner is in bot/worker.py."""
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from core.types import Job
 
@@ -12,7 +12,7 @@ class JobCancelled(Exception):
 
 class JobContext(Protocol):
     job: Job
-    params: dict  # what the submitter stored with the job
+    params: dict[str, Any]  # what the submitter stored with the job
     checkpoint: str  # the last checkpoint a previous run reported, "" on a first run: resume from it
     work_dir: str  # a folder that belongs to this job
     sessions: object  # the database's session factory, for handlers that record a result (an avatar made ready)

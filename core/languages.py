@@ -194,7 +194,7 @@ def surest(transcripts: Mapping[str, Transcript], scores: Mapping[str, float], a
         return math.log(max(transcripts[code].confidence, 1e-9)) + PRIOR_WEIGHT * math.log(max(share.get(code, 0.0), 1e-6))
 
     best = max(transcripts, key=score)
-    if last in transcripts and last != best and score(last) > -math.inf and score(best) - score(last) < LAST_LEAD:
+    if last is not None and last in transcripts and last != best and score(last) > -math.inf and score(best) - score(last) < LAST_LEAD:
         return last
     return best
 

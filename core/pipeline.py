@@ -11,7 +11,7 @@ import time
 from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import AsyncIterator, Sequence
+from typing import Any, AsyncGenerator, AsyncIterator, Sequence
 
 from core import audio as audio_ops
 from core.errors import (AnswerCut, AudioTooLong, BadInput, DoppelError, EngineError, NoSpeech, TextTooLong, UnknownVoice,
@@ -108,7 +108,7 @@ class Stopwatch:
         self.timings.append(StageTiming(stage, time.perf_counter() - (self.start if since is None else since)))
 
     @asynccontextmanager
-    async def stage(self, name: str):
+    async def stage(self, name: str) -> AsyncIterator[None]:
         t0 = time.perf_counter()
         try:
             yield
@@ -147,7 +147,7 @@ class ReplyPipeline:
         self.text_languages = text_languages
         self._told: set[tuple[str, str]] = set()  # (voice, problem) already logged for the admin
 
-    async def run(self, request: ReplyRequest) -> AsyncIterator[Frame]:
+    async def run(self, request: ReplyRequest) -> AsyncGenerator[Frame, None]:
         watch = Stopwatch()
         voice, unusable = await self._usable_voice(request) if request.speak else (None, "")
 
@@ -167,7 +167,7 @@ class ReplyPipeline:
 
         messages = await self._messages(request, user_text, plan)
         notice = plan.notice if plan.user not in request.noticed else ""
-        sentences: asyncio.Queue = asyncio.Queue()
+        sentences: asyncio.Queue[Any] = asyncio.Queue()
         if notice:
             await sentences.put(notice)  # said once per chat, before the answer, in the answer's voice
         converted = voice is not None and voice.engine is not VoiceEngine.TTS
@@ -178,10 +178,11 @@ class ReplyPipeline:
         answer: list[str] = []
         noted = False  # a fallback's note is shown once per answer, however many sentences needed it
         avatar = request.avatar or request.persona.avatar
-        parts = _VideoParts(self.renderer, avatar) if request.video_parts and await self._will_draw(request, avatar) \
-            else None
-        getter: asyncio.Future | None = None
-        item: object = None
+        parts: _VideoParts | None = None
+        if request.video_parts and self.renderer is not None and avatar and await self._will_draw(request, avatar):
+            parts = _VideoParts(self.renderer, avatar)
+        getter: asyncio.Future[Any] | None = None
+        item: Any = None
         try:
             index = 0
             while True:
@@ -239,7 +240,7 @@ class ReplyPipeline:
                     raise parts.failures[0]
             finally:
                 await parts.close()
-        elif spoken and await self._will_draw(request, avatar):
+        elif spoken and self.renderer is not None and avatar and await self._will_draw(request, avatar):
             whole = audio_ops.join(spoken)
             async with watch.stage("avatar"):
                 mp4 = await self.renderer.render(whole, avatar, text)
@@ -255,7 +256,7 @@ class ReplyPipeline:
         return bool(request.video and request.speak and avatar and self.renderer is not None
                     and await self.renderer.is_ready(avatar))
 
-    async def speak(self, request: ReplyRequest) -> AsyncIterator[AudioFrame]:
+    async def speak(self, request: ReplyRequest) -> AsyncGenerator[AudioFrame, None]:
         """Say `request.text` itself in the request's voice (a /say command): the speech stages without the LLM,
         so a voice sounds the same here as in a reply. Nothing is stored in the history."""
         watch = Stopwatch()
@@ -313,7 +314,7 @@ class ReplyPipeline:
                     return transcript
             # speech in a language nobody expects here: say so rather than answer a transcript of noise
             names = ", ".join(english_name(code) for code in self.config.languages)
-            raise BadInput(f"That sounded like {english_name(max(scores, key=scores.get))}; here I understand {names}.")
+            raise BadInput(f"That sounded like {english_name(max(scores, key=lambda code: scores[code]))}; here I understand {names}.")
         # detection is unsure of short clips: then the close languages are decoded too, and the surest transcript wins
         contenders = (heard, *rivals(scores, heard, self.config.languages))
         last = request.last_language
@@ -341,13 +342,14 @@ class ReplyPipeline:
     def history_budget(self, persona: Persona, user_text: str, system: str | None = None) -> int:
         """The configured budget, cut so that prompt + history + the longest answer fit the model's context."""
         budget = self.config.history_token_budget
-        context = getattr(self.chat_model, "context_tokens", None)
+        context = self.chat_model.context_tokens
         if context:
-            fixed = token_bound(persona.system_prompt if system is None else system) + token_bound(user_text) + 2 * MESSAGE_OVERHEAD + persona.max_tokens
+            prompt = token_bound(persona.system_prompt if system is None else system) + token_bound(user_text)
+            fixed = prompt + 2 * MESSAGE_OVERHEAD + persona.max_tokens
             budget = min(budget, context - fixed)
         return max(0, budget)
 
-    async def _write_answer(self, messages: list[ChatMessage], persona: Persona, out: asyncio.Queue, watch: Stopwatch,
+    async def _write_answer(self, messages: list[ChatMessage], persona: Persona, out: asyncio.Queue[Any], watch: Stopwatch,
                             config: SplitterConfig) -> None:
         splitter = SentenceSplitter(config)
         options = LLMOptions(max_tokens=persona.max_tokens)
@@ -389,7 +391,7 @@ class ReplyPipeline:
             await out.put(_END)
 
     @staticmethod
-    async def _emit(sentence: str, count: int, out: asyncio.Queue, watch: Stopwatch, t0: float) -> int:
+    async def _emit(sentence: str, count: int, out: asyncio.Queue[Any], watch: Stopwatch, t0: float) -> int:
         if count == 0:
             watch.mark("llm_first_sentence", t0)
         await out.put(sentence)
@@ -477,8 +479,8 @@ class _VideoParts:
     def __init__(self, renderer: AvatarRenderer, avatar: str) -> None:
         self.renderer = renderer
         self.avatar = avatar
-        self.pending: deque[tuple[int, float, float, asyncio.Task]] = deque()
-        self._last: asyncio.Task | None = None
+        self.pending: deque[tuple[int, float, float, asyncio.Task[bytes]]] = deque()
+        self._last: asyncio.Task[bytes] | None = None
         self.failures: list[DoppelError] = []
         self.shown = 0
 
@@ -503,7 +505,7 @@ class _VideoParts:
         self._last = asyncio.create_task(draw())
         self.pending.append((index, offset, audio.seconds, self._last))
 
-    async def until(self, waited: asyncio.Future | None) -> AsyncIterator[VideoPartFrame]:
+    async def until(self, waited: asyncio.Future[Any] | None) -> AsyncIterator[VideoPartFrame]:
         """The parts drawn before `waited` is done (which it then is); None: every part still to come."""
         while self.pending:
             index, offset, seconds, task = self.pending[0]

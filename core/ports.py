@@ -1,7 +1,9 @@
 """Ports: what the pipeline needs from the outside world. Adapters implement them; core never imports an adapter."""
 from __future__ import annotations
 
-from typing import AsyncIterator, Collection, Protocol, Sequence, runtime_checkable
+from typing import Any, AsyncGenerator, Collection, Iterator, Protocol, Sequence, runtime_checkable
+
+import numpy as np
 
 from core.types import (
     Audio,
@@ -17,12 +19,20 @@ from core.types import (
 
 @runtime_checkable
 class SpeechRecognizer(Protocol):
+    def warm_up(self) -> None:
+        """Load the models now rather than on the first message (blocking: callers run it in a thread)."""
+        ...
+
     async def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
         """language=None means detect it."""
         ...
 
     async def detect_language(self, audio: Audio) -> dict[str, float]:
         """How likely the speech is in each language: code → probability."""
+        ...
+
+    def language_probability(self, audio: Audio, language: str) -> float | None:
+        """How likely `audio` is in `language`; None when this recognizer cannot tell (blocking: run it in a thread)."""
         ...
 
 
@@ -39,14 +49,31 @@ class LanguageDetector(Protocol):
 class ChatModel(Protocol):
     name: str
 
-    def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncIterator[str]:
+    @property
+    def context_tokens(self) -> int | None:
+        """The context window in tokens, when it is small enough to matter (a local model); None: no limit known."""
+        ...
+
+    def warm_up(self) -> None:
+        """Load the model now rather than on the first message (blocking: callers run it in a thread)."""
+        ...
+
+    def stream(self, messages: Sequence[ChatMessage], options: LLMOptions) -> AsyncGenerator[str, None]:
         """Yield the answer in pieces (tokens or deltas) as the model writes it."""
+        ...
+
+    async def aclose(self) -> None:
+        """Let go of connections (on the event loop that used them)."""
         ...
 
 
 @runtime_checkable
 class SpeechSynthesizer(Protocol):
     def supports(self, language: str) -> bool: ...
+
+    def warm_up(self) -> None:
+        """Load the voice now rather than on the first sentence (blocking: callers run it in a thread)."""
+        ...
 
     async def synthesize(self, text: str, language: str) -> Audio: ...
 
@@ -57,6 +84,41 @@ class VoiceConverter(Protocol):
 
     async def convert(self, audio: Audio, voice: Voice) -> Audio: ...
 
+    async def preview(self, voice: Voice, text: str) -> Audio:
+        """`text` spoken in `voice` exactly as its model makes it (no fallback to the base voice), by whatever serves
+        the voices: a new model's check before it is kept. The voice need not be stored; its files must be where
+        the converter reads models."""
+        ...
+
+    async def close(self) -> None:
+        """Stop the worker process, container or connection behind the converter."""
+        ...
+
+
+@runtime_checkable
+class FaceStream(Protocol):
+    """An avatar's face drawn frame by frame as it speaks (live talk); frames are RGB uint8 arrays."""
+
+    @property
+    def seconds(self) -> float:
+        """Audio fed since the last reset."""
+        ...
+
+    @property
+    def frames_made(self) -> int: ...
+
+    def stream(self, audio: Audio, pose: int | None = None) -> Iterator[np.ndarray]:
+        """The frames for `audio`, drawn as they are read; `pose`: the idle motion's frame number to start from."""
+        ...
+
+    def idle(self, pose: int | None = None) -> np.ndarray:
+        """The next frame with nobody speaking."""
+        ...
+
+    def reset(self) -> None:
+        """Forget the speech so far (after an interruption)."""
+        ...
+
 
 @runtime_checkable
 class AvatarRenderer(Protocol):
@@ -65,6 +127,11 @@ class AvatarRenderer(Protocol):
         ...
 
     async def is_ready(self, avatar: str) -> bool: ...
+
+    async def face_stream(self, avatar: str, size: int) -> FaceStream | None:
+        """The avatar's face for live talk, `size` px on its longer side; None when this renderer draws no live faces.
+        Raises a DoppelError saying why when this avatar cannot talk live."""
+        ...
 
 
 @runtime_checkable
@@ -90,7 +157,7 @@ class VoiceCatalog(Protocol):
 @runtime_checkable
 class JobQueue(Protocol):
     async def submit(self, kind: str, target: str, *, engine: str, max_steps: int, gpu: int | None,
-                     params: dict, notify_chat: str | None = None) -> Job: ...
+                     params: dict[str, Any], notify_chat: str | None = None) -> Job: ...
 
     async def get(self, job_id: int) -> Job: ...
 

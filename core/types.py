@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -100,15 +100,19 @@ class Voice:
     language: str = "en"
     ready: bool = True
     # engine-specific: artifact path, pitch shift, index rate ...
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Avatar:
+    """A face that speaks the answers, as stored (storage/avatars.py)."""
+
     name: str
-    engine: str  # "lite" | "photo" | "geneface"
-    ready: bool = False
-    params: dict = field(default_factory=dict)
+    engine: str  # "photo" | "lite" | "geneface"
+    ready: bool
+    source_path: str  # the photo or video it was made from
+    artifact_path: str  # what its engine loads: a prepared photo, a trained lite model, a GeneFace++ folder
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class JobStatus(str, enum.Enum):

@@ -1,6 +1,8 @@
 """Speech recognition as a Serve deployment: the configured Whisper models, loaded once per replica."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from ray import serve
 
@@ -10,7 +12,7 @@ from deploy.wire import carry, replica_settings
 
 @serve.deployment
 class SpeechRecognition:
-    def __init__(self, settings: dict) -> None:
+    def __init__(self, settings: dict[str, Any]) -> None:
         from adapters.engines import build_recognizer
 
         self.recognizer = build_recognizer(replica_settings(settings))

@@ -5,6 +5,8 @@ GeneFace++ avatars are not rendered here: they have their own render containers 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import asyncio
 import hashlib
 import os
@@ -16,6 +18,10 @@ from core.errors import EngineError
 from core.types import Audio
 from deploy.wire import carry, replica_settings
 
+if TYPE_CHECKING:
+    from geneface.lite.render import LiteAvatar
+    from geneface.photo import PhotoAvatar
+
 ENGINES = ("photo", "lite")
 
 
@@ -25,7 +31,7 @@ def avatar_model_id(name: str, artifact_path: str) -> str:
 
 @serve.deployment
 class AvatarRendering:
-    def __init__(self, settings: dict, max_models_per_replica: int) -> None:
+    def __init__(self, settings: dict[str, Any], max_models_per_replica: int) -> None:
         import ray
 
         self.subtitles = replica_settings(settings).avatar_subtitles
@@ -33,13 +39,14 @@ class AvatarRendering:
         self.asked: dict[str, tuple[str, str]] = {}
         self.loads: list[str] = []  # every avatar this replica has loaded, in order
 
-        async def load(model_id: str):  # a plain function: Serve keeps its model cache on the function it wraps
+        async def load(model_id: str) -> PhotoAvatar | LiteAvatar:  # a plain function: Serve keeps its model cache on the function it wraps
             return await self._load(model_id)
 
         self.avatar_model = serve.multiplexed(max_num_models_per_replica=max_models_per_replica)(load)
 
-    async def _load(self, model_id: str):
+    async def _load(self, model_id: str) -> PhotoAvatar | LiteAvatar:
         engine, path = self.asked[model_id]
+        loaded: PhotoAvatar | LiteAvatar
         if engine == "photo":
             from geneface.photo import PhotoAvatar
 
@@ -62,6 +69,6 @@ class AvatarRendering:
         except Exception as exc:
             raise carry(exc) from None
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {"replica": serve.get_replica_context().replica_id.unique_id, "pid": os.getpid(), "gpu": self.gpu,
                 "loads": list(self.loads)}

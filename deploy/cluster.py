@@ -5,16 +5,28 @@ import math
 import os
 import threading
 import time
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from core.errors import StartupError
 from deploy.config import DEPLOYMENTS, EnginesConfig, load_config
+
+if TYPE_CHECKING:
+    from ray.serve.handle import DeploymentHandle
+
+    from adapters.settings import Settings
+    from adapters.engines import Engines
+    from core.ports import AvatarRenderer
+    from deploy.clients import RayAvatarRenderer
+    from storage.avatars import AvatarRepository
+
+T = TypeVar("T")
 
 DOC = "docs/cluster.md"
 # training actors are named per job (bot/ray_worker.py): a restarted worker finds them only in the same namespace
 NAMESPACE = "doppel"
 
 
-def connect(settings, config: EnginesConfig | None = None) -> bool:
+def connect(settings: Settings, config: EnginesConfig | None = None) -> bool:
     """Joins the cluster at DOPPEL_RAY_ADDRESS (`ray://host:10001`, `auto`), or with none starts a Ray of this
     machine on 127.0.0.1 that lives as long as this process. True when this process started it.
 
@@ -46,11 +58,11 @@ def local_ray_environment() -> None:
     os.environ.setdefault("RAY_worker_niceness", "0")
 
 
-def config_of(settings) -> EnginesConfig:
+def config_of(settings: Settings) -> EnginesConfig:
     return load_config(settings.ray_config)
 
 
-def deploy(settings, config: EnginesConfig, timeout: float = 600.0) -> None:
+def deploy(settings: Settings, config: EnginesConfig, timeout: float = 600.0) -> None:
     """Deploys (or updates in place) the engine graph; returns when every deployment has its replicas running."""
     from ray import serve
 
@@ -60,13 +72,13 @@ def deploy(settings, config: EnginesConfig, timeout: float = 600.0) -> None:
     app = build_app(settings, config)
     # serve.run waits for every replica however long that takes (for ever, for a GPU the cluster does not have):
     # it runs aside, and a deployment still not running after the deadline is reported with Serve's own reason
-    outcome: dict = {}
+    outcome: dict[str, Any] = {}
 
     def run() -> None:
         try:
             serve.run(app, name=config.app, route_prefix=None)
             outcome["done"] = True
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             outcome["error"] = exc
 
     threading.Thread(target=run, name="serve-run", daemon=True).start()
@@ -88,20 +100,20 @@ def running(app: str) -> bool:
     return app in serve.status().applications
 
 
-def handles(app: str) -> dict:
+def handles(app: str) -> dict[str, DeploymentHandle[Any]]:
     from ray import serve
 
     return {name: serve.get_deployment_handle(name, app_name=app) for name in DEPLOYMENTS}
 
 
-def _blocking(call):
+def _blocking(call: Callable[[], T]) -> T:
     """A handle's blocking `.result()` may not run on an event loop's thread; start-up may be on one."""
-    box: dict = {}
+    box: dict[str, Any] = {}
 
     def run() -> None:
         try:
             box["value"] = call()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the caller below
+        except BaseException as exc:  # handed back to the caller below
             box["error"] = exc
 
     worker = threading.Thread(target=run, name="ray-describe")
@@ -109,10 +121,11 @@ def _blocking(call):
     worker.join()
     if "error" in box:
         raise box["error"]
-    return box["value"]
+    value: T = box["value"]
+    return value
 
 
-def ray_engines(settings):
+def ray_engines(settings: Settings) -> Engines:
     """The bot's Engines, every one a client of a deployment. With no DOPPEL_RAY_ADDRESS the graph is deployed on
     a Ray started here; on a cluster it must be deployed already (`doppel engines serve`)."""
     from adapters.engines import Engines, build_synthesizers, build_text_languages
@@ -129,7 +142,7 @@ def ray_engines(settings):
                            setting="DOPPEL_RAY_ADDRESS", doc=DOC)
     h = handles(config.app)
     try:
-        info = _blocking(lambda: h["ChatModel"].describe.remote().result())
+        info: dict[str, Any] = _blocking(lambda: h["ChatModel"].describe.remote().result())
     except Exception as exc:
         raise arrived(exc) from exc
     converter = RayVoiceConverter(h["VoiceConversion"])
@@ -141,7 +154,7 @@ def ray_engines(settings):
     )
 
 
-def ray_renderer(settings, avatars, local):
+def ray_renderer(settings: Settings, avatars: AvatarRepository, local: AvatarRenderer) -> RayAvatarRenderer:
     """The avatar renderer on the AvatarRendering deployment (built per Services, as it reads the avatars' records)."""
     from deploy.clients import RayAvatarRenderer
 
@@ -179,11 +192,11 @@ def status_lines(app: str, messages: bool = False) -> list[str]:
     return lines
 
 
-def _word(status) -> str:
+def _word(status: object) -> str:
     return str(getattr(status, "value", status))
 
 
-def remote_cluster(settings) -> None:
+def remote_cluster(settings: Settings) -> None:
     """`doppel engines serve|status` talk to a cluster that outlives them: with no address there is none."""
     if not settings.ray_address.strip():
         raise StartupError("empty: name the cluster to deploy on (`auto` on a node of it, after `ray start --head`, "

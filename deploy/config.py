@@ -1,6 +1,8 @@
 """The engines' Serve configuration (deploy/engines.yaml, or DOPPEL_RAY_CONFIG): replicas, autoscaling, resources."""
 from __future__ import annotations
 
+from typing import Any
+
 import copy
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +23,9 @@ OURS = {"max_models_per_replica"}
 @dataclass(frozen=True)
 class EnginesConfig:
     app: str
-    deployments: dict[str, dict]
+    deployments: dict[str, dict[str, Any]]
 
-    def options(self, name: str) -> dict:
+    def options(self, name: str) -> dict[str, Any]:
         """What goes to Serve's `.options()` for this deployment."""
         return {k: copy.deepcopy(v) for k, v in self.deployments.get(name, {}).items() if k in SERVE_OPTIONS}
 
@@ -47,7 +49,7 @@ class EnginesConfig:
             fixed[name] = {**entry, "num_replicas": replicas}
         return EnginesConfig(self.app, fixed)
 
-    def with_actor_options(self, **options) -> "EnginesConfig":
+    def with_actor_options(self, **options: Any) -> "EnginesConfig":
         """The same deployments asking for other resources (a test on 2 cores asks for none)."""
         changed = copy.deepcopy(self.deployments)
         for name in DEPLOYMENTS:

@@ -2,26 +2,26 @@
 from __future__ import annotations
 
 from contextlib import aclosing
-from typing import AsyncIterator
+from typing import Any, AsyncGenerator
 
 from ray import serve
 
-from core.types import ChatMessage, LLMOptions
+from core.types import ChatMessage, LLMOptions, Role
 from deploy.wire import carry, replica_settings
 
 
 @serve.deployment
 class ChatModel:
-    def __init__(self, settings: dict) -> None:
+    def __init__(self, settings: dict[str, Any]) -> None:
         from adapters.engines import build_chat_model
 
         self.model = build_chat_model(replica_settings(settings))
         self.model.warm_up()
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {"name": self.model.name, "context_tokens": self.model.context_tokens}
 
-    async def stream(self, messages: list[tuple[str, str]], temperature: float, max_tokens: int) -> AsyncIterator[str]:
+    async def stream(self, messages: list[tuple[Role, str]], temperature: float, max_tokens: int) -> AsyncGenerator[str, None]:
         pieces = self.model.stream([ChatMessage(role, text) for role, text in messages],
                                    LLMOptions(temperature=temperature, max_tokens=max_tokens))
         try:

@@ -1,6 +1,8 @@
 """Text to speech as a Serve deployment: the first configured synthesizer that speaks the language speaks it."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from ray import serve
 
@@ -10,7 +12,7 @@ from deploy.wire import carry, replica_settings
 
 @serve.deployment
 class SpeechSynthesis:
-    def __init__(self, settings: dict) -> None:
+    def __init__(self, settings: dict[str, Any]) -> None:
         from adapters.engines import build_synthesizers
 
         self.synthesizers = build_synthesizers(replica_settings(settings))

@@ -9,7 +9,7 @@ import asyncio
 import hashlib
 import json
 import os
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from ray import serve
@@ -17,6 +17,9 @@ from ray import serve
 from core.errors import EngineError
 from core.types import Audio, FallbackAudio, Voice, VoiceEngine
 from deploy.wire import carry, replica_settings
+
+if TYPE_CHECKING:
+    from RVC.service import VoiceService
 
 
 def voice_model_id(voice: Voice) -> str:
@@ -28,16 +31,21 @@ def voice_model_id(voice: Voice) -> str:
 class LoadedVoice:
     """One voice's model held by this replica. Serve calls __del__ when it drops the voice as least recently used."""
 
-    def __init__(self, service, voice: Voice, on_unload: Callable[[], None]) -> None:
-        self.service, self.voice, self._on_unload = service, voice, on_unload
+    def __init__(self, service: VoiceService, voice: Voice, on_unload: Callable[[], None]) -> None:
+        self.service, self.voice = service, voice
+        self._on_unload: Callable[[], None] | None = on_unload
         engine = service.engine(voice.engine.value)
         if voice.engine is VoiceEngine.LITE:
+            from RVC.engines.lite import LiteEngine
+
             if not voice.params.get("artifact"):
                 raise EngineError("This voice has no trained model yet; train it first.")
+            assert isinstance(engine, LiteEngine)
             engine.voice(voice.params["artifact"])
         elif voice.engine is VoiceEngine.RVC:
-            from RVC.engines.rvc import RvcParams
+            from RVC.engines.rvc import RvcEngine, RvcParams
 
+            assert isinstance(engine, RvcEngine)
             params = RvcParams.from_params(voice.params)
             engine.loaded(params.model)  # RVC models also stay under the engine's own cap (RVC/engines/rvc.py)
             if params.index:
@@ -47,13 +55,17 @@ class LoadedVoice:
         if self._on_unload is not None:
             unload, self._on_unload = self._on_unload, None
             if self.voice.engine is VoiceEngine.LITE:
-                self.service.engine("lite").forget(self.voice.params["artifact"])
+                from RVC.engines.lite import LiteEngine
+
+                lite = self.service.engine("lite")
+                assert isinstance(lite, LiteEngine)
+                lite.forget(self.voice.params["artifact"])
             unload()
 
 
 @serve.deployment
 class VoiceConversion:
-    def __init__(self, settings: dict, max_models_per_replica: int) -> None:
+    def __init__(self, settings: dict[str, Any], max_models_per_replica: int) -> None:
         import ray
 
         from RVC.client import InProcessWorker, WorkerConverter
@@ -67,7 +79,7 @@ class VoiceConversion:
         self.loaded: list[str] = []
         self.loads = 0
 
-        async def load(model_id: str):  # a plain function: Serve keeps its model cache on the function it wraps
+        async def load(model_id: str) -> LoadedVoice:  # a plain function: Serve keeps its model cache on the function it wraps
             return await self._load(model_id)
 
         self.voice_model = serve.multiplexed(max_num_models_per_replica=max_models_per_replica)(load)
@@ -80,7 +92,7 @@ class VoiceConversion:
         return loaded
 
     async def convert(self, samples: np.ndarray, rate: int, name: str, engine: str, language: str,
-                      params: dict) -> tuple[np.ndarray, int, str]:
+                      params: dict[str, Any]) -> tuple[np.ndarray, int, str]:
         """The sentence in the voice, and a note when it fell back to the base voice ("" otherwise)."""
         try:
             voice = Voice(name, VoiceEngine(engine), language, True, params)
@@ -92,7 +104,16 @@ class VoiceConversion:
         except Exception as exc:
             raise carry(exc) from None
 
-    def describe(self) -> dict:
+    async def preview(self, name: str, engine: str, language: str, params: dict[str, Any], text: str) -> tuple[np.ndarray, int]:
+        """`text` in a voice that is not stored yet (a new model on trial): loaded for this call only, outside the
+        multiplexed cache, since its files move once it passes."""
+        try:
+            out = await self.converter.preview(Voice(name, VoiceEngine(engine), language, False, params), text)
+            return out.samples, out.sample_rate
+        except Exception as exc:
+            raise carry(exc) from None
+
+    def describe(self) -> dict[str, Any]:
         """Which voices this replica holds now, and how many loads it has made (tests, `doppel engines status`)."""
         return {"replica": serve.get_replica_context().replica_id.unique_id, "pid": os.getpid(),
                 "loaded": list(self.loaded), "loads": self.loads, "device": self.service.device}

@@ -3,22 +3,26 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import core.errors
 from core.errors import DoppelError, EngineError
 
+if TYPE_CHECKING:
+    from adapters.settings import Settings
 
-def settings_values(settings) -> dict:
+
+def settings_values(settings: Settings) -> dict[str, Any]:
     """The bot's settings as the replicas get them. Relative paths are made absolute here, where they were meant:
     on a cluster they must name folders every node reads (a shared file system), like the voice models'."""
-    values = settings.model_dump()
+    values: dict[str, Any] = settings.model_dump()
     for key, value in values.items():
         if isinstance(value, Path) and not value.is_absolute():
             values[key] = value.resolve()
     return values
 
 
-def replica_settings(values: dict):
+def replica_settings(values: dict[str, Any]) -> Settings:
     from adapters.settings import Settings
 
     return Settings(_env_file=None, **values)
@@ -28,7 +32,7 @@ class CarriedError(Exception):
     """A DoppelError on its way out of a replica: our errors take keyword arguments that plain exception pickling
     loses (AudioTooLong(seconds, limit)), so the class name, message and attributes travel instead."""
 
-    def __init__(self, name: str, message: str, state: dict) -> None:
+    def __init__(self, name: str, message: str, state: dict[str, Any]) -> None:
         super().__init__(name, message, state)
         self.name, self.message, self.state = name, message, state
 

@@ -15,11 +15,14 @@ import asyncio
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from geneface.container import ROOT, asset_volumes, container_env, container_user, video_id
 from geneface.stages import FINETUNE_FROM, HEAD_STEPS, SHARES, Stage, stages
 from geneface.training_log import LogEvent, ProgressWriter, StageProgress, parse_line, split_lines
+
+if TYPE_CHECKING:
+    from geneface.render_worker import RenderPool
 
 SIDE, FPS = 512, 25
 
@@ -70,8 +73,8 @@ class GeneFaceDocker:
         self.render_port = render_port  # the render container of gpus[i] listens on 127.0.0.1:render_port+i
         self._factory = client_factory
         self._client = None
-        self._running: dict[str, object] = {}  # container name → container, for stop_all()
-        self._pool = None  # the render containers, made on the first reply
+        self._running: dict[str, Any] = {}  # container name → container, for stop_all()
+        self._pool: RenderPool | None = None  # the render containers, made on the first reply
 
     def client(self):
         if self._client is None:
@@ -97,7 +100,7 @@ class GeneFaceDocker:
         """
         container = self.client().containers.run(**run_kwargs(self.image, stage.command, mounts, gpu, name))
         self._running[name] = container
-        log = open(log_file, "a", encoding="utf-8") if log_file else None
+        log = open(log_file, "a", encoding="utf-8") if log_file else None  # noqa: SIM115 - closed in the finally below
         try:
             for line in split_lines(container.logs(stream=True, follow=True)):
                 event = parse_line(line)
@@ -161,7 +164,7 @@ def prepare_input(data: bytes, points, out_path: Path) -> None:
             side = int(min(span, h, w))
             x0 = int(np.clip(cx - side / 2, 0, w - side))
             y0 = int(np.clip(cy - side * 0.45, 0, h - side))
-            yield np.asarray(Image.fromarray(frame[y0:y0 + side, x0:x0 + side]).resize((SIDE, SIDE), Image.LANCZOS))
+            yield np.asarray(Image.fromarray(frame[y0:y0 + side, x0:x0 + side]).resize((SIDE, SIDE), Image.Resampling.LANCZOS))
 
     out_path.write_bytes(encode_mp4(frames(), FPS, decode_audio(data), crf=16))
 

@@ -8,9 +8,13 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from core.jobs import JobContext
 from geneface.lite.model import TINY, LiteConfig
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 CONFIGS = {"tiny": TINY, "full": LiteConfig()}
 # the full configuration passed the lip-sync goal after 250 steps on a 3-minute video (bench/results/avatar.txt)
@@ -96,8 +100,9 @@ async def _train_lite(ctx: JobContext, name: str) -> str:
     from storage.avatars import AvatarRepository
 
     # only now does the new version draw; until here (and after a failure or a cancel) the previous one did
-    version = await AvatarRepository(ctx.sessions).add_version(name, str(out_dir), {"steps": steps, "config": config_name,
-                                                                                     "job": ctx.job.id}, engine="lite")
+    avatars = AvatarRepository(cast("async_sessionmaker[AsyncSession]", ctx.sessions))
+    version = await avatars.add_version(name, str(out_dir), {"steps": steps, "config": config_name, "job": ctx.job.id},
+                                        engine="lite")
     return f"avatar '{name}' is ready: v{version} ({steps} steps)"
 
 

@@ -30,7 +30,7 @@ def _models_dir() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the face-recognition-models package is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
 @lru_cache(maxsize=1)
@@ -52,7 +52,7 @@ class Face:
 
 def detect(image: np.ndarray, max_side: int = 320) -> list[Face]:
     """Faces in an RGB image, largest first; detection runs on a copy scaled to `max_side` for speed."""
-    dlib, detector, _ = _dlib()
+    _, detector, _ = _dlib()
     h, w = image.shape[:2]
     scale = min(1.0, max_side / max(h, w))
     small = image if scale == 1.0 else _resize(image, scale)
@@ -131,4 +131,4 @@ def _resize(image: np.ndarray, scale: float) -> np.ndarray:
     from PIL import Image
 
     h, w = image.shape[:2]
-    return np.asarray(Image.fromarray(image).resize((max(1, int(w * scale)), max(1, int(h * scale))), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((max(1, int(w * scale)), max(1, int(h * scale))), Image.Resampling.BILINEAR))

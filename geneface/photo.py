@@ -28,15 +28,15 @@ def check_photo(data: bytes, max_side: int = framing.OUTPUT_SIDE) -> np.ndarray:
     """The photo framed on the face (head and shoulders, a square of at most `max_side`), or BadReference when
     it can't be animated: no face, two people, a face too small or too near the picture's edge to frame."""
     try:
-        image = Image.open(io.BytesIO(data))
-        image = ImageOps.exif_transpose(image).convert("RGB")  # phones store portraits sideways with a flag
+        opened = Image.open(io.BytesIO(data))
+        image = ImageOps.exif_transpose(opened).convert("RGB")  # phones store portraits sideways with a flag
     except (UnidentifiedImageError, OSError) as exc:
         raise BadReference("I could not read that picture. Please send a JPEG or PNG photo.", detail=repr(exc)) from exc
     if min(image.size) < 128:
         raise BadReference("The photo is too small; please send one at least 128 px on each side.")
     # landmarks on a copy of at most 1024 px, the face found at 640: a small face in a large photo is still found
     scale = min(1.0, 1024 / max(image.size))
-    seen = np.asarray(image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)) \
+    seen = np.asarray(image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)) \
         if scale < 1 else np.asarray(image)
     faces = lm.detect(seen, max_side=640)
     if not faces:
@@ -56,7 +56,7 @@ def check_photo(data: bytes, max_side: int = framing.OUTPUT_SIDE) -> np.ndarray:
 
 def _framed(image: np.ndarray, square: framing.Square, side: int) -> np.ndarray:
     crop = Image.fromarray(np.ascontiguousarray(square.cut(image)))
-    return np.asarray(crop.resize((side, side), Image.LANCZOS)) if crop.width != side else np.asarray(crop)
+    return np.asarray(crop.resize((side, side), Image.Resampling.LANCZOS)) if crop.width != side else np.asarray(crop)
 
 
 class PhotoAvatar:
@@ -82,7 +82,7 @@ class PhotoAvatar:
         scale = longer_side / max(h, w)
         size = (max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2))
         out = object.__new__(PhotoAvatar)
-        out.image = np.asarray(Image.fromarray(self.image).resize(size, Image.LANCZOS))
+        out.image = np.asarray(Image.fromarray(self.image).resize(size, Image.Resampling.LANCZOS))
         out.points = self.points * np.array([size[0] / w, size[1] / h], np.float32)
         out.fps = self.fps
         out.blinks = self.blinks

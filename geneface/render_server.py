@@ -25,7 +25,7 @@ import time
 import wave
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from RVC.protocol import Message, serve_connection, write_message
 
@@ -45,7 +45,7 @@ class RenderError(Exception):
 class RenderService:
     """The loaded avatars, least recently used first out, and the one-at-a-time rendering."""
 
-    def __init__(self, loader: Loader, keep: int = 3, work_dir: Optional[Path] = None) -> None:
+    def __init__(self, loader: Loader, keep: int = 3, work_dir: Path | None = None) -> None:
         self.loader, self.keep = loader, keep
         self.loaded: "OrderedDict[str, Callable[[Path, Path], None]]" = OrderedDict()
         self.loads = 0
@@ -129,7 +129,7 @@ class RenderServer:
         except KeyError as exc:
             await write_message(writer, Message("error", {"id": rid, "code": "protocol", "message": f"missing {exc}"}))
             return
-        except Exception as exc:  # noqa: BLE001 - GeneFace++ raises anything; the worker must stay up
+        except Exception as exc:  # GeneFace++ raises anything; the worker must stay up
             log.exception("render %s failed", rid)
             await write_message(writer, Message("error", {"id": rid, "code": "engine", "message": f"{type(exc).__name__}: {exc}"}))
             return
@@ -177,7 +177,7 @@ def geneface_loader(root: Path = GENEFACE_ROOT) -> Loader:
     return load
 
 
-async def serve(service: RenderService, host: str, port: int, ready: Optional[asyncio.Event] = None) -> None:
+async def serve(service: RenderService, host: str, port: int, ready: asyncio.Event | None = None) -> None:
     server = await asyncio.start_server(RenderServer(service).handle, host, port, limit=1 << 20)
     log.info("GeneFace++ render worker listening on %s:%d", host, port)
     if ready is not None:

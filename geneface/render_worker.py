@@ -84,19 +84,19 @@ class RenderWorker:
                     self.container.restart(timeout=10)
                     self.starts += 1
                     return
-            except Exception:  # noqa: BLE001 - gone altogether: run a new one below
+            except Exception:  # gone altogether: run a new one below
                 self.container = None
         self._start()
 
     async def _ask(self, message: Message, timeout: float) -> Message:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port, limit=1 << 20), 5)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise WorkerDown(repr(exc)) from exc
         try:
             await write_message(writer, message)
             reply = await asyncio.wait_for(read_message(reader), timeout)
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             raise WorkerDown(repr(exc)) from exc
         finally:
             writer.close()
@@ -112,7 +112,7 @@ class RenderWorker:
                 return
             except WorkerDown:
                 if time.monotonic() > deadline:
-                    raise EngineError("The GeneFace++ render worker did not start.", detail=f"GPU {self.gpu}")
+                    raise EngineError("The GeneFace++ render worker did not start.", detail=f"GPU {self.gpu}") from None
                 await asyncio.sleep(0.2)
 
     async def ensure(self, dead_start: int | None = None) -> None:

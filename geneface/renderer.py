@@ -4,22 +4,29 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from core.errors import EngineError, UnknownAvatar
-from core.types import Audio
-from storage.avatars import Avatar, AvatarRepository
+from core.ports import FaceStream
+from core.types import Audio, Avatar
+from storage.avatars import AvatarRepository
+
+if TYPE_CHECKING:
+    from geneface.docker_engine import GeneFaceDocker
+    from geneface.lite.render import LiteAvatar
+    from geneface.photo import PhotoAvatar
 
 
 class AvatarStudio:
     """Implements core.ports.AvatarRenderer for the photo, lite and geneface engines."""
 
     def __init__(self, avatars: AvatarRepository, *, gpu: int | None = None, subtitles: bool = False,
-                 geneface=None, keep_loaded: int = 4) -> None:
+                 geneface: GeneFaceDocker | None = None, keep_loaded: int = 4) -> None:
         self.avatars = avatars
         self.gpu = gpu
         self.subtitles = subtitles
         self.geneface = geneface  # a geneface.docker_engine.GeneFaceDocker, when this server has Docker
-        self._loaded: OrderedDict[tuple[str, str], object] = OrderedDict()
+        self._loaded: OrderedDict[tuple[str, str], PhotoAvatar | LiteAvatar] = OrderedDict()
         self._keep = keep_loaded
         self._lock = threading.Lock()
 
@@ -36,9 +43,10 @@ class AvatarStudio:
                 raise EngineError("GeneFace++ avatars need Docker on this server.")
             return await self.geneface.render(record, audio)
         engine = await asyncio.to_thread(self._engine, record)
-        return await asyncio.to_thread(engine.render, audio, text, self.subtitles)
+        mp4: bytes = await asyncio.to_thread(engine.render, audio, text, self.subtitles)
+        return mp4
 
-    async def face_stream(self, avatar: str, size: int = 512):
+    async def face_stream(self, avatar: str, size: int = 512) -> FaceStream:
         """A `geneface.stream.FaceStream` of the avatar for live talk; it shares the loaded engine with every other."""
         record = await self.avatars.get(avatar)
         if not record.ready:
@@ -50,12 +58,13 @@ class AvatarStudio:
 
         return await asyncio.to_thread(FaceStream, engine, size)
 
-    def _engine(self, record: Avatar):
+    def _engine(self, record: Avatar) -> PhotoAvatar | LiteAvatar:
         key = (record.name, record.artifact_path)
         with self._lock:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]
+            engine: PhotoAvatar | LiteAvatar
             if record.engine == "photo":
                 from geneface.photo import PhotoAvatar
 

@@ -103,17 +103,20 @@ class FaceStream:
         if pose is not None:
             self._pose = pose
         tail = self._tail
+        assert tail is not None  # taken just above
         target = math.ceil(tail.end * self.fps / tail.rate)
         return self._frames(target)
 
     def _frames(self, target: int) -> Iterator[np.ndarray]:
         while self._made < target:
+            tail = self._tail
+            assert tail is not None  # stream() took the audio first
             k0 = self._made
             k1 = min(target, k0 + self.batch)
             poses = list(range(self._pose, self._pose + k1 - k0))
-            frames = self.driver.draw(self._tail, k0, k1, poses)
+            frames = self.driver.draw(tail, k0, k1, poses)
             self._made, self._pose = k1, self._pose + k1 - k0
-            self._tail.trim(int((k1 / self.fps - CONTEXT_SECONDS) * self._tail.rate))
+            tail.trim(int((k1 / self.fps - CONTEXT_SECONDS) * tail.rate))
             yield from frames
 
     def idle(self, pose: int | None = None) -> np.ndarray:

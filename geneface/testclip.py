@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -46,7 +47,7 @@ def portrait(size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     x0 = int(np.clip(cx - half, 0, image.shape[1] - 2 * half))
     y0 = int(np.clip(cy - int(half * 0.9), 0, image.shape[0] - 2 * half))
     crop = image[y0:y0 + 2 * half, x0:x0 + 2 * half]
-    framed = np.asarray(Image.fromarray(crop).resize((size, size), Image.LANCZOS))
+    framed = np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.LANCZOS))
     faces = lm.detect(framed)
     return framed, lm.landmarks(framed, faces[0].box)
 
@@ -78,7 +79,7 @@ def speech(paths, sample_rate: int = 16_000, seconds: float | None = None) -> Au
 
     parts = []
     for p in paths:
-        parts.append(decode_audio(open(p, "rb").read(), sample_rate).samples)
+        parts.append(decode_audio(Path(p).read_bytes(), sample_rate).samples)
         parts.append(np.zeros(int(0.25 * sample_rate), np.float32))
         if seconds and sum(x.size for x in parts) >= seconds * sample_rate:
             break

@@ -86,7 +86,9 @@ class StageProgress:
             self.step = max(self.step, event.step)
         elif event.kind == "part" and not self.stage.max_steps:
             # a step's announcement: the ones before it are done
-            self.parts = int(_STEP_OF.search(event.text).group(2))
+            found = _STEP_OF.search(event.text)
+            assert found is not None  # a "part" event is a line this pattern matched
+            self.parts = int(found.group(2))
             self.step, self.part = event.step - 1, event.path
         elif event.kind == "end":
             self.ended = True
@@ -122,7 +124,8 @@ class ProgressWriter:
     def __init__(self, ctx, loop: asyncio.AbstractEventLoop, stage: str, *, interval: float = REPORT_INTERVAL,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.ctx, self.loop, self.stage, self.interval, self.clock = ctx, loop, stage, interval, clock
-        self.step, self.progress, self.eta = 0, 0.0, None
+        self.step, self.progress = 0, 0.0
+        self.eta: float | None = None
         self.lines: list[str] = []
         self.checkpoint: str | None = None
         self.dirty = False

@@ -277,7 +277,9 @@ def shift_frame(image: np.ndarray, dx: float, dy: float, angle_deg: float,
     pil = Image.fromarray(image)
     if center is not None and margin:
         center = (center[0] + margin, center[1] + margin)
-    moved = pil.rotate(angle_deg, resample=Image.BILINEAR, translate=(dx, dy), fillcolor=None, center=center)
+    # PIL moves by fractions of a pixel too; its stubs ask for ints
+    moved = pil.rotate(angle_deg, resample=Image.Resampling.BILINEAR, translate=(dx, dy), fillcolor=None,  # type: ignore[arg-type]
+                       center=center)
     arr = np.asarray(moved)
     if margin:
         return arr[margin:arr.shape[0] - margin, margin:arr.shape[1] - margin]

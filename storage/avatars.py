@@ -1,25 +1,14 @@
 """Avatars: which engine draws each, whether it is ready, and where its trained files are."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.errors import UnknownAvatar
+from core.types import Avatar
 from storage.models import AvatarRecord, Chat
 from storage.rows import locked
 from storage.versions import add_version, moved_paths, pick_version
-
-
-@dataclass(frozen=True)
-class Avatar:
-    name: str
-    engine: str  # "photo" | "lite" | "geneface"
-    ready: bool
-    source_path: str
-    artifact_path: str
-    params: dict
 
 
 def _to_avatar(rec: AvatarRecord) -> Avatar:

@@ -9,6 +9,7 @@ from core.errors import UnknownUser
 from core.tokens import MESSAGE_OVERHEAD, token_bound
 from core.types import ChatMessage, ConversationKey
 from storage.models import Chat, Message, User
+from storage.rows import rowcount
 
 
 async def insert_missing(session: AsyncSession, model: type, **values: object) -> None:
@@ -31,6 +32,7 @@ async def ensure_user(session: AsyncSession, user_id: str, display_name: str = "
     if user is None:
         await insert_missing(session, User, id=user_id, display_name=display_name)
         user = await session.get(User, user_id, populate_existing=True)
+    assert user is not None  # inserted just now, or by another writer first
     return user
 
 
@@ -39,6 +41,7 @@ async def ensure_chat(session: AsyncSession, chat_id: str) -> Chat:
     if chat is None:
         await insert_missing(session, Chat, id=chat_id, settings={})
         chat = await session.get(Chat, chat_id, populate_existing=True)
+    assert chat is not None  # inserted just now, or by another writer first
     return chat
 
 
@@ -91,7 +94,7 @@ class HistoryRepository:
         # never start the window on an answer whose question fell outside it
         while picked and picked[-1].role == "assistant":
             picked.pop()
-        return [ChatMessage(m.role, m.content) for m in reversed(picked)]  # type: ignore[arg-type]
+        return [ChatMessage(m.role, m.content) for m in reversed(picked)]  # type: ignore[arg-type]  # the column holds only the three roles Message rows are written with
 
     async def append_exchange(self, key: ConversationKey, user_text: str, assistant_text: str) -> None:
         async with self.sessions.begin() as session:
@@ -108,7 +111,7 @@ class HistoryRepository:
             result = await session.execute(
                 delete(Message).where(Message.user_id == key.user_id, Message.chat_id == key.chat_id)
             )
-            return result.rowcount or 0
+            return rowcount(result) or 0
 
     async def count(self, key: ConversationKey) -> int:
         async with self.sessions() as session:
@@ -137,4 +140,4 @@ class HistoryRepository:
                 raise UnknownUser()
             result = await session.execute(delete(Message).where(Message.user_id == user_id))
             await session.delete(user)
-            return result.rowcount or 0
+            return rowcount(result) or 0

@@ -1,7 +1,8 @@
 """Training jobs (avatars and voices) kept in the database, so a restart resumes them."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import builtins
+from datetime import datetime, UTC
 from typing import Sequence
 
 from sqlalchemy import select, update
@@ -11,6 +12,7 @@ from core.errors import BadInput, JobNotFound
 from core.types import Job, JobStatus
 from storage.models import JobRecord
 from storage.owners import alive, on_this_host, process_id
+from storage.rows import rowcount
 
 
 def worker_id() -> str:
@@ -54,7 +56,7 @@ class JobRepository:
                 raise JobNotFound()
             return dict(rec.params or {}), rec.checkpoint
 
-    async def list(self, statuses: Sequence[JobStatus] | None = None) -> list[Job]:
+    async def list(self, statuses: Sequence[JobStatus] | None = None) -> builtins.list[Job]:
         stmt = select(JobRecord).order_by(JobRecord.id.desc())
         if statuses:
             stmt = stmt.where(JobRecord.status.in_([s.value for s in statuses]))
@@ -86,7 +88,7 @@ class JobRepository:
                                        .order_by(JobRecord.id.desc()).limit(1))
             return _to_job(rec) if rec else None
 
-    async def for_target(self, kind: str, target: str) -> list[Job]:
+    async def for_target(self, kind: str, target: str) -> builtins.list[Job]:
         async with self.sessions() as session:
             recs = await session.scalars(select(JobRecord).where(JobRecord.kind == kind, JobRecord.target == target)
                                          .order_by(JobRecord.id))
@@ -139,10 +141,12 @@ class JobRepository:
                 claimed = await session.execute(
                     update(JobRecord).where(JobRecord.id == job_id, JobRecord.status == JobStatus.QUEUED.value)
                     .values(status=JobStatus.RUNNING.value, worker=worker or worker_id(), cancel_requested=False,
-                            updated_at=datetime.now(timezone.utc))
+                            updated_at=datetime.now(UTC))
                 )
-                if claimed.rowcount == 1:
-                    return _to_job(await session.get(JobRecord, job_id))
+                if rowcount(claimed) == 1:
+                    rec = await session.get(JobRecord, job_id)
+                    assert rec is not None  # claimed just now, in this transaction
+                    return _to_job(rec)
 
     async def recover(self, stale_seconds: float = 600.0) -> int:
         """At worker start: requeue jobs still 'running' whose worker is gone, to resume from their checkpoints.
@@ -150,14 +154,14 @@ class JobRepository:
         A worker on this host is gone when its process is; one elsewhere when it has not reported for
         `stale_seconds`. A job of a live worker is left alone, so two workers can share one database.
         """
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with self.sessions.begin() as session:
             running = (await session.scalars(select(JobRecord).where(JobRecord.status == JobStatus.RUNNING.value))).all()
             count, me = 0, worker_id()
             for rec in running:
                 if rec.worker == me:
                     continue
-                updated = rec.updated_at if rec.updated_at.tzinfo else rec.updated_at.replace(tzinfo=timezone.utc)
+                updated = rec.updated_at if rec.updated_at.tzinfo else rec.updated_at.replace(tzinfo=UTC)
                 stale = (now - updated).total_seconds() > stale_seconds
                 if alive(rec.worker) and not (stale and not on_this_host(rec.worker)):
                     continue

@@ -18,7 +18,7 @@ def replica_id() -> str:
 
 
 def on_this_host(holder: str | None) -> bool:
-    return bool(holder) and holder.split("/", 1)[0].rpartition(":")[0] == socket.gethostname()
+    return holder is not None and bool(holder) and holder.split("/", 1)[0].rpartition(":")[0] == socket.gethostname()
 
 
 def alive(holder: str | None) -> bool:

@@ -1,9 +1,9 @@
 """Reading a row to change it, safely while other requests, replicas or workers change it too."""
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import inspect, update
+from sqlalchemy import CursorResult, Result, inspect, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
@@ -22,3 +22,8 @@ async def locked(session: AsyncSession, model: type[T], key: object) -> T | None
         await session.execute(update(model).where(column == key).values({column.key: column})
                               .execution_options(synchronize_session=False))
     return await session.get(model, key, with_for_update=True, populate_existing=True)
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE touched: its result is a CursorResult, which session.execute is typed not to say."""
+    return cast(CursorResult[Any], result).rowcount

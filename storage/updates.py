@@ -2,7 +2,7 @@
 already answered, so neither a crash nor several bot replicas sharing one database lose or repeat an answer."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -11,10 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage.history import insert_missing
 from storage.models import HandledUpdate, PendingUpdate
 from storage.owners import alive
+from storage.rows import rowcount
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _free(claimed_by: str | None, lease_until: datetime | None, holder: str) -> bool:
@@ -52,10 +53,11 @@ class HandledUpdates:
 
     async def seen(self, update_id: int) -> bool:
         async with self.sessions() as session:
-            return await session.scalar(
+            count = await session.scalar(
                 select(func.count()).select_from(HandledUpdate)
                 .where(HandledUpdate.platform == self.platform, HandledUpdate.update_id == update_id)
-            ) > 0
+            )
+            return bool(count)
 
     async def keep(self, update_id: int, payload: dict, *, holder: str | None = None, lease: float = 0.0) -> None:
         """Take an update in before acknowledging it to the platform; `pending` and `due` hand it back until it is
@@ -107,7 +109,7 @@ class HandledUpdates:
                                         _is(PendingUpdate.lease_until, row.lease_until))
             .values(claimed_by=holder, lease_until=_now() + timedelta(seconds=lease))
             .execution_options(synchronize_session=False))
-        return result.rowcount == 1
+        return rowcount(result) == 1
 
     async def renew(self, update_id: int, holder: str, lease: float) -> bool:
         """Extend `holder`'s claim; False if it holds the update no more (another replica took it over, or it is done)."""
@@ -115,7 +117,7 @@ class HandledUpdates:
             result = await session.execute(
                 update(PendingUpdate).where(self._pending(update_id), PendingUpdate.claimed_by == holder)
                 .values(lease_until=_now() + timedelta(seconds=lease)).execution_options(synchronize_session=False))
-            return result.rowcount == 1
+            return rowcount(result) == 1
 
     async def release(self, update_id: int, holder: str) -> None:
         """Give a claim up (its answer failed for a passing reason): the next `due`, here or on another replica, retries it."""
@@ -149,7 +151,7 @@ class HandledUpdates:
         async with self.sessions.begin() as session:
             result = await session.execute(
                 delete(HandledUpdate).where(HandledUpdate.platform == self.platform, HandledUpdate.handled_at < cutoff))
-            return result.rowcount or 0
+            return rowcount(result) or 0
 
     async def last(self) -> int | None:
         async with self.sessions() as session:

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.history import ensure_chat, ensure_user
 from storage.models import Chat, JobRecord, Message, User, VoiceRecord
-from storage.rows import locked
+from storage.rows import locked, rowcount
 
 
 class UserRepository:
@@ -40,7 +40,7 @@ class UserRepository:
 
     async def stats(self) -> dict[str, int]:
         async with self.sessions() as session:
-            count = lambda model: session.scalar(select(func.count()).select_from(model))  # noqa: E731
+            count = lambda model: session.scalar(select(func.count()).select_from(model))
             return {
                 "users": await count(User) or 0,
                 "messages": await count(Message) or 0,
@@ -66,6 +66,7 @@ class ChatSettingsRepository:
         async with self.sessions.begin() as session:
             await ensure_chat(session, chat_id)
             chat = await locked(session, Chat, chat_id)
+            assert chat is not None  # ensured above
             extra = dict(chat.settings or {})
             for name, value in values.items():
                 if name in self.FIELDS:
@@ -81,6 +82,7 @@ class ChatSettingsRepository:
         async with self.sessions.begin() as session:
             await ensure_chat(session, chat_id)
             chat = await locked(session, Chat, chat_id)
+            assert chat is not None  # ensure_chat made it, in this transaction
             extra = dict(chat.settings or {})
             extra[name] = change(extra.get(name))
             chat.settings = extra
@@ -89,4 +91,4 @@ class ChatSettingsRepository:
         """Forget a chat's choices (a user's /forget takes their private chat's along); True if there were any."""
         async with self.sessions.begin() as session:
             result = await session.execute(delete(Chat).where(Chat.id == chat_id))
-            return bool(result.rowcount)
+            return bool(rowcount(result))

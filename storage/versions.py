@@ -6,7 +6,7 @@ engines that load a voice or an avatar need to know nothing about versions.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from core.errors import BadInput
@@ -25,7 +25,7 @@ def add_version(params: dict, key: str, path: str, info: dict, number: int | Non
     """`number`: the one the artifact's file is named after; never below the next free number."""
     versions = kept(params, key)
     number = max(number or 0, max((int(v["version"]) for v in versions), default=int(params.get("version") or 0)) + 1)
-    entry = {**info, "version": number, key: path, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    entry = {**info, "version": number, key: path, "at": datetime.now(UTC).isoformat(timespec="seconds")}
     return _serving({**params, "versions": versions + [entry]}, entry), number
 
 

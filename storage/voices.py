@@ -1,6 +1,7 @@
 """Voices and their reference clips."""
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -41,11 +42,11 @@ class VoiceRepository:
                 raise UnknownVoice(name)
             return _to_voice(rec)
 
-    async def names(self) -> list[str]:
+    async def names(self) -> builtins.list[str]:
         async with self.sessions() as session:
             return list((await session.scalars(select(VoiceRecord.name).order_by(VoiceRecord.name))).all())
 
-    async def list(self) -> list[Voice]:
+    async def list(self) -> builtins.list[Voice]:
         async with self.sessions() as session:
             return [_to_voice(r) for r in (await session.scalars(select(VoiceRecord).order_by(VoiceRecord.name))).all()]
 
@@ -85,7 +86,7 @@ class VoiceRepository:
             await session.flush()
             return ClipInfo(clip.id, path, seconds, transcript, source)
 
-    async def clips(self, name: str) -> list[ClipInfo]:
+    async def clips(self, name: str) -> builtins.list[ClipInfo]:
         async with self.sessions() as session:
             rec = await session.scalar(select(VoiceRecord).where(VoiceRecord.name == name).options(selectinload(VoiceRecord.clips)))
             if rec is None:

@@ -84,7 +84,7 @@ class FakeDocker:
                 return re.sub(r"^/v[\d.]+", "", url.path), parse_qs(url.query)
 
             def do_GET(self) -> None:
-                path, query = self._route()
+                path, _query = self._route()
                 if path == "/version":
                     return self._json(200, {"ApiVersion": "1.43", "Version": "24.0.0", "MinAPIVersion": "1.12"})
                 if m := re.fullmatch(r"/containers/([\w.-]+)/json", path):

@@ -172,7 +172,7 @@ class LiveClient:
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def first_sound(self, after: float, timeout: float = 30.0) -> float:

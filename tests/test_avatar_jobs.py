@@ -48,7 +48,7 @@ def _worker(data_dir: Path, *args: str) -> subprocess.Popen:
 
 async def test_killed_worker_resumes_from_its_checkpoint(tmp_path):
     data_dir = tmp_path / "var"
-    engine, sessions, jobs, avatars = await _db(data_dir)
+    engine, _sessions, jobs, avatars = await _db(data_dir)
     try:
         job = await _queue(tmp_path, jobs, avatars, max_steps=40)
         first = _worker(data_dir)
@@ -87,7 +87,7 @@ async def test_killed_worker_resumes_from_its_checkpoint(tmp_path):
 
 async def test_cancel_stops_a_running_training(tmp_path):
     data_dir = tmp_path / "var"
-    engine, sessions, jobs, avatars = await _db(data_dir)
+    engine, _sessions, jobs, avatars = await _db(data_dir)
     try:
         job = await _queue(tmp_path, jobs, avatars, max_steps=5000)
         worker = Worker(jobs, data_dir, kinds=["avatar"])

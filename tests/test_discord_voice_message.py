@@ -37,7 +37,7 @@ async def api():
 
 @pytest.fixture(scope="module")
 def note() -> VoiceNote:
-    path, seconds, _ = speech_clips("en", min_seconds=2.0)[0]
+    path, _seconds, _ = speech_clips("en", min_seconds=2.0)[0]
     return VoiceNote.from_audio(decode_audio(path.read_bytes()))
 
 
@@ -108,9 +108,8 @@ async def test_the_attachment_upload_flow(api, note):
     fake, http = api
     route = Route("POST", "/channels/{channel_id}/attachments", channel_id=fake.channel)
     slot = (await http.request(route, json={"files": [{"id": "0", "filename": "v.ogg", "file_size": len(note.ogg)}]}))["attachments"][0]
-    async with aiohttp.ClientSession() as session:
-        async with session.put(slot["upload_url"], data=note.ogg) as put:
-            assert put.status == 200
+    async with aiohttp.ClientSession() as session, session.put(slot["upload_url"], data=note.ogg) as put:
+        assert put.status == 200
     entry = {"id": "0", "filename": "v.ogg", "uploaded_filename": slot["upload_filename"],
              "duration_secs": note.seconds, "waveform": base64.b64encode(note.waveform).decode()}
     sent = await http.request(to_channel(fake.channel), json={"flags": IS_VOICE_MESSAGE, "attachments": [entry]})

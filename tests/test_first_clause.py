@@ -21,6 +21,9 @@ class Tone:
     def supports(self, language: str) -> bool:
         return True
 
+    def warm_up(self) -> None:
+        pass
+
     async def synthesize(self, text: str, language: str) -> Audio:
         t = np.arange(int(0.02 * sum(c.isalnum() for c in text) * 16000)) / 16000  # like Piper: no letters, no sound
         return Audio((0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
@@ -35,6 +38,12 @@ class Converted:
     async def convert(self, audio: Audio, voice: Voice) -> Audio:
         self.seconds.append(audio.seconds)
         return audio
+
+    async def preview(self, voice: Voice, text: str) -> Audio:
+        raise NotImplementedError("no voice is registered in this test")
+
+    async def close(self) -> None:
+        pass
 
 
 async def _answer(tmp_path, base_url: str, voice: str | None, converter: Converted) -> list:

@@ -58,7 +58,7 @@ def mirror(tmp_path, monkeypatch):
 
 
 def test_fetch_checks_records_and_never_fetches_twice(tmp_path, mirror, capsys):
-    m, served = mirror
+    m, _served = mirror
     root = tmp_path / "assets"
     assert main(["geneface", "fetch-assets", "--dir", str(root), "--mirror", m.url]) == 1  # BFM still to copy by hand
     out = capsys.readouterr().out
@@ -86,7 +86,7 @@ def test_fetch_checks_records_and_never_fetches_twice(tmp_path, mirror, capsys):
 def test_a_download_that_does_not_match_its_published_hash_is_refused_and_not_kept(tmp_path, mirror):
     m, served = mirror
     (served / "torch/hub/checkpoints/net-x.pth").write_bytes(b"tampered")
-    with pytest.raises(assets.AssetError, match="net-x.pth"):
+    with pytest.raises(assets.AssetError, match=r"net-x\.pth"):
         assets.fetch(tmp_path / "assets", mirror=m.url, say=lambda _: None)
     assert not (tmp_path / "assets/torch/hub/checkpoints/net-x.pth").exists()
     assert not list((tmp_path / "assets").rglob("*.part"))

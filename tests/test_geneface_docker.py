@@ -188,7 +188,7 @@ async def _run(tmp_path: Path, fake: FakeDocker, *, gpu: int | None = 1, gpus: l
     ctx = Ctx(job, {"dir": str(avatar), "source": str(tmp_path / "missing.mp4")}, "", str(tmp_path / "work"), **ctx_kw)
     try:
         result: str | BaseException = await train_in_docker(ctx, engine)
-    except BaseException as exc:  # noqa: BLE001 - the test looks at what came out
+    except BaseException as exc:  # the test looks at what came out
         result = exc
     return ctx, result
 
@@ -231,7 +231,7 @@ async def test_a_job_without_a_gpu_uses_the_configured_one_and_a_restarted_job_s
     geneface.mkdir(parents=True)
     (geneface / "stage-preprocess.done").write_text("ok\n")
     with FakeDocker(_logs_for) as fake:
-        ctx, result = await _run(tmp_path, fake, gpu=None, gpus=[3, 5])
+        _ctx, result = await _run(tmp_path, fake, gpu=None, gpus=[3, 5])
     assert isinstance(result, str)
     assert [c["_name"].split("-")[2] for c in fake.created] == ["head", "torso"]
     assert fake.created[0]["HostConfig"]["DeviceRequests"][0]["DeviceIDs"] == ["3"]
@@ -239,7 +239,7 @@ async def test_a_job_without_a_gpu_uses_the_configured_one_and_a_restarted_job_s
 
 async def test_missing_assets_stop_the_job_before_any_container(tmp_path):
     with FakeDocker(_logs_for) as fake:
-        ctx, result = await _run(tmp_path, fake, with_assets=False)
+        _ctx, result = await _run(tmp_path, fake, with_assets=False)
     assert isinstance(result, assets.AssetError) and "doppel geneface fetch-assets" in str(result)
     assert "BFM/" in str(result) and fake.created == []
 
@@ -266,12 +266,12 @@ async def test_a_nerf_stage_that_exits_without_finishing_fails(tmp_path):
     (tmp_path / "avatars" / "anna" / "geneface-job7").mkdir(parents=True)
     (tmp_path / "avatars" / "anna" / "geneface-job7" / "stage-preprocess.done").write_text("ok\n")
     with FakeDocker(lambda body: LOG[:10]) as fake:
-        ctx, result = await _run(tmp_path, fake)
+        _ctx, result = await _run(tmp_path, fake)
     assert isinstance(result, RuntimeError) and "head stopped without '| Training end'" in str(result)
 
 
 async def test_cancel_stops_the_container(tmp_path):
     with FakeDocker(_logs_for, line_delay=0.01) as fake:
-        ctx, result = await _run(tmp_path, fake, cancel_at=250)
+        _ctx, result = await _run(tmp_path, fake, cancel_at=250)
     assert isinstance(result, JobCancelled)
     assert fake.stopped and fake.removed

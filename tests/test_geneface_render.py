@@ -21,7 +21,7 @@ from geneface.container import video_id
 from geneface.docker_engine import GeneFaceDocker
 from geneface.render_server import RenderError, RenderService, serve
 from geneface.render_worker import RenderPool
-from storage.avatars import Avatar
+from core.types import Avatar
 from tests.fake_docker import FakeDocker
 from tests.test_geneface_docker import make_assets
 

@@ -187,7 +187,7 @@ async def test_an_auto_persona_answers_typed_text_in_the_language_it_is_written_
     for question, language, name in (("Bonjour ! Quel temps fera-t-il demain à Paris ?", "fr", "French"),
                                      ("What time does the library open tomorrow?", "en", "English"),
                                      ("¿Dónde está la estación de autobuses, por favor?", "es", "Spanish")):
-        frames, done, spoken = await _reply(services, Incoming("tg:2", "tg:2", text=question))
+        _frames, done, spoken = await _reply(services, Incoming("tg:2", "tg:2", text=question))
         assert done.user_language == language and done.language == language
         assert server.asked[-1] == name and spoken.seconds > 0.5
     # the user's language is remembered for breaking near-ties next time
@@ -197,7 +197,7 @@ async def test_an_auto_persona_answers_typed_text_in_the_language_it_is_written_
 @pytest.mark.slow
 async def test_chinese_round_trip(polyglot, engines):
     server, services = polyglot
-    frames, done, spoken = await _reply(services, Incoming("tg:3", "tg:3", text="你好，明天的天气怎么样？"))
+    _frames, done, spoken = await _reply(services, Incoming("tg:3", "tg:3", text="你好，明天的天气怎么样？"))
     assert server.asked == ["Chinese"] and done.language == "zh" and done.text in ANSWERS["Chinese"]
     scores = engines.recognizer.detect_language_sync(spoken)
     assert max(scores, key=scores.get) == "zh", scores
@@ -222,7 +222,7 @@ async def test_where_the_model_cannot_write_the_language_it_answers_in_english_a
         finally:
             await services.close()
     assert server.asked == ["English", "English"]
-    (frames, done, _), (frames2, done2, _) = first, second
+    (frames, done, _), (_, done2, _) = first, second
     sentences = [f.text for f in frames if isinstance(f, SentenceFrame)]
     assert done.user_language == "it" and done.language == "en" and done.notice_given
     assert "Italian" in sentences[0] and sentences[1] in ANSWERS["English"]

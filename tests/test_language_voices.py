@@ -143,7 +143,7 @@ async def test_typed_portuguese_is_answered_in_portuguese_text_with_the_notice_i
 
 
 @pytest.mark.slow
-async def test_on_telegram_typed_japanese_gets_japanese_text_the_notice_once_and_no_voice_note(fake_tg, tmp_path, engines):  # noqa: F811
+async def test_on_telegram_typed_japanese_gets_japanese_text_the_notice_once_and_no_voice_note(fake_tg, tmp_path, engines):
     async with PolyglotServer() as server:
         settings = bot_settings(tmp_path, fake_tg, persona="default", reply_voice_to_text=True, llm_provider="openai",
                                 llm_model=MODELS["openai"], openai_base_url=server.base_url, openai_api_key=KEYS["openai"])

@@ -75,6 +75,9 @@ class _Heard:
     def supports(self, language: str) -> bool:
         return self.inner.supports(language)
 
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
     async def synthesize(self, text: str, language: str = "en"):
         self.texts.append(text)
         return await self.inner.synthesize(text, language)

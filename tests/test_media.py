@@ -61,7 +61,7 @@ def test_common_containers_decode_to_the_same_speech(speech, fmt, codec, video):
     assert abs(back.seconds - speech.seconds) < 0.15
     # same signal: the envelopes line up
     n = min(len(back.samples), len(speech.samples))
-    env = lambda x: np.abs(x[: n - n % 160]).reshape(-1, 160).mean(axis=1)  # noqa: E731
+    env = lambda x: np.abs(x[: n - n % 160]).reshape(-1, 160).mean(axis=1)
     assert np.corrcoef(env(back.samples), env(speech.samples))[0, 1] > 0.9
 
 

@@ -16,16 +16,17 @@ import pytest_asyncio
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
-from adapters.media import decode_audio  # noqa: E402
-from adapters.settings import Settings  # noqa: E402
-from bot.common.demo import DEMO_VOICE, install_demo  # noqa: E402
-from bot.wiring import build_engines, build_services  # noqa: E402
-from core.errors import NoSpeech  # noqa: E402
-from core.pipeline import ReplyRequest  # noqa: E402
-from core.types import (Audio, AudioFrame, ConversationKey, ReplyDone, SentenceFrame, TranscriptFrame,  # noqa: E402
+from adapters.media import decode_audio
+from adapters.settings import Settings
+from bot.common.demo import DEMO_VOICE, install_demo
+from bot.wiring import build_engines, build_services
+from core.errors import BadInput, NoSpeech
+from core.pipeline import ReplyRequest
+from core.types import (Audio, AudioFrame, ConversationKey, ReplyDone, SentenceFrame, TranscriptFrame,
                         VideoFrame, VoiceEngine)
-from tests.fakes.llm_servers import FakeLLMServer, Reply  # noqa: E402
+from tests.fakes.llm_servers import FakeLLMServer, Reply
 from tests.speech import speech_clips
+from tests.voice_fixtures import write_tiny_hubert, write_tiny_rvc
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -58,8 +59,12 @@ async def ray_services(ray_local, llm_server, tmp_path_factory):
     from deploy.cluster import config_of, deploy
 
     data = tmp_path_factory.mktemp("ray")
+    models = data / "rvc-models"  # where the replicas read RVC models, as the bot writes them
+    models.mkdir()
+    write_tiny_hubert(models / "hubert_base.pt")
     settings = Settings(_env_file=None, data_dir=data, engines="ray", llm_provider="openai", llm_model="fake",
-                        openai_base_url=llm_server.base_url, openai_api_key="sk-test", asr_multilingual=False)
+                        openai_base_url=llm_server.base_url, openai_api_key="sk-test", asr_multilingual=False,
+                        rvc_models_dir=models)
     config = config_of(settings).with_replicas(1).with_actor_options(num_cpus=0)
     config.deployments["VoiceConversion"]["max_models_per_replica"] = 2
     await asyncio.to_thread(deploy, settings, config)
@@ -143,6 +148,23 @@ async def test_three_voices_share_one_replica_through_multiplexing(ray_services)
     assert after["replica"] == replica["replica"]
     # two models per replica in this config: the least recently used voice made room for the third
     assert [m.split(":")[0] for m in after["loaded"]] == ["ben", "cleo"] and after["loads"] == replica["loads"] + 1
+
+
+async def test_an_rvc_voice_is_tried_on_the_replicas_before_it_is_kept_then_speaks(ray_services, tmp_path):
+    from bot.common.rvc_voices import add_rvc_voice
+
+    services = ray_services
+    write_tiny_rvc(tmp_path / "zed.pth")
+    model = ("zed.pth", (tmp_path / "zed.pth").read_bytes())
+    with pytest.raises(BadInput, match="test sentence could not be converted"):  # the replica's refusal, carried back
+        await add_rvc_voice(services, "zed", model, index=("zed.npy", b"not an index"))
+    assert "zed" not in await services.voices.names()
+
+    registered = await add_rvc_voice(services, "zed", model, settings={"pitch_shift": 2})
+    assert registered.voice.ready and registered.test_seconds > 1.0 and registered.sample_rate == 40000
+    assert sorted(p.name for p in services.settings.rvc_models_dir.iterdir()) == ["hubert_base.pt", "zed.pth"]
+    spoken = [f async for f in services.pipeline.speak(_request(services, "zed", text="Good morning.", voice="zed"))]
+    assert spoken and spoken[0].audio.seconds > 0.3
 
 
 async def test_an_engine_error_reaches_the_user_as_the_same_error(ray_services):

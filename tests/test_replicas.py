@@ -22,8 +22,8 @@ from bot.wiring import Services, build_services
 from core.types import ConversationKey
 from storage.models import PendingUpdate
 from tests.fakes.round_robin import RoundRobin
-from tests.postgres import postgres  # noqa: F401  (fixture)
-from tests.telegram_support import bot_settings, fake_tg, texts_to  # noqa: F401  (fixture)
+from tests.postgres import postgres  # noqa: F401 - a pytest fixture, requested by name
+from tests.telegram_support import bot_settings, fake_tg, texts_to  # noqa: F401 - a pytest fixture, requested by name
 
 pytestmark = pytest.mark.slow
 HOOK = "/telegram/hook"
@@ -168,9 +168,9 @@ async def test_discord_shards_answer_each_message_once_even_when_one_dies_mid_an
                 heard = {g.id for g in bot.guilds}
                 assert servers[shard][0] in heard and {shard_of(g, 2) for g in heard} == {shard}
             bot_user = fake.bot
-            for shard, (guild, channel) in servers.items():
+            for _guild, channel in servers.values():
                 await fake.send_message(channel, alice, f"<@{bot_user['id']}> What colour is grass?", mentions=[bot_user])
-            for guild, channel in servers.values():
+            for _guild, channel in servers.values():
                 await fake.wait_for(lambda m, c=channel: m.by_bot and m.channel_id == c, 120)
 
             # a direct message, and a slash command, that reach both replicas (two processes on one shard during a
@@ -200,7 +200,7 @@ async def test_discord_shards_answer_each_message_once_even_when_one_dies_mid_an
             await victim.close()
             killed = time.monotonic()
             fake.release("POST", f"/channels/{servers[0][1]}/typing")
-            replied = lambda m: m.by_bot and (m.payload.get("message_reference") or {}).get("message_id") == str(question.id)  # noqa: E731
+            replied = lambda m: m.by_bot and (m.payload.get("message_reference") or {}).get("message_id") == str(question.id)
             await fake.wait_for(replied, 120)
             taken_over = time.monotonic() - killed
             await asyncio.sleep(1.0)

@@ -44,7 +44,7 @@ def conv(sd, name, x, **kw):
 
 def ref_hubert(sd: dict, wav: torch.Tensor) -> torch.Tensor:
     x = wav[None, None]
-    for i, (k, s) in enumerate([(10, 5), (3, 2), (3, 2), (3, 2), (3, 2), (2, 2), (2, 2)]):
+    for i, (_k, s) in enumerate([(10, 5), (3, 2), (3, 2), (3, 2), (3, 2), (2, 2), (2, 2)]):
         x = F.conv1d(x, sd[f"feature_extractor.conv_layers.{i}.0.weight"].float(), stride=s)
         if i == 0:
             x = F.group_norm(x, x.shape[1], sd["feature_extractor.conv_layers.0.2.weight"].float(),
@@ -63,9 +63,9 @@ def ref_hubert(sd: dict, wav: torch.Tensor) -> torch.Tensor:
     n_layers = len({k.split(".")[2] for k in sd if k.startswith("encoder.layers.")})
     for i in range(n_layers):
         p = f"encoder.layers.{i}."
-        lin = lambda y, n: F.linear(y, sd[p + n + ".weight"].float(), sd[p + n + ".bias"].float())  # noqa: E731
+        lin = lambda y, n, p=p: F.linear(y, sd[p + n + ".weight"].float(), sd[p + n + ".bias"].float())
         t, d, heads = x.shape[1], x.shape[2], 12
-        split = lambda y: y.view(t, heads, d // heads).transpose(0, 1)  # noqa: E731
+        split = lambda y, t=t, d=d, heads=heads: y.view(t, heads, d // heads).transpose(0, 1)
         q = split(lin(x[0], "self_attn.q_proj")) * (d // heads) ** -0.5
         k, v = split(lin(x[0], "self_attn.k_proj")), split(lin(x[0], "self_attn.v_proj"))
         attn = (torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v).transpose(0, 1).reshape(1, t, d)

@@ -17,7 +17,7 @@ from bot.wiring import build_converters, build_services
 from core.errors import BadInput
 from core.types import VoiceEngine
 from tests.conftest import ROOT
-from tests.telegram_support import ADMIN, bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
+from tests.telegram_support import ADMIN, bot_settings, fake_tg, running_bot, texts_to  # noqa: F401 - a pytest fixture, requested by name
 from tests.voice_fixtures import write_tiny_hubert, write_tiny_rvc
 
 USER = 611
@@ -95,7 +95,7 @@ async def test_a_refused_upload_leaves_nothing_behind(tmp_path, uploads, engines
             with pytest.raises(BadInput, match=message):
                 await add_rvc_voice(services, "anna", **kwargs)
         (models / "hubert_base.pt").unlink()
-        with pytest.raises(BadInput, match="hubert_base.pt"):
+        with pytest.raises(BadInput, match=r"hubert_base\.pt"):
             await add_rvc_voice(services, "anna", model)
 
         assert not marker.exists(), "code inside an upload ran"

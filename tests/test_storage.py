@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import inspect
 
 from storage.db import create_engine, current_revision, session_factory, upgrade
-from tests.postgres import postgres  # noqa: F401  (fixture)
+from tests.postgres import postgres  # noqa: F401 - a pytest fixture, requested by name
+from datetime import UTC
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -106,15 +107,15 @@ async def test_the_migrations_build_exactly_the_models_schema(database_url):
 
 
 async def test_old_handled_updates_are_pruned(services):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from storage.models import HandledUpdate
     from storage.updates import HandledUpdates
 
     handled = HandledUpdates(services.sessions, "telegram")
     async with services.sessions.begin() as session:
-        session.add(HandledUpdate(platform="telegram", update_id=1, handled_at=datetime.now(timezone.utc) - timedelta(days=30)))
-        session.add(HandledUpdate(platform="discord", update_id=1, handled_at=datetime.now(timezone.utc) - timedelta(days=30)))
+        session.add(HandledUpdate(platform="telegram", update_id=1, handled_at=datetime.now(UTC) - timedelta(days=30)))
+        session.add(HandledUpdate(platform="discord", update_id=1, handled_at=datetime.now(UTC) - timedelta(days=30)))
     await handled.mark(2)
     assert await handled.prune() == 1
     assert not await handled.seen(1) and await handled.seen(2)
@@ -192,7 +193,7 @@ async def test_a_query_cancelled_twice_leaves_no_close_waiting_forever(tmp_path)
     task.cancel()
     await asyncio.sleep(0.01)
     task.cancel()
-    others = lambda: {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}  # noqa: E731
+    others = lambda: {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
     # the hang was forever; the query it waits out (3 million rows) takes seconds, more on a busy machine
     _, pending = await asyncio.wait(others(), timeout=120)
     assert not pending, [t.get_coro() for t in pending]

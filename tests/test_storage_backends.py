@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from types import SimpleNamespace
 
 import pytest
 
 from core.types import ConversationKey, JobStatus, VoiceEngine
 from storage.db import create_engine, session_factory, upgrade
-from tests.postgres import postgres  # noqa: F401  (fixture)
+from tests.postgres import postgres  # noqa: F401 - a pytest fixture, requested by name
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -172,7 +172,7 @@ async def test_jobs_life_cycle(repos):
 
     async with repos.sessions.begin() as session:
         await session.execute(update(JobRecord).where(JobRecord.id == stuck.id)
-                              .values(updated_at=datetime.now(timezone.utc) - timedelta(minutes=11)))
+                              .values(updated_at=datetime.now(UTC) - timedelta(minutes=11)))
     assert await repos.jobs.recover(stale_seconds=600) == 1
     assert (await repos.jobs.get(stuck.id)).status is JobStatus.QUEUED
 

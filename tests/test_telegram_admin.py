@@ -103,7 +103,7 @@ async def test_add_voice_from_recordings_then_follow_its_training(fake_tg, tmp_p
         await fake_tg.wait_for(lambda: any("is ready" in e.text for e in fake_tg.sent_to(group, "editMessageText")), 30)
         edits = fake_tg.sent_to(group, "editMessageText")
         assert {e.message_id for e in edits} == {status[0].message_id}
-        assert "about 1 min left" in [e.text for e in edits if "50%" in e.text][0]
+        assert "about 1 min left" in next(e.text for e in edits if "50%" in e.text)
 
         # in a private chat: the command first, then the recordings, then /done
         fake_tg.text_update(ADMIN, "/add_voice anna")

@@ -98,7 +98,7 @@ async def test_follow_job_reports_changes_until_the_job_ends():
     async def on_change(job: Job) -> None:
         seen.append(f"{job.status.value} {job.progress:.0%}")
 
-    final = await follow_job(Jobs(), 1, on_change, interval=0)  # type: ignore[arg-type]
+    final = await follow_job(Jobs(), 1, on_change, interval=0)  # type: ignore[arg-type]  # a stand-in for the job repository, with only the call follow_job makes
     assert final.status is JobStatus.SUCCEEDED
     # a 0.4% move is not worth an edit; every status change is
     assert seen == ["queued 0%", "running 0%", "running 50%", "succeeded 100%"]

@@ -13,7 +13,7 @@ import aiohttp
 
 from bot.telegram.webhook import SECRET_HEADER, webhook_secret
 from tests.conftest import ROOT
-from tests.telegram_support import bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
+from tests.telegram_support import bot_settings, fake_tg, running_bot, texts_to  # noqa: F401 - a pytest fixture, requested by name
 
 USER = 801
 
@@ -49,7 +49,7 @@ async def test_a_bot_killed_mid_answer_answers_exactly_once_after_a_restart(fake
     inbox = sqlite3.connect(settings.data_dir / "doppel.db").execute("select update_id from pending_updates").fetchall()
     assert inbox == [(update["update_id"],)]
 
-    async with running_bot(settings, engines) as (_app, services):
+    async with running_bot(settings, engines) as (_app, _services):
         await fake_tg.wait_for(lambda: texts_to(fake_tg, USER), 60)
     assert len(texts_to(fake_tg, USER)) == 1
     assert not fake_tg.updates, "a graceful stop acknowledges what was handled"

@@ -128,7 +128,7 @@ async def test_in_groups_the_bot_answers_only_when_addressed(fake_tg, tmp_path, 
         # give the ignored message's handling time to show up if it were (wrongly) answered
         await fake_tg.wait_for(lambda: len(fake_tg.delivered) >= 2, 10)
         assert len(answers) == 1
-        asked = [u for u in fake_tg.messages.values() if "@doppel_test_bot" in u.get("text", "")][0]
+        asked = next(u for u in fake_tg.messages.values() if "@doppel_test_bot" in u.get("text", ""))
         assert answers[0].fields["reply_parameters"]["message_id"] == asked["message_id"]
 
 

@@ -7,7 +7,7 @@ import asyncio
 from adapters.engines import Engines, build_chat_model
 from adapters.settings import Settings
 from tests.fakes.llm_servers import FakeLLMServer, Reply
-from tests.telegram_support import bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
+from tests.telegram_support import bot_settings, fake_tg, running_bot, texts_to  # noqa: F401 - a pytest fixture, requested by name
 from tests.test_llm_providers import KEYS
 
 USER = 4242

@@ -29,7 +29,7 @@ def _streams(mp4: bytes) -> dict:
 
 
 def test_mp4_has_h264_and_aac_in_sync_with_real_speech():
-    path, seconds, _ = speech_clips("en", 2.0)[0]
+    path, _seconds, _ = speech_clips("en", 2.0)[0]
     voice = decode_audio(path.read_bytes())
     n = int(voice.seconds * 25)
     mp4 = encode_mp4(_moving_square(n, 120, 160), 25, voice)

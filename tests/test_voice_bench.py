@@ -16,8 +16,8 @@ def test_a_voice_that_outputs_no_speech_scores_100_percent_wer(engines):
     names = split["eval"][:2]
     texts = _texts()
     own, reference = _clips(names), _clips(split["reference"][:3])
-    nothing = lambda samples, rate: (np.zeros(0, np.float32), 16000)  # noqa: E731
-    silence = lambda samples, rate: (np.zeros_like(samples), rate)  # noqa: E731
+    nothing = lambda samples, rate: (np.zeros(0, np.float32), 16000)
+    silence = lambda samples, rate: (np.zeros_like(samples), rate)
     for convert in (nothing, silence):
         m = measure(convert, [texts[n] for n in names], own, reference, tts=engines.synthesizers[0],
                     recognizers={"tiny.en": engines.recognizer}, renders=1)

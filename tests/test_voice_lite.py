@@ -109,5 +109,5 @@ async def test_a_damaged_lite_artifact_is_a_clear_error(services, tmp_path):
     bad.write_bytes(b"nope")
     voice = Voice("x", VoiceEngine.LITE, params={"artifact": str(bad)})
     speech = Audio(np.zeros(16000, np.float32) + 0.01, 16000)
-    with pytest.raises(EngineError, match="lite-v1.pt"):
+    with pytest.raises(EngineError, match=r"lite-v1\.pt"):
         await services.converters[VoiceEngine.LITE].convert(speech, voice)

@@ -85,12 +85,12 @@ def test_pitch_shift_moves_the_excitation_f0(models):
 def test_a_corrupt_model_is_a_clear_error(models):
     (models / "broken.pth").write_bytes(b"this is not a checkpoint")
     engine = RvcEngine(models)
-    with pytest.raises(EngineError, match="broken.pth"):
+    with pytest.raises(EngineError, match=r"broken\.pth"):
         engine.convert(_voiced(), 22050, {"model": "broken.pth"})
     torch.save({"weight": {"x": torch.zeros(1)}, "config": [1] * 18, "version": "v2", "f0": 1}, models / "wrong.pth")
     with pytest.raises(EngineError, match="v2 layout"):
         engine.convert(_voiced(), 22050, {"model": "wrong.pth"})
-    with pytest.raises(EngineError, match="missing.pth"):
+    with pytest.raises(EngineError, match=r"missing\.pth"):
         engine.convert(_voiced(), 22050, {"model": "missing.pth"})
     out, _ = engine.convert(_voiced(), 22050, {"model": "tiny.pth"})  # the engine is still usable
     assert out.size

@@ -65,7 +65,7 @@ async def test_a_corrupt_model_is_refused_and_the_worker_stays_up(models, tmp_pa
     worker = SubprocessWorker(tmp_path / "voice.sock", cache_dir=tmp_path / "cache", models_dir=models)
     converter = WorkerConverter(worker)
     try:
-        with pytest.raises(EngineError, match="broken.pth"):
+        with pytest.raises(EngineError, match=r"broken\.pth"):
             await converter.convert(_tone(0.5, 150), _voice("broken.pth"))
         pid = worker.process.pid
         out = await converter.convert(_tone(0.5, 150), _voice())

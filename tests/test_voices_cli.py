@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from bot.common.voices import add_voice
 from core.types import JobStatus, VoiceEngine
@@ -21,8 +22,8 @@ async def test_add_voice_transcribes_missing_transcripts_and_queues_training(ser
     stored = await services.voices.clips("allison")
     assert [c.transcript_source for c in stored] == ["asr", "given"]
     first = stored[0].path
-    srt = open(first.replace(".wav", ".srt"), encoding="utf-8").read()
-    vtt = open(first.replace(".wav", ".vtt"), encoding="utf-8").read()
+    srt = Path(first.replace(".wav", ".srt")).read_text(encoding="utf-8")
+    vtt = Path(first.replace(".wav", ".vtt")).read_text(encoding="utf-8")
     assert srt.startswith("1\n00:00:0") and "-->" in srt
     assert vtt.startswith("WEBVTT") and "agent" in vtt.lower()
 
@@ -67,5 +68,5 @@ async def test_an_edited_transcript_reaches_the_files_beside_the_clip(services):
     await edit_transcript(services, stored.id, "  Corrected   words here. ")
     again = (await services.voices.clips("eve"))[0]
     assert (again.transcript, again.transcript_source) == ("Corrected words here.", "edited")
-    assert open(stored.path.replace(".wav", ".txt"), encoding="utf-8").read().strip() == "Corrected words here."
-    assert "Corrected words here." in open(stored.path.replace(".wav", ".vtt"), encoding="utf-8").read()
+    assert Path(stored.path.replace(".wav", ".txt")).read_text(encoding="utf-8").strip() == "Corrected words here."
+    assert "Corrected words here." in Path(stored.path.replace(".wav", ".vtt")).read_text(encoding="utf-8")

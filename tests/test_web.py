@@ -238,8 +238,8 @@ async def test_an_uploaded_avatar_video_becomes_a_job_whose_progress_bar_moves(s
     def bar_value(expected: int):
         def read():
             return WebDriverWait(browser, 15, poll_frequency=0.1).until(lambda d: d.execute_script(
-                "const p = document.querySelector(`tr[data-job-id='%d'] progress`);"
-                "return p !== null && p.value === %d;" % (job.id, expected))) and expected
+                f"const p = document.querySelector(`tr[data-job-id='{job.id}'] progress`);"
+                f"return p !== null && p.value === {expected};")) and expected
         return read
 
     assert await in_thread(bar_value(0)) == 0

@@ -216,7 +216,7 @@ async def test_identity_holds_without_cookies_and_forged_headers_change_nothing(
 async def test_new_cookies_from_one_address_add_only_a_few_users(make_site):
     async with make_site(rate_limit_per_minute=100, web_new_visitors_per_address=5) as site:
         statuses = []
-        for i in range(8):
+        for _ in range(8):
             async with visitor() as http:
                 token = await csrf(http, site.url + "/")
                 r = await http.post(site.url + "/chat/turn", data=turn_form(audio=NOT_AUDIO), headers={"X-CSRF-Token": token})

@@ -91,6 +91,9 @@ class LevelMeterAvatar:
     async def is_ready(self, avatar: str) -> bool:
         return avatar == "meter"
 
+    async def face_stream(self, avatar: str, size: int) -> None:
+        return None  # no live face: live talk in these tests is voice only
+
     async def render(self, audio: Audio, avatar: str, text: str = "") -> bytes:
         from adapters.video import encode_mp4
 

@@ -28,7 +28,7 @@ class CosyVoiceEngine:
 
     def _load(self, model_dir: Path):
         if self._model is None:
-            from cosyvoice.cli.cosyvoice import CosyVoice  # type: ignore[import-not-found]
+            from cosyvoice.cli.cosyvoice import CosyVoice
 
             if not model_dir.is_dir():
                 raise EngineError(f"No CosyVoice weights in {model_dir}.")

@@ -236,10 +236,10 @@ class RvcEngine:
         out = net.infer(torch.from_numpy(np.ascontiguousarray(feats))[None].to(self.device),
                         torch.from_numpy(coarse_f0(f0))[None].to(self.device),
                         torch.from_numpy(f0)[None].to(self.device), sid=p.speaker_id)
-        out = out.float().cpu().numpy().astype(np.float32)
+        wave = out.float().cpu().numpy().astype(np.float32)
         trim = CONTEXT_SECONDS * info.sample_rate
-        out = out[trim: len(out) - trim]
+        wave = wave[trim: len(wave) - trim]
         if p.rms_mix_rate != 1:
-            out = mix_rms(x, RATE, out, info.sample_rate, p.rms_mix_rate)
-        peak = float(np.abs(out).max(initial=0)) / 0.99
-        return (out / peak if peak > 1 else out).astype(np.float32), info.sample_rate
+            wave = mix_rms(x, RATE, wave, info.sample_rate, p.rms_mix_rate)
+        peak = float(np.abs(wave).max(initial=0)) / 0.99
+        return (wave / peak if peak > 1 else wave).astype(np.float32), info.sample_rate

@@ -14,8 +14,8 @@ from pathlib import Path
 from adapters.media import Source
 from bot.wiring import Services
 from core.errors import BadInput
-from core.types import Job
-from storage.avatars import Avatar, AvatarRepository
+from core.types import Avatar, Job
+from storage.avatars import AvatarRepository
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 ENGINES = ("lite", "geneface")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
-from typing import AsyncIterator
+from typing import AsyncGenerator
 
 from adapters.media import decode_audio
 from bot.wiring import Services
@@ -54,7 +54,7 @@ class Dialogue:
         )
 
     async def reply(self, msg: Incoming, *, speak: bool = True, audio: Audio | None = None,
-                    live: bool = False, video_parts: bool = False) -> AsyncIterator[Frame]:
+                    live: bool = False, video_parts: bool = False) -> AsyncGenerator[Frame, None]:
         """`live`: the answer ends at speech (the live page draws the face as it speaks) and is not stored;
         the caller stores what the person heard with `remember_heard`. `video_parts`: the face comes a
         sentence at a time (a page that plays the voice as it comes shows the face with it)."""

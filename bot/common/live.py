@@ -15,10 +15,11 @@ any of the answer was heard (a pause mid-sentence), the answer is dropped and bo
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
@@ -27,8 +28,12 @@ from bot.common.dialogue import Dialogue, Incoming
 from bot.common.slots import ReplySlots, busy_note
 from core.errors import DoppelError, NoSpeech
 from core.heard import heard_answer
+from core.ports import FaceStream
 from core.turn_taking import NotSpeech, Paused, Resumed, SpeechStarted, TurnConfig, TurnTaker, Utterance
 from core.types import Audio, AudioFrame, ReplyDone, SentenceFrame, TranscriptFrame
+
+if TYPE_CHECKING:
+    from bot.wiring import Services
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +249,7 @@ class LiveConversation:
             async with aclosing(self.dialogue.reply(self.person, audio=audio, live=True)) as frames:
                 async for frame in frames:
                     if answer.held:
-                        answer.later.append(lambda frame=frame: self._show(answer, frame))
+                        answer.later.append(functools.partial(self._show, answer, frame))
                     else:
                         self._show(answer, frame)
         except NoSpeech:
@@ -320,10 +325,9 @@ class LiveConversation:
             await self._store_heard(self._answer)
 
 
-async def live_face(services, avatar: str):
-    """The avatar's face drawn as it speaks (a geneface.stream.FaceStream), sharing the loaded engine; None when this
-    server's renderer draws no live faces. Raises a DoppelError saying why when this avatar cannot talk live."""
-    make = getattr(services.renderer, "face_stream", None)
-    if make is None:
+async def live_face(services: Services, avatar: str) -> FaceStream | None:
+    """The avatar's face drawn as it speaks, sharing the loaded engine; None when this server has no renderer or its
+    renderer draws no live faces. Raises a DoppelError saying why when this avatar cannot talk live."""
+    if services.renderer is None:
         return None
-    return await make(avatar, size=services.settings.avatar_live_size)
+    return await services.renderer.face_stream(avatar, size=services.settings.avatar_live_size)

@@ -8,7 +8,7 @@ from core.errors import RateLimited
 
 
 class RateLimiter:
-    def __init__(self, per_minute: int, *, burst: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, per_minute: float, *, burst: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = per_minute / 60.0  # tokens a second
         self.capacity = float(burst if burst is not None else max(1, per_minute))
         self.clock = clock

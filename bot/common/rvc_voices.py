@@ -79,7 +79,8 @@ async def add_rvc_voice(services: Services, name: str, model: tuple[str, bytes],
             raise BadInput(exc.message, detail=exc.detail) from None
         if params.speaker_id >= info.speakers:
             raise BadInput(f"This model has speaker ids 0 to {info.speakers - 1}; {params.speaker_id} is not one of them.")
-        seconds = await _test_conversion(services, params.to_params(), info.sample_rate, language)
+        seconds = await _test_conversion(services, Voice(name, VoiceEngine.RVC, language, False, params.to_params()),
+                                         info.sample_rate)
         staged_model.replace(final_model)
         if staged_index is not None and final_index is not None:
             staged_index.replace(final_index)
@@ -97,21 +98,17 @@ async def add_rvc_voice(services: Services, name: str, model: tuple[str, bytes],
     return RegisteredRvc(voice, info.version, info.sample_rate, info.speakers, seconds)
 
 
-async def _test_conversion(services: Services, params: dict, sample_rate: int, language: str) -> float:
-    """The worker that will serve the voice speaks a test sentence in it; any failure is the admin's refusal."""
-    from RVC.client import Request
-
+async def _test_conversion(services: Services, voice: Voice, sample_rate: int) -> float:
+    """What will serve the voice (the voice worker, or the Ray replicas) speaks a test sentence in it; any failure
+    is the admin's refusal."""
     converter = services.converters.get(VoiceEngine.RVC)
-    worker = getattr(converter, "worker", None)
-    if worker is None:
+    if converter is None:
         raise BadInput("This server has no voice worker for RVC voices.")
     try:
-        outputs = [a async for a in worker.stream([Request(VoiceEngine.RVC.value, params, text=TEST_SENTENCE,
-                                                           language=language)])]
+        audio = await converter.preview(voice, TEST_SENTENCE)
     except DoppelError as exc:
         raise BadInput(f"The test sentence could not be converted: {exc.message}", detail=exc.detail) from None
-    audio = outputs[0] if outputs else None
-    if audio is None or audio.samples.size == 0 or not np.isfinite(audio.samples).all():
+    if audio.samples.size == 0 or not np.isfinite(audio.samples).all():
         raise BadInput("The test sentence came out empty or broken; the model does not work with these settings.")
     if audio.sample_rate != sample_rate:
         raise BadInput(f"The model says {sample_rate} Hz but its audio came out at {audio.sample_rate} Hz.")

@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from adapters.media import Source, decode_audio, encode_wav
 from bot.wiring import Services
@@ -100,7 +101,7 @@ def _check_set(new: list[Audio], existing: list[Path], profile: str) -> None:
     check_reference(kept + new, limits_for(profile), new_from=len(kept))
 
 
-async def add_voice(services: Services, name: str, files: list[tuple[str, Source]], transcripts: list[str | None] | None = None,
+async def add_voice(services: Services, name: str, files: Sequence[tuple[str, Source]], transcripts: list[str | None] | None = None,
                     *, engine: VoiceEngine = VoiceEngine.LITE, notify_chat: str | None = None, max_steps: int = 0,
                     gpu: int | None = None) -> AddedVoice:
     """Every clip is checked before anything is written, so a bad file leaves no half-made voice behind.
@@ -129,7 +130,7 @@ async def add_voice(services: Services, name: str, files: list[tuple[str, Source
         else:
             transcript = await services.recognizer.transcribe(audio, language)
             sure = is_confident(transcript, language)
-            if sure and language and hasattr(services.recognizer, "language_probability"):
+            if sure and language:
                 heard = await asyncio.to_thread(services.recognizer.language_probability, audio, language)
                 sure = heard is None or heard >= UNSURE_LANGUAGE
             source = "asr" if sure else "asr-unsure"

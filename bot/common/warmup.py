@@ -22,10 +22,10 @@ _KEY = ConversationKey("warm-up", "warm-up")  # speak() stores nothing, so this 
 
 
 def _load(services: Services) -> None:
-    for engine in (services.recognizer, services.chat_model, *services.synthesizers):
-        warm = getattr(engine, "warm_up", None)
-        if callable(warm):
-            warm()
+    services.recognizer.warm_up()
+    services.chat_model.warm_up()
+    for synthesizer in services.synthesizers:
+        synthesizer.warm_up()
 
 
 async def warm_up(services: Services, *, voice: str | None = None, avatar: str | None = None) -> float:
@@ -55,7 +55,7 @@ async def warm_up(services: Services, *, voice: str | None = None, avatar: str |
     if spoken:
         language = None if settings.language == "auto" else settings.language
         try:
-            await services.recognizer.transcribe(audio_ops.join(spoken), language)  # type: ignore[attr-defined]
+            await services.recognizer.transcribe(audio_ops.join(spoken), language)
         except DoppelError as exc:
             log.warning("warm-up: speech recognition said %s", exc.code)
         renderer = services.pipeline.renderer

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Coroutine
+from typing import Any, Coroutine
 
 import discord
 from discord import app_commands
@@ -48,7 +48,7 @@ class DoppelDiscord(discord.Client):
     def __init__(self, services: Services) -> None:
         settings = services.settings
         point_at(settings.discord_api_url, settings.discord_gateway_url)
-        shards = {"shard_id": settings.discord_shard_id, "shard_count": settings.discord_shard_count} \
+        shards: dict[str, Any] = {"shard_id": settings.discord_shard_id, "shard_count": settings.discord_shard_count} \
             if settings.discord_shard_count else {}
         super().__init__(intents=intents(), allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
                          **shards)
@@ -64,8 +64,9 @@ class DoppelDiscord(discord.Client):
         self._stop_sweeping = asyncio.Event()
         self._sweeping: asyncio.Task | None = None
         self.tree = app_commands.CommandTree(self)
-        self.tree.on_error = on_app_command_error
-        self.tree.interaction_check = self._first_to_claim
+        # discord.py's documented way to handle a tree's errors and checks is to replace these two hooks
+        self.tree.on_error = on_app_command_error  # type: ignore[method-assign]
+        self.tree.interaction_check = self._first_to_claim  # type: ignore[method-assign]
         for command in (*chat_commands.COMMANDS, *settings_commands.COMMANDS, *admin_commands.COMMANDS,
                         *rvc_commands.COMMANDS):
             self.tree.add_command(command)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import asynccontextmanager, suppress
-from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine
 
 import discord
 
@@ -82,13 +82,13 @@ class MessageClaims:
             task.cancel()
         await asyncio.gather(*self._answering.values(), *self._closing.values(), return_exceptions=True)
 
-    async def sweep(self, bot: "DoppelDiscord", answer: Callable[[discord.Message], Awaitable[None]]) -> None:
+    async def sweep(self, bot: "DoppelDiscord", answer: Callable[[discord.Message], Coroutine[Any, Any, None]]) -> None:
         """Answer the inbox's messages whose replica died mid-answer (their claims ran out), fetched by REST."""
         for payload in await self.handled.due(self.holder, self.lease):
             message_id = int(payload["message_id"])
             try:
                 channel = bot.get_channel(int(payload["channel_id"])) or await bot.fetch_channel(int(payload["channel_id"]))
-                message = await channel.fetch_message(message_id)  # type: ignore[union-attr]
+                message = await channel.fetch_message(message_id)  # type: ignore[union-attr]  # a claimed message's channel is a text channel; discord.py's union has others
             except (discord.NotFound, discord.Forbidden):
                 log.info("message %s is gone or out of reach; not answering it", message_id)
                 await self.handled.mark(message_id)
@@ -99,7 +99,7 @@ class MessageClaims:
                 continue
             bot.background(answer(message))
 
-    async def run_sweeps(self, bot: "DoppelDiscord", answer: Callable[[discord.Message], Awaitable[None]],
+    async def run_sweeps(self, bot: "DoppelDiscord", answer: Callable[[discord.Message], Coroutine[Any, Any, None]],
                          stop: asyncio.Event) -> None:
         """Sweep every third of the lease until `stop` (never cancelled mid-query, which would strand a connection)."""
         while not stop.is_set():

@@ -30,6 +30,7 @@ def addressed_to_me(bot: "DoppelDiscord", message: discord.Message) -> bool:
 
 def _question_text(bot: "DoppelDiscord", message: discord.Message) -> str:
     text = message.content
+    assert bot.user is not None  # logged in before any message arrives
     for mention in (f"<@{bot.user.id}>", f"<@!{bot.user.id}>"):
         text = text.replace(mention, " ")
     return " ".join(text.split())
@@ -43,7 +44,7 @@ async def on_message(bot: "DoppelDiscord", message: discord.Message) -> None:
             return  # answered already (a replayed event), or being answered by another replica
         try:
             await _answer(bot, message)
-        except Exception as exc:  # noqa: BLE001 — every failure becomes one reply; errors.tell logs what is unexpected
+        except Exception as exc:  # every failure becomes one reply; errors.tell logs what is unexpected
             await tell(message, exc, bot.error_replies)
 
 

@@ -43,7 +43,7 @@ def retry_dropped_calls(http: HTTPClient, *, attempts: int = 4, base_delay: floa
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 
-    http.request = request  # type: ignore[method-assign]
+    http.request = request  # type: ignore[method-assign]  # the retrying request wraps discord.py's own, on this client only
 
 
 def _with_nonce(kwargs: dict, form: Any) -> Any:

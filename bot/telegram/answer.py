@@ -98,7 +98,7 @@ class Answerer:
             return False
         chat = await s.chats.get(incoming.chat_id)
         avatar = chat.avatar or s.settings.avatar or s.personas.get(chat.persona or s.settings.persona).avatar
-        return bool(avatar) and await s.renderer.is_ready(avatar)
+        return avatar is not None and avatar != "" and await s.renderer.is_ready(avatar)
 
     async def _show_text(self, message: Message, text: str, state: _Sending, final: bool = False) -> None:
         if state.text_final:

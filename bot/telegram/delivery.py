@@ -12,8 +12,10 @@ mid-answer its claim runs out and another replica's sweep (`Sweeper`) answers th
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from contextlib import suppress
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.types import Update
@@ -25,6 +27,11 @@ from storage.owners import replica_id
 from storage.updates import HandledUpdates
 
 log = logging.getLogger(__name__)
+
+
+def _forget(running: dict[int, Any], key: int, _done: object) -> None:
+    """A finished task leaves the table of running ones (a done-callback, bound to its key when it started)."""
+    running.pop(key, None)
 
 
 class Delivery:
@@ -49,7 +56,7 @@ class Delivery:
         if task is None:
             task = asyncio.create_task(self._handle(update), name=f"update-{update.update_id}")
             self.in_flight[update.update_id] = task
-            task.add_done_callback(lambda _t, uid=update.update_id: self.in_flight.pop(uid, None))
+            task.add_done_callback(functools.partial(_forget, self.in_flight, update.update_id))
         return task
 
     async def _handle(self, update: Update) -> bool:

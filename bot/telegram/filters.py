@@ -22,9 +22,8 @@ class Addressed(BaseFilter):
 def mentions(message: Message, username: str, bot_id: int) -> bool:
     text = message.text or message.caption or ""
     for entity in message.entities or message.caption_entities or []:
-        if entity.type == "mention" and username:
-            if entity.extract_from(text).lstrip("@").lower() == username.lower():
-                return True
+        if entity.type == "mention" and username and entity.extract_from(text).lstrip("@").lower() == username.lower():
+            return True
         if entity.type == "text_mention" and entity.user is not None and entity.user.id == bot_id:
             return True
     return False

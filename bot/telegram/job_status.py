@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
@@ -18,6 +20,11 @@ def notify_target(chat_id: int) -> str:
     return f"tg:{chat_id}"
 
 
+def _forget(running: dict[int, Any], key: int, _done: object) -> None:
+    """A finished task leaves the table of running ones (a done-callback, bound to its key when it started)."""
+    running.pop(key, None)
+
+
 class JobStatusMessages:
     def __init__(self, bot: Bot, jobs: JobRepository, interval: float = 3.0) -> None:
         self.bot = bot
@@ -29,7 +36,7 @@ class JobStatusMessages:
         if job.id not in self._tasks:
             task = asyncio.create_task(self._follow(chat_id, job.id), name=f"job-status-{job.id}")
             self._tasks[job.id] = task
-            task.add_done_callback(lambda _t, jid=job.id: self._tasks.pop(jid, None))
+            task.add_done_callback(functools.partial(_forget, self._tasks, job.id))
 
     async def resume(self) -> int:
         """After a restart: a fresh status message for every unfinished job a Telegram chat asked for."""

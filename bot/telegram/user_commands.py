@@ -105,13 +105,13 @@ async def cancel(message: Message, command: CommandObject, services: Services, q
 
         await cancel_job(message, args, services, is_admin)
         return
-    if not queue.cancel(user_key(message.from_user.id)):  # type: ignore[union-attr]
+    if not queue.cancel(user_key(message.from_user.id)):  # type: ignore[union-attr]  # commands come from users, never from a channel's own posts
         await message.answer("I am not working on anything for you.", parse_mode=None)
     # when something was running, its own handler says "Stopped" as it ends
 
 
 async def mydata(message: Message, services: Services) -> None:
-    uid = user_key(message.from_user.id)  # type: ignore[union-attr]
+    uid = user_key(message.from_user.id)  # type: ignore[union-attr]  # commands come from users, never from a channel's own posts
     data = await services.history.export_user(uid)
     chat = await services.chats.get(chat_key(message.chat.id))
     data["chat_settings"] = {"persona": chat.persona, "voice": chat.voice, "avatar": chat.avatar, "language": chat.language}
@@ -121,7 +121,7 @@ async def mydata(message: Message, services: Services) -> None:
 
 
 async def forget(message: Message, services: Services, queue: UserQueue, access: AccessPolicy) -> None:
-    uid = message.from_user.id  # type: ignore[union-attr]
+    uid = message.from_user.id  # type: ignore[union-attr]  # commands come from users, never from a channel's own posts
     queue.cancel(user_key(uid))
     before = await services.users.get(user_key(uid))
     removed = await services.history.delete_user(user_key(uid))
@@ -135,7 +135,7 @@ async def forget(message: Message, services: Services, queue: UserQueue, access:
 
 
 def _conversation(message: Message) -> ConversationKey:
-    return ConversationKey(user_key(message.from_user.id), chat_key(message.chat.id))  # type: ignore[union-attr]
+    return ConversationKey(user_key(message.from_user.id), chat_key(message.chat.id))  # type: ignore[union-attr]  # commands come from users, never from a channel's own posts
 
 
 def make_router() -> Router:

@@ -165,7 +165,7 @@ class AdminPages:
 
     async def add_photo(self, request: Request) -> Response:
         form = await read_form(request, _MAX_PHOTO_BYTES)
-        _, photo = await take_file(form, "photo", PHOTO, _MAX_PHOTO_BYTES)  # type: ignore[misc]
+        _, photo = await take_file(form, "photo", PHOTO, _MAX_PHOTO_BYTES)  # type: ignore[misc]  # a required file: take_file returns one or refuses the form
         avatar = await add_photo_avatar(self.services, str(form.get("name") or "").strip(), photo)
         return back_with_notice(request, f"Avatar '{avatar.name}' is ready: it talks from this photo.", "/admin/avatars")
 

@@ -124,7 +124,7 @@ class ChatPages:
     async def admit(self, request: Request, user: str, address: str) -> None:
         """The same access rules as the bots, held by the client's address too, since a cookie can be dropped."""
         users = self.ctx.services.users
-        if not (await self.access.decide(session_id(request))).allowed:  # type: ignore[arg-type]
+        if not (await self.access.decide(session_id(request))).allowed:  # type: ignore[arg-type]  # the session is made before any chat page is served
             raise NotAllowed()
         by_address = await users.get(address_key(address))
         if by_address is not None and not by_address.allowed:

@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import av
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -33,6 +34,10 @@ from bot.web.live_video import AvatarVideoTrack
 from bot.web.security import check_csrf, client_address, web_user
 from core.errors import BadInput, DoppelError
 from core.turn_taking import TurnConfig
+
+if TYPE_CHECKING:
+    from aiortc import RTCDataChannel
+    from av import AudioFrame
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +63,7 @@ class LiveSession:
     face: AvatarVideoTrack | None = None  # the talking head, when an avatar is shown and can talk live
     started: float = field(default_factory=time.monotonic)
     tasks: list[asyncio.Task] = field(default_factory=list)
-    channel: object = None  # the page's data channel, once it opened
+    channel: RTCDataChannel | None = None  # the page's data channel, once it opened
     pending: list[str] = field(default_factory=list)  # events made before the channel opened
     closing: asyncio.Task | None = None
     closed: bool = False
@@ -66,7 +71,7 @@ class LiveSession:
     def emit(self, event: str, data: dict) -> None:
         message = json.dumps({"event": event, **data}, ensure_ascii=False)
         channel = self.channel
-        if channel is not None and getattr(channel, "readyState", "") == "open":
+        if channel is not None and channel.readyState == "open":
             channel.send(message)
         elif len(self.pending) < 200:
             self.pending.append(message)
@@ -224,10 +229,10 @@ class LivePages:
             try:
                 frame = await asyncio.wait_for(track.recv(), wait)
                 wait = self.idle_seconds
-            except (asyncio.TimeoutError, MediaStreamError):
+            except (TimeoutError, MediaStreamError):
                 self._close_soon(session, "no audio from the page")
                 return
-            for out in resampler.resample(frame):
+            for out in resampler.resample(cast("AudioFrame", frame)):  # an audio track's frames
                 session.conversation.hear(out.to_ndarray().reshape(-1))
 
     def _close_soon(self, session: LiveSession, reason: str) -> None:

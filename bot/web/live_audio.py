@@ -98,7 +98,9 @@ class AnswerAudioTrack(MediaStreamTrack):
 class FaceTrack(Protocol):
     """The avatar's video track (bot/web/live_video.py): mouth motion for audio starting at a media time."""
 
-    def speak(self, audio: Audio, start_at: float) -> None: ...
+    def speak(self, audio: Audio, start_at: float) -> object:
+        """Returns what the track hands back (a future of the drawing), which this side does not wait for."""
+        ...
 
     def interrupt(self) -> None: ...
 

@@ -81,10 +81,11 @@ class AvatarVideoTrack(MediaStreamTrack):
             n = self._next
             if self.clock.now() >= (n + 1) / self.fps:  # late by more than a frame: show what is due now
                 n = math.floor(self.clock.now() * self.fps)
-            while (wait := n / self.fps - self.clock.now()) > 0:
+            while (wait := n / self.fps - self.clock.now()) > 0:  # noqa: ASYNC110 - waits on a clock, which no event marks
                 await asyncio.sleep(min(wait, 0.1))
             pts = self._early + n
-        while self._fallback is None and self._last_idle is None and self._error is None:  # the first frame is being drawn
+        # the first frame is being drawn (in a thread, which has no event to set)
+        while self._fallback is None and self._last_idle is None and self._error is None:  # noqa: ASYNC110 - see above
             await asyncio.sleep(0.005)
         if self._error is not None:
             self.stop()
@@ -115,6 +116,7 @@ class AvatarVideoTrack(MediaStreamTrack):
             frame = idle
         if frame is None:
             frame = self._fallback if self._fallback is not None else self._last_idle
+            assert frame is not None  # recv() waits until a first frame is drawn
             self.repeated += 1
         self.shown += 1
         for frames in (self._speech, self._idle):
@@ -206,6 +208,7 @@ class AvatarVideoTrack(MediaStreamTrack):
             # a new utterance, or one after a pause: its first frame starts the face stream afresh
             self.face.reset()
             self._anchor = anchor = (generation, start, job.start_at)
+        assert anchor is not None  # set just above when it did not follow on
         n = first = anchor[1] + self.face.frames_made
         made = 0
         for frame in self.face.stream(job.audio, pose=n):

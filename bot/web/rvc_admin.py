@@ -27,6 +27,7 @@ class RvcAdminPages:
         limit = self.ctx.services.settings.web_max_model_bytes
         form = await read_form(request, limit, files=2)
         model = await take_file(form, "model", MODEL, limit)
+        assert model is not None  # a required file, or take_file refused the form
         index = await take_file(form, "index", INDEX, limit, required=False)
         settings = {k: str(form.get(k)).strip() for k in SETTINGS if str(form.get(k) or "").strip()}
         added = await add_rvc_voice(self.ctx.services, str(form.get("name") or "").strip(), model, index, settings)

@@ -67,9 +67,10 @@ def crop_boxes(points: list[np.ndarray | None]) -> np.ndarray:
     if not known:
         raise ValueError("no landmarks")
     rigid = [27, 28, 29, 30, 36, 39, 42, 45]
-    anchor = np.array([points[i][rigid].mean(0) for i in known])
-    tip = np.array([points[i][33] - points[i][rigid].mean(0) for i in known])
-    jaw = np.array([np.linalg.norm(points[i][2] - points[i][14]) for i in known])
+    present = [p for p in points if p is not None]  # in the order of `known`
+    anchor = np.array([p[rigid].mean(0) for p in present])
+    tip = np.array([p[33] - p[rigid].mean(0) for p in present])
+    jaw = np.array([np.linalg.norm(p[2] - p[14]) for p in present])
     side = float(np.median(jaw) * 1.25)
     offset = np.median(tip, axis=0)
     ax = np.interp(np.arange(n), known, anchor[:, 0]) + offset[0]
@@ -198,7 +199,8 @@ def prepare(footage, size: int, mel_frames: np.ndarray | None = None, check=None
     import torch
 
     boxes = crop_boxes(footage.points)
-    parts, batch = [], []
+    parts: list[torch.Tensor] = []
+    batch: list[np.ndarray] = []
 
     def flush() -> None:
         start = sum(len(p) for p in parts)

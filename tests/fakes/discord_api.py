@@ -41,7 +41,7 @@ from tests.fakes.discord_state import (
     timestamp,
 )
 
-__all__ = ["FakeDiscord", "Posted", "Upload", "IS_VOICE_MESSAGE", "EPHEMERAL", "DROP", "DROP_AFTER"]
+__all__ = ["DROP", "DROP_AFTER", "EPHEMERAL", "IS_VOICE_MESSAGE", "FakeDiscord", "Posted", "Upload"]
 DROP = 0  # a failure that is no answer at all: the connection closes before Discord does anything
 DROP_AFTER = 1  # Discord does what was asked, then the connection closes before the answer
 
@@ -98,7 +98,7 @@ class FakeDiscord(DiscordState):
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # aiohttp's server behind a started site; it has sockets by now
         self.base = f"http://127.0.0.1:{port}"
         return self
 
@@ -335,7 +335,7 @@ class FakeDiscord(DiscordState):
             pairs.append((meta, part))
         if len(pairs) < len(draft.files):
             # files sent without an attachments entry still count, the way the API treats them
-            for index, part in sorted(draft.files.items()):
+            for _index, part in sorted(draft.files.items()):
                 if not any(int(m["id"]) == index for m, _ in pairs):
                     pairs.append(({"id": index, "filename": part.filename}, part))
         flags = int(payload.get("flags") or 0)
@@ -382,7 +382,7 @@ class FakeDiscord(DiscordState):
         for key in ("content", "embeds", "components"):
             if key in draft.payload:
                 posted.payload[key] = draft.payload[key] or ([] if key != "content" else "")
-        for index, part in sorted(draft.files.items()):
+        for _index, part in sorted(draft.files.items()):
             meta = self._attachment(posted.channel_id, part.filename, part.data, part.content_type)
             posted.payload["attachments"].append(meta)
             posted.files.append(part.data)

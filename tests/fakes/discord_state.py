@@ -21,7 +21,7 @@ ALL_PERMISSIONS = (1 << 51) - 1
 
 
 def timestamp() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat()
+    return dt.datetime.now(dt.UTC).isoformat()
 
 
 @dataclass

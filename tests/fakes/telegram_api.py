@@ -93,7 +93,7 @@ class FakeTelegram:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # aiohttp's server behind a started site; it has sockets by now
         self.base_url = f"http://127.0.0.1:{port}"
         return self.base_url
 
@@ -232,7 +232,7 @@ class FakeTelegram:
                     raise TimeoutError(f"waited {timeout:.0f} s; the bot sent: {[(s.method, s.chat_id, s.text[:60]) for s in self.sent]}")
                 try:
                     await asyncio.wait_for(self._changed.wait(), left)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     # ---- the HTTP side ----
@@ -320,7 +320,7 @@ class FakeTelegram:
                     if 200 <= resp.status < 300:
                         self.updates = [u for u in self.updates if u["update_id"] != update["update_id"]]
                         return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             await asyncio.sleep(0.3)
 
@@ -350,7 +350,7 @@ class FakeTelegram:
             while not self.updates and time.monotonic() < deadline:
                 try:
                     await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
         batch = self.updates[:limit]
         self.delivered.extend(u["update_id"] for u in batch)
