@@ -16,9 +16,10 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 @dataclass
@@ -80,3 +81,28 @@ def postgres() -> Iterator[Cluster]:
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
                        capture_output=True, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class Database:
+    backend: str  # "sqlite" or "postgresql"
+    url: str
+    engine: AsyncEngine
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated database on each backend doppel supports: a SQLite file, and a fresh database of this session's
+    cluster (started only when a PostgreSQL case runs; a test module imports `postgres` beside this fixture)."""
+    from storage.db import create_engine, upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'doppel.db'}"
+    else:
+        url = await request.getfixturevalue("postgres").fresh_database()
+    engine = create_engine(url)
+    await upgrade(engine)
+    try:
+        yield Database(request.param, url, engine)
+    finally:
+        await engine.dispose()

@@ -8,23 +8,14 @@ import pytest
 from aiogram.fsm.storage.base import StorageKey
 
 from bot.telegram.fsm_storage import ChatSettingsStorage
-from storage.db import create_engine, session_factory, upgrade
+from storage.db import session_factory
 from storage.users import ChatSettingsRepository
-from tests.postgres import postgres  # noqa: F401  (fixture)
+from tests.postgres import Database, database, postgres  # noqa: F401 - pytest fixtures, requested by name
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def storage(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'doppel.db'}"
-    else:
-        url = await request.getfixturevalue("postgres").fresh_database()
-    engine = create_engine(url)
-    await upgrade(engine)
-    try:
-        yield ChatSettingsStorage(ChatSettingsRepository(session_factory(engine)))
-    finally:
-        await engine.dispose()
+@pytest.fixture
+def storage(database: Database):
+    return ChatSettingsStorage(ChatSettingsRepository(session_factory(database.engine)))
 
 
 async def test_flows_of_several_members_in_one_group_keep_every_step(storage):

@@ -10,25 +10,16 @@ import pytest
 
 from core.tokens import MESSAGE_OVERHEAD, token_bound
 from core.types import ChatMessage, ConversationKey
-from storage.db import create_engine, session_factory, upgrade
+from storage.db import session_factory
 from storage.history import HistoryRepository
-from tests.postgres import postgres  # noqa: F401  (fixture)
+from tests.postgres import Database, database, postgres  # noqa: F401 - pytest fixtures, requested by name
 
 BUDGET = 1200  # the default (adapters/settings.py)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def history(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'doppel.db'}"
-    else:
-        url = await request.getfixturevalue("postgres").fresh_database()
-    engine = create_engine(url)
-    await upgrade(engine)
-    try:
-        yield HistoryRepository(session_factory(engine))
-    finally:
-        await engine.dispose()
+@pytest.fixture
+def history(database: Database):
+    return HistoryRepository(session_factory(database.engine))
 
 
 def cost(messages: list[ChatMessage]) -> int:

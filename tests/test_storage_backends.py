@@ -9,12 +9,12 @@ from types import SimpleNamespace
 import pytest
 
 from core.types import ConversationKey, JobStatus, VoiceEngine
-from storage.db import create_engine, session_factory, upgrade
-from tests.postgres import postgres  # noqa: F401 - a pytest fixture, requested by name
+from storage.db import create_engine, session_factory
+from tests.postgres import Database, database, postgres  # noqa: F401 - pytest fixtures, requested by name
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def repos(request, tmp_path):
+@pytest.fixture
+async def repos(database: Database):
     from storage.avatars import AvatarRepository
     from storage.history import HistoryRepository
     from storage.jobs import JobRepository
@@ -22,21 +22,12 @@ async def repos(request, tmp_path):
     from storage.users import ChatSettingsRepository, UserRepository
     from storage.voices import VoiceRepository
 
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'doppel.db'}"
-    else:
-        url = await request.getfixturevalue("postgres").fresh_database()
-    engine = create_engine(url)
-    await upgrade(engine)
-    sessions = session_factory(engine)
-    try:
-        yield SimpleNamespace(
-            backend=request.param, url=url, sessions=sessions, users=UserRepository(sessions),
-            chats=ChatSettingsRepository(sessions), history=HistoryRepository(sessions), voices=VoiceRepository(sessions),
-            avatars=AvatarRepository(sessions), jobs=JobRepository(sessions), telegram=HandledUpdates(sessions, "telegram"),
-        )
-    finally:
-        await engine.dispose()
+    sessions = session_factory(database.engine)
+    return SimpleNamespace(
+        backend=database.backend, url=database.url, sessions=sessions, users=UserRepository(sessions),
+        chats=ChatSettingsRepository(sessions), history=HistoryRepository(sessions), voices=VoiceRepository(sessions),
+        avatars=AvatarRepository(sessions), jobs=JobRepository(sessions), telegram=HandledUpdates(sessions, "telegram"),
+    )
 
 
 async def test_users_chats_and_history(repos):
