@@ -4,8 +4,8 @@ import pytest
 
 from adapters.media import decode_audio, encode_ogg_opus, encode_wav
 from bot.common.dialogue import Dialogue, Incoming
-from core.errors import AudioTooLong, DoppelError, EmptyAudio, NoSpeech, UnknownUser, UnknownVoice, UnreadableAudio
-from core.types import Audio, ConversationKey
+from core.errors import AudioTooLong, DoppelError, EmptyAudio, NoSpeech, UnknownUser, UnreadableAudio
+from core.types import Audio, AudioFrame, ConversationKey, NoteFrame
 from tests.speech import speech_clips
 
 
@@ -53,10 +53,13 @@ async def test_empty_text(services):
     assert isinstance(await reply_error(services, text="   "), NoSpeech)
 
 
-async def test_unknown_voice(services):
+async def test_a_chat_whose_voice_does_not_exist_is_answered_in_the_standard_voice(services):
+    # a missing voice never blocks the reply: the answer is spoken in the standard voice, and the note says why
     await services.chats.set("tg:1", voice="nobody")
-    err = await reply_error(services, text="hello")
-    assert isinstance(err, UnknownVoice) and "nobody" in err.message
+    frames = [f async for f in Dialogue(services).reply(Incoming("tg:1", "tg:1", text="hello"))]
+    notes = [f.text for f in frames if isinstance(f, NoteFrame)]
+    assert any("nobody" in note for note in notes), notes
+    assert any(isinstance(f, AudioFrame) for f in frames)
 
 
 async def test_unknown_user_export(services):
