@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,14 @@ async def services(settings, engines):
         yield svc
     finally:
         await svc.close()
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    # tiny networks gain nothing from a second thread, and on a busy machine its spinning costs seconds a step
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

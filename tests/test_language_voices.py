@@ -13,15 +13,14 @@ import pytest
 from adapters.tts_festival import FestivalSynthesizer, missing_packages
 from adapters.wer import sentence_errors
 from bot.common.dialogue import Dialogue, Incoming
-from adapters.settings import Settings
 from adapters.engines import Engines, build_chat_model
-from bot.wiring import build_services
 from core.errors import BadInput, EngineError
 from core.languages import CANNOT_SPEAK, cannot_speak
 from core.pipeline import ReplyRequest
 from core.types import AudioFrame, ConversationKey, NoteFrame, ReplyDone
 from tests.fakes.polyglot_llm import ANSWERS, PolyglotServer
 from tests.telegram_support import bot_settings, fake_tg, running_bot, texts_to  # noqa: F401  (fixture)
+from tests.test_language import polyglot  # noqa: F401 - a pytest fixture, requested by name
 from tests.test_llm_providers import KEYS, MODELS
 
 TG_USER = 502
@@ -94,19 +93,6 @@ async def test_festival_speaks_off_the_event_loop():
 
 # ---- a language no voice here speaks ----
 
-
-@pytest.fixture
-async def polyglot(tmp_path, engines):
-    async with PolyglotServer() as server:
-        settings = Settings(_env_file=None, data_dir=tmp_path / "var", llm_provider="openai", llm_model=MODELS["openai"],
-                            openai_base_url=server.base_url, openai_api_key=KEYS["openai"])
-        own = Engines(recognizer=engines.recognizer, chat_model=build_chat_model(settings), synthesizers=engines.synthesizers,
-                      converters={}, renderer=None, text_languages=engines.text_languages)
-        services = await build_services(settings, engines=own)
-        try:
-            yield server, services
-        finally:
-            await services.close()
 
 
 @pytest.mark.slow

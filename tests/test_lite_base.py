@@ -28,13 +28,7 @@ class FrameEnergies:
         return np.log1p(spec).astype(np.float32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny networks gain nothing from a second thread, and on a busy machine its spinning costs seconds a step
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _real_clips(count: int) -> tuple[list[np.ndarray], list[bytes]]:

@@ -24,12 +24,7 @@ def _set(seconds: float, dims: int, seed: int) -> dict[str, np.ndarray]:
             "content_scale": np.array(1 / 24, np.float32)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _base(cfg: LiteConfig) -> dict:
